@@ -1,0 +1,118 @@
+"""The embeddings folder: float16 vectors in shards with their ids, and what they are (numpy only).
+
+Layout of a folder `EMB/`:
+  meta.json                 {"format": "eproduct-embeddings", "version": 1, "kind", "dim", "split", ...}
+  vectors-<name>.npy        float16 (rows, dim), one per shard
+  ids-<name>.txt            one id per line (UTF-8), same row order
+
+Parallel writers (`--part i/n`, torchrun ranks) each write their own shards under distinct names;
+readers take the shards in sorted name order. Each file is written to a temporary name and renamed,
+so a killed job never leaves a half-written shard.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import EproductError
+
+FORMAT = "eproduct-embeddings"
+VERSION = 1
+
+
+@dataclass(frozen=True)
+class Embeddings:
+    """All rows of an embeddings folder, in shard order."""
+
+    vectors: np.ndarray  # (N, dim) float16 as stored
+    ids: list[str]
+    kind: str  # seed | seed-3d | penultimate | metric | raw | external
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def dim(self) -> int:
+        return int(self.vectors.shape[1])
+
+
+def _atomic_write_bytes(path: Path, write) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as handle:
+        write(handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def write_meta(folder: str | Path, kind: str, dim: int, **extra) -> None:
+    """Write (or overwrite identically) the folder's meta.json."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    meta = {"format": FORMAT, "version": VERSION, "kind": kind, "dim": int(dim), **extra}
+    _atomic_write_bytes(folder / "meta.json", lambda h: h.write(json.dumps(meta, indent=2).encode()))
+
+
+def write_shard(folder: str | Path, name: str, vectors: np.ndarray, ids: list[str]) -> None:
+    """Write one shard: `vectors` (rows, dim) as float16 and `ids` one per line."""
+    folder = Path(folder)
+    if len(ids) != len(vectors):
+        raise ValueError(f"{len(ids)} ids for {len(vectors)} vectors")
+    bad = [i for i in ids if "\n" in str(i) or "\r" in str(i)]
+    if bad:
+        raise EproductError(f"Ids may not contain line breaks; first bad id: {bad[0]!r}.")
+    array = np.ascontiguousarray(vectors, dtype=np.float16)
+    _atomic_write_bytes(folder / f"ids-{name}.txt", lambda h: h.write("".join(f"{i}\n" for i in ids).encode()))
+    _atomic_write_bytes(folder / f"vectors-{name}.npy", lambda h: np.save(h, array, allow_pickle=False))
+
+
+def read_meta(folder: str | Path) -> dict:
+    path = Path(folder) / "meta.json"
+    if not path.is_file():
+        raise EproductError(
+            f"{folder} is not an embeddings folder (no meta.json). Create one with `eproduct embed`."
+        )
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as err:
+        raise EproductError(f"{path} is not valid JSON ({err}). Re-run `eproduct embed`.") from err
+    if meta.get("format") != FORMAT or meta.get("version") != VERSION:
+        raise EproductError(
+            f"{path} has format {meta.get('format')!r} version {meta.get('version')!r}; this eproduct "
+            f"reads {FORMAT!r} version {VERSION}. Re-run `eproduct embed`."
+        )
+    return meta
+
+
+def read_ids(path: str | Path) -> list[str]:
+    text = Path(path).read_text(encoding="utf-8")
+    return text.splitlines()
+
+
+def read_embeddings(folder: str | Path, mmap: bool = False) -> Embeddings:
+    """Read every shard of an embeddings folder (vectors concatenated in sorted shard order)."""
+    folder = Path(folder)
+    meta = read_meta(folder)
+    vector_files = sorted(folder.glob("vectors-*.npy"))
+    if not vector_files:
+        raise EproductError(f"{folder} holds no vectors-*.npy shards. Re-run `eproduct embed`.")
+    blocks, ids = [], []
+    for vector_file in vector_files:
+        name = vector_file.name[len("vectors-") : -len(".npy")]
+        id_file = folder / f"ids-{name}.txt"
+        if not id_file.is_file():
+            raise EproductError(f"Shard {vector_file.name} in {folder} has no {id_file.name}. Re-run `eproduct embed`.")
+        block = np.load(vector_file, allow_pickle=False, mmap_mode="r" if mmap else None)
+        shard_ids = read_ids(id_file)
+        if block.ndim != 2 or block.shape[0] != len(shard_ids) or block.shape[1] != meta["dim"]:
+            raise EproductError(
+                f"Shard {vector_file.name} in {folder} has shape {block.shape} with {len(shard_ids)} ids; "
+                f"meta.json says dim {meta['dim']}. Re-run `eproduct embed`."
+            )
+        blocks.append(block)
+        ids.extend(shard_ids)
+    vectors = blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
+    return Embeddings(vectors=vectors, ids=ids, kind=str(meta["kind"]), meta=meta)
