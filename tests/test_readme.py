@@ -1,0 +1,29 @@
+"""README's promises stay true: .ci/run runs exactly README's test command."""
+
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _fenced_commands(text: str) -> list[str]:
+    lines, inside = [], False
+    for line in text.splitlines():
+        if line.startswith("```"):
+            inside = not inside
+            continue
+        if inside and line.strip():
+            lines.append(line.strip())
+    return lines
+
+
+def test_ci_runs_readme_test_command():
+    readme = _fenced_commands((ROOT / "README.md").read_text(encoding="utf-8"))
+    ci_lines = [l.strip() for l in (ROOT / ".ci" / "run").read_text().splitlines() if l.strip() and not l.lstrip().startswith("#")]
+    test_command = ci_lines[-1]
+    assert "pytest" in test_command
+    assert test_command in readme, f"README does not show the CI test command {test_command!r}"
+
+
+def test_readme_run_command_starts_the_app():
+    readme = _fenced_commands((ROOT / "README.md").read_text(encoding="utf-8"))
+    assert any("streamlit run app.py" in line and "pip install" in line for line in readme)
