@@ -220,6 +220,15 @@ def _write_images(builder: _Builder, jobs: list[tuple[str, Product, int]], progr
             progress(done, len(jobs))
 
 
+def prepare_output(out: str | Path, overwrite: bool) -> Path:
+    """`out` as a Path, created; refuse an existing non-empty folder unless `overwrite`."""
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not overwrite)):
+        raise EproductError(f"{out} already exists and is not an empty folder. Choose a new folder or pass --overwrite.")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
 def make_synthetic_catalog(
     out: str | Path,
     seed: int = 0,
@@ -239,9 +248,7 @@ def make_synthetic_catalog(
         size_name, size = size, SIZES[size]
     else:
         size_name = "custom"
-    out = Path(out)
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not overwrite)):
-        raise EproductError(f"{out} already exists and is not an empty folder. Choose a new folder or pass overwrite.")
+    out = prepare_output(out, overwrite)
     builder = _Builder(out, seed, size)
     builder.labelled("train", size.train_products, 2)
     builder.labelled("val", size.val_products, 1)

@@ -19,6 +19,48 @@ def _validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _progress_bar(description: str):
+    """A `progress(done, total)` callback drawing a tqdm bar (opened on the first call), and a closer."""
+    from tqdm import tqdm
+
+    bars = []
+
+    def update(done: int, total: int) -> None:
+        if not bars:
+            bars.append(tqdm(desc=description, unit="img", total=total))
+        bars[0].update(done - bars[0].n)
+
+    return update, lambda: bars and bars[0].close()
+
+
+def _synth(args: argparse.Namespace) -> int:
+    from ..synthetic import make_synthetic_catalog
+
+    update, close = _progress_bar("drawing images")
+    try:
+        out = make_synthetic_catalog(args.dir, seed=args.seed, size=args.size, progress=update, overwrite=args.overwrite)
+    finally:
+        close()
+    print(f"synthetic catalog ({args.size}, seed {args.seed}) written to {out}")
+    return 0
+
+
+def _fashion_mnist(args: argparse.Namespace) -> int:
+    from ..fashion_mnist import make_fashion_mnist_catalog
+
+    update, close = _progress_bar("writing images")
+    try:
+        out = make_fashion_mnist_catalog(
+            args.dir, source=args.source, train_per_class=args.train_per_class, long_tail=args.long_tail,
+            queries=args.queries, views=args.views, seed=args.seed, distractors=args.distractors,
+            val_per_class=args.val_per_class, progress=update, overwrite=args.overwrite,
+        )
+    finally:
+        close()
+    print(f"Fashion-MNIST catalog written to {out}")
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     catalog = subparsers.add_parser("catalog", help="validate or create a catalog folder")
     commands = catalog.add_subparsers(dest="catalog_command", required=True)
@@ -29,3 +71,36 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     files.add_argument("--sample", type=int, metavar="N", help="open only N random images per split")
     files.add_argument("--skip-files", action="store_true", help="do not open image files at all")
     validate.set_defaults(func=_validate)
+
+    synth = commands.add_parser(
+        "synth", help="draw the synthetic demo catalog (deterministic by seed)",
+        description="Draw an eProduct-like catalog: 3-level taxonomy, long-tailed leaves, lookalike products "
+        "that differ in fine details, several photos per product, query/index/groundtruth. "
+        "tiny ~400 images (tests), small ~5,000 (the demo), medium ~25,000.",
+    )
+    synth.add_argument("dir", help="output folder (new or empty)")
+    synth.add_argument("--seed", type=int, default=0, help="same seed -> byte-identical catalog (default 0)")
+    synth.add_argument("--size", choices=["tiny", "small", "medium"], default="small", help="default small")
+    synth.add_argument("--overwrite", action="store_true", help="write into a non-empty folder")
+    synth.set_defaults(func=_synth)
+
+    fashion = commands.add_parser(
+        "fashion-mnist", help="make a catalog of real product photos from Fashion-MNIST",
+        description="Train/val from Fashion-MNIST's train split (3-level taxonomy over its 10 classes); "
+        "query/index from its test split as augmented views (mild affine warp, scale, shift, "
+        "brightness/contrast, slight blur and noise): one view per query item is the query, 1..--views "
+        "other views are in the index among distractor items' views. PNGs upscaled 28 -> 56 px. "
+        "Reads --source, else /usr/share/datasets/fashion-mnist (Debian dataset-fashion-mnist), "
+        "else downloads with torchvision.",
+    )
+    fashion.add_argument("dir", help="output folder (new or empty)")
+    fashion.add_argument("--source", metavar="DIR", help="folder with the *-idx?-ubyte(.gz) files")
+    fashion.add_argument("--train-per-class", type=int, default=400, metavar="N", help="train items per class (default 400)")
+    fashion.add_argument("--val-per-class", type=int, metavar="N", help="val items per class (default train-per-class / 6)")
+    fashion.add_argument("--long-tail", action="store_true", help="keep 1/(k+1) of the train items of the k-th class")
+    fashion.add_argument("--queries", type=int, default=500, metavar="N", help="query items from the test split (default 500)")
+    fashion.add_argument("--views", type=int, default=4, metavar="N", help="index views per query item: 1..N, N <= 4 (default 4)")
+    fashion.add_argument("--distractors", type=int, default=2000, metavar="N", help="distractor test items in the index (default 2000)")
+    fashion.add_argument("--seed", type=int, default=0, help="picks items and augmentations (default 0)")
+    fashion.add_argument("--overwrite", action="store_true", help="write into a non-empty folder")
+    fashion.set_defaults(func=_fashion_mnist)
