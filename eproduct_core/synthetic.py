@@ -150,11 +150,6 @@ def _leaf_weights(n: int, tail: float, rng: np.random.Generator) -> np.ndarray:
     return weights / weights.sum()
 
 
-def _allocate(total: int, weights: np.ndarray, minimum: int) -> np.ndarray:
-    counts = np.maximum(minimum, np.round(total * weights).astype(int))
-    return counts
-
-
 def _title(product: Product, leaf: Leaf) -> str:
     extra = ["", "new ", "classic ", "premium ", "vintage "][product.number % 5]
     colour = colour_name(product.colours[0])
@@ -162,10 +157,10 @@ def _title(product: Product, leaf: Leaf) -> str:
 
 
 class _Builder:
-    """Plans products and photos, then renders and writes them."""
+    """Plans products and their photos (which split, which view); draws nothing."""
 
-    def __init__(self, out: Path, seed: int, size: SynthSize) -> None:
-        self.out, self.seed, self.size = out, seed, size
+    def __init__(self, seed: int, size: SynthSize) -> None:
+        self.seed, self.size = seed, size
         self.rng = np.random.default_rng([seed, 7919])
         self.leaves = _leaves(size, self.rng)
         self.weights = _leaf_weights(len(self.leaves), size.tail, self.rng)
@@ -179,7 +174,7 @@ class _Builder:
         return _new_product(self.next_number, leaf, self.leaves, self.rng)
 
     def labelled(self, split: str, total: int, minimum: int) -> None:
-        for leaf, count in enumerate(_allocate(total, self.weights, minimum)):
+        for leaf, count in enumerate(np.maximum(minimum, np.round(total * self.weights).astype(int))):
             for _ in range(int(count)):
                 product = self.product(leaf)
                 for view in range(int(self.rng.integers(1, 4))):
@@ -202,22 +197,46 @@ class _Builder:
             product = self.product(int(self.rng.choice(n_leaves, p=self.weights)))
             self.index_shots += [(product, view) for view in range(int(self.rng.integers(1, 3)))]
 
-    def photo(self, product: Product, view: int, cache: dict[int, Image.Image]) -> bytes:
-        if product.number not in cache:
-            cache.clear()
-            cache[product.number] = render_product(product, self.leaves[product.leaf], self.size.image_px * 2)
-        rng = np.random.default_rng([self.seed, product.number, view])
-        return shoot(cache[product.number], rng, self.size.image_px)
+
+@dataclass(frozen=True)
+class SynthPlan:
+    """Everything a synthetic catalog will contain, before any image is drawn."""
+
+    seed: int
+    size_name: str
+    size: SynthSize
+    leaves: tuple[Leaf, ...]
+    frames: dict[str, pd.DataFrame]  # train, val, query, index, groundtruth rows
+    jobs: tuple[tuple[str, Product, int], ...]  # (relative path, product, view) for every image
 
 
-def _write_images(builder: _Builder, jobs: list[tuple[str, Product, int]], progress: Progress | None) -> None:
-    cache: dict[int, Image.Image] = {}
-    for done, (relative, product, view) in enumerate(jobs, start=1):
-        path = builder.out / relative
+def plan_synthetic(seed: int = 0, size: str | SynthSize = "small") -> SynthPlan:
+    """The rows and products of a synthetic catalog (no drawing); `make_synthetic_catalog` writes it."""
+    if isinstance(size, str):
+        if size not in SIZES:
+            raise EproductError(f"Unknown synthetic size {size!r}; use one of {', '.join(SIZES)}.")
+        size_name, size = size, SIZES[size]
+    else:
+        size_name = "custom"
+    builder = _Builder(seed, size)
+    builder.labelled("train", size.train_products, 2)
+    builder.labelled("val", size.val_products, 1)
+    builder.retrieval()
+    frames, jobs = _plan_rows(builder)
+    return SynthPlan(seed, size_name, size, tuple(builder.leaves), frames, tuple(jobs))
+
+
+def _write_images(out: Path, plan: SynthPlan, progress: Progress | None) -> None:
+    current: tuple[int, Image.Image | None] = (-1, None)
+    side = plan.size.image_px
+    for done, (relative, product, view) in enumerate(plan.jobs, start=1):
+        if current[0] != product.number:  # photos of one product are mostly consecutive
+            current = (product.number, render_product(product, plan.leaves[product.leaf], side * 2))
+        path = out / relative
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(builder.photo(product, view, cache))
-        if progress is not None and (done % 50 == 0 or done == len(jobs)):
-            progress(done, len(jobs))
+        path.write_bytes(shoot(current[1], np.random.default_rng([plan.seed, product.number, view]), side))
+        if progress is not None and (done % 50 == 0 or done == len(plan.jobs)):
+            progress(done, len(plan.jobs))
 
 
 def prepare_output(out: str | Path, overwrite: bool) -> Path:
@@ -238,30 +257,20 @@ def make_synthetic_catalog(
 ) -> Path:
     """Draw a synthetic catalog into `out` (created) and return it.
 
-    `size`: "tiny" (~400 images, for tests), "small" (the demo, a few thousand), "medium" (~5x small),
+    `size`: "tiny" (~400 images, for tests), "small" (the demo, ~5,000), "medium" (~5x small),
     or a `SynthSize`. `progress(done, total)` is called while images are written. An existing
     non-empty `out` is refused unless `overwrite` (then files are overwritten in place).
     """
-    if isinstance(size, str):
-        if size not in SIZES:
-            raise EproductError(f"Unknown synthetic size {size!r}; use one of {', '.join(SIZES)}.")
-        size_name, size = size, SIZES[size]
-    else:
-        size_name = "custom"
-    out = prepare_output(out, overwrite)
-    builder = _Builder(out, seed, size)
-    builder.labelled("train", size.train_products, 2)
-    builder.labelled("val", size.val_products, 1)
-    builder.retrieval()
-    frames, jobs = _plan_rows(builder)
-    _write_images(builder, jobs, progress)
     from .catalog import write_catalog
 
-    write_catalog(out, **frames)
-    info = {"generator": "eproduct synthetic", "seed": seed, "size": size_name, "config": asdict(size),
-            "rows": {name: len(frame) for name, frame in frames.items()}}
+    plan = plan_synthetic(seed, size)
+    out = prepare_output(out, overwrite)
+    _write_images(out, plan, progress)
+    write_catalog(out, **plan.frames)
+    info = {"generator": "eproduct synthetic", "seed": seed, "size": plan.size_name, "config": asdict(plan.size),
+            "rows": {name: len(frame) for name, frame in plan.frames.items()}}
     (out / "synthetic.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-    log.info("synthetic catalog (%s, seed %d) in %s: %s", size_name, seed, out, info["rows"])
+    log.info("synthetic catalog (%s, seed %d) in %s: %s", plan.size_name, seed, out, info["rows"])
     return out
 
 
