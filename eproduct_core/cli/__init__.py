@@ -15,7 +15,11 @@ from ..errors import EproductError
 
 # Each module here defines register(subparsers) and sets `func` on its parsers.
 COMMAND_MODULES = (
+    "demo",
     "catalog",
+    "evaluate",
+    "train",
+    "embed",
 )
 
 

@@ -1,0 +1,281 @@
+"""Evaluation of a search: per-query results and scores, a summary, and sweeps over search settings.
+
+Owns `EvaluationResult`, `evaluate_results` (score ranked id lists), `evaluate_search` (search an
+opened index with already-computed query vectors, timing each query, then score), `evaluate_submission`
+(score a challenge-format submission on the same scale) and `sweep` (one evaluation per cell of a grid
+of `SearchSettings` fields, e.g. hash length x cutoff; cheap because shorter codes are prefixes of the
+stored ones and the query vectors are computed once). numpy/pandas only: never imports torch.
+
+Summary keys (all scores are means over queries that have at least one true match):
+  mar@10_G      MAR@10 normalised by |G| (the report's eq. 5-6, the challenge's score)
+  mar@10_min    MAR@10 normalised by min(10, |G|)
+  recall@K      mean recall@K with the |G| normalisation, for K in `ks`; computed on the returned list,
+                so recall@100 needs at least 100 results per query (mode "cutoff", or k >= 100)
+  mrr           mean reciprocal rank of the first true match
+  mean_candidates, median_candidates   index items that passed the cutoff / were scanned as candidates
+  no_result, no_result_fraction        queries whose result list is empty
+  latency_median_ms, latency_p95_ms    per-query search time (NaN when not timed)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .config import SearchSettings
+from .metrics import first_hit_rank, hits_at_k, recall_at_k
+
+log = logging.getLogger(__name__)
+Progress = Callable[[int, int], None]
+DEFAULT_KS = (1, 5, 10, 100)  # recall@K reported in every summary
+TOP_SHOWN = 10  # ids kept per query in the per-query table (the submission's top 10)
+
+
+@dataclass(frozen=True)
+class EvaluationResult:
+    """Per-query rows (one per query) and the summary dict (see the module docstring for its keys)."""
+
+    per_query: pd.DataFrame  # query_id, n_true, n_results, candidates, latency_ms, hits@10, recall@K, ..., top_ids
+    summary: dict  # the scalar scores and the settings they were measured with
+    results: list[list[str]] = field(default_factory=list, repr=False)  # full ranked ids per query, row order
+
+    def submission_rows(self, k: int = 10) -> list[tuple[str, list[str]]]:
+        """(query_id, top-k ids) pairs for `submission.write_submission`."""
+        return [(str(q), list(ids[:k])) for q, ids in zip(self.per_query["query_id"], self.results)]
+
+    def write(self, out_dir: str | Path) -> tuple[Path, Path]:
+        """Write `per_query.csv` and `summary.json` into `out_dir`; returns both paths."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        csv_path, json_path = out / "per_query.csv", out / "summary.json"
+        self.per_query.to_csv(csv_path, index=False)
+        json_path.write_text(json.dumps(_jsonable(self.summary), indent=2) + "\n", encoding="utf-8")
+        return csv_path, json_path
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return None if np.isnan(value) else float(value)
+    return value
+
+
+def _nanmean(values: Iterable[float]) -> float:
+    array = np.asarray(list(values), dtype=np.float64)
+    array = array[~np.isnan(array)]
+    return float(array.mean()) if array.size else float("nan")
+
+
+def evaluate_results(
+    query_ids: Sequence[str],
+    results: Sequence[Sequence[str]],
+    groundtruth: Mapping[str, set[str]],
+    *,
+    candidates: Sequence[int] | None = None,
+    latencies_ms: Sequence[float] | None = None,
+    settings: SearchSettings | dict | None = None,
+    ks: Sequence[int] = DEFAULT_KS,
+) -> EvaluationResult:
+    """Score ranked id lists (`results[i]` for `query_ids[i]`) against groundtruth (query_id -> true ids).
+
+    A query without groundtruth gets NaN recalls and is left out of every mean; `candidates` defaults
+    to the number of results, `latencies_ms` to NaN.
+    """
+    if len(results) != len(query_ids):
+        raise ValueError(f"{len(results)} result lists for {len(query_ids)} queries")
+    n = len(query_ids)
+    candidates = [len(r) for r in results] if candidates is None else list(candidates)
+    latencies = [float("nan")] * n if latencies_ms is None else [float(x) for x in latencies_ms]
+    rows = []
+    for i, (query_id, ranked) in enumerate(zip(query_ids, results)):
+        truth = set(groundtruth.get(str(query_id), set()))
+        ranked = list(ranked)
+        row: dict[str, Any] = {
+            "query_id": str(query_id), "n_true": len(truth), "n_results": len(ranked),
+            "candidates": int(candidates[i]), "latency_ms": latencies[i],
+            "hits@10": hits_at_k(ranked, truth, 10) if truth else 0,
+        }
+        for k in ks:
+            row[f"recall@{k}"] = recall_at_k(ranked, truth, k, "G")
+        row["recall@10_min"] = recall_at_k(ranked, truth, 10, "min")
+        rank = first_hit_rank(ranked, truth) if truth else None
+        row["first_hit_rank"] = float("nan") if rank is None else rank
+        row["top_ids"] = " ".join(ranked[:TOP_SHOWN])
+        rows.append(row)
+    columns = ["query_id", "n_true", "n_results", "candidates", "latency_ms", "hits@10",
+               *[f"recall@{k}" for k in ks], "recall@10_min", "first_hit_rank", "top_ids"]
+    per_query = pd.DataFrame(rows, columns=columns)
+    summary = summarize(per_query, ks)
+    if settings is not None:
+        summary["settings"] = dataclasses.asdict(settings) if dataclasses.is_dataclass(settings) else dict(settings)
+    return EvaluationResult(per_query=per_query, summary=summary, results=[list(r) for r in results])
+
+
+def summarize(per_query: pd.DataFrame, ks: Sequence[int] = DEFAULT_KS) -> dict:
+    """The summary dict of a per-query table (keys in the module docstring)."""
+    scored = per_query[per_query["n_true"] > 0]
+    ranks = scored["first_hit_rank"].to_numpy(dtype=np.float64)
+    latency = per_query["latency_ms"].to_numpy(dtype=np.float64)
+    timed = latency[~np.isnan(latency)]
+    no_result = int((per_query["n_results"] == 0).sum())
+    summary: dict[str, Any] = {
+        "queries": int(len(per_query)),
+        "scored_queries": int(len(scored)),
+        "mar@10_G": _nanmean(scored["recall@10"]) if "recall@10" in scored else float("nan"),
+        "mar@10_min": _nanmean(scored["recall@10_min"]),
+    }
+    for k in ks:
+        summary[f"recall@{k}"] = _nanmean(scored[f"recall@{k}"])
+    reciprocal = np.zeros_like(ranks)
+    np.divide(1.0, ranks, out=reciprocal, where=~np.isnan(ranks))
+    summary["mrr"] = float(reciprocal.mean()) if len(ranks) else float("nan")
+    summary["mean_candidates"] = float(per_query["candidates"].mean()) if len(per_query) else float("nan")
+    summary["median_candidates"] = float(per_query["candidates"].median()) if len(per_query) else float("nan")
+    summary["no_result"] = no_result
+    summary["no_result_fraction"] = no_result / len(per_query) if len(per_query) else float("nan")
+    summary["latency_median_ms"] = float(np.median(timed)) if timed.size else float("nan")
+    summary["latency_p95_ms"] = float(np.percentile(timed, 95)) if timed.size else float("nan")
+    return summary
+
+
+def search_kwargs(settings: SearchSettings) -> dict:
+    """The `Index.search` keyword arguments of a `SearchSettings`."""
+    return {"bits": settings.bits, "mode": settings.mode, "k": settings.k,
+            "cutoff": settings.cutoff if settings.mode == "cutoff" else None, "rerank": settings.rerank}
+
+
+def run_search(index, query_vectors: np.ndarray, settings: SearchSettings, *, batch_size: int = 1,
+               progress: Progress | None = None) -> tuple[list, list[float]]:
+    """Search all queries in batches of `batch_size`; returns (SearchResults, per-query ms).
+
+    With batch_size 1 each latency is one query's own search time; with larger batches it is the
+    batch's time divided by its size (a throughput figure, not a latency).
+    """
+    vectors = np.asarray(query_vectors, dtype=np.float32)
+    kwargs = search_kwargs(settings)
+    results, latencies = [], []
+    for start in range(0, len(vectors), max(1, batch_size)):
+        block = vectors[start : start + max(1, batch_size)]
+        began = time.perf_counter()
+        found = index.search(block, **kwargs)
+        elapsed = (time.perf_counter() - began) * 1000.0
+        results.extend(found)
+        latencies.extend([elapsed / len(block)] * len(block))
+        if progress is not None:
+            progress(min(start + len(block), len(vectors)), len(vectors))
+    return results, latencies
+
+
+def evaluate_search(
+    index,
+    query_vectors: np.ndarray,
+    query_ids: Sequence[str],
+    groundtruth: Mapping[str, set[str]],
+    settings: SearchSettings,
+    *,
+    ks: Sequence[int] = DEFAULT_KS,
+    batch_size: int = 1,
+    progress: Progress | None = None,
+) -> EvaluationResult:
+    """Search an opened index (`index.open_index`) with query vectors (q, d) and score the results.
+
+    `settings` gives bits/mode/k/cutoff/rerank (`settings.kind` must match the index; checked).
+    """
+    if len(query_vectors) != len(query_ids):
+        raise ValueError(f"{len(query_vectors)} query vectors for {len(query_ids)} query ids")
+    if hasattr(index, "check_compatible"):
+        index.check_compatible(settings.kind, int(np.asarray(query_vectors).shape[1]))
+    found, latencies = run_search(index, query_vectors, settings, batch_size=batch_size, progress=progress)
+    result = evaluate_results(
+        query_ids, [list(r.ids) for r in found], groundtruth, candidates=[int(r.candidates) for r in found],
+        latencies_ms=latencies, settings=settings, ks=ks,
+    )
+    result.summary["timing"] = "per query" if batch_size == 1 else f"batches of {batch_size} (throughput)"
+    return result
+
+
+def evaluate_submission(
+    submission: Mapping[str, Sequence[str]],
+    groundtruth: Mapping[str, set[str]],
+    query_ids: Sequence[str] | None = None,
+    *,
+    ks: Sequence[int] = DEFAULT_KS,
+) -> EvaluationResult:
+    """Score a submission (query_id -> ranked ids, `submission.read_submission`).
+
+    `query_ids` defaults to the groundtruth's queries; a query absent from the submission gets an
+    empty list (recall 0).
+    """
+    ids = list(groundtruth) if query_ids is None else [str(q) for q in query_ids]
+    return evaluate_results(ids, [list(submission.get(q, [])) for q in ids], groundtruth, ks=ks)
+
+
+SWEEP_COLUMNS = ("mar@10_G", "mar@10_min", "recall@1", "recall@100", "mean_candidates", "no_result",
+                 "latency_median_ms", "latency_p95_ms")
+
+
+def sweep(
+    index,
+    query_vectors: np.ndarray,
+    query_ids: Sequence[str],
+    groundtruth: Mapping[str, set[str]],
+    base: SearchSettings,
+    grid: Mapping[str, Sequence[Any]],
+    *,
+    batch_size: int = 1,
+    progress: Progress | None = None,
+) -> pd.DataFrame:
+    """One evaluation per cell of `grid` (SearchSettings field -> values), e.g. {"bits": [...], "cutoff": [...]}.
+
+    Returns a DataFrame with one row per cell: the varied fields, mode/k/rerank, and SWEEP_COLUMNS.
+    Bit lengths above the index's stored bits are skipped with a log message.
+    """
+    names = list(grid)
+    unknown = [n for n in names if n not in {f.name for f in dataclasses.fields(SearchSettings)}]
+    if unknown:
+        raise ValueError(f"unknown search settings in the grid: {unknown}")
+    cells = [dict(zip(names, values)) for values in itertools.product(*(list(grid[n]) for n in names))]
+    stored = getattr(index, "bits", None)
+    rows = []
+    for number, cell in enumerate(cells, start=1):
+        settings = dataclasses.replace(base, **cell)
+        if stored is not None and settings.bits > stored:
+            log.info("sweep: skipping %d bits (the index stores %d)", settings.bits, stored)
+            continue
+        result = evaluate_search(index, query_vectors, query_ids, groundtruth, settings, batch_size=batch_size)
+        row = {"mode": settings.mode, "bits": settings.bits, "cutoff": settings.cutoff if settings.mode == "cutoff" else np.nan,
+               "k": settings.k, "rerank": settings.rerank}
+        row.update({c: result.summary.get(c, np.nan) for c in SWEEP_COLUMNS})
+        rows.append(row)
+        if progress is not None:
+            progress(number, len(cells))
+    return pd.DataFrame(rows, columns=["mode", "bits", "cutoff", "k", "rerank", *SWEEP_COLUMNS])
+
+
+def format_summary(summary: Mapping[str, Any]) -> str:
+    """A two-column text table of the summary's scalar entries (what the CLI prints)."""
+    labels = {"mar@10_G": "MAR@10 (/|G|, report eq. 5-6)", "mar@10_min": "MAR@10 (/min(10,|G|))"}
+    lines = []
+    for key, value in summary.items():
+        if isinstance(value, (dict, list)):
+            continue
+        text = f"{value:.4f}" if isinstance(value, float) else str(value)
+        lines.append(f"{labels.get(key, key):<32} {text}")
+    if isinstance(summary.get("settings"), dict):
+        lines.append("settings: " + ", ".join(f"{k}={v}" for k, v in summary["settings"].items()))
+    return "\n".join(lines)

@@ -1,0 +1,116 @@
+"""A run's cached embeddings of a catalog split, and its cached index of the index split.
+
+Owns `split_embeddings` (embed a catalog split with a training run, or read it back from the run
+folder's cache) and `run_index` (build, or reuse, an index of the catalog's index split inside the
+run folder). Cache entries live in `RUN/cache/` and are keyed by the embedding kind, the split, the
+catalog (its absolute path and the split CSV's bytes) and the checkpoint (size and mtime), so a new
+catalog, an edited CSV or a retrained run never reads stale vectors. Entries are an embeddings folder
+(embeddings.py) and an index folder (index.py): JSON/.npy/text, no pickle.
+
+Torch is imported only when something has to be embedded (through embed.py, lazily).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from .catalog import read_catalog
+from .embeddings import Embeddings, read_embeddings, write_meta, write_shard
+from .errors import EproductError
+
+log = logging.getLogger(__name__)
+Progress = Callable[[int, int], None]
+BATCH = 64  # images per embedding batch
+INDEX_MIN_BITS = 64  # cached indexes store at least this many bits, so shorter lengths can be swept
+
+
+def cache_key(run_dir: str | Path, catalog_dir: str | Path, split: str, kind: str) -> str:
+    """A short hash naming one (run checkpoint, catalog split, kind) combination."""
+    run_dir, catalog_dir = Path(run_dir), Path(catalog_dir)
+    checkpoint = run_dir / "checkpoint.pt"
+    if not checkpoint.is_file():
+        raise EproductError(f"{run_dir} has no checkpoint.pt. Is it a run folder from `eproduct train`?")
+    csv = catalog_dir / f"{split}.csv"
+    if not csv.is_file():
+        raise EproductError(f"Catalog {catalog_dir} has no {split}.csv.")
+    digest = hashlib.sha256()
+    stat = checkpoint.stat()
+    for part in (str(catalog_dir.resolve()), split, kind, str(stat.st_size), str(stat.st_mtime_ns)):
+        digest.update(part.encode("utf-8") + b"\0")
+    digest.update(csv.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def split_embeddings(run_dir: str | Path, catalog_dir: str | Path, split: str = "query", kind: str | None = None,
+                     *, device: str = "auto", progress: Progress | None = None, refresh: bool = False) -> Embeddings:
+    """Vectors of every image of a catalog split, embedded with the run (cached in RUN/cache/).
+
+    `kind` defaults to the run's preset kind (config.json `embed_kind`).
+    """
+    run_dir = Path(run_dir)
+    kind = kind or run_embed_kind(run_dir)
+    folder = run_dir / "cache" / f"{split}-{kind}-{cache_key(run_dir, catalog_dir, split, kind)}"
+    if (folder / "meta.json").is_file() and not refresh:
+        log.info("reading cached %s embeddings (%s) from %s", split, kind, folder)
+        return read_embeddings(folder)
+    frame = read_catalog(catalog_dir).split(split)
+    vectors = _embed(run_dir, Path(catalog_dir), list(frame["path"]), kind, device, progress)
+    write_meta(folder, kind=kind, dim=int(vectors.shape[1]), split=split, catalog=str(Path(catalog_dir).resolve()),
+               run=str(run_dir.resolve()))
+    write_shard(folder, "00000", vectors, [str(i) for i in frame["image_id"]])
+    return read_embeddings(folder)
+
+
+def _embed(run_dir: Path, catalog_dir: Path, paths: list[str], kind: str, device: str,
+           progress: Progress | None) -> np.ndarray:
+    from .embed import embed_images, load_run  # torch, lazily
+    from .images import load_image
+
+    bundle = load_run(run_dir, device=device)
+    blocks = []
+    for start in range(0, len(paths), BATCH):
+        images = [load_image(catalog_dir / p) for p in paths[start : start + BATCH]]
+        blocks.append(np.asarray(embed_images(bundle, images, kind), dtype=np.float32))
+        if progress is not None:
+            progress(min(start + BATCH, len(paths)), len(paths))
+    if not blocks:
+        raise EproductError(f"The catalog split has no images to embed ({catalog_dir}).")
+    return np.concatenate(blocks)
+
+
+def run_embed_kind(run_dir: str | Path) -> str:
+    """The embedding kind the run's preset is searched with (config.json `embed_kind`)."""
+    return run_config(run_dir).embed_kind
+
+
+def run_config(run_dir: str | Path):
+    """The run's resolved TrainConfig (config.json)."""
+    from .config import load_config
+
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise EproductError(f"{run_dir} has no config.json. Is it a run folder from `eproduct train`?")
+    return load_config(path)
+
+
+def run_index(run_dir: str | Path, catalog_dir: str | Path, kind: str, *, bits: int, shard_size: int, seed: int = 0,
+              device: str = "auto", progress: Progress | None = None):
+    """An opened index of the catalog's index split embedded with the run, built once into RUN/cache/.
+
+    It stores max(64, `bits` rounded up to a byte) bits, so any shorter hash length can be searched.
+    """
+    from .index import build_index, open_index
+
+    stored = max(INDEX_MIN_BITS, -(-int(bits) // 8) * 8)
+    run_dir = Path(run_dir)
+    key = cache_key(run_dir, catalog_dir, "index", kind)
+    folder = run_dir / "cache" / f"index-{kind}-{key}-{stored}b-{shard_size}r-s{seed}"
+    if not (folder / "manifest.json").is_file():
+        emb = split_embeddings(run_dir, catalog_dir, "index", kind, device=device, progress=progress)
+        build_index(emb.vectors, emb.ids, folder, bits=stored, shard_size=shard_size, seed=seed, kind=kind)
+    return open_index(folder)

@@ -1,0 +1,108 @@
+""""Why was this match missed?": for each true match of one query, where it stands and what would find it.
+
+Owns `why_missed`. Built on `Index.explain` (distances, Hamming rank, the cutoff that would admit it,
+the shortest hash length within the cutoff) and adds what explain cannot know alone: its rank in the
+actual results, and settings under which a real search returns it in the top k, each confirmed by
+running that search (so tie-breaking and the prefix scan are accounted for):
+
+- cutoff_needed: the search admits an item when its code cosine < cutoff, so any cutoff above the
+  match's code cosine admits it; `cutoff_retrieves` says whether the search at the smallest such
+  cutoff (the next float above it) also ranks it in the top k (items with smaller code cosine rank
+  before it whatever the cutoff, so no larger cutoff does better).
+- rerank_needed (mode "topk"): its 1-based Hamming rank; re-ranking that many candidates by exact
+  cosine is the least depth that can return it; NaN when even then k items beat it on exact cosine
+  (a deeper re-rank only adds competitors).
+- bits_needed: the shortest of `bit_lengths` at which the search (other settings unchanged) returns it.
+numpy/pandas only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from .analysis import index_rows
+from .config import SearchSettings
+from .evaluate import search_kwargs
+
+BIT_LENGTHS = (8, 12, 16, 20, 24, 32, 48, 64, 96, 128, 192, 256, 512, 1024)  # hash lengths tried for bits_needed
+COLUMNS = ["index_id", "row", "shard", "rank", "retrieved", "hamming", "code_cosine", "cosine", "hamming_rank",
+           "cutoff_needed", "cutoff_retrieves", "rerank_needed", "shortest_bits_within_cutoff", "bits_needed",
+           "reason"]
+
+
+def _ids_found(index, query: np.ndarray, settings: SearchSettings) -> list[str]:
+    return list(index.search(query[None, :], **search_kwargs(settings))[0].ids)
+
+
+def why_missed(index, query_vector: np.ndarray, truth: set[str], settings: SearchSettings,
+               *, bit_lengths: Sequence[int] = BIT_LENGTHS) -> pd.DataFrame:
+    """One row per true match of the query (matches not in the index are listed with row -1).
+
+    Columns: index_id, row, shard, rank (1-based in the actual results, NaN when absent), retrieved,
+    hamming, code_cosine, cosine (at settings.bits), hamming_rank (1-based), cutoff_needed,
+    cutoff_retrieves, rerank_needed, shortest_bits_within_cutoff, bits_needed, reason.
+    """
+    query = np.asarray(query_vector, dtype=np.float32).ravel()
+    found = _ids_found(index, query, settings)
+    rank_of = {}
+    for position, item in enumerate(found, start=1):
+        rank_of.setdefault(item, position)
+    row_of = index_rows(index)
+    present = sorted(i for i in truth if i in row_of)
+    explained = index.explain(query, [row_of[i] for i in present], bits=settings.bits, cutoff=settings.cutoff)
+    lengths = [b for b in bit_lengths if b <= index.bits]
+    by_bits = {b: set(_ids_found(index, query, dataclasses.replace(settings, bits=b))) for b in lengths}
+    rows = [_row(index, query, info, rank_of.get(info.id), settings, by_bits) for info in explained]
+    rows += [{"index_id": i, "row": -1, "reason": "not in this index"} for i in sorted(set(truth) - set(present))]
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def _row(index, query, info, rank, settings: SearchSettings, by_bits: dict[int, set[str]]) -> dict:
+    cutoff_needed = float(info.cutoff_needed)
+    loose = dataclasses.replace(settings, cutoff=min(2.0, float(np.nextafter(cutoff_needed, np.inf))))
+    cutoff_retrieves = settings.mode == "cutoff" and info.id in _ids_found(index, query, loose)
+    rerank_needed = float("nan")
+    if settings.mode == "topk" and (index.has_vectors or info.hamming_rank < settings.k):
+        depth = info.hamming_rank + 1
+        rerank = depth if index.has_vectors else 0
+        if info.id in _ids_found(index, query, dataclasses.replace(settings, rerank=rerank)):
+            rerank_needed = float(depth)
+    bits_needed = next((b for b in sorted(by_bits) if info.id in by_bits[b]), None)
+    row = {
+        "index_id": info.id, "row": info.row, "shard": info.shard,
+        "rank": float("nan") if rank is None else float(rank), "retrieved": rank is not None and rank <= settings.k,
+        "hamming": info.hamming, "code_cosine": info.code_cosine,
+        "cosine": float("nan") if info.cosine is None else info.cosine, "hamming_rank": info.hamming_rank + 1,
+        "cutoff_needed": cutoff_needed, "cutoff_retrieves": bool(cutoff_retrieves), "rerank_needed": rerank_needed,
+        "shortest_bits_within_cutoff": info.shortest_bits, "bits_needed": bits_needed,
+    }
+    row["reason"] = _reason(row, settings)
+    return row
+
+
+def _reason(row: dict, settings: SearchSettings) -> str:
+    if row["retrieved"]:
+        return f"retrieved at rank {int(row['rank'])}"
+    if settings.mode == "cutoff":
+        if row["code_cosine"] >= settings.cutoff:
+            text = (f"code cosine {row['code_cosine']:.3f} at {settings.bits} bits is not below the cutoff "
+                    f"{settings.cutoff:g}; any cutoff above {row['cutoff_needed']:.3f} admits it")
+            if not row["cutoff_retrieves"]:
+                text += f", but {settings.k} or more items with a smaller code cosine would still rank before it"
+        else:
+            text = f"within the cutoff, but {settings.k} or more admitted items rank before it"
+    else:
+        text = f"Hamming rank {row['hamming_rank']} at {settings.bits} bits"
+        if settings.rerank and row["hamming_rank"] > settings.rerank:
+            text += f", beyond the re-rank depth {settings.rerank}"
+        if np.isnan(row["rerank_needed"]):
+            text += f"; no re-rank depth brings it into the top {settings.k}"
+        else:
+            text += f"; re-ranking {int(row['rerank_needed'])} candidates would return it"
+    if row["bits_needed"] is not None:
+        text += f"; a {row['bits_needed']}-bit hash would return it"
+    return text

@@ -1,0 +1,138 @@
+"""evaluate.py: scoring, search evaluation, submission round trip (API and CLI), sweeps."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from eproduct_core.cli import main
+from eproduct_core.config import SearchSettings
+from eproduct_core.evaluate import evaluate_results, evaluate_search, evaluate_submission, sweep
+from eproduct_core.index import build_index, open_index
+from eproduct_core.metrics import mar_at_k
+from eproduct_core.submission import read_submission, write_submission
+
+SEEDISH = SearchSettings(kind="external", bits=20, mode="cutoff", cutoff=0.2, k=10, rerank=0)
+TOPK = SearchSettings(kind="external", bits=64, mode="topk", k=10, rerank=30)
+
+
+@pytest.fixture(scope="module")
+def retrieval(tmp_path_factory):
+    """40 products, 3 noisy index photos each, 200 random distractors; one noisy query per product."""
+    rng = np.random.default_rng(0)
+    base = rng.standard_normal((40, 24)).astype(np.float32)
+    vectors, ids, truth = [], [], {}
+    for p in range(40):
+        for v in range(3):
+            vectors.append(base[p] + 0.5 * rng.standard_normal(24))
+            ids.append(f"p{p}v{v}")
+        truth[f"q{p}"] = {f"p{p}v{v}" for v in range(3)}
+    vectors += list(rng.standard_normal((200, 24)))
+    ids += [f"d{j}" for j in range(200)]
+    queries = (base + 0.5 * rng.standard_normal(base.shape)).astype(np.float32)
+    folder = tmp_path_factory.mktemp("ix") / "index"
+    build_index(np.asarray(vectors, np.float32), ids, folder, bits=64, shard_size=64, kind="external")
+    return open_index(folder), queries, [f"q{p}" for p in range(40)], truth
+
+
+def test_evaluate_results_hand_computed():
+    truth = {"a": {"x", "y"}, "b": {"z"}, "c": set()}
+    result = evaluate_results(["a", "b", "c"], [["x", "n", "y"], [], ["x"]], truth, candidates=[7, 0, 3],
+                              latencies_ms=[1.0, 2.0, 3.0])
+    s = result.summary
+    assert s["queries"] == 3 and s["scored_queries"] == 2
+    assert s["mar@10_G"] == pytest.approx((1.0 + 0.0) / 2)
+    assert s["recall@1"] == pytest.approx((0.5 + 0.0) / 2)
+    assert s["mrr"] == pytest.approx(0.5)
+    assert s["no_result"] == 1 and s["mean_candidates"] == pytest.approx(10 / 3)
+    assert s["latency_median_ms"] == pytest.approx(2.0)
+    assert result.per_query["top_ids"].tolist() == ["x n y", "", "x"]
+    assert np.isnan(result.per_query.loc[2, "recall@10"])
+
+
+@pytest.mark.parametrize("settings", [SEEDISH, TOPK])
+def test_evaluate_search_scores_what_search_returns(retrieval, settings):
+    index, queries, query_ids, truth = retrieval
+    result = evaluate_search(index, queries, query_ids, truth, settings)
+    found = index.search(queries, bits=settings.bits, mode=settings.mode, k=settings.k,
+                         cutoff=settings.cutoff if settings.mode == "cutoff" else None, rerank=settings.rerank)
+    ids = [r.ids for r in found]
+    assert result.summary["mar@10_G"] == pytest.approx(mar_at_k(ids, [truth[q] for q in query_ids], 10, "G"))
+    assert result.summary["mean_candidates"] == pytest.approx(np.mean([r.candidates for r in found]))
+    assert result.summary["no_result"] == sum(len(i) == 0 for i in ids)
+    assert result.summary["settings"]["bits"] == settings.bits
+    assert (result.per_query["latency_ms"] > 0).all()
+    if settings.mode == "topk":
+        assert result.summary["mar@10_G"] > 0.5  # noisy copies are findable with 64 bits + re-rank
+
+
+def test_submission_scores_equal_in_process(retrieval, tmp_path):
+    index, queries, query_ids, truth = retrieval
+    result = evaluate_search(index, queries, query_ids, truth, TOPK)
+    path = write_submission(tmp_path / "sub.csv", result.submission_rows())
+    scored = evaluate_submission(read_submission(path), truth, query_ids)
+    for key in ("mar@10_G", "mar@10_min", "recall@1", "recall@5", "recall@10", "mrr"):
+        assert scored.summary[key] == pytest.approx(result.summary[key]), key
+
+
+def _csv_catalog(root, query_ids, truth):
+    """A catalog of CSVs only (scoring a submission opens no image)."""
+    root.mkdir()
+    pd.DataFrame({"image_id": ["t1"], "meta": ["m"], "level2": ["l"], "leaf": ["f"], "title": ["t"],
+                  "path": ["t1.jpg"]}).to_csv(root / "train.csv", index=False)
+    pd.DataFrame({"image_id": query_ids, "path": [f"{q}.jpg" for q in query_ids]}).to_csv(root / "query.csv", index=False)
+    index_ids = sorted({i for ids in truth.values() for i in ids})
+    pd.DataFrame({"image_id": index_ids, "path": [f"{i}.jpg" for i in index_ids]}).to_csv(root / "index.csv", index=False)
+    pairs = [(q, i) for q in query_ids for i in sorted(truth[q])]
+    pd.DataFrame(pairs, columns=["query_id", "index_id"]).to_csv(root / "groundtruth.csv", index=False)
+    return root
+
+
+def test_cli_evaluate_submission_agrees(retrieval, tmp_path, capsys):
+    index, queries, query_ids, truth = retrieval
+    result = evaluate_search(index, queries, query_ids, truth, SEEDISH)
+    sub = write_submission(tmp_path / "sub.csv", result.submission_rows()[:-5])  # 5 queries left out
+    catalog = _csv_catalog(tmp_path / "cat", query_ids, truth)
+    assert main(["evaluate", "--submission", str(sub), "--catalog", str(catalog), "--out", str(tmp_path / "ev")]) == 0
+    summary = json.loads((tmp_path / "ev" / "summary.json").read_text())
+    per_query = result.per_query["recall@10"].to_numpy()
+    expected = np.concatenate([per_query[:-5], np.zeros(5)]).mean()  # an absent query scores 0
+    assert summary["mar@10_G"] == pytest.approx(expected)
+    assert "MAR@10" in capsys.readouterr().out
+    assert len(pd.read_csv(tmp_path / "ev" / "per_query.csv")) == len(query_ids)
+
+
+def test_cli_evaluate_without_groundtruth_is_a_user_error(retrieval, tmp_path, capsys):
+    _, _, query_ids, truth = retrieval
+    catalog = _csv_catalog(tmp_path / "cat", query_ids, truth)
+    (catalog / "groundtruth.csv").unlink()
+    sub = write_submission(tmp_path / "sub.csv", [(q, []) for q in query_ids])
+    assert main(["evaluate", "--submission", str(sub), "--catalog", str(catalog)]) == 2
+    assert "groundtruth" in capsys.readouterr().err
+
+
+def test_sweep_cells_agree_with_single_evaluations(retrieval):
+    index, queries, query_ids, truth = retrieval
+    base = SearchSettings(kind="external", mode="cutoff", rerank=0)
+    table = sweep(index, queries, query_ids, truth, base, {"bits": [16, 20, 32, 128], "cutoff": [0.1, 0.3]},
+                  batch_size=len(queries))
+    assert len(table) == 6  # 128 bits is skipped: the index stores 64
+    assert table["mar@10_G"].max() > table["mar@10_G"].min()
+    for _, cell in table.iterrows():
+        settings = SearchSettings(kind="external", mode="cutoff", rerank=0, bits=int(cell["bits"]), cutoff=cell["cutoff"])
+        single = evaluate_search(index, queries, query_ids, truth, settings).summary
+        for key in ("mar@10_G", "mar@10_min", "mean_candidates", "no_result"):
+            assert cell[key] == pytest.approx(single[key]), (key, settings)
+
+
+def test_sweep_over_rerank_depth(retrieval):
+    index, queries, query_ids, truth = retrieval
+    table = sweep(index, queries, query_ids, truth, TOPK, {"rerank": [0, 10, 60]}, batch_size=8)
+    assert table["rerank"].tolist() == [0, 10, 60]
+    single = evaluate_search(index, queries, query_ids, truth, SearchSettings(**{**TOPK.__dict__, "rerank": 60}))
+    assert table["mar@10_G"].iloc[-1] == pytest.approx(single.summary["mar@10_G"])
+    with pytest.raises(ValueError):
+        sweep(index, queries, query_ids, truth, TOPK, {"nonsense": [1]})
