@@ -15,11 +15,8 @@ from ..errors import EproductError
 
 # Each module here defines register(subparsers) and sets `func` on its parsers.
 COMMAND_MODULES = (
-    "demo",
     "catalog",
     "evaluate",
-    "train",
-    "embed",
 )
 
 
