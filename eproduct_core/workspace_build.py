@@ -1,0 +1,170 @@
+"""The steps that fill a demo workspace folder: catalog -> training run -> embeddings -> indexes.
+
+`populate(folder, ...)` runs them into `folder` (a temporary folder that `workspace.build_demo` renames
+into place once finished) and returns the workspace.json fields describing what it made. Torch is
+imported only here, lazily, and only for training and embedding.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from .errors import EproductError
+
+log = logging.getLogger(__name__)
+Progress = Callable[[float, str], None]
+
+# Share of the whole build each step takes on the progress bar (catalog, train, embed, index).
+STEPS = {"catalog": (0.0, 0.1), "train": (0.1, 0.75), "embed": (0.75, 0.95), "index": (0.95, 1.0)}
+EMBED_BATCH = 128  # images per embed_images call
+
+
+def _span(progress: Progress, step: str) -> Callable[[float, str], None]:
+    """A progress callback for one step, mapped onto its share of the whole bar."""
+    low, high = STEPS[step]
+
+    def report(fraction: float, message: str) -> None:
+        progress(low + (high - low) * min(max(float(fraction), 0.0), 1.0), message)
+
+    return report
+
+
+def offered_kinds(config) -> list[str]:
+    """The embedding kinds a run of `config` can produce that the demo indexes: seed and/or metric."""
+    kinds = []
+    if config.dhc:
+        kinds.append("seed")
+    if config.metric:
+        kinds.append("metric")
+    return kinds or [config.embed_kind]
+
+
+def embed_catalog_split(bundle, catalog, split: str, kind: str, out: Path, progress: Progress) -> Path:
+    """Embed every image of a catalog split with `kind` into the embeddings folder `out`."""
+    from .embed import embed_images
+    from .embeddings import write_meta, write_shard
+    from .images import load_image
+
+    frame = catalog.split(split)
+    ids = frame["image_id"].tolist()
+    paths = frame["path"].tolist()
+    blocks = []
+    for start in range(0, len(ids), EMBED_BATCH):
+        images = [load_image(catalog.image_path(p)) for p in paths[start : start + EMBED_BATCH]]
+        blocks.append(np.asarray(embed_images(bundle, images, kind), dtype=np.float32))
+        progress(min(start + EMBED_BATCH, len(ids)) / max(len(ids), 1), f"Embedding {split} images ({kind})")
+    vectors = np.concatenate(blocks) if blocks else np.zeros((0, 1), np.float32)
+    write_meta(out, kind=kind, dim=int(vectors.shape[1]), split=split)
+    write_shard(out, "00000", vectors, ids)
+    return out
+
+
+def populate(
+    folder: Path,
+    *,
+    preset: str = "fast-demo",
+    progress: Progress | None = None,
+    size: str = "small",
+    seed: int = 0,
+    train_overrides: dict | None = None,
+    catalog: str | Path | None = None,
+) -> dict:
+    """Build a catalog, a run, embeddings and indexes into `folder`; return workspace.json fields."""
+    from .catalog import read_catalog
+    from .config import SEED_SEARCH, preset as get_preset, with_overrides
+    from .index import build_index
+    from .synthetic import make_synthetic_catalog
+
+    report = progress or (lambda fraction, message: None)
+    started = time.monotonic()
+    config = with_overrides(get_preset(preset), dict(train_overrides or {}))
+    folder = Path(folder)
+
+    catalog_report = _span(report, "catalog")
+    if catalog is not None:
+        catalog_report(0.0, f"Copying catalog {catalog}")
+        shutil.copytree(catalog, folder / "catalog")
+        source = f"catalog copied from {Path(catalog).name}"
+    else:
+        catalog_report(0.0, f"Drawing a synthetic '{size}' catalog")
+        make_synthetic_catalog(
+            folder / "catalog", seed=seed, size=size,
+            progress=lambda done, total: catalog_report(done / max(total, 1), f"Drawing catalog images {done}/{total}"),
+        )
+        source = f"synthetic {size}"
+    catalog = read_catalog(folder / "catalog")
+
+    run_name = config.preset
+    _train(config, folder / "catalog", folder / "runs" / run_name, _span(report, "train"))
+
+    from .embed import load_run
+
+    bundle = load_run(folder / "runs" / run_name, device="cpu")
+    kinds = offered_kinds(config)
+    embed_report = _span(report, "embed")
+    embeddings: dict[str, dict] = {}
+    for number, (kind, split) in enumerate((k, s) for k in kinds for s in ("index", "query")):
+        name = f"{kind}-{split}"
+        total = 2 * len(kinds)
+        embed_catalog_split(
+            bundle, catalog, split, kind, folder / "embeddings" / name,
+            lambda f, m, n=number: embed_report((n + f) / total, m),
+        )
+        embeddings[name] = {"kind": kind, "split": split, "run": run_name}
+
+    from .embeddings import read_embeddings
+
+    index_report = _span(report, "index")
+    plans = []
+    if "seed" in kinds:
+        plans.append(SEED_SEARCH)
+    better = config.search if config.search.kind in kinds else dataclasses.replace(config.search, kind=kinds[-1])
+    if better not in plans:
+        plans.append(better)
+    indexes: dict[str, dict] = {}
+    for number, settings in enumerate(plans):
+        name = f"{settings.kind}-{settings.bits}bit"
+        index_report(number / len(plans), f"Building index {name}")
+        stored = read_embeddings(folder / "embeddings" / f"{settings.kind}-index")
+        stored_bits = -(-settings.bits // 8) * 8  # codes are stored in whole bytes; search uses the prefix
+        build_index(
+            np.asarray(stored.vectors, dtype=np.float32), stored.ids, folder / "indexes" / name,
+            bits=stored_bits, shard_size=settings.shard_size, seed=seed, kind=settings.kind,
+        )
+        indexes[name] = {
+            "embeddings": f"{settings.kind}-index", "kind": settings.kind, "run": run_name,
+            "bits": stored_bits, "shard_size": settings.shard_size,
+            "search": dataclasses.asdict(settings),
+            "label": "seed settings" if settings == SEED_SEARCH else "better default",
+        }
+    seconds = time.monotonic() - started
+    log.info("demo workspace built in %.1f s", seconds)
+    return {
+        "title": f"Demo ({source}, {config.preset})",
+        "preset": config.preset,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "build_seconds": round(seconds, 1),
+        "runs": [run_name],
+        "embeddings": embeddings,
+        "indexes": indexes,
+        "default_index": list(indexes)[-1],
+    }
+
+
+def _train(config, catalog_dir: Path, out: Path, report: Progress) -> None:
+    from .train import train
+
+    report(0.0, f"Training {config.backbone} ({config.epochs} epochs)")
+    try:
+        train(config, catalog_dir, out, resume=False, progress=report)
+    except EproductError:
+        raise
+    except OSError as err:
+        raise EproductError(f"Training the demo model failed reading or writing files ({err}).") from err
