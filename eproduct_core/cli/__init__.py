@@ -17,6 +17,8 @@ from ..errors import EproductError
 COMMAND_MODULES = (
     "catalog",
     "evaluate",
+    "train",
+    "embed",
 )
 
 
