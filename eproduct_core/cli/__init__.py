@@ -15,8 +15,10 @@ from ..errors import EproductError
 
 # Each module here defines register(subparsers) and sets `func` on its parsers.
 COMMAND_MODULES = (
+    "demo",
     "catalog",
     "evaluate",
+    "submit",
     "train",
     "embed",
 )
