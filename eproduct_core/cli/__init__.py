@@ -18,7 +18,6 @@ COMMAND_MODULES = (
     "demo",
     "catalog",
     "evaluate",
-    "submit",
     "train",
     "embed",
 )
