@@ -73,8 +73,9 @@ class FashionOptions:
             raise EproductError(f"queries + distractors must be at most 10000 (the test split), got {self.queries}+{self.distractors}")
 
 
-def read_idx(path: Path) -> np.ndarray:
+def read_idx(path: str | Path) -> np.ndarray:
     """A uint8 array from an IDX file (gzip or not); raise `EproductError` if it is not one."""
+    path = Path(path)
     try:
         data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
     except (OSError, EOFError, gzip.BadGzipFile) as err:
