@@ -2,9 +2,10 @@
 
 Owns `split_embeddings` (embed a catalog split with a training run, or read it back from the run
 folder's cache) and `run_index` (build, or reuse, an index of the catalog's index split inside the
-run folder). Cache entries live in `RUN/cache/` and are keyed by the embedding kind, the split, the
-catalog (its absolute path and the split CSV's bytes) and the checkpoint (size and mtime), so a new
-catalog, an edited CSV or a retrained run never reads stale vectors. Entries are an embeddings folder
+run folder). Cache entries live in RUN/cache/embeddings/<split>-<kind>-<key>/ and
+RUN/cache/indexes/<kind>-<key>-<bits>b-<shard_size>r-s<seed>/; the key hashes the embedding kind,
+the split, the catalog (its absolute path and the split CSV's bytes) and the checkpoint (size and
+mtime), so a new catalog, an edited CSV or a retrained run never reads stale vectors. Entries are an embeddings folder
 (embeddings.py) and an index folder (index.py): JSON/.npy/text, no pickle.
 
 Torch is imported only when something has to be embedded (through embed.py, lazily).
@@ -14,18 +15,16 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
-
-from .catalog import read_catalog
-from .embeddings import Embeddings, read_embeddings, write_meta, write_shard
+from .embeddings import Embeddings, read_embeddings
 from .errors import EproductError
 
 log = logging.getLogger(__name__)
 Progress = Callable[[int, int], None]
-BATCH = 64  # images per embedding batch
 INDEX_MIN_BITS = 64  # cached indexes store at least this many bits, so shorter lengths can be swept
 
 
@@ -54,33 +53,19 @@ def split_embeddings(run_dir: str | Path, catalog_dir: str | Path, split: str = 
     """
     run_dir = Path(run_dir)
     kind = kind or run_embed_kind(run_dir)
-    folder = run_dir / "cache" / f"{split}-{kind}-{cache_key(run_dir, catalog_dir, split, kind)}"
+    folder = run_dir / "cache" / "embeddings" / f"{split}-{kind}-{cache_key(run_dir, catalog_dir, split, kind)}"
     if (folder / "meta.json").is_file() and not refresh:
         log.info("reading cached %s embeddings (%s) from %s", split, kind, folder)
         return read_embeddings(folder)
-    frame = read_catalog(catalog_dir).split(split)
-    vectors = _embed(run_dir, Path(catalog_dir), list(frame["path"]), kind, device, progress)
-    write_meta(folder, kind=kind, dim=int(vectors.shape[1]), split=split, catalog=str(Path(catalog_dir).resolve()),
-               run=str(run_dir.resolve()))
-    write_shard(folder, "00000", vectors, [str(i) for i in frame["image_id"]])
+    from .embed import embed_split  # torch, lazily
+
+    tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    report = None if progress is None else (lambda fraction, _message: progress(int(fraction * 1000), 1000))
+    embed_split(run_dir, catalog_dir, split, kind, tmp, device=device, progress=report)
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(tmp, folder)
     return read_embeddings(folder)
-
-
-def _embed(run_dir: Path, catalog_dir: Path, paths: list[str], kind: str, device: str,
-           progress: Progress | None) -> np.ndarray:
-    from .embed import embed_images, load_run  # torch, lazily
-    from .images import load_image
-
-    bundle = load_run(run_dir, device=device)
-    blocks = []
-    for start in range(0, len(paths), BATCH):
-        images = [load_image(catalog_dir / p) for p in paths[start : start + BATCH]]
-        blocks.append(np.asarray(embed_images(bundle, images, kind), dtype=np.float32))
-        if progress is not None:
-            progress(min(start + BATCH, len(paths)), len(paths))
-    if not blocks:
-        raise EproductError(f"The catalog split has no images to embed ({catalog_dir}).")
-    return np.concatenate(blocks)
 
 
 def run_embed_kind(run_dir: str | Path) -> str:
@@ -109,7 +94,7 @@ def run_index(run_dir: str | Path, catalog_dir: str | Path, kind: str, *, bits: 
     stored = max(INDEX_MIN_BITS, -(-int(bits) // 8) * 8)
     run_dir = Path(run_dir)
     key = cache_key(run_dir, catalog_dir, "index", kind)
-    folder = run_dir / "cache" / f"index-{kind}-{key}-{stored}b-{shard_size}r-s{seed}"
+    folder = run_dir / "cache" / "indexes" / f"{kind}-{key}-{stored}b-{shard_size}r-s{seed}"
     if not (folder / "manifest.json").is_file():
         emb = split_embeddings(run_dir, catalog_dir, "index", kind, device=device, progress=progress)
         build_index(emb.vectors, emb.ids, folder, bits=stored, shard_size=shard_size, seed=seed, kind=kind)

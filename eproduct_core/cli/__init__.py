@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "demo",
     "catalog",
     "evaluate",
+    "submit",
     "train",
     "embed",
 )
