@@ -49,14 +49,18 @@ def _read_bytes(source: str | Path | bytes, what: str) -> bytes:
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+    if image.mode.startswith("I"):  # 16/32-bit grayscale: map the 16-bit range onto 8 bits (no auto-contrast)
+        array = np.asarray(image, dtype=np.float64)
+        top = float(array.max()) if array.size else 0.0
+        if image.mode.startswith("I;16") or 255 < top <= 65535:
+            peak = 65535.0
+        else:
+            peak = top if top > 65535 else 255.0
+        return Image.fromarray((array / peak * 255.0).round().clip(0, 255).astype(np.uint8)).convert("RGB")
+    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:  # flatten on white
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
-    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-        array = np.asarray(image, dtype=np.float64)
-        peak = array.max() if array.size and array.max() > 255 else 255.0
-        return Image.fromarray((array / peak * 255.0).clip(0, 255).astype(np.uint8)).convert("RGB")
     return image.convert("RGB")
 
 
