@@ -1,0 +1,81 @@
+"""Sidebar controls shared by pages: which index, and the search settings (cutoff, hash length, k, re-rank, mode).
+
+Defaults come from what workspace.json says the index was built for (the seed index defaults to the
+seed's cutoff mode at 20 bits and 0.1; the better index to top-k with exact re-rank).
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from eproduct_core.errors import EproductError
+
+MEMORY = "remembered_controls"  # survives page switches (Streamlit drops the state of widgets not drawn)
+
+
+def remembered(key: str, default):
+    """Seed widget `key` from the session's memory (or `default`) before the widget is drawn."""
+    memory = st.session_state.setdefault(MEMORY, {})
+    if key not in st.session_state:
+        st.session_state[key] = memory.get(key, default)
+    return key
+
+
+def remember(key: str, value) -> None:
+    st.session_state.setdefault(MEMORY, {})[key] = value
+
+
+BIT_CHOICES = (4, 8, 12, 16, 20, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 1024, 2048, 4096)
+
+
+def index_choice(workspace) -> str:
+    """The index to use (a sidebar selectbox when the workspace has several)."""
+    names = workspace.indexes
+    if not names:
+        raise EproductError(
+            f"Workspace {workspace.path} has no index yet. Build one on the Index page or with `eproduct index build`."
+        )
+    default = workspace.default_index
+    labels = {n: f"{n} ({workspace.index_info(n).get('label', workspace.index_info(n).get('kind', 'index'))})" for n in names}
+    if len(names) == 1:
+        return names[0]
+    key = f"index::{workspace.path}"
+    current = st.session_state.setdefault(MEMORY, {}).get(key, default)
+    current = current if current in names else default
+    # No widget key: its identity follows `index`, so the choice survives page switches unchanged.
+    chosen = st.sidebar.selectbox("Index (embedding kind)", names, index=names.index(current), format_func=labels.get)
+    remember(key, chosen)
+    return chosen
+
+
+def bit_options(stored: int) -> list[int]:
+    """Hash lengths offered for an index storing `stored` bits."""
+    return sorted({b for b in BIT_CHOICES if b <= stored} | {stored})
+
+
+def search_settings(workspace, index_name: str, index) -> dict:
+    """Draw the search controls in the sidebar; returns bits, mode, cutoff, k, rerank."""
+    saved = workspace.index_info(index_name).get("search", {})
+    scope = f"{workspace.path.name}::{index_name}"
+    options = bit_options(index.bits)
+    default_bits = saved.get("bits", index.bits)
+    default_bits = default_bits if default_bits in options else options[-1]
+    rerank_max = 5000 if index.has_vectors else 0
+    with st.sidebar:
+        st.markdown("**Search settings**")
+        modes = ["cutoff", "topk"]
+        mode = st.radio("Search mode", modes, horizontal=True, key=remembered(f"mode::{scope}", saved.get("mode", "topk")),
+                        help="cutoff: every item under the distance cutoff (the seed). "
+                        "topk: the k nearest by Hamming, re-ranked by exact cosine.")
+        cutoff = st.slider("Distance cutoff (code cosine)", 0.0, 1.0, step=0.01, disabled=mode != "cutoff",
+                           key=remembered(f"cutoff::{scope}", float(saved.get("cutoff", 0.1))),
+                           help="Keep index items whose code-cosine distance is below this (the seed used 0.1).")
+        bits = st.select_slider("Hash length (bits)", options=options, key=remembered(f"bits::{scope}", default_bits))
+        k = st.number_input("k (results)", 1, 1000, key=remembered(f"k::{scope}", int(saved.get("k", 10))),
+                            disabled=mode != "topk")
+        rerank = st.number_input("Re-rank depth (exact cosine)", 0, rerank_max, disabled=rerank_max == 0,
+                                 key=remembered(f"rerank::{scope}", min(int(saved.get("rerank", 0)), rerank_max)),
+                                 help="Hamming candidates re-ranked by exact cosine; 0 = off.")
+    for name, value in (("mode", mode), ("cutoff", cutoff), ("bits", bits), ("k", k), ("rerank", rerank)):
+        remember(f"{name}::{scope}", value)
+    return {"bits": int(bits), "mode": mode, "cutoff": float(cutoff), "k": int(k), "rerank": int(rerank)}

@@ -1,0 +1,1 @@
+"""One module per app page; each has `render()` drawing the page for the current workspace."""

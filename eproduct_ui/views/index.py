@@ -1,0 +1,121 @@
+"""Index page: shards, rows, bits, sizes on disk, checksum status (on request), bucket occupancy, and
+building a new index (other hash length / shard size) from the workspace's embeddings with progress.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from eproduct_core import workspace as ws
+from eproduct_core.errors import EproductError
+from eproduct_ui import charts, controls, loaders
+from eproduct_ui.state import current_workspace
+
+MAX_BUCKET_BITS = 32  # bucket occupancy is counted on a code prefix of at most this many bits
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def shard_table(index) -> pd.DataFrame:
+    """One row per shard: name, rows, bytes on disk per role."""
+    rows = []
+    for shard in index.manifest["shards"]:
+        row = {"shard": shard["name"], "rows": int(shard["rows"])}
+        for role, entry in shard["files"].items():
+            path = index.path / entry["file"]
+            row[f"{role} bytes"] = path.stat().st_size if path.is_file() else 0
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def bucket_sizes(index, bits: int) -> pd.DataFrame:
+    """items, buckets: how many buckets (distinct `bits`-bit codes) hold each number of items."""
+    bits = min(bits, MAX_BUCKET_BITS, index.bits)
+    keys = index.word0 >> np.uint64(64 - bits)
+    _, counts = np.unique(keys, return_counts=True)
+    items, buckets = np.unique(counts, return_counts=True)
+    return pd.DataFrame({"items": items, "buckets": buckets})
+
+
+def _overview(index) -> None:
+    manifest = index.manifest
+    cols = st.columns(5)
+    cols[0].metric("Rows", f"{index.size:,}")
+    cols[1].metric("Shards", len(manifest["shards"]))
+    cols[2].metric("Stored bits", index.bits)
+    cols[3].metric("Embedding", f"{index.kind} · {index.dim}-d")
+    table = shard_table(index)
+    total = int(table.drop(columns=["shard", "rows"]).to_numpy().sum()) if len(table) else 0
+    cols[4].metric("On disk", f"{total / 2**20:.1f} MiB")
+    st.caption(f"Hyperplane seed {manifest.get('seed')}, shard size {manifest.get('shard_size')}, "
+               f"built {manifest.get('created', '?')}, re-rank vectors {'stored' if index.has_vectors else 'absent'}.")
+    st.dataframe(table, hide_index=True, width="stretch")
+
+
+def _verify(path) -> None:
+    from eproduct_core.index import verify_index
+
+    if st.button("Verify checksums", key="verify"):
+        with st.spinner("Checking every file's sha256..."):
+            problems = verify_index(path)
+        if problems:
+            st.error("Index problems:\n\n" + "\n".join(f"- {p}" for p in problems))
+        else:
+            st.success("All files match their sha256 checksums.")
+    else:
+        st.caption("Checksums not verified yet in this session.")
+
+
+def _build_form(workspace) -> None:
+    from eproduct_core.index import build_index
+
+    st.subheader("Build or rebuild an index")
+    sources = [name for name, info in workspace.meta.get("embeddings", {}).items() if info.get("split") == "index"]
+    if not sources:
+        st.info("This workspace has no index-split embeddings to build from (`eproduct embed --split index`).")
+        return
+    with st.form("build_index"):
+        source = st.selectbox("Embeddings", sources)
+        bits = st.select_slider("Stored hash length (bits)", options=list(controls.BIT_CHOICES[:15]), value=64)
+        shard_size = st.number_input("Rows per shard", 100, 1_000_000, 8000, step=100)
+        name = st.text_input("Index name", value=f"{source.removesuffix('-index')}-custom")
+        submitted = st.form_submit_button("Build index")
+    if not submitted:
+        return
+    if not NAME.match(name):
+        raise EproductError(f"Index name {name!r}: use letters, digits, '.', '_' or '-' (up to 64), no slashes.")
+    vectors, ids = loaders.embeddings(workspace.embeddings_dir(source))
+    kind = workspace.embeddings_info(source).get("kind", "external")
+    bar = st.progress(0.0, text="Hashing")
+    build_index(vectors, ids, workspace.index_dir(name), bits=int(bits), shard_size=int(shard_size), kind=kind,
+                progress=lambda done, total: bar.progress(done / max(total, 1), text=f"Hashed {done:,}/{total:,} rows"))
+    run = workspace.embeddings_info(source).get("run")
+    ws.record_index(workspace, name, {"embeddings": source, "kind": kind, "run": run, "bits": int(bits),
+                                      "shard_size": int(shard_size), "label": "built in the app",
+                                      "search": {"kind": kind, "bits": int(bits), "mode": "topk", "k": 10,
+                                                 "rerank": 100, "cutoff": 0.1, "shard_size": int(shard_size)}})
+    st.success(f"Built index {name}: {len(ids):,} rows, {bits} bits. Pick it in the sidebar.")
+
+
+def render() -> None:
+    workspace = current_workspace()
+    index_name = controls.index_choice(workspace)
+    path = workspace.index_dir(index_name)
+    index = loaders.index(path)
+    st.title("Index")
+    st.caption(f"{path}")
+    _overview(index)
+    _verify(path)
+    st.subheader("Bucket occupancy")
+    bits = st.select_slider("Bucket code length (bits)", options=[b for b in controls.bit_options(index.bits) if b <= MAX_BUCKET_BITS],
+                            value=min(20, index.bits) if min(20, index.bits) in controls.bit_options(index.bits) else controls.bit_options(index.bits)[0],
+                            key="bucket_bits")
+    sizes = bucket_sizes(index, int(bits))
+    occupied = int(sizes["buckets"].sum())
+    st.caption(f"{occupied:,} occupied buckets of {2 ** int(bits):,} possible; the fullest holds {int(sizes['items'].max()):,} "
+               f"items. The seed's cutoff 0.1 at 20 bits admits Hamming distance ≤ 1: an almost exact bucket match.")
+    st.altair_chart(charts.bucket_occupancy(sizes), width="stretch")
+    _build_form(workspace)

@@ -1,0 +1,164 @@
+"""Search page: a query image (upload or catalog sample) against the workspace's index, with live controls.
+
+The query embedding is computed once per query (catalog samples use the workspace's precomputed query
+embeddings; uploads are decoded in memory and cached by the sha256 of their bytes), so moving a
+slider only re-runs the numpy search. True matches are marked; missed ones are explained.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from eproduct_core import lsh
+from eproduct_core.errors import EproductError
+from eproduct_ui import charts, controls, loaders
+from eproduct_ui.state import current_workspace
+
+GRID_COLUMNS = 5
+MAX_SHOWN = 40  # matches drawn in the grid (the count above it is the full number)
+UPLOAD_TYPES = ["jpg", "jpeg", "png", "gif", "bmp", "webp", "tif", "tiff"]
+
+
+def _query_source(workspace, catalog, index_name: str):
+    """(vector, label, image, query_id) of the chosen query, or None before one is chosen."""
+    info = workspace.index_info(index_name)
+    upload = st.file_uploader("Drop a product photo here, or browse", type=UPLOAD_TYPES, key="upload",
+                              help="Decoded in memory and never saved. JPEG, PNG, GIF, BMP, WebP or TIFF.")
+    if upload is not None:
+        data = upload.getvalue()
+        from eproduct_core.images import load_image
+
+        image = load_image(data, name=upload.name)  # refuses a bad upload with a clear message
+        run = info.get("run") or (workspace.runs[0] if workspace.runs else None)
+        if run is None:
+            raise EproductError("This workspace has no training run, so an uploaded photo cannot be embedded. "
+                                "Pick a sample query, or train a run with `eproduct train`.")
+        kind = loaders.index(workspace.index_dir(index_name)).kind
+        started = time.perf_counter()
+        vector = loaders.embed_upload(workspace.run_dir(run), kind, data, upload.name)
+        st.session_state["embed_ms"] = (time.perf_counter() - started) * 1000
+        return vector, upload.name, image, loaders.query_for_bytes(catalog, data)
+    ids = list(catalog.query["image_id"])
+    if not ids:
+        return None
+    query_id = st.selectbox("...or pick a sample query from the catalog", ids, key="sample_query")
+    position = ids.index(query_id)
+    image = loaders.thumbnail(str(catalog.image_path(catalog.query["path"].iat[position])))
+    emb_name = workspace.query_embeddings_for(index_name)
+    if emb_name is not None:
+        vectors, emb_ids = loaders.embeddings(workspace.embeddings_dir(emb_name))
+        if query_id in emb_ids:
+            return vectors[emb_ids.index(query_id)], query_id, image, query_id
+    run = info.get("run") or (workspace.runs[0] if workspace.runs else None)
+    if run is None:
+        raise EproductError("No query embeddings and no training run in this workspace; cannot embed the sample.")
+    data = catalog.image_path(catalog.query["path"].iat[position]).read_bytes()
+    kind = loaders.index(workspace.index_dir(index_name)).kind
+    return loaders.embed_upload(workspace.run_dir(run), kind, data, query_id), query_id, image, query_id
+
+
+def hamming_radius(cutoff: float, bits: int) -> int:
+    """Largest Hamming distance a cutoff admits between codes with half their bits set (d/bits < cutoff)."""
+    return max(int(np.ceil(cutoff * bits)) - 1, -1)
+
+
+def _grid(catalog, result, truth: set[str], distance: np.ndarray, label: str) -> None:
+    paths = dict(zip(catalog.index["image_id"], catalog.index["path"]))
+    shown = list(zip(result.ids, distance, result.hamming))[:MAX_SHOWN]
+    for start in range(0, len(shown), GRID_COLUMNS):
+        columns = st.columns(GRID_COLUMNS)
+        for column, (item, dist, ham) in zip(columns, shown[start : start + GRID_COLUMNS]):
+            with column:
+                image = loaders.thumbnail(str(catalog.image_path(paths[item]))) if item in paths else None
+                if image is not None:
+                    st.image(image, width="stretch")
+                mark = "✅ " if item in truth else ""
+                st.caption(f"{mark}{item} · {label} {dist:.3f} · ham {int(ham)}")
+
+
+def _why(explained, settings: dict, position: int | None) -> str:
+    bits, mode = settings["bits"], settings["mode"]
+    if mode == "cutoff":
+        if explained.code_cosine >= settings["cutoff"]:
+            where = (f"a {explained.shortest_bits}-bit prefix would admit it" if explained.shortest_bits
+                     else "no hash length up to the stored one admits it")
+            return (f"code cosine {explained.code_cosine:.3f} ≥ cutoff {settings['cutoff']:.3f} "
+                    f"(Hamming {explained.hamming} of {bits} bits); {where}")
+        return "admitted by the cutoff but beyond the results kept"
+    depth = explained.hamming_rank + 1
+    if settings["rerank"] and depth > settings["rerank"]:
+        return f"Hamming rank {depth} at {bits} bits is past the re-rank depth {settings['rerank']}"
+    cosine = "" if explained.cosine is None else f", exact cosine {explained.cosine:.3f}"
+    return f"ranked below the top {settings['k']} (Hamming {explained.hamming}, rank {depth}{cosine})"
+
+
+def _missed(index, vector, truth: set[str], found: list[str], settings: dict) -> None:
+    missed = sorted(truth - set(found))
+    if not missed:
+        return
+    from eproduct_core.analysis import index_rows
+
+    rows = index_rows(index)
+    known = [m for m in missed if m in rows]
+    st.markdown(f"**Missed true matches ({len(missed)})**")
+    if not known:
+        st.caption("None of them is in this index.")
+        return
+    explained = index.explain(vector, [rows[m] for m in known], bits=settings["bits"],
+                              cutoff=settings["cutoff"] if settings["mode"] == "cutoff" else 0.1)
+    table = pd.DataFrame([{
+        "index id": e.id, "hamming": e.hamming, "code cosine": round(e.code_cosine, 4),
+        "cosine": None if e.cosine is None else round(e.cosine, 4), "shard": e.shard,
+        "why missed": _why(e, settings, None)} for e in explained])
+    st.dataframe(table, hide_index=True, width="stretch")
+
+
+def render() -> None:
+    workspace = current_workspace()
+    catalog = loaders.catalog(workspace.catalog_dir)
+    index_name = controls.index_choice(workspace)
+    index = loaders.index(workspace.index_dir(index_name))
+    settings = controls.search_settings(workspace, index_name, index)
+    st.title("Search")
+    left, right = st.columns([1, 3])
+    with left:
+        chosen = _query_source(workspace, catalog, index_name)
+        if chosen is None:
+            st.info("This catalog has no query images; upload a photo.")
+            return
+        vector, label, image, query_id = chosen
+        if image is not None:
+            st.image(image, caption=f"query: {label}", width="stretch")
+    index.check_compatible(None, int(np.asarray(vector).shape[0]))
+    started = time.perf_counter()
+    result = index.search(vector[None, :].astype(np.float32), bits=settings["bits"], mode=settings["mode"],
+                          k=None if settings["mode"] == "cutoff" else settings["k"],
+                          cutoff=settings["cutoff"] if settings["mode"] == "cutoff" else None,
+                          rerank=settings["rerank"])[0]
+    search_ms = (time.perf_counter() - started) * 1000
+    truth = catalog.matches().get(query_id, set()) if query_id else set()
+    distance, label_d = (result.cosine, "cos") if result.cosine is not None else (result.code_cosine, "code-cos")
+    with right:
+        cols = st.columns(4)
+        cols[0].metric("Matches", len(result.ids))
+        cols[1].metric("True matches in top 10", f"{len(truth & set(result.ids[:10]))} / {len(truth)}" if truth else "n/a")
+        cols[2].metric("Hamming radius", hamming_radius(settings["cutoff"], settings["bits"]),
+                       help="The cutoff's equivalent Hamming radius at this hash length, for codes with half their bits set.")
+        cols[3].metric("Search time", f"{search_ms:.1f} ms", help=f"{result.candidates} candidates considered")
+        if not result.ids:
+            st.warning("No index item passes the cutoff at this hash length. Raise the cutoff or shorten the hash.")
+        _grid(catalog, result, truth, distance, label_d)
+        if len(result.ids) > MAX_SHOWN:
+            st.caption(f"Showing the first {MAX_SHOWN} of {len(result.ids)} matches (sorted by distance).")
+        if truth:
+            _missed(index, vector, truth, list(result.ids[:10] if settings["mode"] == "cutoff" else result.ids),
+                    settings)
+        qwords = index.encode(np.asarray(vector, dtype=np.float32)[None, :])[0]
+        every = charts.binned(lsh.code_cosine(qwords, index.words, settings["bits"]))
+        st.altair_chart(charts.binned_histogram(every, settings["cutoff"], "code-cosine distance",
+                                                f"Distance to every index item at {settings['bits']} bits; cutoff in red"),
+                        width="stretch")
