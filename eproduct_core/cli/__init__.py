@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "submit",
     "train",
     "embed",
+    "index",
 )
 
 

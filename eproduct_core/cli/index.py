@@ -1,0 +1,138 @@
+"""`eproduct index build|verify|info` and `eproduct search`: the sharded LSH index from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+def _one_blas_thread() -> None:
+    """Per-query numpy work is fastest with one BLAS/OpenMP thread; only effective before numpy loads."""
+    if "numpy" not in sys.modules:
+        for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ.setdefault(name, "1")
+
+
+def _load_vectors(path: str):
+    import numpy as np
+
+    from ..errors import EproductError
+
+    try:
+        vectors = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise EproductError(f"Cannot read {path} as a .npy matrix ({err}). Save it with numpy.save.") from err
+    if vectors.ndim != 2 or vectors.dtype.kind != "f":
+        raise EproductError(f"{path} holds a {vectors.dtype} array of shape {vectors.shape}; "
+                            "give a float16/float32 (rows, dim) matrix.")
+    return vectors
+
+
+def _build(args: argparse.Namespace) -> int:
+    _one_blas_thread()
+    from tqdm import tqdm
+
+    from ..embeddings import read_embeddings, read_ids
+    from ..errors import EproductError
+    from ..index import build_index
+
+    if args.embeddings:
+        emb = read_embeddings(args.embeddings, mmap=True)
+        vectors, ids, kind = emb.vectors, emb.ids, args.kind or emb.kind
+    else:
+        vectors = _load_vectors(args.vectors)
+        ids = read_ids(args.ids) if args.ids else None
+        if ids is not None and len(ids) != len(vectors):
+            raise EproductError(f"{args.ids} has {len(ids)} ids for {len(vectors)} rows in {args.vectors}; "
+                                "give one id per line, one per row.")
+        kind = args.kind or "external"
+    with tqdm(total=len(vectors), unit="row", desc="index build", disable=args.quiet) as bar:
+        out = build_index(vectors, ids, args.out, bits=args.bits, shard_size=args.shard_size, seed=args.seed,
+                          kind=kind, vectors_fp16=not args.no_vectors,
+                          progress=lambda done, total: bar.update(done - bar.n))
+    print(f"{out}: {len(vectors)} rows, {args.bits} bits")
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from ..index import verify_index
+
+    problems = verify_index(args.dir)
+    for problem in problems:
+        print(problem)
+    if problems:
+        return 1
+    print(f"{args.dir}: index is sound (files, row counts and checksums)")
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    from ..index import open_index
+
+    index = open_index(args.dir)
+    m = index.manifest
+    disk = sum((index.path / f["file"]).stat().st_size for s in m["shards"] for f in s["files"].values())
+    print(f"{index.path}: {index.size} rows, kind {index.kind!r}, dim {index.dim}, {index.bits} bits "
+          f"(seed {m['seed']}), {len(m['shards'])} shards of up to {m['shard_size']} rows, "
+          f"vectors {'stored' if index.has_vectors else 'not stored'}, {disk / 2**20:.1f} MiB, created {m['created']}")
+    return 0
+
+
+def _search(args: argparse.Namespace) -> int:
+    _one_blas_thread()
+    from ..index import open_index
+    from ..submission import write_submission
+
+    index = open_index(args.index)
+    queries = _load_vectors(args.vectors)
+    index.check_compatible(args.kind, queries.shape[1])
+    results = index.search(queries, bits=args.bits, mode=args.mode, k=args.k, cutoff=args.cutoff,
+                           rerank=args.rerank, probe_bits=args.probe_bits, candidates=args.candidates,
+                           threads=args.threads)
+    write_submission(args.out, ((str(i), r.ids) for i, r in enumerate(results)))
+    print(f"{args.out}: {len(results)} queries")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    index = subparsers.add_parser("index", help="build, verify or describe a sharded LSH index folder")
+    commands = index.add_subparsers(dest="index_command", required=True)
+
+    build = commands.add_parser("build", help="hash vectors into an index folder (replaces one atomically)")
+    source = build.add_mutually_exclusive_group(required=True)
+    source.add_argument("--embeddings", metavar="EMB", help="embeddings folder (eproduct embed)")
+    source.add_argument("--vectors", metavar="FILE.npy", help="float16/float32 (rows, dim) matrix")
+    build.add_argument("--ids", metavar="FILE.txt", help="one id per line for --vectors (default: row numbers)")
+    build.add_argument("--kind", help="embedding kind to record (default: the folder's, or 'external')")
+    build.add_argument("--bits", type=int, default=256, help="stored code length; shorter prefixes need no rebuild")
+    build.add_argument("--shard-size", type=int, default=8000, help="rows per shard file set")
+    build.add_argument("--seed", type=int, default=0, help="hyperplane seed")
+    build.add_argument("--no-vectors", action="store_true", help="do not store float16 vectors (no exact re-rank)")
+    build.add_argument("--out", required=True, metavar="IDX", help="index folder to write")
+    build.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    build.set_defaults(func=_build)
+
+    verify = commands.add_parser("verify", help="check files, row counts and sha256 checksums; exit 1 on problems")
+    verify.add_argument("dir", help="index folder")
+    verify.set_defaults(func=_verify)
+
+    info = commands.add_parser("info", help="describe an index folder")
+    info.add_argument("dir", help="index folder")
+    info.set_defaults(func=_info)
+
+    search = subparsers.add_parser("search", help="search an index with query vectors; write a submission CSV")
+    search.add_argument("--index", required=True, metavar="IDX", help="index folder")
+    search.add_argument("--vectors", required=True, metavar="Q.npy", help="query matrix (rows, dim); ids are row numbers")
+    search.add_argument("--kind", help="embedding kind of the queries (refused if it differs from the index's)")
+    search.add_argument("--k", type=int, default=10, help="results per query")
+    search.add_argument("--bits", type=int, help="hash length to search (default: the stored length)")
+    search.add_argument("--mode", choices=("topk", "cutoff"), default="topk", help="Hamming top-k or the seed's cutoff")
+    search.add_argument("--rerank", type=int, help="exact-cosine re-rank depth (default 256 in topk, 0 in cutoff)")
+    search.add_argument("--cutoff", type=float, help="cutoff mode: code cosine cutoff (default 0.1); "
+                        "topk: keep exact cosine distance < cutoff")
+    search.add_argument("--probe-bits", type=int, help="prefix bits scanned to pick candidates (default 64)")
+    search.add_argument("--candidates", type=int, help="rows kept by the prefix scan")
+    search.add_argument("--threads", type=int, default=1, help="queries searched in parallel")
+    search.add_argument("--out", required=True, help="results CSV: query_id,id1 id2 ...")
+    search.set_defaults(func=_search)

@@ -1,0 +1,198 @@
+"""The sharded LSH index: build it on disk, open it (cheap, memory-mapped), verify it (numpy only).
+
+`build_index` hashes vectors with seeded hyperplanes (lsh.py), writes shards of packed codes, ids
+and float16 vectors with a manifest holding their row counts and sha256 checksums (index_format.py
+describes the folder), all in a temporary sibling folder swapped into place at the end. `open_index`
+checks the manifest, the files and their row counts (not the checksums: `verify_index` does that)
+and returns an `Index`; searching it is search.py's job (`Index.search`, `Index.explain`).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import shutil
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from . import lsh
+from .errors import EproductError
+from .index_format import (
+    HYPERPLANES, MANIFEST, REBUILD, VERSION, FORMAT, HashingWriter, clean_stale, fsync_dir, read_manifest,
+    sha256_file, shard_files, swap_into_place, temp_sibling, write_manifest,
+)
+from .index_store import Index
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BITS = 256  # stored code length; any prefix can be searched without a rebuild
+DEFAULT_SHARD_SIZE = 8000  # rows per shard file set (the seed pipeline's table size)
+
+Progress = Callable[[int, int], None]  # progress(rows_done, rows_total)
+
+
+def _check_build_args(vectors: np.ndarray, ids: Sequence[str], bits: int, shard_size: int) -> None:
+    if getattr(vectors, "ndim", 0) != 2 or len(vectors) == 0:
+        raise EproductError(f"Index vectors must be a non-empty (rows, dim) matrix; got shape {np.shape(vectors)}.")
+    if len(ids) != len(vectors):
+        raise EproductError(f"{len(ids)} ids for {len(vectors)} vectors; give one id per vector row.")
+    if not 8 <= bits <= lsh.MAX_BITS or bits % 8:
+        raise EproductError(f"bits must be a multiple of 8 between 8 and {lsh.MAX_BITS}; got {bits}.")
+    if shard_size < 1:
+        raise EproductError(f"shard_size must be at least 1; got {shard_size}.")
+    bad = next((i for i in ids if not str(i) or any(ch in str(i) for ch in "\n\r")), None)
+    if bad is not None:
+        raise EproductError(f"Ids must be non-empty and hold no line breaks; bad id: {bad!r}.")
+
+
+def _write_npy(path: Path, array: np.ndarray) -> str:
+    writer = HashingWriter(path)
+    np.save(writer, array, allow_pickle=False)
+    return writer.close()
+
+
+def _write_shard(folder: Path, name: str, block: np.ndarray, ids: Sequence[str], planes: np.ndarray,
+                 with_vectors: bool) -> dict:
+    files = shard_files(name)
+    digests = {"codes": _write_npy(folder / files["codes"], lsh.encode(block, planes))}
+    writer = HashingWriter(folder / files["ids"])
+    writer.write("".join(f"{i}\n" for i in ids).encode("utf-8"))
+    digests["ids"] = writer.close()
+    if with_vectors:
+        digests["vectors"] = _write_npy(folder / files["vectors"], np.asarray(block, dtype=np.float16))
+    return {"name": name, "rows": len(ids), "files": {role: {"file": files[role], "sha256": digest}
+                                                      for role, digest in digests.items()}}
+
+
+def build_index(vectors: np.ndarray, ids: Sequence[str] | None, out: str | Path, *, bits: int = DEFAULT_BITS,
+                shard_size: int = DEFAULT_SHARD_SIZE, seed: int = 0, kind: str = "external",
+                progress: Progress | None = None, vectors_fp16: bool = True, workers: int = 2) -> Path:
+    """Hash `vectors` (rows, dim) into an index folder at `out`, replacing any index there atomically.
+
+    `ids` default to row numbers. `vectors_fp16=False` leaves out the float16 copies (no exact re-rank).
+    `workers` threads hash and write shards in parallel. Returns `out`.
+    """
+    out = Path(out)
+    ids = [str(i) for i in range(len(vectors))] if ids is None else [str(i) for i in ids]
+    _check_build_args(vectors, ids, bits, shard_size)
+    if out.exists() and not (out / MANIFEST).is_file() and (not out.is_dir() or any(out.iterdir())):
+        raise EproductError(f"{out} exists and is not an index folder; choose another --out or remove it.")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    clean_stale(out)
+    tmp = temp_sibling(out, "tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        manifest = _build_into(tmp, vectors, ids, bits, shard_size, seed, kind, progress, vectors_fp16, workers)
+        write_manifest_and_sync(tmp, manifest)
+        swap_into_place(tmp, out)
+        fsync_dir(out.parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log.info("built index %s: %d rows, %d shards, %d bits", out, len(ids), len(manifest["shards"]), bits)
+    return out
+
+
+def _build_into(folder: Path, vectors, ids, bits, shard_size, seed, kind, progress, with_vectors, workers) -> dict:
+    dim = int(vectors.shape[1])
+    planes = lsh.hyperplanes(seed, bits, dim)
+    hyper_sha = _write_npy(folder / HYPERPLANES, planes)
+    starts = list(range(0, len(ids), shard_size))
+    width = max(5, len(str(len(starts) - 1)))
+    done = 0
+
+    def one(number: int) -> dict:
+        start = starts[number]
+        stop = min(start + shard_size, len(ids))
+        return _write_shard(folder, f"{number:0{width}d}", vectors[start:stop], ids[start:stop], planes, with_vectors)
+
+    shards = []
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        for shard in pool.map(one, range(len(starts))):
+            shards.append(shard)
+            done += shard["rows"]
+            if progress is not None:
+                progress(done, len(ids))
+    return {
+        "format": FORMAT, "version": VERSION, "kind": str(kind), "dim": dim, "seed": int(seed), "bits": int(bits),
+        "code_bytes": bits // 8, "rows": len(ids), "shard_size": int(shard_size), "vectors": bool(with_vectors),
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "hyperplanes": {"file": HYPERPLANES, "sha256": hyper_sha}, "shards": shards,
+    }
+
+
+def write_manifest_and_sync(folder: Path, manifest: dict) -> None:
+    write_manifest(folder, manifest)
+    fsync_dir(folder)
+
+
+def build_index_from_embeddings(embeddings: str | Path, out: str | Path, **options) -> Path:
+    """Build an index from an embeddings folder (memory-mapped); `options` as for `build_index` (not kind)."""
+    from .embeddings import read_embeddings
+
+    emb = read_embeddings(embeddings, mmap=True)
+    return build_index(emb.vectors, emb.ids, out, kind=emb.kind, **options)
+
+
+def open_index(path: str | Path) -> Index:
+    """Open an index folder for search; refuses a foreign version, a missing file or a wrong row count."""
+    folder = Path(path)
+    manifest = read_manifest(folder)
+    for problem in _structure_problems(folder, manifest):
+        raise EproductError(f"{problem} {REBUILD}")
+    return Index(folder, manifest)
+
+
+def _structure_problems(folder: Path, manifest: dict) -> list[str]:
+    """Missing files and row counts that disagree with the manifest (cheap: headers and line counts)."""
+    problems = []
+    hyper = folder / manifest["hyperplanes"]["file"]
+    if not hyper.is_file():
+        return [f"{folder}: hyperplanes file {hyper.name} is missing."]
+    expected_rows = 0
+    for shard in manifest["shards"]:
+        for role, entry in shard["files"].items():
+            path = folder / entry["file"]
+            if not path.is_file():
+                problems.append(f"{folder}: shard {shard['name']} is missing its {role} file {path.name}.")
+                continue
+            rows = _count_rows(path, role)
+            if rows != shard["rows"]:
+                problems.append(f"{folder}: shard {shard['name']} {role} file {path.name} has {rows} rows; "
+                                f"the manifest says {shard['rows']}.")
+        expected_rows += shard["rows"]
+    if expected_rows != manifest["rows"]:
+        problems.append(f"{folder}: shards hold {expected_rows} rows; the manifest says {manifest['rows']}.")
+    return problems
+
+
+def _count_rows(path: Path, role: str) -> int:
+    if role == "ids":
+        with open(path, "rb") as handle:
+            return handle.read().count(b"\n")
+    try:
+        return int(np.load(path, mmap_mode="r", allow_pickle=False).shape[0])
+    except (ValueError, OSError):
+        return -1  # unreadable: reported as a row count mismatch
+
+
+def verify_index(path: str | Path) -> list[str]:
+    """Every problem with an index folder (manifest, files, row counts, sha256 checksums); [] when sound."""
+    folder = Path(path)
+    try:
+        manifest = read_manifest(folder)
+    except EproductError as err:
+        return [str(err)]
+    problems = _structure_problems(folder, manifest)
+    entries = [(manifest["hyperplanes"], "hyperplanes")]
+    entries += [(entry, f"shard {shard['name']} {role}") for shard in manifest["shards"]
+                for role, entry in shard["files"].items()]
+    for entry, what in entries:
+        file = folder / entry["file"]
+        if file.is_file() and sha256_file(file) != entry["sha256"]:
+            problems.append(f"{folder}: {what} file {file.name} fails its sha256 checksum (corrupted or changed).")
+    return problems

@@ -1,0 +1,167 @@
+"""The index folder on disk: manifest, file names, checksums, and the crash-safe folder swap (numpy only).
+
+Layout of an index folder `IDX/`:
+  manifest.json            {"format": "eproduct-index", "version": 1, "kind", "dim", "seed", "bits",
+                            "code_bytes", "rows", "shard_size", "vectors", "created",
+                            "hyperplanes": {"file", "sha256"},
+                            "shards": [{"name", "rows", "files": {"codes"|"ids"|"vectors": {"file", "sha256"}}}]}
+  hyperplanes.npy          float32 (bits, dim)
+  codes-00000.npy          uint8 (rows, code_bytes) packed codes, big-endian bit order (see lsh.py)
+  ids-00000.txt            one id per line (UTF-8)
+  vectors-00000.npy        float16 (rows, dim), for exact re-rank (absent when built with vectors=False)
+
+A build writes everything into a hidden temporary sibling and swaps it into place, so a crash leaves
+either the old index or the new one (see `swap_into_place`, `recover`).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import hashlib
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+
+from .errors import EproductError
+
+log = logging.getLogger(__name__)
+
+FORMAT = "eproduct-index"
+VERSION = 1
+MANIFEST = "manifest.json"
+HYPERPLANES = "hyperplanes.npy"
+REBUILD = "Rebuild it with `eproduct index build`."
+
+
+def shard_files(name: str) -> dict[str, str]:
+    """File names of one shard, by role."""
+    return {"codes": f"codes-{name}.npy", "ids": f"ids-{name}.txt", "vectors": f"vectors-{name}.npy"}
+
+
+class HashingWriter:
+    """A write-only file wrapper that fsyncs on close and keeps the sha256 of what was written."""
+
+    def __init__(self, path: Path):
+        self.handle = open(path, "wb")
+        self.digest = hashlib.sha256()
+
+    def write(self, data) -> int:
+        self.digest.update(data)
+        return self.handle.write(data)
+
+    def close(self) -> str:
+        self.handle.flush()
+        os.fsync(self.handle.fileno())
+        self.handle.close()
+        return self.digest.hexdigest()
+
+
+def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_manifest(folder: Path, manifest: dict) -> None:
+    writer = HashingWriter(folder / MANIFEST)
+    writer.write(json.dumps(manifest, indent=2).encode())
+    writer.close()
+
+
+def read_manifest(folder: str | Path) -> dict:
+    """The manifest of an index folder, or EproductError saying what is wrong and what to do."""
+    folder = Path(folder)
+    path = folder / MANIFEST
+    if not path.is_file():
+        recover(folder)
+    if not path.is_file():
+        raise EproductError(f"{folder} is not an index folder (no {MANIFEST}). Build one with `eproduct index build`.")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as err:
+        raise EproductError(f"{path} is not valid JSON ({err}). {REBUILD}") from err
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise EproductError(f"{path} is not an eproduct index manifest (format {FORMAT!r} expected). {REBUILD}")
+    if manifest.get("version") != VERSION:
+        raise EproductError(
+            f"{folder} is index format version {manifest.get('version')!r}; this eproduct reads version {VERSION}. "
+            f"{REBUILD}"
+        )
+    return manifest
+
+
+def temp_sibling(out: Path, tag: str) -> Path:
+    return out.with_name(f".{out.name}.{tag}-{os.getpid()}")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clean_stale(out: Path) -> None:
+    """Delete temporary siblings left by builds that died (their process is gone)."""
+    for tmp in out.parent.glob(f".{out.name}.*-*"):
+        tag, _, pid = tmp.name.rpartition("-")
+        if tag.endswith((".tmp", ".old")) and pid.isdigit() and not _pid_alive(int(pid)):
+            if tag.endswith(".old") and not out.exists():
+                continue  # the only copy of the previous index: `recover` puts it back
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def recover(out: Path) -> None:
+    """If a build died between moving the old index away and moving the new one in, move the old one back."""
+    if out.exists():
+        return
+    for old in sorted(out.parent.glob(f".{out.name}.old-*")):
+        if (old / MANIFEST).is_file():
+            log.warning("recovering %s from %s (an interrupted build)", out, old.name)
+            os.rename(old, out)
+            return
+
+
+_RENAME_EXCHANGE = 2
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths with Linux renameat2(RENAME_EXCHANGE); False where unsupported."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd = -100
+    result = renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), _RENAME_EXCHANGE)
+    return result == 0
+
+
+def swap_into_place(tmp: Path, out: Path) -> None:
+    """Make `tmp` the index at `out`; the old index (if any) is intact until the new one is in place."""
+    if not out.exists():
+        os.rename(tmp, out)
+        return
+    if _exchange(tmp, out):
+        shutil.rmtree(tmp, ignore_errors=True)  # tmp now holds the old index
+        return
+    old = temp_sibling(out, "old")
+    os.rename(out, old)  # a crash here is undone by `recover` on the next open
+    os.rename(tmp, out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,180 @@
+"""`Index`: an opened index folder, its shards memory-mapped, joined into contiguous arrays on first use.
+
+Shards are the on-disk unit (one file set per `shard_size` rows). For search, the codes of all shards
+are joined once into one contiguous (rows, words) uint64 array plus a contiguous column of each
+row's first 64 bits, so one query is one pass over memory instead of one small scan per shard; the
+float16 vectors are joined likewise on the first exact re-rank. Opening stays cheap (manifest, file
+headers, id line counts); ids are read on first use. Thread-safe: lazy loads happen under a lock.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from . import lsh
+from .errors import EproductError
+
+
+class Index:
+    """An opened index (see index.py: `open_index`). Rows are numbered across shards in manifest order."""
+
+    def __init__(self, folder: Path, manifest: dict):
+        self.path = Path(folder)
+        self.manifest = manifest
+        counts = [int(shard["rows"]) for shard in manifest["shards"]]
+        self.offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)  # first row of each shard
+        self._lock = threading.Lock()
+        self._planes: np.ndarray | None = None
+        self._words: np.ndarray | None = None
+        self._word0: np.ndarray | None = None
+        self._vectors: np.ndarray | None = None
+        self._ids: list[str] | None = None
+        self._weights: dict[int, np.ndarray] = {}
+
+    # -- what it is ------------------------------------------------------------------------------
+    @property
+    def kind(self) -> str:
+        return str(self.manifest["kind"])
+
+    @property
+    def dim(self) -> int:
+        return int(self.manifest["dim"])
+
+    @property
+    def bits(self) -> int:
+        """The stored (maximum) code length; search any length up to it."""
+        return int(self.manifest["bits"])
+
+    @property
+    def size(self) -> int:
+        return int(self.manifest["rows"])
+
+    @property
+    def has_vectors(self) -> bool:
+        return bool(self.manifest.get("vectors", True))
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __repr__(self) -> str:
+        return f"Index({str(self.path)!r}, kind={self.kind!r}, dim={self.dim}, bits={self.bits}, rows={self.size})"
+
+    def check_compatible(self, kind: str | None, dim: int) -> None:
+        """Refuse queries of another embedding kind or dimension, naming both sides."""
+        if int(dim) != self.dim:
+            raise EproductError(
+                f"Queries have dimension {dim} but index {self.path} holds {self.kind!r} embeddings of dimension "
+                f"{self.dim}. Embed the queries with the same model and kind as the index, or rebuild the index."
+            )
+        if kind is not None and str(kind) != self.kind:
+            raise EproductError(
+                f"Queries are {kind!r} embeddings but index {self.path} holds {self.kind!r} embeddings. "
+                f"Embed the queries with --kind {self.kind} or build an index from {kind!r} embeddings."
+            )
+
+    # -- lazy arrays -----------------------------------------------------------------------------
+    def _file(self, shard: dict, role: str) -> Path:
+        return self.path / shard["files"][role]["file"]
+
+    def _mmap(self, shard: dict, role: str) -> np.ndarray:
+        return np.load(self._file(shard, role), mmap_mode="r", allow_pickle=False)
+
+    @property
+    def planes(self) -> np.ndarray:
+        if self._planes is None:
+            self._planes = np.load(self.path / self.manifest["hyperplanes"]["file"], allow_pickle=False)
+        return self._planes
+
+    @property
+    def words(self) -> np.ndarray:
+        """All codes as one contiguous (rows, ceil(bits/64)) native uint64 array (see lsh.to_words)."""
+        if self._words is None:
+            with self._lock:
+                if self._words is None:
+                    blocks = [self._mmap(shard, "codes") for shard in self.manifest["shards"]]
+                    self._words = lsh.to_words(np.concatenate(blocks) if len(blocks) > 1 else blocks[0])
+        return self._words
+
+    @property
+    def word0(self) -> np.ndarray:
+        """The first 64 code bits of every row, contiguous (rows,) uint64: the fast candidate scan."""
+        if self._word0 is None:
+            words = self.words
+            with self._lock:
+                if self._word0 is None:
+                    self._word0 = np.ascontiguousarray(words[:, 0])
+        return self._word0
+
+    def prefix_weights(self, bits: int) -> np.ndarray:
+        """popcount of each row's first `bits` (<= 64) bits, uint8, cached per length (cutoff mode)."""
+        if bits not in self._weights:
+            mask = lsh.word_masks(bits)[0]
+            self._weights[bits] = np.bitwise_count(self.word0 & mask)
+        return self._weights[bits]
+
+    @property
+    def vectors(self) -> np.ndarray:
+        """All float16 vectors, one contiguous in-memory (rows, dim) array (read on first re-rank)."""
+        if not self.has_vectors:
+            raise EproductError(f"Index {self.path} was built without vectors; use rerank=0 or rebuild it.")
+        if self._vectors is None:
+            with self._lock:
+                if self._vectors is None:
+                    blocks = [self._mmap(shard, "vectors") for shard in self.manifest["shards"]]
+                    self._vectors = np.concatenate(blocks) if len(blocks) > 1 else np.asarray(blocks[0])
+        return self._vectors
+
+    def warm(self, vectors: bool = True) -> "Index":
+        """Load codes (and vectors) now rather than on the first search; returns self."""
+        _ = self.word0, self.all_ids()
+        if vectors and self.has_vectors:
+            _ = self.vectors
+        return self
+
+    def memory_bytes(self) -> int:
+        """Bytes held in memory by the loaded arrays (codes, first-word column, vectors)."""
+        arrays = (self._words, self._word0, self._vectors)
+        return int(sum(a.nbytes for a in arrays if a is not None))
+
+    # -- ids and rows ----------------------------------------------------------------------------
+    def all_ids(self) -> list[str]:
+        if self._ids is None:
+            with self._lock:
+                if self._ids is None:
+                    ids: list[str] = []
+                    for shard in self.manifest["shards"]:
+                        ids.extend(self._file(shard, "ids").read_text(encoding="utf-8").split("\n")[:-1])
+                    if len(ids) != self.size:
+                        raise EproductError(f"Index {self.path} ids files hold {len(ids)} rows, not {self.size}. "
+                                            "Rebuild it with `eproduct index build`.")
+                    self._ids = ids
+        return self._ids
+
+    def ids(self, rows) -> list[str]:
+        """Ids of the given rows."""
+        all_ids = self.all_ids()
+        return [all_ids[int(r)] for r in np.asarray(rows).ravel()]
+
+    def shard_of(self, rows) -> np.ndarray:
+        """Shard number of each row."""
+        return np.searchsorted(self.offsets, np.asarray(rows, dtype=np.int64), side="right") - 1
+
+    def encode(self, queries: np.ndarray) -> np.ndarray:
+        """Query words (q, ceil(bits/64)) uint64 at the stored code length."""
+        return lsh.to_words(lsh.encode(queries, self.planes))
+
+    # -- search (search.py) -----------------------------------------------------------------------
+    def search(self, queries: np.ndarray, **options):
+        """See `eproduct_core.search.search` for the options and the result type."""
+        from .search import search
+
+        return search(self, queries, **options)
+
+    def explain(self, query: np.ndarray, rows, **options):
+        """See `eproduct_core.search.explain`: why each row was (not) retrieved."""
+        from .search import explain
+
+        return explain(self, query, rows, **options)

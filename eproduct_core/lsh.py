@@ -1,0 +1,150 @@
+"""Random-hyperplane LSH maths (numpy only): hyperplanes, codes, bit packing, Hamming and code cosine.
+
+A code is the sign pattern of a vector against `bits` seeded hyperplanes: bit j = [w_j . a > 0].
+Codes are packed big-endian (`np.packbits(bitorder="big")`), so the first k bits of a stored code are
+the code of the first k hyperplanes: any k-bit prefix is a valid k-bit LSH and a shorter hash length
+needs no rebuild. `hyperplanes(seed, k, dim)` equals `hyperplanes(seed, bits, dim)[:k]` exactly.
+
+For scanning, packed codes are also viewed as native uint64 "words" (`to_words`): word 0 holds bits
+0..63 with bit 0 as its most significant bit, so a k-bit prefix (k <= 64) is `word0 >> (64 - k)`.
+
+Code cosine distance, the report's eq. (4): `1 - h1.h2 / (|h1| |h2|)` over the 0/1 bit vectors, with
+h1.h2 = popcount(h1 & h2) and |h| = sqrt(popcount(h)). It is computed in float64 exactly as
+`1.0 - c / np.sqrt(a * b)` (c = popcount(h1 & h2), a, b = popcount of each code). A code with no bit
+set has no direction; its distance to anything (itself included) is defined as 1.0, the largest value
+eq. (4) takes for non-empty codes, so no cutoff below 1 ever admits it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+MAX_BITS = 4096  # longest code we store; 512 bytes per item
+_SALT = 0x4C5348  # "LSH": keeps hyperplane streams apart from np.random.default_rng(seed) elsewhere
+
+
+def hyperplanes(seed: int, bits: int, dim: int) -> np.ndarray:
+    """Seeded hyperplanes W (bits, dim) float32; each block of `dim` rows is orthonormalised.
+
+    Rows are drawn in blocks of `dim` Gaussian rows (whole blocks even when fewer bits are asked for)
+    and each block is orthonormalised by QR, so bits within a block are as uncorrelated as possible
+    and a shorter W is exactly a prefix of a longer one with the same seed.
+    """
+    if bits < 1 or dim < 1:
+        raise ValueError(f"bits ({bits}) and dim ({dim}) must be positive")
+    rng = np.random.default_rng([_SALT, int(seed)])  # salted: never the stream of a data generator's seed
+    blocks = []
+    for _ in range(-(-bits // dim)):
+        gauss = rng.standard_normal((dim, dim))
+        q, r = np.linalg.qr(gauss.T)  # columns of q: orthonormal, Gram-Schmidt order
+        q *= np.sign(np.diag(r))[None, :]  # unique QR: same first columns whatever follows
+        blocks.append(q.T)
+    return np.ascontiguousarray(np.concatenate(blocks)[:bits], dtype=np.float32)
+
+
+def sign_bits(vectors: np.ndarray, planes: np.ndarray, chunk: int = 65536) -> np.ndarray:
+    """Unpacked bits (n, bits) bool: [w_j . a > 0] for each vector a (computed in float32)."""
+    vectors = np.asarray(vectors)
+    out = np.empty((len(vectors), len(planes)), dtype=bool)
+    for start in range(0, len(vectors), chunk):
+        block = np.asarray(vectors[start : start + chunk], dtype=np.float32)
+        np.greater(block @ planes.T, 0, out=out[start : start + chunk])
+    return out
+
+
+def pack(bits: np.ndarray) -> np.ndarray:
+    """Pack (n, bits) 0/1 into (n, ceil(bits/8)) uint8, big-endian: bit 0 is the top bit of byte 0."""
+    return np.packbits(np.asarray(bits, dtype=bool), axis=-1, bitorder="big")
+
+
+def unpack(codes: np.ndarray, bits: int) -> np.ndarray:
+    """Inverse of `pack`: (n, bytes) uint8 -> (n, bits) uint8 0/1 (the first `bits` bits)."""
+    return np.unpackbits(np.asarray(codes, dtype=np.uint8), axis=-1, count=bits, bitorder="big")
+
+
+def encode(vectors: np.ndarray, planes: np.ndarray, chunk: int = 65536) -> np.ndarray:
+    """Packed codes (n, ceil(bits/8)) uint8 of `vectors` (n, dim) against `planes` (bits, dim)."""
+    vectors = np.asarray(vectors)
+    if vectors.ndim != 2 or vectors.shape[1] != planes.shape[1]:
+        raise ValueError(f"vectors of shape {vectors.shape} do not match hyperplanes of dim {planes.shape[1]}")
+    out = np.empty((len(vectors), -(-len(planes) // 8)), dtype=np.uint8)
+    for start in range(0, len(vectors), chunk):
+        out[start : start + chunk] = pack(sign_bits(vectors[start : start + chunk], planes))
+    return out
+
+
+def prefix(codes: np.ndarray, bits: int) -> np.ndarray:
+    """The k-bit prefix of packed codes, packed the same way (bits past k in the last byte zeroed)."""
+    codes = np.asarray(codes, dtype=np.uint8)
+    nbytes = -(-bits // 8)
+    if nbytes > codes.shape[-1]:
+        raise ValueError(f"asked for {bits} bits of codes that hold {codes.shape[-1] * 8}")
+    out = codes[..., :nbytes].copy()
+    spare = nbytes * 8 - bits
+    if spare:
+        out[..., -1] &= np.uint8((0xFF << spare) & 0xFF)
+    return out
+
+
+def to_words(codes: np.ndarray) -> np.ndarray:
+    """Packed codes (n, bytes) -> (n, ceil(bytes/8)) native uint64, big-endian bit order kept."""
+    codes = np.asarray(codes, dtype=np.uint8)
+    nbytes = codes.shape[-1]
+    nwords = -(-nbytes // 8)
+    if nbytes != nwords * 8:
+        padded = np.zeros(codes.shape[:-1] + (nwords * 8,), dtype=np.uint8)
+        padded[..., :nbytes] = codes
+        codes = padded
+    return np.ascontiguousarray(codes).view(">u8").astype(np.uint64)
+
+
+def word_masks(bits: int) -> np.ndarray:
+    """uint64 masks (ceil(bits/64),) selecting the first `bits` bits of the word view."""
+    nwords = -(-bits // 64)
+    masks = np.full(nwords, np.iinfo(np.uint64).max, dtype=np.uint64)
+    spare = nwords * 64 - bits
+    if spare:
+        masks[-1] = np.uint64((1 << 64) - (1 << spare))
+    return masks
+
+
+def popcount(words: np.ndarray) -> np.ndarray:
+    """Set bits per row of a (n, w) integer array (np.bitwise_count, summed over the last axis)."""
+    counts = np.bitwise_count(words)
+    return counts.sum(axis=-1, dtype=np.int64) if counts.ndim > 1 else counts.astype(np.int64)
+
+
+def hamming(query_words: np.ndarray, words: np.ndarray, bits: int) -> np.ndarray:
+    """Hamming distance (n,) int64 over the first `bits` bits between one query and n codes (words)."""
+    masks = word_masks(bits)
+    nwords = len(masks)
+    return popcount((words[:, :nwords] ^ query_words[:nwords]) & masks)
+
+
+def code_cosine_from_counts(both: np.ndarray, a: np.ndarray, b: np.ndarray | int) -> np.ndarray:
+    """Eq. (4) from popcounts: 1 - both / sqrt(a * b) in float64; 1.0 where a code is all zeros."""
+    both = np.asarray(both, dtype=np.float64)
+    norm2 = np.asarray(a, dtype=np.float64) * np.asarray(b, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        dist = 1.0 - both / np.sqrt(norm2)
+    return np.where(norm2 > 0, dist, 1.0)
+
+
+def code_cosine(query_words: np.ndarray, words: np.ndarray, bits: int) -> np.ndarray:
+    """Code cosine distance (n,) float64, eq. (4), over the first `bits` bits (see module doc)."""
+    masks = word_masks(bits)
+    nwords = len(masks)
+    q = query_words[:nwords] & masks
+    block = words[:, :nwords] & masks
+    return code_cosine_from_counts(popcount(block & q), popcount(block), int(popcount(q[None, :])[0]))
+
+
+def cosine_distance(query: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    """Exact cosine distance (n,) float64 between one query (d,) and rows (n, d); 1.0 for zero vectors."""
+    q = np.asarray(query, dtype=np.float32)
+    rows = np.asarray(vectors, dtype=np.float32)
+    dots = rows @ q
+    norms = np.sqrt(np.einsum("ij,ij->i", rows, rows)) * float(np.sqrt(q @ q))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        dist = 1.0 - dots.astype(np.float64) / norms
+    return np.where(norms > 0, dist, 1.0)

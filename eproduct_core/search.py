@@ -1,0 +1,246 @@
+"""Search an opened index (numpy only): Hamming ranking with exact re-rank, and the seed's cutoff mode.
+
+Modes, at hash length `bits` (any prefix of the stored codes; default the stored length):
+- "topk" (default): rank every item by Hamming distance; the best `rerank` are re-ranked by exact
+  cosine distance on the float16 vectors; the top `k` are returned. When `probe_bits` < `bits`
+  (default: the first 64 bits), the Hamming ranking is approximated in two steps: a scan of the
+  first `probe_bits` bits of every code picks `candidates` rows, whose full `bits`-bit Hamming
+  distances pick the `rerank` best. `probe_bits=bits` makes the ranking exact. An optional `cutoff`
+  keeps results with exact cosine distance < cutoff (code cosine when rerank=0).
+- "cutoff" (the seed pipeline's): every item whose code cosine distance (eq. 4, see lsh.py) is
+  < `cutoff`, ranked by that distance; `k` truncates (k=None keeps all). With rerank=R > 0 the
+  first R admitted items are re-ranked by exact cosine.
+Ties are broken by row number everywhere, so results are deterministic and shard-independent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import lsh
+from .errors import EproductError
+
+DEFAULT_RERANK = 256  # exact-cosine re-rank depth of the default top-k search
+DEFAULT_PROBE_BITS = 64  # code prefix scanned over every row to pick candidates
+DEFAULT_CANDIDATES = 4096  # rows kept by the prefix scan (at least 8x the re-rank depth)
+SEED_CUTOFF = 0.1  # the seed pipeline's code cosine cutoff
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """One query's results, best first."""
+
+    ids: list[str]  # index ids
+    rows: np.ndarray  # int64 row numbers in the index
+    hamming: np.ndarray  # int64 Hamming distance at the searched hash length
+    code_cosine: np.ndarray  # float64 code cosine distance, eq. (4), at the searched hash length
+    cosine: np.ndarray | None  # float64 exact cosine distance, None when not re-ranked
+    candidates: int  # items considered: admitted by the cutoff (cutoff mode) or Hamming-ranked (topk)
+
+
+@dataclass(frozen=True)
+class RowExplanation:
+    """Why one index row was or was not retrieved for one query."""
+
+    row: int
+    id: str
+    shard: int
+    hamming: int  # at the searched hash length
+    code_cosine: float  # eq. (4) at the searched hash length
+    cosine: float | None  # exact cosine distance (None without stored vectors)
+    hamming_rank: int  # items ranked before it by (Hamming, row): re-rank depth needed is hamming_rank + 1
+    probe_rank: int  # items before it in the prefix scan: candidates needed (topk with probe_bits)
+    cutoff_needed: float  # cutoff mode admits it for any cutoff above this (its code cosine)
+    shortest_bits: int | None  # shortest hash length at which code cosine < cutoff (None: none)
+
+
+def _smallest(values: np.ndarray, count: int, max_value: int) -> np.ndarray:
+    """Indices of the `count` smallest integer `values` (ties: lowest index first), ascending index order."""
+    if count >= len(values):
+        return np.arange(len(values))
+    lo, hi = 0, max_value  # find the least t with #(values <= t) >= count
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if np.count_nonzero(values <= mid) >= count:
+            hi = mid
+        else:
+            lo = mid + 1
+    picked = np.flatnonzero(values <= lo)
+    if len(picked) > count:
+        at_edge = values[picked] == lo
+        keep = ~at_edge | (np.cumsum(at_edge) <= count - np.count_nonzero(~at_edge))
+        picked = picked[keep]
+    return picked
+
+
+def _order(primary: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    return np.lexsort((rows, primary))
+
+
+def _hamming_rows(index, qwords: np.ndarray, rows: np.ndarray | None, bits: int) -> np.ndarray:
+    words = index.words if rows is None else index.words[rows]
+    return lsh.hamming(qwords, words, bits)
+
+
+def _topk_candidates(index, qwords, bits, depth, probe_bits, candidates) -> tuple[np.ndarray, np.ndarray]:
+    """The `depth` best rows by Hamming (approximated by a prefix scan when probe_bits < bits)."""
+    if probe_bits < bits and candidates < index.size:
+        first = index.word0 ^ qwords[0]
+        if probe_bits < 64:
+            first &= lsh.word_masks(probe_bits)[0]
+        rows = _smallest(np.bitwise_count(first), max(candidates, depth), probe_bits)
+        dist = _hamming_rows(index, qwords, rows, bits)
+    else:
+        dist = _hamming_rows(index, qwords, None, bits)
+        rows = np.arange(index.size)
+    best = _smallest(dist, depth, bits)
+    rows, dist = rows[best], dist[best]
+    order = _order(dist, rows)
+    return rows[order], dist[order]
+
+
+def _code_cosine_rows(index, qwords, rows, bits) -> np.ndarray:
+    return lsh.code_cosine(qwords, index.words[rows], bits)
+
+
+def _finish(index, query, qwords, rows, hamming, bits, rerank, k, cutoff, considered, rank_by_cos) -> SearchResult:
+    cosine = None
+    code_cos = _code_cosine_rows(index, qwords, rows, bits)
+    if rerank > 0:
+        head = slice(0, rerank)
+        cosine = lsh.cosine_distance(query, index.vectors[rows[head]])
+        order = _order(cosine, rows[head])
+        rows, hamming, code_cos, cosine = rows[head][order], hamming[head][order], code_cos[head][order], cosine[order]
+        if cutoff is not None and rank_by_cos:
+            keep = cosine < cutoff
+            rows, hamming, code_cos, cosine = rows[keep], hamming[keep], code_cos[keep], cosine[keep]
+    elif cutoff is not None and rank_by_cos:
+        keep = code_cos < cutoff
+        rows, hamming, code_cos = rows[keep], hamming[keep], code_cos[keep]
+    if k is not None:
+        rows, hamming, code_cos = rows[:k], hamming[:k], code_cos[:k]
+        cosine = None if cosine is None else cosine[:k]
+    return SearchResult(index.ids(rows), rows.astype(np.int64), hamming.astype(np.int64), code_cos,
+                        cosine, int(considered))
+
+
+def _search_topk(index, query, qwords, bits, k, cutoff, rerank, probe_bits, candidates) -> SearchResult:
+    depth = max(rerank, k)
+    rows, hamming = _topk_candidates(index, qwords, bits, depth, probe_bits, candidates)
+    return _finish(index, query, qwords, rows, hamming, bits, rerank, k, cutoff, len(rows), True)
+
+
+def _search_cutoff(index, query, qwords, bits, k, cutoff, rerank) -> SearchResult:
+    if bits <= 64:
+        mask = lsh.word_masks(bits)[0]
+        q = qwords[0] & mask
+        both = np.bitwise_count(index.word0 & q)
+        weights = index.prefix_weights(bits)
+        qweight = int(np.bitwise_count(q))
+        dist = lsh.code_cosine_from_counts(both, weights, qweight)
+        admitted = np.flatnonzero(dist < cutoff)
+        hamming = weights[admitted].astype(np.int64) + qweight - 2 * both[admitted].astype(np.int64)
+    else:
+        dist = lsh.code_cosine(qwords, index.words, bits)
+        admitted = np.flatnonzero(dist < cutoff)
+        hamming = _hamming_rows(index, qwords, admitted, bits)
+    order = _order(dist[admitted], admitted)
+    rows, hamming = admitted[order], hamming[order]
+    return _finish(index, query, qwords, rows, hamming, bits, rerank, k, None, len(rows), False)
+
+
+def _resolve(index, bits, mode, k, cutoff, rerank, probe_bits, candidates) -> tuple:
+    bits = index.bits if bits is None else int(bits)
+    if not 1 <= bits <= index.bits:
+        raise EproductError(f"bits must be between 1 and the index's stored {index.bits}; got {bits}.")
+    if mode not in ("topk", "cutoff"):
+        raise EproductError(f"mode must be 'topk' or 'cutoff'; got {mode!r}.")
+    if k is not None and k < 1:
+        raise EproductError(f"k must be at least 1; got {k}.")
+    if mode == "topk" and k is None:
+        raise EproductError("mode 'topk' needs k (how many results to return).")
+    if mode == "cutoff":
+        cutoff = SEED_CUTOFF if cutoff is None else float(cutoff)
+    if rerank is None:
+        rerank = DEFAULT_RERANK if (mode == "topk" and index.has_vectors) else 0
+    if rerank < 0 or (rerank > 0 and not index.has_vectors):
+        raise EproductError(f"rerank {rerank} needs an index built with vectors and rerank >= 0.")
+    probe_bits = min(DEFAULT_PROBE_BITS, bits) if probe_bits is None else min(int(probe_bits), bits)
+    if not 1 <= probe_bits <= 64 and probe_bits < bits:
+        raise EproductError(f"probe_bits must be between 1 and 64 (or >= bits for an exact scan); got {probe_bits}.")
+    if candidates is None:
+        candidates = max(DEFAULT_CANDIDATES, 16 * max(rerank, k or 0))
+    return bits, cutoff, int(rerank), probe_bits, int(candidates)
+
+
+def search(index, queries: np.ndarray, *, bits: int | None = None, mode: str = "topk", k: int | None = 10,
+           cutoff: float | None = None, rerank: int | None = None, probe_bits: int | None = None,
+           candidates: int | None = None, threads: int = 1) -> list[SearchResult]:
+    """Search `queries` (q, dim) against `index`; one `SearchResult` per query (see the module doc).
+
+    rerank=None means DEFAULT_RERANK in topk mode (0 without stored vectors) and 0 in cutoff mode;
+    cutoff=None in cutoff mode means the seed's 0.1. `threads` > 1 runs queries in parallel.
+    """
+    queries = np.asarray(queries)
+    if queries.ndim == 1:
+        queries = queries[None, :]
+    if queries.ndim != 2:
+        raise EproductError(f"Queries must be a (rows, dim) matrix; got shape {queries.shape}.")
+    index.check_compatible(None, queries.shape[1])
+    bits, cutoff, rerank, probe_bits, candidates = _resolve(index, bits, mode, k, cutoff, rerank, probe_bits,
+                                                           candidates)
+    qwords = index.encode(queries)
+
+    def one(i: int) -> SearchResult:
+        if mode == "cutoff":
+            return _search_cutoff(index, queries[i], qwords[i], bits, k, cutoff, rerank)
+        return _search_topk(index, queries[i], qwords[i], bits, k, cutoff, rerank, probe_bits, candidates)
+
+    if threads > 1 and len(queries) > 1:
+        index.warm(vectors=rerank > 0)
+        with ThreadPoolExecutor(threads) as pool:
+            return list(pool.map(one, range(len(queries))))
+    return [one(i) for i in range(len(queries))]
+
+
+def explain(index, query: np.ndarray, rows: Sequence[int], *, bits: int | None = None,
+            cutoff: float = SEED_CUTOFF, probe_bits: int = DEFAULT_PROBE_BITS) -> list[RowExplanation]:
+    """Per row: distances at `bits`, its Hamming and prefix-scan ranks, and what would have retrieved it."""
+    query = np.asarray(query).ravel()
+    index.check_compatible(None, query.shape[0])
+    bits = index.bits if bits is None else int(bits)
+    rows = np.asarray(rows, dtype=np.int64).ravel()
+    if len(rows) and (rows.min() < 0 or rows.max() >= index.size):
+        raise EproductError(f"Rows must be between 0 and {index.size - 1}.")
+    qwords = index.encode(query[None, :])[0]
+    all_dist = _hamming_rows(index, qwords, None, bits)
+    probe = min(probe_bits, bits, 64)
+    prefix_dist = np.bitwise_count((index.word0 ^ qwords[0]) & lsh.word_masks(probe)[0])
+    qbits = lsh.unpack(lsh.encode(query[None, :], index.planes), index.bits)[0, :bits].astype(np.int64)
+    rbits = lsh.unpack(lsh.prefix(_row_codes(index, rows), index.bits), index.bits)[:, :bits].astype(np.int64)
+    per_length = lsh.code_cosine_from_counts(np.cumsum(rbits & qbits, axis=1), np.cumsum(rbits, axis=1),
+                                             np.cumsum(qbits)[None, :])
+    cosine = lsh.cosine_distance(query, index.vectors[rows]) if index.has_vectors else [None] * len(rows)
+    shards = index.shard_of(rows)
+    out = []
+    for i, row in enumerate(rows):
+        d, p = all_dist[row], prefix_dist[row]
+        admits = np.flatnonzero(per_length[i] < cutoff)
+        out.append(RowExplanation(
+            row=int(row), id=index.ids([row])[0], shard=int(shards[i]), hamming=int(d),
+            code_cosine=float(per_length[i, -1]), cosine=None if cosine[i] is None else float(cosine[i]),
+            hamming_rank=int(np.count_nonzero(all_dist < d) + np.count_nonzero(all_dist[:row] == d)),
+            probe_rank=int(np.count_nonzero(prefix_dist < p) + np.count_nonzero(prefix_dist[:row] == p)),
+            cutoff_needed=float(per_length[i, -1]), shortest_bits=int(admits[0]) + 1 if len(admits) else None,
+        ))
+    return out
+
+
+def _row_codes(index, rows: np.ndarray) -> np.ndarray:
+    """Packed uint8 codes of rows, rebuilt from the word view."""
+    words = index.words[rows]
+    return np.ascontiguousarray(words.astype(">u8")).view(np.uint8).reshape(len(rows), -1)

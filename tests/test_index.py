@@ -1,0 +1,159 @@
+"""index.py and `eproduct index|search`: folder layout, round trip, refusals, verify, the CLI."""
+
+import json
+
+import numpy as np
+import pytest
+
+from eproduct_core import lsh
+from eproduct_core.cli import main
+from eproduct_core.embeddings import write_meta, write_shard
+from eproduct_core.errors import EproductError
+from eproduct_core.index import build_index, build_index_from_embeddings, open_index, verify_index
+from eproduct_core.submission import read_submission
+
+
+def _vectors(n=500, d=16, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((n // 5, d))
+    return (centres[np.arange(n) % (n // 5)] + 0.1 * rng.standard_normal((n, d))).astype(np.float32)
+
+
+@pytest.fixture()
+def index_dir(tmp_path):
+    x = _vectors()
+    return build_index(x, [f"p{i}" for i in range(len(x))], tmp_path / "idx", bits=64, shard_size=120, seed=5,
+                       kind="metric"), x
+
+
+def test_layout_manifest_and_round_trip(index_dir):
+    path, x = index_dir
+    manifest = json.loads((path / "manifest.json").read_text())
+    assert manifest["format"] == "eproduct-index" and manifest["version"] == 1
+    assert (manifest["kind"], manifest["dim"], manifest["seed"], manifest["bits"], manifest["rows"]) == (
+        "metric", 16, 5, 64, 500)
+    assert [s["rows"] for s in manifest["shards"]] == [120, 120, 120, 120, 20]
+    assert [s["name"] for s in manifest["shards"]] == ["00000", "00001", "00002", "00003", "00004"]
+    assert all(len(f["sha256"]) == 64 for s in manifest["shards"] for f in s["files"].values())
+    assert "created" in manifest
+    codes = np.load(path / "codes-00001.npy", allow_pickle=False)
+    assert codes.dtype == np.uint8 and codes.shape == (120, 8)
+    np.testing.assert_array_equal(codes, lsh.encode(x[120:240], lsh.hyperplanes(5, 64, 16)))
+    vectors = np.load(path / "vectors-00004.npy", allow_pickle=False)
+    assert vectors.dtype == np.float16 and np.allclose(vectors, x[480:], atol=1e-2)
+    assert (path / "ids-00002.txt").read_text().splitlines()[0] == "p240"
+
+    index = open_index(path)
+    assert (index.kind, index.dim, index.bits, index.size) == ("metric", 16, 64, 500)
+    assert index.ids([0, 499]) == ["p0", "p499"]
+    top = index.search(x[[7, 321]], k=1)
+    assert [r.ids for r in top] == [["p7"], ["p321"]]
+    assert verify_index(path) == []
+    assert not list(path.parent.glob(".idx.*"))  # no temporary siblings left
+
+
+def test_rebuild_replaces_the_index_and_leaves_no_temporary(index_dir, tmp_path):
+    path, x = index_dir
+    build_index(x[:50], None, path, bits=32, shard_size=10)
+    index = open_index(path)
+    assert (index.size, index.bits, index.ids([3])) == (50, 32, ["3"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["idx"]
+
+
+def test_refuses_to_replace_a_folder_that_is_not_an_index(tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "keep.jpg").write_bytes(b"x")
+    with pytest.raises(EproductError, match="not an index folder"):
+        build_index(_vectors(20), None, folder, bits=16)
+    assert (folder / "keep.jpg").exists()
+
+
+def test_build_argument_errors(tmp_path):
+    with pytest.raises(EproductError, match="multiple of 8"):
+        build_index(_vectors(20), None, tmp_path / "a", bits=20)
+    with pytest.raises(EproductError, match="3 ids for 20 vectors"):
+        build_index(_vectors(20), ["a", "b", "c"], tmp_path / "a", bits=16)
+
+
+def test_other_format_version_is_refused(index_dir):
+    path, _ = index_dir
+    manifest = json.loads((path / "manifest.json").read_text())
+    manifest["version"] = 99
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(EproductError, match=r"version 99.*reads version 1.*eproduct index build"):
+        open_index(path)
+    assert "version 99" in verify_index(path)[0]
+
+
+def test_missing_shard_file_is_refused(index_dir):
+    path, _ = index_dir
+    (path / "codes-00003.npy").unlink()
+    with pytest.raises(EproductError, match=r"shard 00003 is missing its codes file codes-00003.npy"):
+        open_index(path)
+
+
+def test_row_count_mismatch_is_refused(index_dir):
+    path, _ = index_dir
+    ids = (path / "ids-00002.txt").read_text().splitlines()
+    (path / "ids-00002.txt").write_text("\n".join(ids[:-1]) + "\n")
+    with pytest.raises(EproductError, match=r"ids-00002.txt has 119 rows; the manifest says 120"):
+        open_index(path)
+
+
+def test_verify_reports_a_failed_checksum_open_stays_cheap(index_dir):
+    path, _ = index_dir
+    file = path / "vectors-00001.npy"
+    data = bytearray(file.read_bytes())
+    data[-1] ^= 0xFF
+    file.write_bytes(bytes(data))
+    problems = verify_index(path)
+    assert len(problems) == 1 and "vectors-00001.npy fails its sha256 checksum" in problems[0]
+    open_index(path)  # open does not hash; verify does
+    assert main(["index", "verify", str(path)]) == 1
+
+
+def test_build_from_embeddings_folder_takes_its_kind(tmp_path):
+    x = _vectors(60)
+    emb = tmp_path / "emb"
+    write_meta(emb, kind="penultimate", dim=16, split="index")
+    write_shard(emb, "a", x[:30], [f"a{i}" for i in range(30)])
+    write_shard(emb, "b", x[30:], [f"b{i}" for i in range(30)])
+    index = open_index(build_index_from_embeddings(emb, tmp_path / "idx", bits=32, shard_size=25))
+    assert index.kind == "penultimate" and index.size == 60 and index.ids([29, 30]) == ["a29", "b0"]
+
+
+def test_cli_build_from_vectors_with_and_without_ids_info_and_search(tmp_path, capsys):
+    x = _vectors(200)
+    np.save(tmp_path / "vectors.npy", x.astype(np.float16))
+    (tmp_path / "ids.txt").write_text("".join(f"sku{i}\n" for i in range(200)))
+    assert main(["index", "build", "--vectors", str(tmp_path / "vectors.npy"), "--ids", str(tmp_path / "ids.txt"),
+                 "--bits", "64", "--shard-size", "50", "--out", str(tmp_path / "named")]) == 0
+    assert main(["index", "build", "--vectors", str(tmp_path / "vectors.npy"), "--bits", "64",
+                 "--out", str(tmp_path / "plain")]) == 0
+    assert open_index(tmp_path / "named").ids([5]) == ["sku5"]
+    assert open_index(tmp_path / "plain").ids([5]) == ["5"]
+    assert open_index(tmp_path / "plain").kind == "external"
+    assert main(["index", "verify", str(tmp_path / "named")]) == 0
+    capsys.readouterr()
+    assert main(["index", "info", str(tmp_path / "named")]) == 0
+    assert "200 rows" in capsys.readouterr().out
+
+    queries = x[[3, 77, 150]] + 0.01
+    np.save(tmp_path / "q.npy", queries)
+    assert main(["search", "--index", str(tmp_path / "named"), "--vectors", str(tmp_path / "q.npy"), "--k", "5",
+                 "--rerank", "20", "--out", str(tmp_path / "results.csv")]) == 0
+    written = read_submission(tmp_path / "results.csv")
+    expected = open_index(tmp_path / "named").search(queries, k=5, rerank=20)
+    assert written == {str(i): r.ids for i, r in enumerate(expected)}
+    assert written["0"][0] == "sku3" and written["2"][0] == "sku150"
+
+    assert main(["search", "--index", str(tmp_path / "named"), "--vectors", str(tmp_path / "q.npy"), "--mode",
+                 "cutoff", "--bits", "20", "--cutoff", "0.1", "--k", "10", "--out", str(tmp_path / "seed.csv")]) == 0
+    seed = open_index(tmp_path / "named").search(queries, mode="cutoff", bits=20, cutoff=0.1, k=10)
+    assert read_submission(tmp_path / "seed.csv") == {str(i): r.ids for i, r in enumerate(seed)}
+
+    np.save(tmp_path / "bad.npy", x[:, :5])
+    assert main(["search", "--index", str(tmp_path / "named"), "--vectors", str(tmp_path / "bad.npy"),
+                 "--out", str(tmp_path / "bad.csv")]) == 2
+    assert "dimension 5" in capsys.readouterr().err

@@ -1,0 +1,90 @@
+"""lsh.py: hyperplanes, prefix codes, packing, Hamming and eq. (4) code cosine against direct numpy."""
+
+import numpy as np
+import pytest
+
+from eproduct_core import lsh
+
+
+def _vectors(n=300, d=24, seed=0):
+    return np.random.default_rng(seed).standard_normal((n, d)).astype(np.float32)
+
+
+def test_hyperplanes_are_seeded_prefix_consistent_and_orthonormal_per_block():
+    a = lsh.hyperplanes(3, 40, 16)
+    assert a.shape == (40, 16) and a.dtype == np.float32
+    np.testing.assert_array_equal(lsh.hyperplanes(3, 7, 16), a[:7])
+    np.testing.assert_array_equal(lsh.hyperplanes(3, 40, 16), a)
+    assert not np.array_equal(lsh.hyperplanes(4, 40, 16), a)
+    for block in (a[:16], a[16:32]):
+        np.testing.assert_allclose(block @ block.T, np.eye(16), atol=1e-5)
+    assert np.abs(a[:16] @ a[16:32].T).max() > 0.05  # different blocks are independent, not orthogonal
+
+
+@pytest.mark.parametrize("k", [1, 7, 8, 20, 64, 65, 100])
+def test_k_bit_prefix_of_long_codes_equals_codes_built_with_k_bits(k):
+    x = _vectors()
+    long_codes = lsh.encode(x, lsh.hyperplanes(11, 128, x.shape[1]))
+    short_codes = lsh.encode(x, lsh.hyperplanes(11, k, x.shape[1]))
+    np.testing.assert_array_equal(lsh.prefix(long_codes, k), short_codes)
+
+
+def test_bits_are_signs_of_projections_packed_big_endian():
+    x = _vectors(50)
+    planes = lsh.hyperplanes(0, 20, x.shape[1])
+    bits = (x @ planes.T) > 0
+    codes = lsh.encode(x, planes)
+    assert codes.shape == (50, 3)
+    np.testing.assert_array_equal(lsh.unpack(codes, 20), bits.astype(np.uint8))
+    assert (codes[:, 0] >> 7 == bits[:, 0]).all()  # bit 0 is the top bit of byte 0
+    assert (codes[:, 2] & 0x0F == 0).all()  # padding bits are zero
+
+
+def test_words_hamming_matches_unpacked_bits():
+    x = _vectors(200)
+    codes = lsh.encode(x, lsh.hyperplanes(1, 136, x.shape[1]))
+    words = lsh.to_words(codes)
+    assert words.shape == (200, 3) and words.dtype == np.uint64
+    bits = lsh.unpack(codes, 136).astype(np.int64)
+    for k in (5, 20, 64, 100, 136):
+        expected = np.abs(bits[:, :k] - bits[0, :k]).sum(axis=1)
+        np.testing.assert_array_equal(lsh.hamming(words[0], words, k), expected)
+
+
+def test_code_cosine_is_eq4_over_bit_vectors():
+    x = _vectors(300)
+    codes = lsh.encode(x, lsh.hyperplanes(2, 20, x.shape[1]))
+    words = lsh.to_words(codes)
+    h = lsh.unpack(codes, 20).astype(np.int64)
+    for q in range(5):
+        c, a, b = h @ h[q], h.sum(axis=1), h[q].sum()
+        with np.errstate(divide="ignore", invalid="ignore"):
+            expected = np.where(a * b > 0, 1.0 - c / np.sqrt(a * b), 1.0)
+        np.testing.assert_array_equal(lsh.code_cosine(words[q], words, 20), expected)
+    assert lsh.code_cosine(words[0], words[:1], 20)[0] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_all_zero_code_has_distance_one_to_everything():
+    zero = np.zeros((1, 1), dtype=np.uint64)
+    other = lsh.to_words(np.array([[0b10110000]], dtype=np.uint8))
+    assert lsh.code_cosine(zero[0], other, 4)[0] == 1.0
+    assert lsh.code_cosine(zero[0], zero, 4)[0] == 1.0
+    assert lsh.code_cosine(other[0], zero, 4)[0] == 1.0
+
+
+def test_differing_bit_fraction_estimates_angle_over_pi():
+    rng = np.random.default_rng(5)
+    a = rng.standard_normal(64)
+    b = a + 0.8 * rng.standard_normal(64)
+    angle = np.arccos(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
+    words = lsh.to_words(lsh.encode(np.stack([a, b]), lsh.hyperplanes(0, 4096, 64)))
+    fraction = lsh.hamming(words[0], words[1:], 4096)[0] / 4096
+    assert fraction == pytest.approx(angle / np.pi, abs=0.03)
+
+
+def test_cosine_distance_exact_and_zero_vectors():
+    x = _vectors(10)
+    q = x[3]
+    expected = 1 - (x @ q) / np.linalg.norm(x, axis=1) / np.linalg.norm(q)
+    np.testing.assert_allclose(lsh.cosine_distance(q, x), expected, atol=1e-6)
+    assert lsh.cosine_distance(q, np.zeros((1, x.shape[1])))[0] == 1.0

@@ -1,0 +1,165 @@
+"""search.py: sharded search equals brute force over the same codes; seed cutoff mode equals eq. (4)."""
+
+import numpy as np
+import pytest
+
+from eproduct_core import lsh
+from eproduct_core.errors import EproductError
+from eproduct_core.index import build_index, open_index
+
+
+def clustered(n=1200, d=32, seed=0, spread=0.15):
+    """Groups of 4 near-duplicates around random centres: real neighbour structure at small scale."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((n // 4, d))
+    x = centres[np.arange(n) % (n // 4)] + spread * rng.standard_normal((n, d))
+    return x.astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def data():
+    x = clustered()
+    q = x[:12] + 0.1 * np.random.default_rng(1).standard_normal((12, x.shape[1])).astype(np.float32)
+    return x, q
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, data):
+    x, _ = data
+    root = tmp_path_factory.mktemp("idx")
+    ids = [f"item{i}" for i in range(len(x))]
+    one = open_index(build_index(x, ids, root / "one", bits=128, shard_size=len(x), seed=7))
+    many = open_index(build_index(x, ids, root / "many", bits=128, shard_size=24, seed=7))
+    return one, many
+
+
+def brute_force_hamming(index, x, q, bits, k):
+    """Direct numpy: unpacked bits, Hamming to every item, ranked by (distance, row)."""
+    h = lsh.unpack(lsh.encode(x, index.planes), index.bits)[:, :bits].astype(np.int64)
+    hq = lsh.unpack(lsh.encode(q[None, :], index.planes), index.bits)[0, :bits].astype(np.int64)
+    dist = np.abs(h - hq).sum(axis=1)
+    order = np.lexsort((np.arange(len(x)), dist))[:k]
+    return order, dist[order]
+
+
+@pytest.mark.parametrize("bits", [20, 64, 100, 128])
+def test_sharded_exact_hamming_ranking_equals_brute_force(built, data, bits):
+    x, q = data
+    one, many = built
+    assert len(many.manifest["shards"]) == 50
+    for index in (one, many):
+        results = index.search(q, bits=bits, k=30, rerank=0, probe_bits=bits)
+        for i, result in enumerate(results):
+            rows, dist = brute_force_hamming(index, x, q[i], bits, 30)
+            np.testing.assert_array_equal(result.rows, rows)
+            np.testing.assert_array_equal(result.hamming, dist)
+            assert result.ids == [f"item{r}" for r in rows]
+
+
+def test_one_shard_and_fifty_shards_agree_in_every_mode(built, data):
+    _, q = data
+    one, many = built
+    for options in ({}, {"rerank": 0}, {"mode": "cutoff", "bits": 20, "cutoff": 0.1, "k": None},
+                    {"bits": 48, "rerank": 40, "candidates": 100}):
+        for a, b in zip(one.search(q, **options), many.search(q, **options)):
+            assert a.ids == b.ids
+            np.testing.assert_array_equal(a.hamming, b.hamming)
+            np.testing.assert_array_equal(a.code_cosine, b.code_cosine)
+            assert a.candidates == b.candidates
+
+
+def test_seed_cutoff_mode_returns_exactly_what_eq4_admits(built, data):
+    x, q = data
+    _, index = built
+    h = lsh.unpack(lsh.encode(x, index.planes), 128)[:, :20].astype(np.int64)
+    total = 0
+    for i, result in enumerate(index.search(q, mode="cutoff", bits=20, cutoff=0.1, k=None)):
+        hq = lsh.unpack(lsh.encode(q[i : i + 1], index.planes), 128)[0, :20].astype(np.int64)
+        c, a, b = h @ hq, h.sum(axis=1), hq.sum()
+        with np.errstate(divide="ignore", invalid="ignore"):
+            dist = np.where(a * b > 0, 1.0 - c / np.sqrt(a * b), 1.0)
+        admitted = np.flatnonzero(dist < 0.1)
+        expected = admitted[np.lexsort((admitted, dist[admitted]))]
+        np.testing.assert_array_equal(result.rows, expected)
+        np.testing.assert_array_equal(result.code_cosine, dist[expected])
+        assert result.candidates == len(expected) and result.cosine is None
+        total += len(expected)
+    assert total > 12  # the near-duplicates are admitted; the test is not vacuous
+    truncated = index.search(q, mode="cutoff", bits=20, cutoff=0.1, k=2)
+    assert all(len(r.rows) <= 2 for r in truncated)
+
+
+def test_topk_rerank_returns_exact_cosine_order_of_the_candidates(built, data):
+    x, q = data
+    one, _ = built
+    vectors16 = x.astype(np.float16).astype(np.float32)
+    for i, result in enumerate(one.search(q, k=10, rerank=len(x), probe_bits=128)):
+        exact = lsh.cosine_distance(q[i], vectors16)
+        expected = np.lexsort((np.arange(len(x)), exact))[:10]
+        np.testing.assert_array_equal(result.rows, expected)
+        np.testing.assert_allclose(result.cosine, exact[expected], atol=1e-9)
+
+
+def test_default_search_finds_the_near_duplicates(built, data):
+    x, q = data
+    one, _ = built
+    results = one.search(q, k=4)
+    for i, result in enumerate(results):
+        assert result.cosine is not None and np.all(np.diff(result.cosine) >= 0)
+        group = {f"item{r}" for r in range(i % 300, len(x), 300)}
+        assert set(result.ids) == group
+
+
+def test_topk_cutoff_filters_on_exact_cosine_or_code_cosine(built, data):
+    _, q = data
+    one, _ = built
+    for result in one.search(q, k=10, rerank=50, cutoff=0.05):
+        assert len(result.rows) < 10 and np.all(result.cosine < 0.05)
+    for result in one.search(q, k=10, rerank=0, cutoff=0.2):
+        assert np.all(result.code_cosine < 0.2)
+
+
+def test_hash_length_change_needs_no_rebuild(tmp_path, data):
+    x, q = data
+    long_index = open_index(build_index(x, None, tmp_path / "long", bits=256, seed=3))
+    short_index = open_index(build_index(x, None, tmp_path / "short", bits=24, seed=3))
+    for a, b in zip(long_index.search(q, bits=24, rerank=0, k=20, probe_bits=24), short_index.search(q, k=20, rerank=0)):
+        assert a.ids == b.ids
+        np.testing.assert_array_equal(a.hamming, b.hamming)
+
+
+def test_explain_ranks_and_thresholds_agree_with_search(built, data):
+    _, q = data
+    one, _ = built
+    result = one.search(q[:1], bits=64, k=40, rerank=0, probe_bits=64)[0]
+    rows = result.rows[[0, 5, 39]]
+    for position, info in zip([0, 5, 39], one.explain(q[0], rows, bits=64, cutoff=0.1)):
+        assert info.hamming_rank == position
+        assert info.hamming == result.hamming[position]
+        assert info.code_cosine == pytest.approx(result.code_cosine[position])
+        assert info.shard == 0 and info.id == result.ids[position]
+        if info.shortest_bits is not None:
+            admitted = one.search(q[:1], mode="cutoff", bits=info.shortest_bits, cutoff=0.1, k=None)[0]
+            assert info.row in admitted.rows
+            if info.shortest_bits > 1:
+                earlier = one.search(q[:1], mode="cutoff", bits=info.shortest_bits - 1, cutoff=0.1, k=None)[0]
+                assert info.row not in earlier.rows
+
+
+def test_queries_of_another_dim_or_kind_are_refused(built, data):
+    _, q = data
+    one, _ = built
+    with pytest.raises(EproductError, match=r"dimension 31 .*dimension 32"):
+        one.search(q[:, :31])
+    with pytest.raises(EproductError, match=r"'metric' embeddings .*'external' embeddings"):
+        one.check_compatible("metric", 32)
+    one.check_compatible("external", 32)
+    with pytest.raises(EproductError, match="bits must be between"):
+        one.search(q, bits=129)
+
+
+def test_parallel_queries_equal_serial(built, data):
+    _, q = data
+    one, _ = built
+    for a, b in zip(one.search(q, threads=2), one.search(q, threads=1)):
+        assert a.ids == b.ids
