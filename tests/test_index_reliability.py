@@ -1,0 +1,83 @@
+"""A build killed with SIGKILL at any point leaves the previous index intact, loadable and searchable."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from eproduct_core.index import build_index, open_index, verify_index
+from eproduct_core.index_format import recover
+
+CHILD = textwrap.dedent("""
+    import sys, time
+    import numpy as np
+    from eproduct_core.index import build_index
+    x = np.random.default_rng(1).standard_normal((6000, 16)).astype(np.float32)
+    def progress(done, total):
+        print(done, flush=True)
+        time.sleep(0.01)
+    build_index(x, None, sys.argv[1], bits=64, shard_size=100, seed=1, progress=progress, workers=1)
+    print("built", flush=True)
+    time.sleep(30)
+""")
+
+
+@pytest.fixture()
+def old_index(tmp_path):
+    x = np.random.default_rng(0).standard_normal((300, 16)).astype(np.float32)
+    path = build_index(x, [f"old{i}" for i in range(300)], tmp_path / "idx", bits=32, shard_size=70)
+    return path, x
+
+
+def _build_and_kill(path, stop_after: str) -> None:
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(path)], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        for line in child.stdout:
+            if line.strip() == stop_after:
+                break
+        child.send_signal(signal.SIGKILL)
+    finally:
+        child.wait(timeout=60)
+        child.stdout.close()
+    assert child.returncode == -signal.SIGKILL
+
+
+def _assert_sound(path, expected_size, x=None):
+    index = open_index(path)
+    assert index.size == expected_size
+    assert verify_index(path) == []
+    if x is not None:
+        assert index.search(x[:3], k=1)[0].ids == ["old0"]
+
+
+def test_sigkill_during_builds_leaves_the_previous_index_intact(old_index):
+    path, x = old_index
+    rng = np.random.default_rng(2024)
+    for point in sorted(rng.choice(np.arange(1, 60), size=4, replace=False)):
+        _build_and_kill(path, str(point * 100))
+        _assert_sound(path, 300, x)
+    stale = [p.name for p in path.parent.iterdir() if p.name.startswith(".idx.tmp-")]
+    assert stale  # killed builds left their temporary folders, never a half index at `path`
+    build_index(x[:40], None, path, bits=32)
+    assert [p.name for p in path.parent.iterdir()] == ["idx"]  # the next build cleans them up
+    _assert_sound(path, 40)
+
+
+def test_sigkill_after_the_swap_leaves_the_new_index(old_index):
+    path, _ = old_index
+    _build_and_kill(path, "built")
+    _assert_sound(path, 6000)
+
+
+def test_a_crash_between_the_two_renames_is_recovered_on_open(old_index):
+    path, x = old_index
+    moved_away = path.parent / f".{path.name}.old-999999999"
+    os.rename(path, moved_away)  # the fallback swap died after moving the old index away
+    _assert_sound(path, 300, x)
+    assert not moved_away.exists()
+    assert recover(path) is None  # nothing left to do
