@@ -11,6 +11,7 @@ Extra columns are kept and ignored. All values are read as strings.
 
 from __future__ import annotations
 
+import csv
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -273,6 +274,9 @@ def write_catalog(
             raise ValueError(f"{name}: missing columns {missing}")
         ordered = frame[COLUMNS[name] + [c for c in frame.columns if c not in COLUMNS[name]]]
         tmp = root / f".{name}.tmp"
-        ordered.to_csv(tmp, index=False, encoding="utf-8")
+        # csv leaves a lone "\r" unquoted (only "\n" is the line terminator), which readers take for a
+        # line break: quote every field of a file that holds one.
+        has_cr = ordered.astype(str).apply(lambda column: column.str.contains("\r", regex=False)).any(axis=None)
+        ordered.to_csv(tmp, index=False, encoding="utf-8", quoting=csv.QUOTE_ALL if has_cr else csv.QUOTE_MINIMAL)
         tmp.replace(root / name)
     return root
