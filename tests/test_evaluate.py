@@ -136,3 +136,30 @@ def test_sweep_over_rerank_depth(retrieval):
     assert table["mar@10_G"].iloc[-1] == pytest.approx(single.summary["mar@10_G"])
     with pytest.raises(ValueError):
         sweep(index, queries, query_ids, truth, TOPK, {"nonsense": [1]})
+
+
+def test_cli_sweep_and_evaluate_with_query_embeddings(retrieval, tmp_path, capsys):
+    from eproduct_core.embeddings import write_meta, write_shard
+
+    index, queries, query_ids, truth = retrieval
+    emb = tmp_path / "queries"
+    write_meta(emb, kind="external", dim=queries.shape[1], split="query")
+    write_shard(emb, "00000", queries, query_ids)
+    catalog = _csv_catalog(tmp_path / "cat", query_ids, truth)
+    common = ["--queries", str(emb), "--index", str(index.path), "--catalog", str(catalog)]
+    assert main(["sweep", *common, "--bits-list", "16,32", "--cutoffs", "0.1,0.3", "--mode", "cutoff",
+                 "--rerank", "0", "--out", str(tmp_path / "sweep.csv")]) == 0
+    table = pd.read_csv(tmp_path / "sweep.csv")
+    assert list(zip(table["bits"], table["cutoff"])) == [(16, 0.1), (16, 0.3), (32, 0.1), (32, 0.3)]
+    # float16 storage of the query vectors can flip a sign bit, so compare with the same stored vectors
+    from eproduct_core.embeddings import read_embeddings
+
+    stored = read_embeddings(emb).vectors.astype(np.float32)
+    expected = sweep(index, stored, query_ids, truth, SearchSettings(kind="external", mode="cutoff", rerank=0),
+                     {"bits": [16, 32], "cutoff": [0.1, 0.3]})
+    assert table["mar@10_G"].to_numpy() == pytest.approx(expected["mar@10_G"].to_numpy())
+    assert main(["evaluate", *common, "--bits", "64", "--mode", "topk", "--rerank", "30",
+                 "--out", str(tmp_path / "ev")]) == 0
+    summary = json.loads((tmp_path / "ev" / "summary.json").read_text())
+    assert summary["settings"]["rerank"] == 30 and summary["mar@10_G"] > 0.5
+    assert "MAR@10 (/min(10,|G|))" in capsys.readouterr().out
