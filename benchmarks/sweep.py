@@ -15,7 +15,6 @@ Prints the tables and writes them (with the command) to benchmarks/RESULTS-sweep
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import sys

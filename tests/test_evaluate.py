@@ -163,3 +163,14 @@ def test_cli_sweep_and_evaluate_with_query_embeddings(retrieval, tmp_path, capsy
     summary = json.loads((tmp_path / "ev" / "summary.json").read_text())
     assert summary["settings"]["rerank"] == 30 and summary["mar@10_G"] > 0.5
     assert "MAR@10 (/min(10,|G|))" in capsys.readouterr().out
+
+
+def test_evaluation_modules_do_not_import_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys\nimport eproduct_core.metrics, eproduct_core.evaluate, eproduct_core.analysis, "
+            "eproduct_core.class_analysis, eproduct_core.why_missed, eproduct_core.run_cache, eproduct_core.submit\n"
+            "from eproduct_core.cli import build_parser\nbuild_parser()\nprint('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
