@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import lsh
+from . import hamming_scan, lsh
 from .errors import EproductError
 
 
@@ -33,6 +33,8 @@ class Index:
         self._vectors: np.ndarray | None = None
         self._ids: list[str] | None = None
         self._weights: dict[int, np.ndarray] = {}
+        self._probers: dict[tuple[int, bool], tuple] = {}
+        self.kernel = "auto"  # candidate-scan kernel: "auto" (faiss when installed), "faiss" or "numpy"
 
     # -- what it is ------------------------------------------------------------------------------
     @property
@@ -115,6 +117,18 @@ class Index:
             self._weights[bits] = np.bitwise_count(self.word0 & mask)
         return self._weights[bits]
 
+    def prober(self, probe_bits: int) -> tuple[str, object]:
+        """The candidate-scan structure for `probe_bits`: ("faiss", IndexBinaryFlat) or ("numpy", columns)."""
+        use_faiss = self.kernel != "numpy" and hamming_scan.faiss_available() and probe_bits % 8 == 0
+        key = (probe_bits, use_faiss)
+        if key not in self._probers:
+            words = self.words
+            with self._lock:
+                if key not in self._probers:
+                    self._probers[key] = (("faiss", hamming_scan.faiss_index(words, probe_bits)) if use_faiss
+                                          else ("numpy", hamming_scan.prefix_columns(words, probe_bits)))
+        return self._probers[key]
+
     @property
     def vectors(self) -> np.ndarray:
         """All float16 vectors, one contiguous in-memory (rows, dim) array (read on first re-rank)."""
@@ -136,8 +150,14 @@ class Index:
 
     def memory_bytes(self) -> int:
         """Bytes held in memory by the loaded arrays (codes, first-word column, vectors)."""
-        arrays = (self._words, self._word0, self._vectors)
-        return int(sum(a.nbytes for a in arrays if a is not None))
+        arrays = [self._words, self._word0, self._vectors, *self._weights.values()]
+        total = 0
+        for kind, structure in self._probers.values():
+            if kind == "numpy":
+                arrays += structure
+            else:
+                total += structure.ntotal * structure.code_size
+        return int(total + sum(a.nbytes for a in arrays if a is not None))
 
     # -- ids and rows ----------------------------------------------------------------------------
     def all_ids(self) -> list[str]:

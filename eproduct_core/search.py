@@ -3,8 +3,8 @@
 Modes, at hash length `bits` (any prefix of the stored codes; default the stored length):
 - "topk" (default): rank every item by Hamming distance; the best `rerank` are re-ranked by exact
   cosine distance on the float16 vectors; the top `k` are returned. When `probe_bits` < `bits`
-  (default: the first 64 bits), the Hamming ranking is approximated in two steps: a scan of the
-  first `probe_bits` bits of every code picks `candidates` rows, whose full `bits`-bit Hamming
+  (default: the first 128 bits), the Hamming ranking is approximated in two steps: a scan of the
+  first `probe_bits` bits of every code (hamming_scan.py) picks `candidates` rows, whose full `bits`-bit Hamming
   distances pick the `rerank` best. `probe_bits=bits` makes the ranking exact. An optional `cutoff`
   keeps results with exact cosine distance < cutoff (code cosine when rerank=0).
 - "cutoff" (the seed pipeline's): every item whose code cosine distance (eq. 4, see lsh.py) is
@@ -22,11 +22,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import lsh
+from .hamming_scan import faiss_scan, numpy_scan, smallest
 from .errors import EproductError
 
-DEFAULT_RERANK = 256  # exact-cosine re-rank depth of the default top-k search
-DEFAULT_PROBE_BITS = 64  # code prefix scanned over every row to pick candidates
-DEFAULT_CANDIDATES = 4096  # rows kept by the prefix scan (at least 8x the re-rank depth)
+DEFAULT_RERANK = 512  # exact-cosine re-rank depth of the default top-k search
+DEFAULT_PROBE_BITS = 128  # code prefix scanned over every row to pick candidates
+DEFAULT_CANDIDATES = 8192  # rows kept by the prefix scan (at least 16x the re-rank depth)
 SEED_CUTOFF = 0.1  # the seed pipeline's code cosine cutoff
 
 
@@ -58,25 +59,6 @@ class RowExplanation:
     shortest_bits: int | None  # shortest hash length at which code cosine < cutoff (None: none)
 
 
-def _smallest(values: np.ndarray, count: int, max_value: int) -> np.ndarray:
-    """Indices of the `count` smallest integer `values` (ties: lowest index first), ascending index order."""
-    if count >= len(values):
-        return np.arange(len(values))
-    lo, hi = 0, max_value  # find the least t with #(values <= t) >= count
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if np.count_nonzero(values <= mid) >= count:
-            hi = mid
-        else:
-            lo = mid + 1
-    picked = np.flatnonzero(values <= lo)
-    if len(picked) > count:
-        at_edge = values[picked] == lo
-        keep = ~at_edge | (np.cumsum(at_edge) <= count - np.count_nonzero(~at_edge))
-        picked = picked[keep]
-    return picked
-
-
 def _order(primary: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return np.lexsort((rows, primary))
 
@@ -86,21 +68,26 @@ def _hamming_rows(index, qwords: np.ndarray, rows: np.ndarray | None, bits: int)
     return lsh.hamming(qwords, words, bits)
 
 
-def _topk_candidates(index, qwords, bits, depth, probe_bits, candidates) -> tuple[np.ndarray, np.ndarray]:
-    """The `depth` best rows by Hamming (approximated by a prefix scan when probe_bits < bits)."""
-    if probe_bits < bits and candidates < index.size:
-        first = index.word0 ^ qwords[0]
-        if probe_bits < 64:
-            first &= lsh.word_masks(probe_bits)[0]
-        rows = _smallest(np.bitwise_count(first), max(candidates, depth), probe_bits)
-        dist = _hamming_rows(index, qwords, rows, bits)
-    else:
+def _topk_candidates(index, qwords, bits, depth, probed) -> tuple[np.ndarray, np.ndarray]:
+    """The `depth` best rows by `bits`-bit Hamming among `probed` rows (None: all rows), best first."""
+    if probed is None:
         dist = _hamming_rows(index, qwords, None, bits)
         rows = np.arange(index.size)
-    best = _smallest(dist, depth, bits)
+    else:
+        rows, dist = probed, _hamming_rows(index, qwords, probed, bits)
+    best = smallest(dist, depth, bits)
     rows, dist = rows[best], dist[best]
     order = _order(dist, rows)
     return rows[order], dist[order]
+
+
+def _probe(index, qwords: np.ndarray, probe_bits: int, count: int) -> list[np.ndarray] | None:
+    """Stage 1 for a batch: the `count` rows nearest each query on the first `probe_bits` bits."""
+    kernel, structure = index.prober(probe_bits)
+    if kernel == "faiss":
+        return [rows for start in range(0, len(qwords), 256)
+                for rows in faiss_scan(structure, qwords[start : start + 256], probe_bits, count)]
+    return None  # the numpy kernel runs per query, inside the thread pool
 
 
 def _code_cosine_rows(index, qwords, rows, bits) -> np.ndarray:
@@ -128,9 +115,11 @@ def _finish(index, query, qwords, rows, hamming, bits, rerank, k, cutoff, consid
                         cosine, int(considered))
 
 
-def _search_topk(index, query, qwords, bits, k, cutoff, rerank, probe_bits, candidates) -> SearchResult:
+def _search_topk(index, query, qwords, bits, k, cutoff, rerank, probe_bits, candidates, probed) -> SearchResult:
     depth = max(rerank, k)
-    rows, hamming = _topk_candidates(index, qwords, bits, depth, probe_bits, candidates)
+    if probed is None and probe_bits < bits and candidates < index.size:
+        probed = numpy_scan(index.prober(probe_bits)[1], qwords, probe_bits, max(candidates, depth))
+    rows, hamming = _topk_candidates(index, qwords, bits, depth, probed)
     return _finish(index, query, qwords, rows, hamming, bits, rerank, k, cutoff, len(rows), True)
 
 
@@ -170,8 +159,8 @@ def _resolve(index, bits, mode, k, cutoff, rerank, probe_bits, candidates) -> tu
     if rerank < 0 or (rerank > 0 and not index.has_vectors):
         raise EproductError(f"rerank {rerank} needs an index built with vectors and rerank >= 0.")
     probe_bits = min(DEFAULT_PROBE_BITS, bits) if probe_bits is None else min(int(probe_bits), bits)
-    if not 1 <= probe_bits <= 64 and probe_bits < bits:
-        raise EproductError(f"probe_bits must be between 1 and 64 (or >= bits for an exact scan); got {probe_bits}.")
+    if probe_bits < 1:
+        raise EproductError(f"probe_bits must be at least 1 (>= bits for an exact scan); got {probe_bits}.")
     if candidates is None:
         candidates = max(DEFAULT_CANDIDATES, 16 * max(rerank, k or 0))
     return bits, cutoff, int(rerank), probe_bits, int(candidates)
@@ -183,7 +172,7 @@ def search(index, queries: np.ndarray, *, bits: int | None = None, mode: str = "
     """Search `queries` (q, dim) against `index`; one `SearchResult` per query (see the module doc).
 
     rerank=None means DEFAULT_RERANK in topk mode (0 without stored vectors) and 0 in cutoff mode;
-    cutoff=None in cutoff mode means the seed's 0.1. `threads` > 1 runs queries in parallel.
+    cutoff=None in cutoff mode means the seed's 0.1. `threads` > 1 splits the queries over that many threads.
     """
     queries = np.asarray(queries)
     if queries.ndim == 1:
@@ -194,17 +183,24 @@ def search(index, queries: np.ndarray, *, bits: int | None = None, mode: str = "
     bits, cutoff, rerank, probe_bits, candidates = _resolve(index, bits, mode, k, cutoff, rerank, probe_bits,
                                                            candidates)
     qwords = index.encode(queries)
-
-    def one(i: int) -> SearchResult:
-        if mode == "cutoff":
-            return _search_cutoff(index, queries[i], qwords[i], bits, k, cutoff, rerank)
-        return _search_topk(index, queries[i], qwords[i], bits, k, cutoff, rerank, probe_bits, candidates)
-
     if threads > 1 and len(queries) > 1:
         index.warm(vectors=rerank > 0)
-        with ThreadPoolExecutor(threads) as pool:
-            return list(pool.map(one, range(len(queries))))
-    return [one(i) for i in range(len(queries))]
+        parts = np.array_split(np.arange(len(queries)), min(threads, len(queries)))
+        with ThreadPoolExecutor(len(parts)) as pool:
+            chunks = pool.map(lambda part: _search_many(index, queries[part], qwords[part], mode, bits, k, cutoff,
+                                                        rerank, probe_bits, candidates), parts)
+            return [result for chunk in chunks for result in chunk]
+    return _search_many(index, queries, qwords, mode, bits, k, cutoff, rerank, probe_bits, candidates)
+
+
+def _search_many(index, queries, qwords, mode, bits, k, cutoff, rerank, probe_bits, candidates) -> list[SearchResult]:
+    if mode == "cutoff":
+        return [_search_cutoff(index, queries[i], qwords[i], bits, k, cutoff, rerank) for i in range(len(queries))]
+    probed: list | None = None
+    if probe_bits < bits and candidates < index.size:
+        probed = _probe(index, qwords, probe_bits, max(candidates, rerank, k))
+    return [_search_topk(index, queries[i], qwords[i], bits, k, cutoff, rerank, probe_bits, candidates,
+                         None if probed is None else probed[i]) for i in range(len(queries))]
 
 
 def explain(index, query: np.ndarray, rows: Sequence[int], *, bits: int | None = None,
@@ -218,8 +214,7 @@ def explain(index, query: np.ndarray, rows: Sequence[int], *, bits: int | None =
         raise EproductError(f"Rows must be between 0 and {index.size - 1}.")
     qwords = index.encode(query[None, :])[0]
     all_dist = _hamming_rows(index, qwords, None, bits)
-    probe = min(probe_bits, bits, 64)
-    prefix_dist = np.bitwise_count((index.word0 ^ qwords[0]) & lsh.word_masks(probe)[0])
+    prefix_dist = _hamming_rows(index, qwords, None, min(probe_bits, bits))
     qbits = lsh.unpack(lsh.encode(query[None, :], index.planes), index.bits)[0, :bits].astype(np.int64)
     rbits = lsh.unpack(lsh.prefix(_row_codes(index, rows), index.bits), index.bits)[:, :bits].astype(np.int64)
     per_length = lsh.code_cosine_from_counts(np.cumsum(rbits & qbits, axis=1), np.cumsum(rbits, axis=1),

@@ -1,0 +1,87 @@
+"""The candidate scan: the rows whose first `probe_bits` code bits are nearest a query in Hamming distance.
+
+This is the one pass over every row that a top-k search makes, so it is the part that must run at
+memory speed. Two kernels give the same distances: faiss's `IndexBinaryFlat` (popcount kernel and
+counting selection, used when faiss is installed and probe_bits is a multiple of 8) and numpy
+(`np.bitwise_count` over contiguous uint64 columns, a threshold from a sample histogram, one
+`flatnonzero`). benchmarks/retrieval.py measured faiss faster at 128 bits. The kernels may pick
+different rows among those tied at the selection boundary; every row strictly nearer than the
+boundary is always picked. faiss is pinned to one OpenMP thread per call (`faiss.omp_set_num_threads(1)`): callers parallelise
+over queries with Python threads, which degrade gracefully on a busy machine where OpenMP spins.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from . import lsh
+
+log = logging.getLogger(__name__)
+
+try:  # optional: `pip install faiss-cpu` (extras "bench"/"test")
+    import faiss as _faiss
+except ImportError:  # pragma: no cover - exercised only where faiss is absent
+    _faiss = None
+
+SAMPLE = 1 << 16  # rows whose distance histogram estimates the selection threshold
+
+
+def faiss_available() -> bool:
+    return _faiss is not None
+
+
+def prefix_columns(words: np.ndarray, probe_bits: int) -> list[np.ndarray]:
+    """Contiguous uint64 columns of the first `probe_bits` bits (the numpy kernel's layout)."""
+    masks = lsh.word_masks(probe_bits)
+    return [np.ascontiguousarray(words[:, j] & masks[j]) for j in range(len(masks))]
+
+
+def faiss_index(words: np.ndarray, probe_bits: int):
+    """A faiss IndexBinaryFlat over the first `probe_bits` (multiple of 8) bits of every row."""
+    nbytes = probe_bits // 8
+    packed = np.ascontiguousarray(words[:, : -(-nbytes // 8)].astype(">u8")).view(np.uint8)
+    packed = np.ascontiguousarray(packed.reshape(len(words), -1)[:, :nbytes])
+    index = _faiss.IndexBinaryFlat(probe_bits)
+    index.add(packed)
+    index.use_heap = False  # counting selection: much faster than a heap for thousands of candidates
+    return index
+
+
+def smallest(values: np.ndarray, count: int, max_value: int) -> np.ndarray:
+    """Indices (ascending) of the `count` smallest integer values; ties broken by lowest index."""
+    if count >= len(values):
+        return np.arange(len(values))
+    sample = values[: min(len(values), SAMPLE)]
+    cumulative = np.cumsum(np.bincount(sample, minlength=max_value + 1)) * (len(values) / len(sample))
+    t = int(min(np.searchsorted(cumulative, count), max_value))
+    while t < max_value and np.count_nonzero(values <= t) < count:
+        t += 1
+    while t > 0 and np.count_nonzero(values <= t - 1) >= count:
+        t -= 1
+    picked = np.flatnonzero(values <= t)
+    if len(picked) > count:
+        at_edge = values[picked] == t
+        keep = ~at_edge | (np.cumsum(at_edge) <= count - np.count_nonzero(~at_edge))
+        picked = picked[keep]
+    return picked
+
+
+def numpy_scan(columns: list[np.ndarray], qwords: np.ndarray, probe_bits: int, count: int) -> np.ndarray:
+    """Rows (ascending) of the `count` nearest prefixes by the numpy kernel."""
+    masks = lsh.word_masks(probe_bits)
+    scratch = np.empty(len(columns[0]), dtype=np.uint64)
+    dist = np.bitwise_count(np.bitwise_xor(columns[0], qwords[0] & masks[0], out=scratch))
+    for j in range(1, len(columns)):
+        dist += np.bitwise_count(np.bitwise_xor(columns[j], qwords[j] & masks[j], out=scratch))
+    return smallest(dist, count, probe_bits)
+
+
+def faiss_scan(index, qwords: np.ndarray, probe_bits: int, count: int) -> list[np.ndarray]:
+    """Rows (ascending, per query) of the `count` nearest prefixes for a batch of query words (q, w)."""
+    nbytes = probe_bits // 8
+    queries = np.ascontiguousarray(qwords.astype(">u8")).view(np.uint8).reshape(len(qwords), -1)[:, :nbytes]
+    _faiss.omp_set_num_threads(1)  # callers parallelise over queries with threads; OpenMP on a busy box stalls
+    _, labels = index.search(np.ascontiguousarray(queries), min(count, index.ntotal))
+    return [np.sort(row[row >= 0]) for row in labels]
