@@ -163,3 +163,54 @@ def test_parallel_queries_equal_serial(built, data):
     one, _ = built
     for a, b in zip(one.search(q, threads=2), one.search(q, threads=1)):
         assert a.ids == b.ids
+
+
+def test_smallest_breaks_ties_by_row_like_a_stable_sort():
+    from eproduct_core.hamming_scan import smallest
+
+    values = np.random.default_rng(3).integers(0, 12, size=200_000).astype(np.uint8)
+    for count in (1, 17, 5000, 100_000):
+        expected = np.sort(np.lexsort((np.arange(len(values)), values))[:count])
+        np.testing.assert_array_equal(smallest(values, count, 11), expected)
+
+
+@pytest.mark.parametrize("probe", [24, 64, 128])
+def test_candidate_scan_kernels_pick_the_nearest_prefixes(built, data, probe):
+    from eproduct_core import hamming_scan
+
+    _, q = data
+    one, _ = built
+    qwords = one.encode(q)
+    columns = hamming_scan.prefix_columns(one.words, probe)
+    faiss_index = hamming_scan.faiss_index(one.words, probe) if hamming_scan.faiss_available() else None
+    for i, qw in enumerate(qwords):
+        dist = lsh.hamming(qw, one.words, probe)
+        boundary = np.sort(dist)[99]
+        picks = [hamming_scan.numpy_scan(columns, qw, probe, 100)]
+        np.testing.assert_array_equal(picks[0], np.sort(np.lexsort((np.arange(len(dist)), dist))[:100]))
+        if faiss_index is not None:
+            picks.append(hamming_scan.faiss_scan(faiss_index, qwords[i : i + 1], probe, 100)[0])
+        for rows in picks:
+            assert len(rows) == 100 and dist[rows].max() == boundary
+            assert set(np.flatnonzero(dist < boundary)) <= set(rows.tolist())
+
+
+@pytest.mark.parametrize("kernel", ["numpy", "faiss"])
+def test_probed_search_is_consistent_and_close_to_exact(built, data, kernel):
+    x, q = data
+    one, _ = built
+    one.kernel = kernel
+    try:
+        probed = one.search(q, k=20, rerank=0, probe_bits=64, candidates=200)
+    finally:
+        one.kernel = "auto"
+    exact = one.search(q, k=20, rerank=0, probe_bits=128)
+    overlap = []
+    for i, (a, b) in enumerate(zip(probed, exact)):
+        rows, dist = brute_force_hamming(one, x, q[i], 128, len(x))
+        full = np.empty(len(x), np.int64)
+        full[rows] = dist
+        np.testing.assert_array_equal(a.hamming, full[a.rows])
+        assert np.all(np.diff(a.hamming) >= 0)
+        overlap.append(len(set(a.rows) & set(b.rows)) / 20)
+    assert np.mean(overlap) >= 0.8
