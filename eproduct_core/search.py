@@ -1,4 +1,4 @@
-"""Search an opened index (numpy only): Hamming ranking with exact re-rank, and the seed's cutoff mode.
+"""Search an opened index: Hamming ranking with exact re-rank, and the seed's cutoff mode (numpy; faiss optional).
 
 Modes, at hash length `bits` (any prefix of the stored codes; default the stored length):
 - "topk" (default): rank every item by Hamming distance; the best `rerank` are re-ranked by exact
@@ -130,14 +130,18 @@ def _search_cutoff(index, query, qwords, bits, k, cutoff, rerank) -> SearchResul
         both = np.bitwise_count(index.word0 & q)
         weights = index.prefix_weights(bits)
         qweight = int(np.bitwise_count(q))
-        dist = lsh.code_cosine_from_counts(both, weights, qweight)
-        admitted = np.flatnonzero(dist < cutoff)
+        # eq. (4) depends only on (weight, overlap) <= bits: decide each pair once, exactly as below, then look up
+        pairs = np.arange(bits + 1)
+        admit = lsh.code_cosine_from_counts(pairs[None, :], pairs[:, None], qweight) < cutoff  # [weight, overlap]
+        admitted = np.flatnonzero(admit.ravel()[weights.astype(np.uint16) * (bits + 1) + both])
+        admitted_dist = lsh.code_cosine_from_counts(both[admitted], weights[admitted], qweight)
         hamming = weights[admitted].astype(np.int64) + qweight - 2 * both[admitted].astype(np.int64)
     else:
         dist = lsh.code_cosine(qwords, index.words, bits)
         admitted = np.flatnonzero(dist < cutoff)
+        admitted_dist = dist[admitted]
         hamming = _hamming_rows(index, qwords, admitted, bits)
-    order = _order(dist[admitted], admitted)
+    order = _order(admitted_dist, admitted)
     rows, hamming = admitted[order], hamming[order]
     return _finish(index, query, qwords, rows, hamming, bits, rerank, k, None, len(rows), False)
 
