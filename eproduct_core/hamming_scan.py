@@ -21,16 +21,24 @@ from . import lsh
 
 log = logging.getLogger(__name__)
 
-try:  # optional: `pip install faiss-cpu` (extras "bench"/"test")
-    import faiss as _faiss
-except ImportError:  # pragma: no cover - exercised only where faiss is absent
-    _faiss = None
+_faiss = None  # the faiss module once imported (lazily: importing it costs ~0.3 s and logs its CPU probing)
+_faiss_checked = False
 
 SAMPLE = 1 << 16  # rows whose distance histogram estimates the selection threshold
 _scratch = threading.local()  # per-thread scan buffers: no fresh 10 MB allocation (page faults) per query
 
 
 def faiss_available() -> bool:
+    """Whether faiss (optional: `pip install faiss-cpu`, extras "bench"/"test") can be imported."""
+    global _faiss, _faiss_checked
+    if not _faiss_checked:
+        _faiss_checked = True
+        logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # its INFO lines are noise in the CLI
+        try:
+            import faiss
+        except ImportError:  # pragma: no cover - exercised only where faiss is absent
+            faiss = None
+        _faiss = faiss
     return _faiss is not None
 
 
@@ -42,6 +50,7 @@ def prefix_columns(words: np.ndarray, probe_bits: int) -> list[np.ndarray]:
 
 def faiss_index(words: np.ndarray, probe_bits: int):
     """A faiss IndexBinaryFlat over the first `probe_bits` (multiple of 8) bits of every row."""
+    faiss_available()
     nbytes = probe_bits // 8
     packed = np.ascontiguousarray(words[:, : -(-nbytes // 8)].astype(">u8")).view(np.uint8)
     packed = np.ascontiguousarray(packed.reshape(len(words), -1)[:, :nbytes])
