@@ -25,6 +25,7 @@ _faiss = None  # the faiss module once imported (lazily: importing it costs ~0.3
 _faiss_checked = False
 
 SAMPLE = 1 << 16  # rows whose distance histogram estimates the selection threshold
+_FULL = np.uint64(np.iinfo(np.uint64).max)
 _scratch = threading.local()  # per-thread scan buffers: no fresh 10 MB allocation (page faults) per query
 
 
@@ -40,12 +41,6 @@ def faiss_available() -> bool:
             faiss = None
         _faiss = faiss
     return _faiss is not None
-
-
-def prefix_columns(words: np.ndarray, probe_bits: int) -> list[np.ndarray]:
-    """Contiguous uint64 columns of the first `probe_bits` bits (the numpy kernel's layout)."""
-    masks = lsh.word_masks(probe_bits)
-    return [np.ascontiguousarray(words[:, j] & masks[j]) for j in range(len(masks))]
 
 
 def faiss_index(words: np.ndarray, probe_bits: int):
@@ -88,13 +83,19 @@ def _buffers(rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def numpy_scan(columns: list[np.ndarray], qwords: np.ndarray, probe_bits: int, count: int) -> np.ndarray:
-    """Rows (ascending) of the `count` nearest prefixes by the numpy kernel."""
+    """Rows (ascending) of the `count` nearest `probe_bits`-bit prefixes (ties: lowest row), by numpy.
+
+    `columns[j]` is the contiguous (rows,) uint64 column of code word j (`Index.column(j)`).
+    """
     masks = lsh.word_masks(probe_bits)
     xor, dist, part = _buffers(len(columns[0]))
-    np.bitwise_count(np.bitwise_xor(columns[0], qwords[0] & masks[0], out=xor), out=dist)
-    for j in range(1, len(columns)):
-        np.bitwise_count(np.bitwise_xor(columns[j], qwords[j] & masks[j], out=xor), out=part)
-        np.add(dist, part, out=dist)
+    for j, mask in enumerate(masks):
+        np.bitwise_xor(columns[j], qwords[j], out=xor)
+        if mask != _FULL:
+            np.bitwise_and(xor, mask, out=xor)
+        np.bitwise_count(xor, out=part if j else dist)
+        if j:
+            np.add(dist, part, out=dist)
     return smallest(dist, count, probe_bits)
 
 

@@ -29,7 +29,7 @@ class Index:
         self._lock = threading.Lock()
         self._planes: np.ndarray | None = None
         self._words: np.ndarray | None = None
-        self._word0: np.ndarray | None = None
+        self._columns: dict[int, np.ndarray] = {}
         self._vectors: np.ndarray | None = None
         self._ids: list[str] | None = None
         self._weights: dict[int, np.ndarray] = {}
@@ -100,15 +100,19 @@ class Index:
                     self._words = lsh.to_words(np.concatenate(blocks) if len(blocks) > 1 else blocks[0])
         return self._words
 
-    @property
-    def word0(self) -> np.ndarray:
-        """The first 64 code bits of every row, contiguous (rows,) uint64: the fast candidate scan."""
-        if self._word0 is None:
+    def column(self, j: int) -> np.ndarray:
+        """Code word j (bits 64j..64j+63) of every row, contiguous (rows,) uint64: what scans read."""
+        if j not in self._columns:
             words = self.words
             with self._lock:
-                if self._word0 is None:
-                    self._word0 = np.ascontiguousarray(words[:, 0])
-        return self._word0
+                if j not in self._columns:
+                    self._columns[j] = np.ascontiguousarray(words[:, j])
+        return self._columns[j]
+
+    @property
+    def word0(self) -> np.ndarray:
+        """The first 64 code bits of every row (column 0)."""
+        return self.column(0)
 
     def prefix_weights(self, bits: int) -> np.ndarray:
         """popcount of each row's first `bits` (<= 64) bits, uint8, cached per length (cutoff mode)."""
@@ -125,9 +129,15 @@ class Index:
             words = self.words
             with self._lock:
                 if key not in self._probers:
-                    self._probers[key] = (("faiss", hamming_scan.faiss_index(words, probe_bits)) if use_faiss
-                                          else ("numpy", hamming_scan.prefix_columns(words, probe_bits)))
+                    if use_faiss:
+                        self._probers[key] = ("faiss", hamming_scan.faiss_index(words, probe_bits))
+            if not use_faiss:
+                self._probers[key] = ("numpy", self.columns(probe_bits))
         return self._probers[key]
+
+    def columns(self, bits: int) -> list[np.ndarray]:
+        """The contiguous word columns holding the first `bits` bits."""
+        return [self.column(j) for j in range(-(-bits // 64))]
 
     @property
     def vectors(self) -> np.ndarray:
@@ -150,12 +160,10 @@ class Index:
 
     def memory_bytes(self) -> int:
         """Bytes held in memory by the loaded arrays (codes, first-word column, vectors)."""
-        arrays = [self._words, self._word0, self._vectors, *self._weights.values()]
+        arrays = [self._words, self._vectors, *self._columns.values(), *self._weights.values()]
         total = 0
         for kind, structure in self._probers.values():
-            if kind == "numpy":
-                arrays += structure
-            else:
+            if kind == "faiss":
                 total += structure.ntotal * structure.code_size
         return int(total + sum(a.nbytes for a in arrays if a is not None))
 

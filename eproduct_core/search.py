@@ -70,11 +70,9 @@ def _hamming_rows(index, qwords: np.ndarray, rows: np.ndarray | None, bits: int)
 
 def _topk_candidates(index, qwords, bits, depth, probed) -> tuple[np.ndarray, np.ndarray]:
     """The `depth` best rows by `bits`-bit Hamming among `probed` rows (None: all rows), best first."""
-    if probed is None:
-        dist = _hamming_rows(index, qwords, None, bits)
-        rows = np.arange(index.size)
-    else:
-        rows, dist = probed, _hamming_rows(index, qwords, probed, bits)
+    if probed is None:  # exact: scan the contiguous word columns of every row
+        probed = numpy_scan(index.columns(bits), qwords, bits, depth)
+    rows, dist = probed, _hamming_rows(index, qwords, probed, bits)
     best = smallest(dist, depth, bits)
     rows, dist = rows[best], dist[best]
     order = _order(dist, rows)

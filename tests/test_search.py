@@ -181,7 +181,7 @@ def test_candidate_scan_kernels_pick_the_nearest_prefixes(built, data, probe):
     _, q = data
     one, _ = built
     qwords = one.encode(q)
-    columns = hamming_scan.prefix_columns(one.words, probe)
+    columns = one.columns(probe)
     faiss_index = hamming_scan.faiss_index(one.words, probe) if hamming_scan.faiss_available() else None
     for i, qw in enumerate(qwords):
         dist = lsh.hamming(qw, one.words, probe)
