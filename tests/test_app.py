@@ -1,0 +1,258 @@
+"""The Streamlit app under AppTest, against the session's tiny workspace (tests/conftest.py: tiny_workspace).
+
+Every page draws without an exception or error; uploads find matches; the cutoff slider changes the
+result count exactly as the core search does; a bad upload shows a clear error and the page recovers;
+the workspace chooser refuses paths outside the roots; the first run builds the demo with progress;
+8 concurrent sessions search at once sharing one opened index.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from eproduct_core import workspace as ws
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+TIMEOUT = 120  # seconds per AppTest run; the first one imports torch
+PAGES = ("pages/search.py", "pages/catalog.py", "pages/model.py", "pages/evaluation.py", "pages/index.py")
+METRIC_INDEX = "metric-256bit"
+SCOPE = f"demo::{METRIC_INDEX}"
+
+
+@pytest.fixture
+def home(tiny_workspace, monkeypatch) -> Path:
+    monkeypatch.setenv(ws.ENV_HOME, str(tiny_workspace))
+    monkeypatch.delenv(ws.ENV_ROOTS, raising=False)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    return tiny_workspace
+
+
+def _app(page: str | None = None):
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.run()
+    if page:
+        at.switch_page(page)
+        at.run()
+    return at
+
+
+def _elements(at, kind: str) -> list:
+    found = []
+
+    def walk(node):
+        for child in getattr(node, "children", {}).values():
+            if getattr(child, "type", None) == kind:
+                found.append(child)
+            walk(child)
+
+    walk(at._tree)
+    return found
+
+
+def _metric(at, label: str) -> str:
+    values = [m.value for m in at.metric if m.label == label]
+    assert values, f"no metric {label!r}; metrics: {[m.label for m in at.metric]}"
+    return values[0]
+
+
+def _clean(at) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+def _demo(home: Path) -> ws.Workspace:
+    return ws.open_workspace(home / "demo", allowed=[home])
+
+
+def _query_image(home: Path, number: int = 0) -> tuple[str, bytes]:
+    catalog = _demo(home).catalog_dir
+    import pandas as pd
+
+    query = pd.read_csv(catalog / "query.csv", dtype=str)
+    return query["image_id"].iat[number], (catalog / query["path"].iat[number]).read_bytes()
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_draws(home, page):
+    at = _app(page)
+    _clean(at)
+    demo = _demo(home)
+    if page != "pages/search.py":
+        assert _elements(at, "vega_lite_chart"), f"{page} drew no chart"
+    if page == "pages/catalog.py":
+        train_rows = sum(1 for _ in open(demo.catalog_dir / "train.csv", encoding="utf-8")) - 1
+        assert _metric(at, "Training images") == f"{train_rows:,}"
+    if page == "pages/index.py":
+        from eproduct_core.index import open_index
+
+        assert _metric(at, "Rows") == f"{open_index(demo.index_dir(METRIC_INDEX)).size:,}"
+    if page == "pages/evaluation.py":
+        assert 0.0 <= float(_metric(at, "MAR@10")) <= 1.0
+
+
+def test_sample_query_and_cutoff_slider_match_the_core_search(home):
+    from eproduct_core.embeddings import read_embeddings
+    from eproduct_core.index import open_index
+
+    at = _app()
+    _clean(at)
+    assert int(_metric(at, "Matches")) == 10  # top-k mode, k=10, the better index by default
+    demo = _demo(home)
+    query_id = at.selectbox(key="sample_query").value
+    stored = read_embeddings(demo.embeddings_dir(demo.query_embeddings_for(METRIC_INDEX)))
+    vector = np.asarray(stored.vectors[stored.ids.index(query_id)], dtype=np.float32)
+    index = open_index(demo.index_dir(METRIC_INDEX))
+    at.radio(key=f"mode::{SCOPE}").set_value("cutoff").run()
+    at.number_input(key=f"rerank::{SCOPE}").set_value(0).run()
+    counts = {}
+    for cutoff in (0.6, 0.3):
+        at.slider(key=f"cutoff::{SCOPE}").set_value(cutoff).run()
+        _clean(at)
+        counts[cutoff] = int(_metric(at, "Matches"))
+        expected = index.search(vector[None, :], bits=256, mode="cutoff", cutoff=cutoff, k=None, rerank=0)[0]
+        assert counts[cutoff] == len(expected.ids)
+    assert counts[0.3] < counts[0.6]
+    at.select_slider(key=f"bits::{SCOPE}").set_value(16).run()
+    expected = index.search(vector[None, :], bits=16, mode="cutoff", cutoff=0.3, k=None, rerank=0)[0]
+    assert int(_metric(at, "Matches")) == len(expected.ids)
+    assert _metric(at, "Hamming radius") == str(int(np.ceil(0.3 * 16)) - 1)
+
+
+def test_upload_finds_matches_and_its_groundtruth(home):
+    at = _app()
+    query_id, data = _query_image(home, 1)
+    at.file_uploader(key="upload").set_value(("my photo.jpg", data, "image/jpeg")).run()
+    _clean(at)
+    assert int(_metric(at, "Matches")) == 10
+    truth = _demo(home)
+    from eproduct_core.catalog import read_catalog
+
+    n_true = len(read_catalog(truth.catalog_dir).matches()[query_id])
+    assert _metric(at, "True matches in top 10").endswith(f"/ {n_true}")
+    assert len(_elements(at, "image")) >= 11  # the query and its matches
+
+
+def test_bad_upload_shows_an_error_and_the_page_keeps_working(home):
+    at = _app()
+    at.file_uploader(key="upload").set_value(("notes.jpg", b"this is plain text, not a photo", "image/jpeg")).run()
+    assert not at.exception
+    assert at.error and "not an image" in at.error[0].value
+    at.file_uploader(key="upload").set_value(None).run()
+    _clean(at)
+    assert int(_metric(at, "Matches")) == 10
+
+
+def test_workspace_chooser_refuses_paths_outside_the_roots(home, tmp_path):
+    at = _app()
+    outside = tmp_path / "elsewhere"
+    shutil.copytree(home / "demo", outside)
+    at.text_input(key="workspace_path").set_value(str(outside)).run()
+    assert not at.exception
+    assert any("outside the workspace root" in e.value for e in at.error)
+    assert int(_metric(at, "Matches")) == 10  # still searching the demo
+
+
+def test_first_run_builds_the_demo_with_progress(tiny_workspace, tmp_path, monkeypatch):
+    empty = tmp_path / "fresh-home"
+    monkeypatch.setenv(ws.ENV_HOME, str(empty))
+    calls = []
+
+    def fake_build(root, preset="fast-demo", progress=None, **kwargs):  # the real build is tested in test_workspace
+        calls.append(preset)
+        progress(0.5, "Training")
+        shutil.copytree(tiny_workspace / "demo", Path(root) / "demo")
+        return ws.open_workspace(Path(root) / "demo")
+
+    monkeypatch.setattr(ws, "build_demo", fake_build)
+    at = _app()
+    _clean(at)
+    assert calls == ["fast-demo"] and at.status and "ready" in at.status[0].label
+    assert int(_metric(at, "Matches")) == 10
+    at.run()
+    assert calls == ["fast-demo"]  # later runs open at once
+
+
+@pytest.fixture
+def one_runtime(monkeypatch):
+    """One Streamlit runtime for all AppTests of a test, as one `streamlit run` server has.
+
+    AppTest installs a mock runtime in the global `Runtime._instance` at the start of each run and
+    clears it at the end, so AppTests in parallel threads would pull it from under each other. Here
+    AppTest writes to a subclass instead and the real global holds one mock runtime throughout.
+    """
+    from unittest.mock import MagicMock
+
+    from streamlit.runtime import Runtime
+    from streamlit.runtime.caching.storage.dummy_cache_storage import MemoryCacheStorageManager
+    from streamlit.runtime.media_file_manager import MediaFileManager
+    from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+    from streamlit.testing.v1 import app_test
+
+    class PerRunRuntime(Runtime):  # AppTest's per-run assignments land here, not on Runtime
+        _instance = None
+
+    shared = MagicMock(spec=Runtime)
+    shared.media_file_mgr = MediaFileManager(MemoryMediaFileStorage("/mock/media"))
+    shared.cache_storage_manager = MemoryCacheStorageManager()
+    from streamlit.runtime.dataframe_source_manager import DataframeSourceManager
+
+    shared.dataframe_source_mgr = DataframeSourceManager()
+    at = _app()  # one sequential run to get a component registry
+    shared.bidi_component_registry = at._bidi_component_manager
+    monkeypatch.setattr(app_test, "Runtime", PerRunRuntime)
+    monkeypatch.setattr(Runtime, "_instance", shared)
+    return shared
+
+
+def test_eight_concurrent_sessions_share_one_index(home, one_runtime, monkeypatch):
+    import eproduct_core.index as index_module
+    from eproduct_ui import loaders
+
+    loaders._index.clear()
+    opened = []
+    real_open = index_module.open_index
+
+    def counting_open(path):
+        found = real_open(path)
+        opened.append(found)
+        return found
+
+    monkeypatch.setattr(index_module, "open_index", counting_open)
+    images = [_query_image(home, i)[1] for i in range(8)]
+    results, failures = [None] * 8, []
+    start = threading.Barrier(8)
+
+    def session(number: int) -> None:
+        try:
+            from streamlit.testing.v1 import AppTest
+
+            at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+            at.file_uploader  # noqa: B018 - nothing drawn yet; the upload is set after the first run
+            start.wait()
+            at.run()
+            at.file_uploader(key="upload").set_value((f"q{number}.jpg", images[number], "image/jpeg")).run()
+            results[number] = ([e.value for e in at.exception], [e.value for e in at.error],
+                               [(m.label, m.value) for m in at.metric][:1], [s.key for s in at.slider])
+        except Exception:  # noqa: BLE001 - reported below
+            import traceback
+
+            failures.append(traceback.format_exc())
+
+    threads = [threading.Thread(target=session, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == [], "\n".join(failures)
+    expected = ([], [], [("Matches", "10")], [f"cutoff::{SCOPE}"])
+    assert all(r == expected for r in results), [r for r in results if r != expected]
+    metric_opens = [i for i in opened if i.path.name == METRIC_INDEX]
+    assert len(metric_opens) == 1, f"{len(metric_opens)} copies of the index were opened"
+    assert loaders.index(_demo(home).index_dir(METRIC_INDEX)) is metric_opens[0]
