@@ -10,6 +10,7 @@ from __future__ import annotations
 import colorsys
 import io
 import math
+from functools import lru_cache
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
@@ -77,27 +78,35 @@ def colour_name(rgb: tuple[int, int, int]) -> str:
     return COLOUR_NAMES[int(hue * 12 + 0.5) % 12]
 
 
+@lru_cache(maxsize=4)
+def _grid(side: int) -> tuple[np.ndarray, np.ndarray]:
+    centres = ((np.arange(side, dtype=np.float32) + 0.5) / side - 0.5)
+    return centres[None, :].repeat(side, 0), centres[:, None].repeat(side, 1)
+
+
 def _pattern(kind: str, colours: tuple, freq: int, angle: float, side: int) -> np.ndarray:
-    y, x = (np.mgrid[0:side, 0:side] + 0.5) / side - 0.5
-    u, v = x * math.cos(angle) + y * math.sin(angle), -x * math.sin(angle) + y * math.cos(angle)
+    x, y = _grid(side)
+    cos, sin = np.float32(math.cos(angle)), np.float32(math.sin(angle))
+    u = x * cos + y * sin
+    v = y * cos - x * sin if kind in ("dots", "checker", "zigzag") else None
     if kind == "solid":
         mix = np.zeros_like(u)
     elif kind == "stripes":
-        mix = np.floor(u * freq * 2) % 2
+        mix = np.floor(u * (freq * 2)) % 2
     elif kind == "dots":
-        mix = ((u * freq % 1 - 0.5) ** 2 + (v * freq % 1 - 0.5) ** 2 < 0.09).astype(float)
+        mix = ((u * freq % 1 - 0.5) ** 2 + (v * freq % 1 - 0.5) ** 2 < 0.09).astype(np.float32)
     elif kind == "checker":
         mix = (np.floor(u * freq) + np.floor(v * freq)) % 2
     elif kind == "twotone":
-        mix = (u > (freq - 4.5) / 12).astype(float)
+        mix = (u > (freq - 4.5) / 12).astype(np.float32)
     elif kind == "rings":
-        mix = np.floor(np.hypot(x, y) * freq * 2.5) % 2
+        mix = np.floor(np.hypot(x, y) * (freq * 2.5)) % 2
     elif kind == "zigzag":
-        mix = np.floor(v * freq * 2 + np.abs(u * freq * 2 % 2 - 1)) % 2
+        mix = np.floor(v * (freq * 2) + np.abs(u * (freq * 2) % 2 - 1)) % 2
     else:  # gradient
-        mix = np.clip(u + 0.5, 0, 1) ** (freq / 4)
-    first, second = np.asarray(colours[0], float), np.asarray(colours[1], float)
-    return (first * (1 - mix[..., None]) + second * mix[..., None]).astype(np.uint8)
+        mix = np.clip(u + 0.5, 0, 1) ** np.float32(freq / 4)
+    first, second = np.asarray(colours[0], np.float32), np.asarray(colours[1], np.float32)
+    return (first + mix[..., None] * (second - first)).astype(np.uint8)
 
 
 def _glyph(draw: ImageDraw.ImageDraw, kind: str, cx: float, cy: float, r: float, fill: tuple) -> None:
@@ -147,14 +156,14 @@ def _background(rng: np.random.Generator, side: int) -> np.ndarray:
     kind = rng.integers(3)
     base = rng.uniform(150, 250, size=3) if rng.random() < 0.7 else rng.uniform(20, 120, size=3)
     if kind == 0:
-        return np.broadcast_to(base, (side, side, 3)).copy()
+        return np.broadcast_to(base.astype(np.float32), (side, side, 3))
     if kind == 1:
         other = rng.uniform(60, 250, size=3)
-        t = np.linspace(0, 1, side)[:, None, None]
-        return np.broadcast_to(base * (1 - t) + other * t, (side, side, 3)).copy()
+        t = np.linspace(0, 1, side, dtype=np.float32)[:, None, None]
+        return np.broadcast_to(base * (1 - t) + other * t, (side, side, 3)).astype(np.float32)
     coarse = rng.normal(0, 25, size=(6, 6, 3))
-    texture = np.asarray(Image.fromarray(np.clip(coarse + 128, 0, 255).astype(np.uint8)).resize((side, side), Image.BICUBIC), float)
-    return np.clip(base + texture - 128, 0, 255)
+    texture = np.asarray(Image.fromarray(np.clip(coarse + 128, 0, 255).astype(np.uint8)).resize((side, side), Image.BICUBIC), np.float32)
+    return np.clip(base.astype(np.float32) + texture - 128, 0, 255)
 
 
 def _affine(rng: np.random.Generator, source: int, side: int) -> tuple[float, ...]:
@@ -172,13 +181,15 @@ def _affine(rng: np.random.Generator, source: int, side: int) -> tuple[float, ..
 def shoot(product: Image.Image, rng: np.random.Generator, side: int) -> bytes:
     """One JPEG photo (side x side) of an RGBA product picture, varied by `rng`."""
     warped = product.transform((side, side), Image.AFFINE, _affine(rng, product.size[0], side), Image.BILINEAR)
-    pixels = np.asarray(warped, float)
-    alpha = pixels[..., 3:] / 255.0
-    photo = pixels[..., :3] * alpha + _background(rng, side) * (1 - alpha)
-    gain, tint = rng.uniform(0.75, 1.2), rng.uniform(0.94, 1.06, size=3)
-    contrast = rng.uniform(0.8, 1.15)
-    photo = (photo - photo.mean()) * contrast + photo.mean() * gain
-    photo = photo * tint + rng.normal(0, rng.uniform(0, 5), size=photo.shape)
+    pixels = np.asarray(warped, np.float32)
+    alpha = pixels[..., 3:] * np.float32(1 / 255)
+    background = _background(rng, side)
+    photo = background + alpha * (pixels[..., :3] - background)
+    gain, tint = rng.uniform(0.75, 1.2), rng.uniform(0.94, 1.06, size=3).astype(np.float32)
+    contrast, mean = rng.uniform(0.8, 1.15), float(photo.mean())
+    photo = (photo - mean) * np.float32(contrast) + np.float32(mean * gain)
+    noise = rng.standard_normal(size=photo.shape, dtype=np.float32) * np.float32(rng.uniform(0, 5))
+    photo = photo * tint + noise
     image = Image.fromarray(np.clip(photo, 0, 255).astype(np.uint8), "RGB")
     if rng.random() < 0.5:
         image = image.filter(ImageFilter.GaussianBlur(float(rng.uniform(0.3, 1.0))))
