@@ -78,6 +78,10 @@ def _set(row: int, column: str, value: str):
     return change
 
 
+def _insert_line_3(lines: list[bytes]) -> list[bytes]:
+    return lines[:2] + [b"va999,m,l,x,caf\xe9 (latin-1),p.jpg,p1"] + lines[2:]
+
+
 CASES = {  # name: (how to break the copy, file, message fragment, expected lines)
     "missing columns": (lambda r: _edit(r, "val.csv", lambda f: f.drop(columns=["title", "leaf"])),
                         "val.csv", "missing columns ['leaf', 'title']", ()),
@@ -93,8 +97,8 @@ CASES = {  # name: (how to break the copy, file, message fragment, expected line
                                 "groundtruth.csv", "index_id values not in index.csv", (4,)),
     "empty split": (lambda r: (r / "query.csv").write_text("image_id,path\n"),
                     "query.csv", "has no rows", ()),
-    "non-utf8": (lambda r: (r / "val.csv").write_bytes((r / "val.csv").read_bytes() + b"va999,m,l,x,caf\xe9,p.jpg,p1\n"),
-                 "val.csv", "line 39 is not UTF-8", ()),
+    "non-utf8": (lambda r: (r / "val.csv").write_bytes(b"\n".join(_insert_line_3((r / "val.csv").read_bytes().split(b"\n")))),
+                 "val.csv", "line 3 is not UTF-8", ()),
     "huge field": (lambda r: _edit(r, "train.csv", _set(9, "title", "x" * (MAX_FIELD + 1))),
                    "train.csv", f"fields longer than {MAX_FIELD} characters", (11,)),
 }
