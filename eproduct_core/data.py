@@ -89,7 +89,11 @@ def split_train_val(catalog: Catalog, val_fraction: float, max_train_images: int
 
 
 def augment(images: torch.Tensor, mode: str, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Random flip + scale + shift (+ colour for "strong") on a float (B, 3, S, S) batch in [0, 1]."""
+    """Random scale, rotation, shear and shift (+ colour for "strong") on a float (B, 3, S, S) batch in [0, 1].
+
+    No flips: a mirrored product is a different product for instance retrieval (a print on the left
+    vs. on the right), and catalog photos keep their orientation.
+    """
     if mode == "none":
         return images
     b, device = images.shape[0], images.device
@@ -97,23 +101,24 @@ def augment(images: torch.Tensor, mode: str, generator: torch.Generator | None =
     def uniform(low: float, high: float) -> torch.Tensor:
         return (torch.rand(b, generator=generator) * (high - low) + low).to(device)
 
-    smallest, shift = (0.75, 0.12) if mode == "light" else (0.55, 0.2)
-    scale = uniform(smallest, 1.0)
-    flip = torch.where(uniform(0, 1) < 0.5, -1.0, 1.0).to(device)
+    smallest, shift, turn = (0.8, 0.1, 0.15) if mode == "light" else (0.6, 0.15, 0.25)
+    scale, angle, shear = uniform(smallest, 1.05), uniform(-turn, turn), uniform(-turn / 2, turn / 2)
     theta = torch.zeros(b, 2, 3, device=device)
-    theta[:, 0, 0] = scale * flip
-    theta[:, 1, 1] = scale
+    theta[:, 0, 0] = scale * torch.cos(angle)
+    theta[:, 0, 1] = -scale * torch.sin(angle + shear)
+    theta[:, 1, 0] = scale * torch.sin(angle)
+    theta[:, 1, 1] = scale * torch.cos(angle + shear)
     theta[:, 0, 2] = uniform(-shift, shift)
     theta[:, 1, 2] = uniform(-shift, shift)
     grid = F.affine_grid(theta, list(images.shape), align_corners=False)
-    out = F.grid_sample(images, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+    out = F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    brightness = uniform(0.8, 1.2).view(b, 1, 1, 1) if mode == "light" else uniform(0.65, 1.35).view(b, 1, 1, 1)
+    contrast = uniform(0.8, 1.2).view(b, 1, 1, 1) if mode == "light" else uniform(0.65, 1.35).view(b, 1, 1, 1)
+    mean = out.mean(dim=(1, 2, 3), keepdim=True)
+    out = ((out - mean) * contrast + mean) * brightness
     if mode == "strong":
-        brightness = uniform(0.7, 1.3).view(b, 1, 1, 1)
-        contrast = uniform(0.7, 1.3).view(b, 1, 1, 1)
-        mean = out.mean(dim=(1, 2, 3), keepdim=True)
-        out = ((out - mean) * contrast + mean) * brightness
-        gray = (uniform(0, 1) < 0.2).view(b, 1, 1, 1)
-        out = torch.where(gray, out.mean(dim=1, keepdim=True).expand_as(out), out)
+        noise = torch.randn(out.shape, generator=generator).to(device) * 0.03
+        out = out + noise * (uniform(0, 1) < 0.3).float().view(b, 1, 1, 1)
     return out.clamp_(0.0, 1.0)
 
 

@@ -110,12 +110,32 @@ class ProductModel(nn.Module):
             out["embedding"], out["cosine"] = self.metric(features)
         return out
 
+    def freeze(self, fraction: float) -> None:
+        """Freeze the leading `fraction` of the backbone's layers (by module order); their BatchNorms stay in eval.
+
+        The input needs no gradient, so autograd skips backward through the frozen prefix entirely.
+        """
+        leaves = [m for m in self.backbone.modules() if not list(m.children()) and list(m.parameters(recurse=False))]
+        count = int(round(len(leaves) * fraction))
+        self.__dict__["_frozen"] = leaves[:count]  # a plain list: not registered, so not in the state dict
+        for module in leaves[:count]:
+            for p in module.parameters():
+                p.requires_grad_(False)
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> ProductModel:
+        super().train(mode)
+        for module in self.__dict__.get("_frozen", []):
+            module.eval()
+        return self
+
     def parameter_groups(self, lr: float, backbone_lr_scale: float) -> list[dict]:
-        """Optimizer groups: the backbone at lr * scale (protects pretrained features), heads at lr."""
+        """Optimizer groups: the trainable backbone at lr * scale (protects pretrained features), heads at lr."""
         heads = [p for name, p in self.named_parameters() if not name.startswith("backbone.")]
         groups = [{"params": heads, "lr": lr}]
-        if backbone_lr_scale > 0:
-            groups.insert(0, {"params": list(self.backbone.parameters()), "lr": lr * backbone_lr_scale})
+        trainable = [p for p in self.backbone.parameters() if p.requires_grad]
+        if backbone_lr_scale > 0 and trainable:
+            groups.insert(0, {"params": trainable, "lr": lr * backbone_lr_scale})
         else:
             for p in self.backbone.parameters():
                 p.requires_grad_(False)

@@ -1,0 +1,182 @@
+"""Retrieval quality, side by side: MAR@10 of the seed preset, the best preset and two baselines.
+
+On a Fashion-MNIST catalog and on the synthetic "small" catalog, this script
+  1. builds the catalogs (once, under --work),
+  2. measures two baselines: raw pixels, and frozen ImageNet-pretrained EfficientNet-Lite0 features,
+  3. trains the `seed` preset (ResNet50, 64 px, DHC faithful; --seed-epochs to shorten it) and the
+     `best` preset, embeds query and index with `eproduct_core.embed.embed_split`,
+  4. scores MAR@10 by exact cosine top-10 (numpy brute force) with `eproduct_core.metrics.mar_at_k`,
+and prints one markdown table (also written to benchmarks/RESULTS-quality.md) with training throughput.
+
+    python benchmarks/quality.py                      # everything (CPU: about an hour on 2 cores)
+    python benchmarks/quality.py --seed-epochs 3      # a shorter seed run, said so in the table
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from eproduct_core.catalog import read_catalog
+from eproduct_core.config import preset, with_overrides
+from eproduct_core.data import CatalogImages, to_float
+from eproduct_core.embed import embed_split
+from eproduct_core.embeddings import read_embeddings
+from eproduct_core.metrics import mar_at_k
+
+RESULTS = Path(__file__).resolve().parent / "RESULTS-quality.md"
+log = logging.getLogger("quality")
+
+
+def make_catalogs(work: Path, names: list[str]) -> dict[str, Path]:
+    catalogs = {}
+    if "fashion-mnist" in names:
+        path = work / "fashion-mnist"
+        if not (path / "groundtruth.csv").is_file():
+            from eproduct_core.fashion_mnist import make_fashion_mnist_catalog
+
+            make_fashion_mnist_catalog(path, seed=0, overwrite=True)
+        catalogs["fashion-mnist"] = path
+    if "synthetic" in names:
+        path = work / "synthetic-small"
+        if not (path / "groundtruth.csv").is_file():
+            from eproduct_core.synthetic import make_synthetic_catalog
+
+            make_synthetic_catalog(path, seed=0, size="small")
+        catalogs["synthetic"] = path
+    return catalogs
+
+
+def top10_mar(catalog_dir: Path, query: np.ndarray, query_ids: list[str], index: np.ndarray, index_ids: list[str]) -> float:
+    """MAR@10 of exact cosine top-10 (brute force) for every query with true matches."""
+    matches = read_catalog(catalog_dir).matches()
+    q = query.astype(np.float32)
+    x = index.astype(np.float32)
+    q /= np.linalg.norm(q, axis=1, keepdims=True) + 1e-12
+    x /= np.linalg.norm(x, axis=1, keepdims=True) + 1e-12
+    retrieved, relevant = [], []
+    for start in range(0, len(q), 512):
+        sims = q[start : start + 512] @ x.T
+        top = np.argsort(-sims, axis=1, kind="stable")[:, :10]
+        for row, qid in zip(top, query_ids[start : start + 512]):
+            retrieved.append([index_ids[j] for j in row])
+            relevant.append(matches.get(qid, set()))
+    return mar_at_k(retrieved, relevant, k=10)
+
+
+def baseline_vectors(catalog_dir: Path, split: str, how: str) -> tuple[np.ndarray, list[str]]:
+    """Raw pixels (32 px, centred) or frozen pretrained EfficientNet-Lite0 features (64 px)."""
+    catalog = read_catalog(catalog_dir)
+    frame = catalog.split(split)
+    size = 32 if how == "raw" else 64
+    dataset = CatalogImages(catalog, frame, size)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=128)
+    model = None
+    if how == "pretrained":
+        from eproduct_core.backbones import build_backbone
+
+        backbone = build_backbone("efficientnet-lite0", "imagenet", size)
+        model = backbone.module.eval()
+        mean, std = torch.tensor(backbone.mean).view(1, 3, 1, 1), torch.tensor(backbone.std).view(1, 3, 1, 1)
+    blocks = []
+    with torch.inference_mode():
+        for images, _, _ in loader:
+            batch = to_float(images)
+            if model is None:
+                flat = batch.flatten(1)
+                blocks.append((flat - flat.mean(dim=1, keepdim=True)).numpy())
+            else:
+                blocks.append(model((batch - mean) / std).numpy())
+    return np.concatenate(blocks), frame["image_id"].tolist()
+
+
+def run_preset(name: str, catalog_dir: Path, work: Path, overrides: dict, kinds: list[str]) -> dict:
+    """Train a preset (or reuse a finished run) and score each embedding kind."""
+    from eproduct_core.train import train
+
+    config = with_overrides(preset(name), overrides)
+    run_dir = work / "runs" / f"{catalog_dir.name}-{name}-{'-'.join(f'{k}{v}' for k, v in sorted(overrides.items())) or 'default'}"
+    done = (run_dir / "metrics.jsonl").is_file() and len((run_dir / "metrics.jsonl").read_text().splitlines()) >= config.epochs
+    start = time.perf_counter()
+    if not done:
+        train(config, catalog_dir, run_dir, resume=(run_dir / "checkpoint.pt").is_file())
+    seconds = time.perf_counter() - start
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    result = {"run": str(run_dir), "epochs": config.epochs, "backbone": config.backbone, "image_size": config.image_size,
+              "train_seconds": sum(r["seconds"] for r in records), "wall_seconds": seconds,
+              "images_per_s": float(np.median([r["images_per_s"] for r in records])), "val_acc": records[-1]["val_acc"], "mar": {}}
+    for kind in kinds:
+        vectors = {}
+        for split in ("query", "index"):
+            out = embed_split(run_dir, catalog_dir, split, kind, work / "emb" / run_dir.name / f"{kind}-{split}", batch_size=128, device="cpu")
+            emb = read_embeddings(out)
+            vectors[split] = (np.asarray(emb.vectors, dtype=np.float32), emb.ids)
+        result["mar"][kind] = top10_mar(catalog_dir, *vectors["query"], *vectors["index"])
+        log.info("%s %s %s: MAR@10 %.4f", catalog_dir.name, name, kind, result["mar"][kind])
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", default="/tmp/eproduct-quality", help="folder for catalogs, runs and embeddings")
+    parser.add_argument("--catalogs", default="fashion-mnist,synthetic", help="comma list: fashion-mnist, synthetic")
+    parser.add_argument("--seed-epochs", type=int, default=None, help="train the seed preset for this many epochs (default: its 12)")
+    parser.add_argument("--best-epochs", type=int, default=None, help="override the best preset's epochs")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra config override for both trained presets (e.g. max_train_images=1000)")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--skip", default="", help="comma list of rows to skip: raw, pretrained, seed, best")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    torch.set_num_threads(args.threads)
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    skip = set(filter(None, args.skip.split(",")))
+    catalogs = make_catalogs(work, args.catalogs.split(","))
+    rows = []
+    for cname, cdir in catalogs.items():
+        for how in ("raw", "pretrained"):
+            if how in skip:
+                continue
+            start = time.perf_counter()
+            query, qids = baseline_vectors(cdir, "query", how)
+            index, iids = baseline_vectors(cdir, "index", how)
+            label = "raw pixels (32 px)" if how == "raw" else "frozen EfficientNet-Lite0 ImageNet (64 px)"
+            rows.append((cname, label, "-", f"{top10_mar(cdir, query, qids, index, iids):.3f}", "-", "-", f"{time.perf_counter() - start:.0f}"))
+            log.info("%s", rows[-1])
+        for name, epochs, kinds in (("seed", args.seed_epochs, ["seed", "seed-3d"]), ("best", args.best_epochs, ["metric", "seed", "penultimate"])):
+            if name in skip:
+                continue
+            overrides = {"device": "cpu", **({"epochs": epochs} if epochs else {}), **dict(item.split("=", 1) for item in args.set)}
+            result = run_preset(name, cdir, work, overrides, kinds)
+            for kind, value in result["mar"].items():
+                rows.append((cname, f"{name} preset ({result['backbone']}, {result['image_size']} px, {result['epochs']} ep)", kind,
+                             f"{value:.3f}", f"{result['val_acc']['leaf']:.3f}", f"{result['images_per_s']:.0f}", f"{result['train_seconds']:.0f}"))
+                log.info("%s", rows[-1])
+    header = ("catalog", "model", "embedding", "MAR@10", "val leaf acc", "train images/s", "train s")
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
+    command = "python benchmarks/quality.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    text = "\n".join([
+        "# Retrieval quality (MAR@10, exact cosine top-10)", "",
+        f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, {args.threads} threads, no GPU"
+        if not torch.cuda.is_available() else f"Machine: {torch.cuda.get_device_name()}", "",
+        *lines, "",
+        "Training throughput counts training images per second (two augmented views each for the best preset).", "",
+        f"Rerun: `{command.strip()}`", "",
+    ])
+    print(text)
+    RESULTS.write_text(text, encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

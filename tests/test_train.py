@@ -1,0 +1,147 @@
+"""Training on the tiny synthetic catalog: loss goes down, beats chance, run folder contents, resume (also after a kill)."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import signal
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from eproduct_core.config import TrainConfig
+from eproduct_core.errors import EproductError
+from eproduct_core.train import lr_factor, train
+
+torch.set_num_threads(1)
+
+TINY = dict(backbone="tiny", image_size=32, batch_size=32, lr=3e-3, device="cpu", dhc=True, metric=True,
+            dependence="soft", instance_weight=0.5, metric_labels="product", augment="light")
+
+
+def metrics(run) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_catalog, tmp_path_factory):
+    run = tmp_path_factory.mktemp("runs") / "tiny"
+    train(TrainConfig(epochs=8, **{**TINY, "metric_labels": "leaf", "instance_weight": 0.0}), tiny_catalog, run)
+    return run
+
+
+def test_loss_goes_down_and_leaf_accuracy_beats_chance(trained, tiny_catalog):
+    from eproduct_core.catalog import read_catalog
+    from eproduct_core.data import CatalogImages
+    from eproduct_core.embed import load_run
+    from eproduct_core.validation import predict_dataset
+
+    records = metrics(trained)
+    assert [r["epoch"] for r in records] == list(range(1, 9))
+    assert records[-1]["train_loss"] < 0.8 * records[0]["train_loss"]
+    train_frame = pd.read_csv(tiny_catalog / "train.csv")
+    chance = 1 / train_frame["leaf"].nunique()
+    assert records[-1]["val_acc"]["leaf"] > chance
+    # it learned the training images far beyond always answering the most common leaf
+    bundle = load_run(trained, "cpu")
+    catalog = read_catalog(tiny_catalog)
+    parents = [np.zeros(0, np.int64)] + [bundle.taxonomy.parent_array(level) for level in (1, 2)]
+    predicted, _ = predict_dataset(bundle.model, CatalogImages(catalog, catalog.train, 32), bundle.device, 64, parents)
+    labels = bundle.taxonomy.encode(catalog.train)
+    majority = train_frame["leaf"].value_counts(normalize=True).max()
+    assert (predicted[:, 2] == labels[:, 2]).mean() > majority + 0.1
+
+
+def test_run_folder_and_checkpoint_are_plain_values(trained):
+    config = json.loads((trained / "config.json").read_text())
+    assert TrainConfig.from_dict(config).epochs == 8
+    state = torch.load(trained / "checkpoint.pt", map_location="cpu", weights_only=True)
+    assert state["epoch"] == 8 and state["config"]["backbone"] == "tiny"
+    assert state["taxonomy"]["levels"] == ["meta", "level2", "leaf"]
+    assert state["model_spec"]["metric"] and state["model_spec"]["dhc"]
+
+    def plain(value) -> bool:
+        if isinstance(value, dict):
+            return all(isinstance(k, (str, int)) and plain(v) for k, v in value.items())
+        if isinstance(value, (list, tuple)):
+            return all(plain(v) for v in value)
+        return value is None or isinstance(value, (torch.Tensor, str, int, float, bool))
+
+    assert plain(state)
+    table = pd.read_csv(trained / "class_accuracy.csv")
+    assert list(table.columns) == ["level", "class", "train_count", "val_count", "accuracy"]
+    assert set(table["level"]) == {"meta", "level2", "leaf"}
+    assert (table["train_count"] >= 0).all() and table["train_count"].sum() > 0
+
+
+def test_resume_continues_from_the_saved_epoch_with_the_same_result(tiny_catalog, tmp_path):
+    config = TrainConfig(epochs=2, seed=3, **TINY)
+    straight = train(config, tiny_catalog, tmp_path / "straight")
+    first = train(TrainConfig(epochs=1, seed=3, **TINY), tiny_catalog, tmp_path / "resumed")
+    assert torch.load(first / "checkpoint.pt", weights_only=True)["epoch"] == 1
+    resumed = train(config, tiny_catalog, first, resume=True)
+    assert [r["epoch"] for r in metrics(resumed)] == [1, 2]
+    a = torch.load(straight / "checkpoint.pt", weights_only=True)["model_state"]
+    b = torch.load(resumed / "checkpoint.pt", weights_only=True)["model_state"]
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], msg=key)
+
+
+def _train_and_die(catalog, out):
+    """Child process: train 4 epochs, kill itself (SIGKILL) in the middle of epoch 3."""
+    torch.set_num_threads(1)
+
+    def progress(fraction, message):
+        if fraction > 0.6:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    train(TrainConfig(epochs=4, **TINY), catalog, out, progress=progress)
+
+
+def test_a_killed_run_resumes_from_its_last_checkpoint(tiny_catalog, tmp_path):
+    out = tmp_path / "killed"
+    child = multiprocessing.get_context("spawn").Process(target=_train_and_die, args=(tiny_catalog, out))
+    child.start()
+    child.join(300)
+    assert child.exitcode == -signal.SIGKILL
+    saved = torch.load(out / "checkpoint.pt", weights_only=True)["epoch"]
+    assert saved == 2  # epochs 1-2 saved, killed during epoch 3
+    assert not list(out.glob(".*tmp*"))  # atomic saves leave no half files behind
+    with pytest.raises(EproductError, match="resume"):
+        train(TrainConfig(epochs=4, **TINY), tiny_catalog, out)
+    train(TrainConfig(epochs=4, **TINY), tiny_catalog, out, resume=True)
+    assert [r["epoch"] for r in metrics(out)] == [1, 2, 3, 4]
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["epoch"] == 4
+
+
+def test_seed_style_faithful_dhc_run_and_balanced_sampling(tiny_catalog, tmp_path):
+    config = TrainConfig(backbone="tiny", image_size=32, epochs=1, batch_size=32, device="cpu", dependence="faithful",
+                         balanced=True, max_train_images=60)
+    run = train(config, tiny_catalog, tmp_path / "seedlike")
+    record = metrics(run)[0]
+    assert np.isfinite(record["train_loss"]) and record["images_per_s"] > 0
+    assert set(record["val_acc"]) == {"meta", "level2", "leaf"}
+
+
+def test_cli_train_with_overrides(tiny_catalog, tmp_path):
+    from eproduct_core.cli import main
+
+    out = tmp_path / "cli"
+    code = main(["train", "--catalog", str(tiny_catalog), "--preset", "fast-demo", "--out", str(out), "--epochs", "1",
+                 "--backbone", "tiny", "--weights", "none", "--image-size", "32", "--device", "cpu",
+                 "--max-train-images", "40", "--set", "instance_weight=0", "--set", "search.bits=64"])
+    assert code == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["preset"] == "fast-demo" and config["epochs"] == 1 and config["instance_weight"] == 0.0
+    assert config["search"]["bits"] == 64
+    assert main(["train", "--catalog", str(tiny_catalog), "--out", str(tmp_path / "x"), "--set", "colour=red"]) == 2
+
+
+def test_cosine_schedule_is_a_pure_function():
+    assert lr_factor(0, 100, "cosine") == 1.0
+    assert lr_factor(50, 100, "cosine") == pytest.approx(0.5)
+    assert lr_factor(100, 100, "cosine") == pytest.approx(0.0)
+    assert lr_factor(70, 100, "constant") == 1.0
