@@ -8,7 +8,7 @@ import argparse
 def _validate(args: argparse.Namespace) -> int:
     from ..catalog import validate_catalog
 
-    check = "none" if args.skip_files else ("sample" if args.sample else "all")
+    check = "none" if args.skip_files else ("sample" if args.sample is not None else "all")
     problems = validate_catalog(args.dir, check_files=check, sample=args.sample or 0)
     for problem in problems:
         print(problem)
