@@ -5,6 +5,13 @@ from __future__ import annotations
 import argparse
 
 
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
 def _validate(args: argparse.Namespace) -> int:
     from ..catalog import validate_catalog
 
@@ -68,7 +75,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     validate = commands.add_parser("validate", help="report every problem with a catalog folder")
     validate.add_argument("dir", help="catalog folder")
     files = validate.add_mutually_exclusive_group()
-    files.add_argument("--sample", type=int, metavar="N", help="open only N random images per split")
+    files.add_argument("--sample", type=_count, metavar="N", help="open only N random images per split")
     files.add_argument("--skip-files", action="store_true", help="do not open image files at all")
     validate.set_defaults(func=_validate)
 
