@@ -67,6 +67,8 @@ class FashionOptions:
                 raise EproductError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.train_per_class + self.val_per_class > 6000:
             raise EproductError("train_per_class + val_per_class must be at most 6000 (the train split has 6000 per class)")
+        if self.seed < 0:
+            raise EproductError(f"seed must be 0 or more, got {self.seed}")
         if not 1 <= self.views <= 4:
             raise EproductError(f"views must be 1..4 (index views per query item), got {self.views}")
         if self.distractors < 0 or self.queries + self.distractors > 10000:

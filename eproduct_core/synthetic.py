@@ -212,6 +212,8 @@ class SynthPlan:
 
 def plan_synthetic(seed: int = 0, size: str | SynthSize = "small") -> SynthPlan:
     """The rows and products of a synthetic catalog (no drawing); `make_synthetic_catalog` writes it."""
+    if seed < 0:
+        raise EproductError(f"seed must be 0 or more, got {seed}.")
     if isinstance(size, str):
         if size not in SIZES:
             raise EproductError(f"Unknown synthetic size {size!r}; use one of {', '.join(SIZES)}.")
