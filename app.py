@@ -23,7 +23,6 @@ PAGES = [
     st.Page("pages/index.py", title="Index", icon=":material/storage:", url_path="index-info"),
 ]
 
+st.logo("assets/logo.png", size="large")
 navigation = st.navigation(PAGES)
-with st.sidebar:
-    st.image("assets/logo.png", width=140)
 navigation.run()

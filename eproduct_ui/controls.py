@@ -73,9 +73,11 @@ def search_settings(workspace, index_name: str, index) -> dict:
         bits = st.select_slider("Hash length (bits)", options=options, key=remembered(f"bits::{scope}", default_bits))
         k = st.number_input("k (results)", 1, 1000, key=remembered(f"k::{scope}", int(saved.get("k", 10))),
                             disabled=mode != "topk")
-        rerank = st.number_input("Re-rank depth (exact cosine)", 0, rerank_max, disabled=rerank_max == 0,
+        rerank = st.number_input("Re-rank depth (exact cosine)", 0, rerank_max, disabled=rerank_max == 0 or mode != "topk",
                                  key=remembered(f"rerank::{scope}", min(int(saved.get("rerank", 0)), rerank_max)),
-                                 help="Hamming candidates re-ranked by exact cosine; 0 = off.")
+                                 help="Top-k mode: Hamming candidates re-ranked by exact cosine; 0 = off. "
+                                 "Cutoff mode keeps the seed's ranking by code cosine (no re-rank).")
     for name, value in (("mode", mode), ("cutoff", cutoff), ("bits", bits), ("k", k), ("rerank", rerank)):
         remember(f"{name}::{scope}", value)
-    return {"bits": int(bits), "mode": mode, "cutoff": float(cutoff), "k": int(k), "rerank": int(rerank)}
+    return {"bits": int(bits), "mode": mode, "cutoff": float(cutoff), "k": int(k),
+            "rerank": int(rerank) if mode == "topk" else 0}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import threading
 from pathlib import Path
@@ -21,6 +22,7 @@ from PIL import Image
 
 from eproduct_core.errors import EproductError
 
+log = logging.getLogger(__name__)
 THUMB_PX = 160  # thumbnails are scaled to fit this square
 
 
@@ -36,7 +38,9 @@ def stamp(path: str | Path) -> float:
 def _index(path: str, key: float):
     from eproduct_core.index import open_index
 
-    return open_index(path).warm()
+    opened = open_index(path).warm()
+    log.info("opened index %s (%d rows, %d bits) for this process", path, opened.size, opened.bits)
+    return opened
 
 
 def index(path: str | Path):

@@ -110,7 +110,6 @@ def test_sample_query_and_cutoff_slider_match_the_core_search(home):
     vector = np.asarray(stored.vectors[stored.ids.index(query_id)], dtype=np.float32)
     index = open_index(demo.index_dir(METRIC_INDEX))
     at.radio(key=f"mode::{SCOPE}").set_value("cutoff").run()
-    at.number_input(key=f"rerank::{SCOPE}").set_value(0).run()
     counts = {}
     for cutoff in (0.6, 0.3):
         at.slider(key=f"cutoff::{SCOPE}").set_value(cutoff).run()
