@@ -64,6 +64,16 @@ def barrier(info: Dist) -> None:
         dist.barrier()
 
 
+def sync_buffers(module: torch.nn.Module, info: Dist) -> None:
+    """Copy rank 0's buffers (BatchNorm running statistics) to every rank, so all ranks hold one model.
+
+    DDP keeps parameters in step but each rank's last forward updates its own running statistics.
+    """
+    if info.enabled and dist.is_initialized():
+        for buffer in module.buffers():
+            dist.broadcast(buffer, src=0)
+
+
 def shutdown(info: Dist) -> None:
     if info.enabled and dist.is_initialized():
         dist.destroy_process_group()

@@ -236,6 +236,7 @@ class _Trainer:
             start = time.perf_counter()
             train_loss, seen = self.run_epoch(epoch, bar)
             seconds = time.perf_counter() - start
+            distributed.sync_buffers(self.model, self.dist)
             ips = seen * self.dist.world / max(seconds, 1e-9)
             if self.dist.main:
                 record = self.validate_and_save(epoch, train_loss, ips, seconds)
