@@ -160,24 +160,30 @@ def _structure_problems(folder: Path, manifest: dict) -> list[str]:
             if not path.is_file():
                 problems.append(f"{folder}: shard {shard['name']} is missing its {role} file {path.name}.")
                 continue
-            rows = _count_rows(path, role)
+            rows, width = _count_rows(path, role)
             if rows != shard["rows"]:
                 problems.append(f"{folder}: shard {shard['name']} {role} file {path.name} has {rows} rows; "
                                 f"the manifest says {shard['rows']}.")
+            expected = {"codes": manifest["code_bytes"], "vectors": manifest["dim"]}.get(role)
+            if expected is not None and width != expected:
+                problems.append(f"{folder}: shard {shard['name']} {role} file {path.name} has rows of width {width}; "
+                                f"the manifest says {expected}.")
         expected_rows += shard["rows"]
     if expected_rows != manifest["rows"]:
         problems.append(f"{folder}: shards hold {expected_rows} rows; the manifest says {manifest['rows']}.")
     return problems
 
 
-def _count_rows(path: Path, role: str) -> int:
+def _count_rows(path: Path, role: str) -> tuple[int, int | None]:
+    """(rows, row width) of a shard file from its header (ids: line count, width None); -1 if unreadable."""
     if role == "ids":
         with open(path, "rb") as handle:
-            return handle.read().count(b"\n")
+            return handle.read().count(b"\n"), None
     try:
-        return int(np.load(path, mmap_mode="r", allow_pickle=False).shape[0])
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
     except (ValueError, OSError):
-        return -1  # unreadable: reported as a row count mismatch
+        return -1, None
+    return (int(array.shape[0]), int(array.shape[1])) if array.ndim == 2 else (-1, None)
 
 
 def verify_index(path: str | Path) -> list[str]:

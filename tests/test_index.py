@@ -157,3 +157,10 @@ def test_cli_build_from_vectors_with_and_without_ids_info_and_search(tmp_path, c
     assert main(["search", "--index", str(tmp_path / "named"), "--vectors", str(tmp_path / "bad.npy"),
                  "--out", str(tmp_path / "bad.csv")]) == 2
     assert "dimension 5" in capsys.readouterr().err
+
+
+def test_shard_of_the_wrong_width_is_refused(index_dir):
+    path, _ = index_dir
+    np.save(path / "vectors-00000.npy", np.zeros((120, 15), dtype=np.float16))
+    with pytest.raises(EproductError, match=r"vectors-00000.npy has rows of width 15; the manifest says 16"):
+        open_index(path)
