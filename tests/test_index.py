@@ -121,6 +121,10 @@ def test_build_from_embeddings_folder_takes_its_kind(tmp_path):
     write_shard(emb, "b", x[30:], [f"b{i}" for i in range(30)])
     index = open_index(build_index_from_embeddings(emb, tmp_path / "idx", bits=32, shard_size=25))
     assert index.kind == "penultimate" and index.size == 60 and index.ids([29, 30]) == ["a29", "b0"]
+    assert main(["index", "build", "--embeddings", str(emb), "--bits", "32", "--shard-size", "7", "--seed", "4",
+                 "--out", str(tmp_path / "cli"), "--quiet"]) == 0
+    cli = open_index(tmp_path / "cli")
+    assert (cli.kind, cli.size, cli.manifest["seed"], len(cli.manifest["shards"])) == ("penultimate", 60, 4, 9)
 
 
 def test_cli_build_from_vectors_with_and_without_ids_info_and_search(tmp_path, capsys):
