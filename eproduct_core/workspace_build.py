@@ -24,6 +24,7 @@ Progress = Callable[[float, str], None]
 # Share of the whole build each step takes on the progress bar (catalog, train, embed, index).
 STEPS = {"catalog": (0.0, 0.1), "train": (0.1, 0.75), "embed": (0.75, 0.95), "index": (0.95, 1.0)}
 EMBED_BATCH = 128  # images per embed_images call
+FASHION_MNIST = "fashion-mnist"  # `catalog=` value that writes the Fashion-MNIST catalog instead of copying one
 
 
 def _span(progress: Progress, step: str) -> Callable[[float, str], None]:
@@ -76,7 +77,11 @@ def populate(
     train_overrides: dict | None = None,
     catalog: str | Path | None = None,
 ) -> dict:
-    """Build a catalog, a run, embeddings and indexes into `folder`; return workspace.json fields."""
+    """Build a catalog, a run, embeddings and indexes into `folder`; return workspace.json fields.
+
+    `catalog`: None draws a synthetic catalog of `size`; "fashion-mnist" writes the Fashion-MNIST one;
+    a folder is copied (a user's own catalog).
+    """
     from .catalog import read_catalog
     from .config import SEED_SEARCH, preset as get_preset, with_overrides
     from .index import build_index
@@ -88,7 +93,16 @@ def populate(
     folder = Path(folder)
 
     catalog_report = _span(report, "catalog")
-    if catalog is not None:
+    if catalog == FASHION_MNIST:
+        from .fashion_mnist import make_fashion_mnist_catalog
+
+        catalog_report(0.0, "Writing the Fashion-MNIST catalog")
+        make_fashion_mnist_catalog(
+            folder / "catalog", seed=seed,
+            progress=lambda done, total: catalog_report(done / max(total, 1), f"Writing catalog images {done}/{total}"),
+        )
+        source = "Fashion-MNIST"
+    elif catalog is not None:
         catalog_report(0.0, f"Copying catalog {catalog}")
         shutil.copytree(catalog, folder / "catalog")
         source = f"catalog copied from {Path(catalog).name}"
@@ -147,7 +161,7 @@ def populate(
     seconds = time.monotonic() - started
     log.info("demo workspace built in %.1f s", seconds)
     return {
-        "title": f"Demo ({source}, {config.preset})",
+        "title": f"{source} · {config.preset}",
         "preset": config.preset,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "build_seconds": round(seconds, 1),

@@ -255,3 +255,24 @@ def test_eight_concurrent_sessions_share_one_index(home, one_runtime, monkeypatc
     metric_opens = [i for i in opened if i.path.name == METRIC_INDEX]
     assert len(metric_opens) == 1, f"{len(metric_opens)} copies of the index were opened"
     assert loaders.index(_demo(home).index_dir(METRIC_INDEX)) is metric_opens[0]
+
+
+def test_index_page_builds_a_new_index(tiny_workspace, tmp_path, monkeypatch):
+    from eproduct_core.index import open_index
+
+    home = tmp_path / "home"
+    shutil.copytree(tiny_workspace, home, ignore=shutil.ignore_patterns(".*.lock"))
+    monkeypatch.setenv(ws.ENV_HOME, str(home))
+    at = _app("pages/index.py")
+    _clean(at)
+    at.selectbox(key="new_index_source").set_value("metric-index")
+    at.select_slider(key="new_index_bits").set_value(64)
+    at.text_input(key="new_index_name").set_value("metric-64")
+    at.button(key="build_index_button").click().run()
+    _clean(at)
+    assert any("Built index metric-64" in s.value for s in at.success)
+    demo = ws.open_workspace(home / "demo", allowed=[home])
+    assert "metric-64" in demo.indexes and demo.index_info("metric-64")["bits"] == 64
+    assert open_index(demo.index_dir("metric-64")).bits == 64
+    at.button(key="verify").click().run()
+    assert any("match their sha256" in s.value for s in at.success)

@@ -1,4 +1,7 @@
-"""`eproduct demo`: build the demo workspace (synthetic catalog -> training -> embeddings -> indexes).
+"""`eproduct demo`: build a workspace (synthetic catalog -> training -> embeddings -> indexes).
+
+`--catalog DIR` builds one from a copy of your own catalog, `--catalog fashion-mnist` from Fashion-MNIST;
+the app's workspace chooser lists every workspace under $EPRODUCT_HOME.
 
 The same code the app runs on first start (`workspace.build_demo`); safe to run while the app builds
 too (one builder holds the lock, the other waits and then reuses the result).
@@ -27,7 +30,7 @@ def _demo(args: argparse.Namespace) -> int:
             bar.refresh()
 
         built = build_demo(target.parent, preset=args.preset, progress=progress, name=target.name,
-                           size=args.size, seed=args.seed, train_overrides=overrides)
+                           size=args.size, seed=args.seed, train_overrides=overrides, catalog=args.catalog)
     seconds = time.monotonic() - started
     indexes = ", ".join(built.indexes)
     print(f"demo workspace ready in {built.path} ({seconds:.1f} s); indexes: {indexes}")
@@ -40,6 +43,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     demo.add_argument("--workspace", metavar="DIR", help="workspace folder to create (default $EPRODUCT_HOME/demo)")
     demo.add_argument("--preset", default="fast-demo", help="training preset (default fast-demo)")
     demo.add_argument("--size", default="small", choices=("tiny", "small", "medium"), help="synthetic catalog size")
+    demo.add_argument("--catalog", metavar="DIR|fashion-mnist",
+                      help="build from a copy of this catalog folder (your own), or 'fashion-mnist', instead of a synthetic one")
     demo.add_argument("--seed", type=int, default=0, help="seeds the catalog and the hyperplanes")
     demo.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a training setting, e.g. epochs=1")
     demo.set_defaults(func=_demo)

@@ -78,11 +78,12 @@ def _build_form(workspace) -> None:
         st.info("This workspace has no index-split embeddings to build from (`eproduct embed --split index`).")
         return
     with st.form("build_index"):
-        source = st.selectbox("Embeddings", sources)
-        bits = st.select_slider("Stored hash length (bits)", options=list(controls.BIT_CHOICES[:15]), value=64)
+        source = st.selectbox("Embeddings", sources, key="new_index_source")
+        bits = st.select_slider("Stored hash length (bits)", key="new_index_bits", options=[b for b in controls.BIT_CHOICES if b % 8 == 0 and b <= 1024], value=64,
+                                help="Stored in whole bytes; any shorter length can be searched without a rebuild.")
         shard_size = st.number_input("Rows per shard", 100, 1_000_000, 8000, step=100)
-        name = st.text_input("Index name", value=f"{source.removesuffix('-index')}-custom")
-        submitted = st.form_submit_button("Build index")
+        name = st.text_input("Index name", value=f"{source.removesuffix('-index')}-custom", key="new_index_name")
+        submitted = st.form_submit_button("Build index", key="build_index_button")
     if not submitted:
         return
     if not NAME.match(name):
