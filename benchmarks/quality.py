@@ -4,7 +4,7 @@ On a Fashion-MNIST catalog and on the synthetic "small" catalog, this script
   1. builds the catalogs (once, under --work),
   2. measures two baselines: raw pixels, and frozen ImageNet-pretrained EfficientNet-Lite0 features,
   3. trains the `seed` preset (ResNet50, 64 px, DHC faithful; --seed-epochs to shorten it) and the
-     `best` preset, embeds query and index with `eproduct_core.embed.embed_split`,
+     `best` preset, embeds query and index with `eproduct_core.embed` (all kinds in one pass),
   4. scores MAR@10 by exact cosine top-10 (numpy brute force) with `eproduct_core.metrics.mar_at_k`,
 and prints one markdown table (also written to benchmarks/RESULTS-quality.md) with training throughput.
 
@@ -29,8 +29,7 @@ import torch
 from eproduct_core.catalog import read_catalog
 from eproduct_core.config import preset, with_overrides
 from eproduct_core.data import CatalogImages, to_float
-from eproduct_core.embed import embed_split
-from eproduct_core.embeddings import read_embeddings
+from eproduct_core.embed import embed_kinds, load_run
 from eproduct_core.metrics import mar_at_k
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS-quality.md"
@@ -73,8 +72,20 @@ def top10_mar(catalog_dir: Path, query: np.ndarray, query_ids: list[str], index:
     return mar_at_k(retrieved, relevant, k=10)
 
 
-def baseline_vectors(catalog_dir: Path, split: str, how: str) -> tuple[np.ndarray, list[str]]:
-    """Raw pixels (32 px, centred) or frozen pretrained EfficientNet-Lite0 features (64 px)."""
+def baseline_vectors(catalog_dir: Path, split: str, how: str, cache: Path | None = None) -> tuple[np.ndarray, list[str]]:
+    """Raw pixels (32 px, centred) or frozen pretrained EfficientNet-Lite0 features (64 px); cached as .npy."""
+    if cache is not None and (cache / f"{how}-{split}.npy").is_file():
+        ids = (cache / f"{how}-{split}.txt").read_text(encoding="utf-8").splitlines()
+        return np.load(cache / f"{how}-{split}.npy", allow_pickle=False), ids
+    vectors, ids = _baseline_vectors(catalog_dir, split, how)
+    if cache is not None:
+        cache.mkdir(parents=True, exist_ok=True)
+        np.save(cache / f"{how}-{split}.npy", vectors, allow_pickle=False)
+        (cache / f"{how}-{split}.txt").write_text("\n".join(ids) + "\n", encoding="utf-8")
+    return vectors, ids
+
+
+def _baseline_vectors(catalog_dir: Path, split: str, how: str) -> tuple[np.ndarray, list[str]]:
     catalog = read_catalog(catalog_dir)
     frame = catalog.split(split)
     size = 32 if how == "raw" else 64
@@ -114,13 +125,11 @@ def run_preset(name: str, catalog_dir: Path, work: Path, overrides: dict, kinds:
     result = {"run": str(run_dir), "epochs": config.epochs, "backbone": config.backbone, "image_size": config.image_size,
               "train_seconds": sum(r["seconds"] for r in records), "wall_seconds": seconds,
               "images_per_s": float(np.median([r["images_per_s"] for r in records])), "val_acc": records[-1]["val_acc"], "mar": {}}
+    bundle = load_run(run_dir, "cpu")
+    query, query_ids = embed_kinds(bundle, catalog_dir, "query", kinds)
+    index, index_ids = embed_kinds(bundle, catalog_dir, "index", kinds)
     for kind in kinds:
-        vectors = {}
-        for split in ("query", "index"):
-            out = embed_split(run_dir, catalog_dir, split, kind, work / "emb" / run_dir.name / f"{kind}-{split}", batch_size=128, device="cpu")
-            emb = read_embeddings(out)
-            vectors[split] = (np.asarray(emb.vectors, dtype=np.float32), emb.ids)
-        result["mar"][kind] = top10_mar(catalog_dir, *vectors["query"], *vectors["index"])
+        result["mar"][kind] = top10_mar(catalog_dir, query[kind], query_ids, index[kind], index_ids)
         log.info("%s %s %s: MAR@10 %.4f", catalog_dir.name, name, kind, result["mar"][kind])
     return result
 
@@ -148,20 +157,30 @@ def main(argv: list[str] | None = None) -> int:
             if how in skip:
                 continue
             start = time.perf_counter()
-            query, qids = baseline_vectors(cdir, "query", how)
-            index, iids = baseline_vectors(cdir, "index", how)
+            query, qids = baseline_vectors(cdir, "query", how, work / "baselines" / cname)
+            index, iids = baseline_vectors(cdir, "index", how, work / "baselines" / cname)
             label = "raw pixels (32 px)" if how == "raw" else "frozen EfficientNet-Lite0 ImageNet (64 px)"
             rows.append((cname, label, "-", f"{top10_mar(cdir, query, qids, index, iids):.3f}", "-", "-", f"{time.perf_counter() - start:.0f}"))
             log.info("%s", rows[-1])
-        for name, epochs, kinds in (("seed", args.seed_epochs, ["seed", "seed-3d"]), ("best", args.best_epochs, ["metric", "seed", "penultimate"])):
+            write_table(rows, args, argv)
+        for name, epochs, kinds in (("best", args.best_epochs, ["metric", "seed", "penultimate"]), ("seed", args.seed_epochs, ["seed", "seed-3d"])):
             if name in skip:
                 continue
             overrides = {"device": "cpu", **({"epochs": epochs} if epochs else {}), **dict(item.split("=", 1) for item in args.set)}
             result = run_preset(name, cdir, work, overrides, kinds)
             for kind, value in result["mar"].items():
-                rows.append((cname, f"{name} preset ({result['backbone']}, {result['image_size']} px, {result['epochs']} ep)", kind,
+                extra = "".join(f", {k}={v}" for k, v in overrides.items() if k not in ("device", "epochs"))
+                rows.append((cname, f"{name} preset ({result['backbone']}, {result['image_size']} px, {result['epochs']} ep{extra})", kind,
                              f"{value:.3f}", f"{result['val_acc']['leaf']:.3f}", f"{result['images_per_s']:.0f}", f"{result['train_seconds']:.0f}"))
                 log.info("%s", rows[-1])
+                write_table(rows, args, argv)
+            write_table(rows, args, argv)
+    print(write_table(rows, args, argv))
+    return 0
+
+
+def write_table(rows: list[tuple], args: argparse.Namespace, argv: list[str] | None) -> str:
+    """The markdown table of `rows` (written to RESULTS-quality.md after every row, so partial runs count)."""
     header = ("catalog", "model", "embedding", "MAR@10", "val leaf acc", "train images/s", "train s")
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
     command = "python benchmarks/quality.py " + " ".join(argv if argv is not None else sys.argv[1:])
@@ -170,12 +189,12 @@ def main(argv: list[str] | None = None) -> int:
         f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, {args.threads} threads, no GPU"
         if not torch.cuda.is_available() else f"Machine: {torch.cuda.get_device_name()}", "",
         *lines, "",
+        f"Load average when the table was written: {os.getloadavg()[0]:.1f} (the machine is shared; throughput is what we got).", "",
         "Training throughput counts training images per second (two augmented views each for the best preset).", "",
         f"Rerun: `{command.strip()}`", "",
     ])
-    print(text)
     RESULTS.write_text(text, encoding="utf-8")
-    return 0
+    return text
 
 
 if __name__ == "__main__":

@@ -122,6 +122,24 @@ def embed_images(bundle: RunBundle, images: Sequence[Image.Image], kind: str, th
     return _embed_batch(bundle, batch, kind).astype(np.float32)
 
 
+def embed_kinds(bundle: RunBundle, catalog_dir: str | Path, split: str, kinds: Sequence[str], batch_size: int = 128) -> tuple[dict[str, np.ndarray], list[str]]:
+    """In memory, one pass: {kind: float32 (n, d)} for every readable image of a split, and their ids."""
+    for kind in kinds:
+        check_kind(bundle, kind)
+    catalog = read_catalog(catalog_dir)
+    frame = catalog.split(split).reset_index(drop=True)
+    loader = DataLoader(CatalogImages(catalog, frame, bundle.spec.image_size), batch_size=batch_size, shuffle=False)
+    blocks: dict[str, list[np.ndarray]] = {kind: [] for kind in kinds}
+    ids: list[str] = []
+    with torch.inference_mode():
+        for images, index, valid in loader:
+            outputs = bundle.model(to_float(images[valid]).to(bundle.device))
+            for kind in kinds:
+                blocks[kind].append(vectors_from_outputs(outputs, kind).float().cpu().numpy())
+            ids.extend(frame["image_id"].iat[int(r)] for r in index[valid].tolist())
+    return {kind: np.concatenate(parts) for kind, parts in blocks.items()}, ids
+
+
 def parse_part(text: str | None) -> tuple[int, int]:
     """'i/n' (0-based i) -> (i, n); None -> the torchrun rank/world, or (0, 1)."""
     if text is None:

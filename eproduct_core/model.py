@@ -110,14 +110,17 @@ class ProductModel(nn.Module):
             out["embedding"], out["cosine"] = self.metric(features)
         return out
 
-    def freeze(self, fraction: float) -> None:
+    def freeze(self, fraction: float, batchnorm: bool = False) -> None:
         """Freeze the leading `fraction` of the backbone's layers (by module order); their BatchNorms stay in eval.
 
         The input needs no gradient, so autograd skips backward through the frozen prefix entirely.
         """
         leaves = [m for m in self.backbone.modules() if not list(m.children()) and list(m.parameters(recurse=False))]
         count = int(round(len(leaves) * fraction))
-        self.__dict__["_frozen"] = leaves[:count]  # a plain list: not registered, so not in the state dict
+        frozen = leaves[:count]
+        if batchnorm:  # every backbone BatchNorm keeps its (pretrained) statistics
+            frozen += [m for m in self.backbone.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m not in frozen]
+        self.__dict__["_frozen"] = frozen  # a plain list: not registered, so not in the state dict
         for module in leaves[:count]:
             for p in module.parameters():
                 p.requires_grad_(False)

@@ -135,7 +135,7 @@ class _Trainer:
         self.model = ProductModel(self.spec, config.weights)
         if self.model.metric is not None:
             self.model.metric.proxy_leaf.copy_(torch.as_tensor(proxy_leaf))
-        self.model.freeze(config.freeze_fraction)
+        self.model.freeze(config.freeze_fraction, config.freeze_bn)
         self.model = self.model.to(self.device)
         if self.device.type == "cuda":
             self.model = self.model.to(memory_format=torch.channels_last)
