@@ -25,9 +25,9 @@ from . import lsh
 from .hamming_scan import faiss_scan, numpy_scan, smallest
 from .errors import EproductError
 
-DEFAULT_RERANK = 512  # exact-cosine re-rank depth of the default top-k search
+DEFAULT_RERANK = 768  # exact-cosine re-rank depth of the default top-k search
 DEFAULT_PROBE_BITS = 128  # code prefix scanned over every row to pick candidates
-DEFAULT_CANDIDATES = 8192  # rows kept by the prefix scan (at least 16x the re-rank depth)
+DEFAULT_CANDIDATES = 8192  # rows kept by the prefix scan (at least 8x the re-rank depth)
 SEED_CUTOFF = 0.1  # the seed pipeline's code cosine cutoff
 
 
@@ -164,7 +164,7 @@ def _resolve(index, bits, mode, k, cutoff, rerank, probe_bits, candidates) -> tu
     if probe_bits < 1:
         raise EproductError(f"probe_bits must be at least 1 (>= bits for an exact scan); got {probe_bits}.")
     if candidates is None:
-        candidates = max(DEFAULT_CANDIDATES, 16 * max(rerank, k or 0))
+        candidates = max(DEFAULT_CANDIDATES, 8 * max(rerank, k or 0))
     return bits, cutoff, int(rerank), probe_bits, int(candidates)
 
 

@@ -128,7 +128,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     search.add_argument("--k", type=int, default=10, help="results per query")
     search.add_argument("--bits", type=int, help="hash length to search (default: the stored length)")
     search.add_argument("--mode", choices=("topk", "cutoff"), default="topk", help="Hamming top-k or the seed's cutoff")
-    search.add_argument("--rerank", type=int, help="exact-cosine re-rank depth (default 512 in topk, 0 in cutoff)")
+    search.add_argument("--rerank", type=int, help="exact-cosine re-rank depth (default 768 in topk, 0 in cutoff)")
     search.add_argument("--cutoff", type=float, help="cutoff mode: code cosine cutoff (default 0.1); "
                         "topk: keep exact cosine distance < cutoff")
     search.add_argument("--probe-bits", type=int, help="prefix bits scanned to pick candidates (default 64)")
