@@ -106,3 +106,14 @@ def test_cli_embed(runs, tiny_catalog, tmp_path):
     assert meta["kind"] == "penultimate" and meta["parts"] == 2
     assert main(["embed", "--run", str(tmp_path / "nope"), "--catalog", str(tiny_catalog), "--split", "query",
                  "--kind", "seed", "--out", str(out)]) == 2
+
+
+def test_embed_kinds_in_one_pass_matches_embed_split(runs, tiny_catalog, tmp_path):
+    from eproduct_core.embed import embed_kinds
+
+    bundle = load_run(runs["both"], "cpu")
+    vectors, ids = embed_kinds(bundle, tiny_catalog, "query", ["seed", "metric"])
+    for kind in ("seed", "metric"):
+        emb = read_embeddings(embed_split(runs["both"], tiny_catalog, "query", kind, tmp_path / kind, device="cpu"))
+        assert emb.ids == ids
+        np.testing.assert_allclose(vectors[kind], emb.vectors.astype(np.float32), atol=2e-3)

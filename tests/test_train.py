@@ -145,3 +145,19 @@ def test_cosine_schedule_is_a_pure_function():
     assert lr_factor(50, 100, "cosine") == pytest.approx(0.5)
     assert lr_factor(100, 100, "cosine") == pytest.approx(0.0)
     assert lr_factor(70, 100, "constant") == 1.0
+
+
+def test_frozen_prefix_and_batchnorm_statistics_do_not_move(tiny_catalog, tmp_path):
+    from eproduct_core.model import ModelSpec, ProductModel
+
+    config = TrainConfig(backbone="tiny", image_size=32, epochs=1, batch_size=32, device="cpu", max_train_images=64,
+                         freeze_fraction=0.5, freeze_bn=True, seed=5)
+    run = train(config, tiny_catalog, tmp_path / "frozen")
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
+    torch.manual_seed(5)
+    fresh = ProductModel(ModelSpec.from_dict(state["model_spec"])).state_dict()
+    trained = state["model_state"]
+    torch.testing.assert_close(trained["backbone.body.0.weight"], fresh["backbone.body.0.weight"])  # frozen conv
+    assert not torch.equal(trained["backbone.body.6.weight"], fresh["backbone.body.6.weight"])  # trained conv
+    for key in ("backbone.body.1.running_mean", "backbone.body.7.running_var"):
+        torch.testing.assert_close(trained[key], fresh[key])  # BatchNorm statistics kept
