@@ -11,7 +11,7 @@ HEIGHT = 260
 
 def class_counts(counts: pd.DataFrame, level: str, log_scale: bool) -> alt.Chart:
     """Sorted bars of images per class (`counts`: class, images) at one level."""
-    scale = alt.Scale(type="log") if log_scale else alt.Scale(type="linear")
+    scale = alt.Scale(type="symlog") if log_scale else alt.Scale(type="linear")  # symlog: bars need a 0 base
     many = len(counts) > 40
     x = alt.X("class:N", sort="-y", title=f"{level} class", axis=alt.Axis(labels=not many, labelAngle=-45))
     return (
@@ -30,7 +30,7 @@ def children_bars(frame: pd.DataFrame, parent: str) -> alt.Chart:
         .mark_bar()
         .encode(y=alt.Y("child:N", sort="-x", title=None), x=alt.X("images:Q", title="training images"),
                 tooltip=["child", "images"])
-        .properties(height=max(80, 18 * len(frame)), title=f"Inside {parent}")
+        .properties(height=alt.Step(22), title=f"Inside {parent}")
     )
 
 
@@ -120,7 +120,7 @@ def bucket_occupancy(sizes: pd.DataFrame) -> alt.Chart:
         alt.Chart(sizes)
         .mark_bar()
         .encode(x=alt.X("items:Q", scale=alt.Scale(type="log"), title="items in the bucket (log)"),
-                y=alt.Y("buckets:Q", scale=alt.Scale(type="log"), title="buckets (log)"),
+                y=alt.Y("buckets:Q", scale=alt.Scale(type="symlog"), title="buckets (symlog)"),
                 tooltip=["items", "buckets"])
         .properties(height=HEIGHT - 40, title="Bucket occupancy")
     )

@@ -110,18 +110,24 @@ def test_sample_query_and_cutoff_slider_match_the_core_search(home):
     vector = np.asarray(stored.vectors[stored.ids.index(query_id)], dtype=np.float32)
     index = open_index(demo.index_dir(METRIC_INDEX))
     at.radio(key=f"mode::{SCOPE}").set_value("cutoff").run()
+    from eproduct_core import lsh
+
+    spread = lsh.code_cosine(index.encode(vector[None, :])[0], index.words, 256)
+    low, high = (float(np.ceil(np.quantile(spread, q) * 100) / 100) for q in (0.2, 0.8))  # slider steps
+    assert low < high
     counts = {}
-    for cutoff in (0.6, 0.3):
+    for cutoff in (high, low):
         at.slider(key=f"cutoff::{SCOPE}").set_value(cutoff).run()
         _clean(at)
         counts[cutoff] = int(_metric(at, "Matches"))
         expected = index.search(vector[None, :], bits=256, mode="cutoff", cutoff=cutoff, k=None, rerank=0)[0]
         assert counts[cutoff] == len(expected.ids)
-    assert counts[0.3] < counts[0.6]
+    assert counts[low] < counts[high]
+    at.slider(key=f"cutoff::{SCOPE}").set_value(0.3).run()
     at.select_slider(key=f"bits::{SCOPE}").set_value(16).run()
     expected = index.search(vector[None, :], bits=16, mode="cutoff", cutoff=0.3, k=None, rerank=0)[0]
     assert int(_metric(at, "Matches")) == len(expected.ids)
-    assert _metric(at, "Hamming radius") == str(int(np.ceil(0.3 * 16)) - 1)
+    assert _metric(at, "Hamming radius") == "4"  # d / 16 < 0.3  <=>  d <= 4
 
 
 def test_upload_finds_matches_and_its_groundtruth(home):
@@ -276,3 +282,40 @@ def test_index_page_builds_a_new_index(tiny_workspace, tmp_path, monkeypatch):
     assert open_index(demo.index_dir("metric-64")).bits == 64
     at.button(key="verify").click().run()
     assert any("match their sha256" in s.value for s in at.success)
+
+
+def test_hamming_radius_matches_code_cosine_for_balanced_codes():
+    """For codes with half their bits set, code cosine = d / bits, so `d < cutoff * bits` is the radius."""
+    from eproduct_core import lsh
+    from eproduct_ui.views.search import hamming_radius
+
+    bits = 20
+    base = np.array([1] * 10 + [0] * 10, dtype=np.uint8)
+    for cutoff in (0.05, 0.1, 0.25, 0.5):
+        admitted = []
+        for swaps in range(0, 6):  # move `swaps` set bits: Hamming distance 2 * swaps, weights stay 10
+            other = base.copy()
+            other[:swaps], other[10 : 10 + swaps] = 0, 1
+            both = int((base & other).sum())
+            distance = float(lsh.code_cosine_from_counts(both, 10, 10))
+            assert distance == pytest.approx(2 * swaps / bits)
+            if distance < cutoff:
+                admitted.append(2 * swaps)
+        assert max(admitted) <= hamming_radius(cutoff, bits) < (max(admitted) + 2)
+    assert hamming_radius(0.1, 20) == 2  # float: 1 - 9/10 < 0.1, so the seed's cutoff admits distance 2
+    assert hamming_radius(0.0, 20) == -1 and hamming_radius(1.0, 64) == 63
+
+
+def test_bucket_sizes_count_every_code_prefix(tiny_workspace):
+    from eproduct_core import lsh
+    from eproduct_core.index import open_index
+    from eproduct_ui.views.index import bucket_sizes
+
+    index = open_index(_demo(tiny_workspace).index_dir(METRIC_INDEX))
+    for bits in (4, 8, 20):
+        sizes = bucket_sizes(index, bits)
+        codes = np.concatenate([np.load(index.path / s["files"]["codes"]["file"]) for s in index.manifest["shards"]])
+        prefixes = lsh.unpack(codes, bits)
+        _, counts = np.unique(prefixes, axis=0, return_counts=True)
+        assert int((sizes["items"] * sizes["buckets"]).sum()) == index.size
+        assert sorted(np.repeat(sizes["items"], sizes["buckets"]).tolist()) == sorted(counts.tolist())

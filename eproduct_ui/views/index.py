@@ -14,6 +14,7 @@ from eproduct_core import workspace as ws
 from eproduct_core.errors import EproductError
 from eproduct_ui import charts, controls, loaders
 from eproduct_ui.state import current_workspace
+from eproduct_ui.views.search import hamming_radius
 
 MAX_BUCKET_BITS = 32  # bucket occupancy is counted on a code prefix of at most this many bits
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -117,6 +118,7 @@ def render() -> None:
     sizes = bucket_sizes(index, int(bits))
     occupied = int(sizes["buckets"].sum())
     st.caption(f"{occupied:,} occupied buckets of {2 ** int(bits):,} possible; the fullest holds {int(sizes['items'].max()):,} "
-               f"items. The seed's cutoff 0.1 at 20 bits admits Hamming distance ≤ 1: an almost exact bucket match.")
+               f"items. The seed's cutoff 0.1 at 20 bits admits Hamming distance ≤ {hamming_radius(0.1, 20)} "
+               "(for codes with half their bits set): an almost exact bucket match.")
     st.altair_chart(charts.bucket_occupancy(sizes), width="stretch")
     _build_form(workspace)

@@ -62,8 +62,16 @@ def _query_source(workspace, catalog, index_name: str):
 
 
 def hamming_radius(cutoff: float, bits: int) -> int:
-    """Largest Hamming distance a cutoff admits between codes with half their bits set (d/bits < cutoff)."""
-    return max(int(np.ceil(cutoff * bits)) - 1, -1)
+    """Largest Hamming distance d the cutoff admits between two codes with half their bits set each.
+
+    Then code cosine = d / bits, evaluated here in the same float arithmetic as the search (lsh.py), so
+    float rounding is honoured: at 20 bits the seed's 0.1 admits d = 2 (1 - 9/10 = 0.0999...). -1: none.
+    """
+    half = bits / 2.0
+    hamming = np.arange(bits + 1)
+    distance = lsh.code_cosine_from_counts((bits - hamming) / 2.0, half, half)
+    admitted = hamming[distance < cutoff]
+    return int(admitted.max()) if admitted.size else -1
 
 
 def _grid(catalog, result, truth: set[str], distance: np.ndarray, label: str) -> None:
