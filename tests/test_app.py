@@ -140,7 +140,14 @@ def test_upload_finds_matches_and_its_groundtruth(home):
     from eproduct_core.catalog import read_catalog
 
     n_true = len(read_catalog(truth.catalog_dir).matches()[query_id])
+    found = int(_metric(at, "True matches in top 10").split(" / ")[0])
     assert _metric(at, "True matches in top 10").endswith(f"/ {n_true}")
+    missed = [d.value for d in at.dataframe if "why missed" in d.value.columns]
+    if found < n_true:  # every missed true match is listed with a reason
+        assert len(missed) == 1 and len(missed[0]) == n_true - found
+        assert all(isinstance(r, str) and r for r in missed[0]["why missed"])
+    else:
+        assert missed == []
     assert len(_elements(at, "image")) >= 11  # the query and its matches
 
 

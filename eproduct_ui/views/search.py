@@ -88,41 +88,22 @@ def _grid(catalog, result, truth: set[str], distance: np.ndarray, label: str) ->
                 st.caption(f"{mark}{item} · {label} {dist:.3f} · ham {int(ham)}")
 
 
-def _why(explained, settings: dict, position: int | None) -> str:
-    bits, mode = settings["bits"], settings["mode"]
-    if mode == "cutoff":
-        if explained.code_cosine >= settings["cutoff"]:
-            where = (f"a {explained.shortest_bits}-bit prefix would admit it" if explained.shortest_bits
-                     else "no hash length up to the stored one admits it")
-            return (f"code cosine {explained.code_cosine:.3f} ≥ cutoff {settings['cutoff']:.3f} "
-                    f"(Hamming {explained.hamming} of {bits} bits); {where}")
-        return "admitted by the cutoff but beyond the results kept"
-    depth = explained.hamming_rank + 1
-    if settings["rerank"] and depth > settings["rerank"]:
-        return f"Hamming rank {depth} at {bits} bits is past the re-rank depth {settings['rerank']}"
-    cosine = "" if explained.cosine is None else f", exact cosine {explained.cosine:.3f}"
-    return f"ranked below the top {settings['k']} (Hamming {explained.hamming}, rank {depth}{cosine})"
+def _missed(index, vector, truth: set[str], settings: dict) -> None:
+    """List the true matches missing from the top 10, with eproduct_core.why_missed's explanation."""
+    from eproduct_core.config import SearchSettings
+    from eproduct_core.why_missed import why_missed
 
-
-def _missed(index, vector, truth: set[str], found: list[str], settings: dict) -> None:
-    missed = sorted(truth - set(found))
-    if not missed:
+    search = SearchSettings(kind=index.kind, bits=settings["bits"], cutoff=settings["cutoff"], mode=settings["mode"],
+                            k=10 if settings["mode"] == "cutoff" else settings["k"], rerank=settings["rerank"],
+                            shard_size=int(index.manifest.get("shard_size", 8000)))
+    table = why_missed(index, np.asarray(vector, dtype=np.float32), truth, search)
+    missed = table[~table["retrieved"].fillna(False).astype(bool)]
+    if missed.empty:
         return
-    from eproduct_core.analysis import index_rows
-
-    rows = index_rows(index)
-    known = [m for m in missed if m in rows]
-    st.markdown(f"**Missed true matches ({len(missed)})**")
-    if not known:
-        st.caption("None of them is in this index.")
-        return
-    explained = index.explain(vector, [rows[m] for m in known], bits=settings["bits"],
-                              cutoff=settings["cutoff"] if settings["mode"] == "cutoff" else 0.1)
-    table = pd.DataFrame([{
-        "index id": e.id, "hamming": e.hamming, "code cosine": round(e.code_cosine, 4),
-        "cosine": None if e.cosine is None else round(e.cosine, 4), "shard": e.shard,
-        "why missed": _why(e, settings, None)} for e in explained])
-    st.dataframe(table, hide_index=True, width="stretch")
+    st.markdown(f"**Missed true matches ({len(missed)} of {len(truth)})**")
+    shown = missed[["index_id", "hamming", "code_cosine", "cosine", "shard", "reason"]].rename(
+        columns={"index_id": "index id", "code_cosine": "code cosine", "reason": "why missed"})
+    st.dataframe(shown.round(4), hide_index=True, width="stretch")
 
 
 def render() -> None:
@@ -163,8 +144,7 @@ def render() -> None:
         if len(result.ids) > MAX_SHOWN:
             st.caption(f"Showing the first {MAX_SHOWN} of {len(result.ids)} matches (sorted by distance).")
         if truth:
-            _missed(index, vector, truth, list(result.ids[:10] if settings["mode"] == "cutoff" else result.ids),
-                    settings)
+            _missed(index, vector, truth, settings)
         qwords = index.encode(np.asarray(vector, dtype=np.float32)[None, :])[0]
         every = charts.binned(lsh.code_cosine(qwords, index.words, settings["bits"]))
         st.altair_chart(charts.binned_histogram(every, settings["cutoff"], "code-cosine distance",
