@@ -86,13 +86,13 @@ def main() -> None:
     stages = _build(target, args.size)
     print(f"command: python benchmarks/demo_app.py --workspace {target} --size {args.size} --queries {args.queries}")
     print(f"cpu cores: {os.cpu_count()}, load average: {os.getloadavg()[0]:.1f}")
-    print(f"{'what':<48} {'seconds / ms':>14}")
+    print(f"{'what':<72} {'seconds / ms':>14}")
     for stage, seconds in stages.items():
-        print(f"{'demo build: ' + stage:<48} {seconds:>12.1f} s")
+        print(f"{'demo build: ' + stage:<72} {seconds:>12.1f} s")
     if not stages:
-        print(f"{'demo build':<48} {'(already built)':>14}")
+        print(f"{'demo build':<72} {'(already built)':>14}")
     for name, ms in _queries(target, args.queries):
-        print(f"{'query -> matches (decode+embed+search) ' + name:<48} {ms:>11.1f} ms")
+        print(f"{'query -> matches (decode+embed+search) ' + name:<72} {ms:>11.1f} ms")
 
 
 if __name__ == "__main__":
