@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -107,6 +106,20 @@ def _settled(page) -> None:
         "!document.querySelector('[data-stale=\"true\"]')", timeout=WAIT_MS)
 
 
+def _images_loaded(page) -> None:
+    page.wait_for_function("() => [...document.images].every(i => i.complete && i.naturalWidth > 0)", timeout=WAIT_MS)
+
+
+def _save_readme_screenshot(shot: Path) -> None:
+    """A small copy for README: 1100 px wide, 256 colours."""
+    from PIL import Image
+
+    with Image.open(shot) as image:
+        small = image.convert("RGB").resize((1100, round(image.height * 1100 / image.width)), Image.LANCZOS)
+        small.quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(ROOT / "assets" / "screenshot-search.png",
+                                                                         optimize=True)
+
+
 def _no_errors(page) -> None:
     assert page.locator('[data-testid="stException"]').count() == 0
     assert page.get_by_text("Something went wrong").count() == 0
@@ -131,7 +144,7 @@ def _upload_and_wait(page, file: dict) -> float:
     page.locator('input[type="file"]').set_input_files(files=[file])
     page.get_by_text(f"query: {file['name']}").wait_for(timeout=WAIT_MS)
     _metric(page, "Matches").wait_for(timeout=WAIT_MS)
-    page.wait_for_function("() => [...document.images].every(i => i.complete)", timeout=WAIT_MS)
+    _images_loaded(page)
     return time.perf_counter() - started
 
 
@@ -171,9 +184,10 @@ def test_upload_then_cutoff_slider_updates_the_grid(server, browser, tiny_worksp
     assert page.locator('[data-testid="stImage"]').count() > images_before or images_before >= 41
     assert "0.40" in page.locator('[data-testid="stSliderThumbValue"]').first.inner_text()
     _no_errors(page)
+    _images_loaded(page)
     shot = _shot(page, "search")
     if os.environ.get("EPRODUCT_UPDATE_SCREENSHOT") == "1":
-        shutil.copyfile(shot, ROOT / "assets" / "screenshot-search.png")
+        _save_readme_screenshot(shot)
     page.close()
 
 

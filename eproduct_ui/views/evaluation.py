@@ -110,7 +110,7 @@ def _worst(catalog, result) -> None:
         for column, item in zip(columns[2:], found):
             thumb = loaders.thumbnail(str(catalog.image_path(index_paths[item]))) if item in index_paths else None
             if thumb is not None:
-                column.image(thumb, caption=("✅ " if item in truth.get(row["query_id"], set()) else "✗ ") + item,
+                column.image(thumb, caption=("✓ " if item in truth.get(row["query_id"], set()) else "✗ ") + item,
                              width="stretch")
 
 

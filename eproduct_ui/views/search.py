@@ -83,7 +83,7 @@ def _grid(catalog, result, truth: set[str], distance: np.ndarray, label: str) ->
                 image = loaders.thumbnail(str(catalog.image_path(paths[item]))) if item in paths else None
                 if image is not None:
                     st.image(image, width="stretch")
-                mark = "✅ " if item in truth else ""
+                mark = ":green[**✓ match**] " if item in truth else ""  # plain glyph: no emoji font needed
                 st.caption(f"{mark}{item} · {label} {dist:.3f} · ham {int(ham)}")
 
 
