@@ -111,15 +111,26 @@ def _embed_batch(bundle: RunBundle, batch: torch.Tensor, kind: str) -> np.ndarra
     return vectors_from_outputs(outputs, kind).float().cpu().numpy()
 
 
-def embed_images(bundle: RunBundle, images: Sequence[Image.Image], kind: str, threads: int = 1) -> np.ndarray:
-    """float32 (n, d) embeddings of PIL images (the app's uploaded query); uses `threads` CPU threads."""
+def embed_images(bundle: RunBundle, images: Sequence[Image.Image], kind: str, threads: int | None = None) -> np.ndarray:
+    """float32 (n, d) embeddings of PIL images (e.g. the app's uploaded query).
+
+    `threads`: CPU threads for this call (restored afterwards); None uses 1 thread for a few images
+    (one query on a shared machine is fastest without thread hand-offs) and leaves larger batches alone.
+    """
     check_kind(bundle, kind)
     if not images:
         return np.zeros((0, bundle.dim(kind)), np.float32)
-    if bundle.device.type == "cpu" and torch.get_num_threads() != threads:
-        torch.set_num_threads(threads)
     batch = torch.stack([bundle.transform(image) for image in images])
-    return _embed_batch(bundle, batch, kind).astype(np.float32)
+    wanted = threads if threads is not None else (1 if len(images) <= 8 else None)
+    previous = torch.get_num_threads()
+    change = bundle.device.type == "cpu" and wanted is not None and wanted != previous
+    if change:
+        torch.set_num_threads(wanted)
+    try:
+        return _embed_batch(bundle, batch, kind).astype(np.float32)
+    finally:
+        if change:
+            torch.set_num_threads(previous)
 
 
 def embed_kinds(bundle: RunBundle, catalog_dir: str | Path, split: str, kinds: Sequence[str], batch_size: int = 128) -> tuple[dict[str, np.ndarray], list[str]]:
