@@ -1,8 +1,12 @@
 """eproduct's Streamlit app: `streamlit run app.py`.
 
-Page config and the navigation. Each page in pages/ is thin: through eproduct_ui.guard it draws the
+Page config and the navigation. Each page in app_pages/ is thin: through eproduct_ui.guard it draws the
 first-run demo build and the sidebar workspace chooser, then its view from eproduct_ui.views; all
 computing happens in eproduct_core.
+
+The page files live in app_pages/, not pages/: Streamlit treats a folder named pages/ beside the
+entry point as a legacy multipage app until st.navigation first runs, so a fresh server opened on a
+sub-page URL would skip this file (no navigation, wrong page names, "page not found").
 """
 
 import logging
@@ -16,11 +20,11 @@ logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(messag
 st.set_page_config(page_title="eproduct: product visual search", page_icon="assets/logo.png", layout="wide")
 
 PAGES = [
-    st.Page("pages/search.py", title="Search", icon=":material/image_search:", default=True),
-    st.Page("pages/catalog.py", title="Catalog", icon=":material/category:"),
-    st.Page("pages/model.py", title="Model", icon=":material/model_training:"),
-    st.Page("pages/evaluation.py", title="Evaluation", icon=":material/analytics:"),
-    st.Page("pages/index.py", title="Index", icon=":material/storage:", url_path="index-info"),
+    st.Page("app_pages/search.py", title="Search", icon=":material/image_search:", default=True),
+    st.Page("app_pages/catalog.py", title="Catalog", icon=":material/category:"),
+    st.Page("app_pages/model.py", title="Model", icon=":material/model_training:"),
+    st.Page("app_pages/evaluation.py", title="Evaluation", icon=":material/analytics:"),
+    st.Page("app_pages/index.py", title="Index", icon=":material/storage:", url_path="index-info"),
 ]
 
 st.logo("assets/logo.png", size="large")

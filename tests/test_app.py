@@ -19,7 +19,7 @@ from eproduct_core import workspace as ws
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 TIMEOUT = 120  # seconds per AppTest run; the first one imports torch
-PAGES = ("pages/search.py", "pages/catalog.py", "pages/model.py", "pages/evaluation.py", "pages/index.py")
+PAGES = ("app_pages/search.py", "app_pages/catalog.py", "app_pages/model.py", "app_pages/evaluation.py", "app_pages/index.py")
 METRIC_INDEX = "metric-256bit"
 SCOPE = f"demo::{METRIC_INDEX}"
 
@@ -84,16 +84,16 @@ def test_every_page_draws(home, page):
     at = _app(page)
     _clean(at)
     demo = _demo(home)
-    if page != "pages/search.py":
+    if page != "app_pages/search.py":
         assert _elements(at, "vega_lite_chart"), f"{page} drew no chart"
-    if page == "pages/catalog.py":
+    if page == "app_pages/catalog.py":
         train_rows = sum(1 for _ in open(demo.catalog_dir / "train.csv", encoding="utf-8")) - 1
         assert _metric(at, "Training images") == f"{train_rows:,}"
-    if page == "pages/index.py":
+    if page == "app_pages/index.py":
         from eproduct_core.index import open_index
 
         assert _metric(at, "Rows") == f"{open_index(demo.index_dir(METRIC_INDEX)).size:,}"
-    if page == "pages/evaluation.py":
+    if page == "app_pages/evaluation.py":
         assert 0.0 <= float(_metric(at, "MAR@10")) <= 1.0
 
 
@@ -276,7 +276,7 @@ def test_index_page_builds_a_new_index(tiny_workspace, tmp_path, monkeypatch):
     home = tmp_path / "home"
     shutil.copytree(tiny_workspace, home, ignore=shutil.ignore_patterns(".*.lock"))
     monkeypatch.setenv(ws.ENV_HOME, str(home))
-    at = _app("pages/index.py")
+    at = _app("app_pages/index.py")
     _clean(at)
     at.selectbox(key="new_index_source").set_value("metric-index")
     at.select_slider(key="new_index_bits").set_value(64)

@@ -29,7 +29,7 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 WAIT_MS = 90_000  # the first search imports torch in the server
 CHART = '[data-testid="stVegaLiteChart"] canvas, [data-testid="stVegaLiteChart"] svg.marks'
-PAGES = {"catalog": "Catalog", "model": "Model", "evaluation": "Evaluation", "index-info": "Index"}
+PAGES = {"catalog": "Catalog", "model": "Model", "evaluation": "Evaluation", "index-info": "Index"}  # in nav order
 
 pytestmark = [
     pytest.mark.browser,
@@ -200,6 +200,9 @@ def test_every_page_renders_its_charts(server, browser, path):
     page.locator(CHART).first.wait_for(timeout=WAIT_MS)
     _settled(page)
     assert page.locator(CHART).count() >= 1
+    nav = page.locator('[data-testid="stSidebarNav"]')
+    assert [t.split("\n")[-1] for t in nav.locator("a").all_inner_texts()] == ["Search", *PAGES.values()]
+    assert page.get_by_text("Page not found").count() == 0
     _no_errors(page)
     _shot(page, path)
     page.close()
