@@ -142,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--best-epochs", type=int, default=None, help="override the best preset's epochs")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="extra config override for both trained presets (e.g. max_train_images=1000)")
+    parser.add_argument("--results", default=str(RESULTS), help="markdown file to write the table to")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--skip", default="", help="comma list of rows to skip: raw, pretrained, seed, best")
     args = parser.parse_args(argv)
@@ -196,7 +197,7 @@ def write_table(rows: list[tuple], args: argparse.Namespace, argv: list[str] | N
         "Training throughput counts training images per second (two augmented views each for the best preset).", "",
         f"Rerun: `{command.strip()}`", "",
     ])
-    RESULTS.write_text(text, encoding="utf-8")
+    Path(getattr(args, "results", RESULTS)).write_text(text, encoding="utf-8")
     return text
 
 
