@@ -136,11 +136,12 @@ def query_for_bytes(catalog_obj, data: bytes) -> str | None:
 
 @st.cache_data(show_spinner=False, max_entries=4096)
 def thumbnail(path: str) -> Image.Image | None:
-    """A small RGB copy of a catalog image (None when it cannot be read)."""
+    """A small RGB copy of a catalog image (None when it cannot be read or lies outside the roots)."""
     from eproduct_core.images import load_image
+    from eproduct_core.workspace import inside_roots
 
     try:
-        image = load_image(path)
+        image = load_image(inside_roots(path))
     except EproductError:
         return None
     image.thumbnail((THUMB_PX, THUMB_PX))

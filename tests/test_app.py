@@ -326,3 +326,16 @@ def test_bucket_sizes_count_every_code_prefix(tiny_workspace):
         _, counts = np.unique(prefixes, axis=0, return_counts=True)
         assert int((sizes["items"] * sizes["buckets"]).sum()) == index.size
         assert sorted(np.repeat(sizes["items"], sizes["buckets"]).tolist()) == sorted(counts.tolist())
+
+
+def test_catalog_images_outside_the_roots_are_not_read(home, tmp_path):
+    from PIL import Image
+
+    from eproduct_ui import loaders
+
+    outside = tmp_path / "outside.png"
+    Image.new("RGB", (8, 8), "red").save(outside)
+    inside = next((home / "demo" / "catalog").rglob("*.jpg"))
+    assert loaders.thumbnail(str(inside)) is not None
+    assert loaders.thumbnail(str(outside)) is None
+    assert loaders.thumbnail(str(home / "demo" / "catalog" / ".." / ".." / ".." / outside.name)) is None

@@ -20,6 +20,7 @@ from eproduct_ui.state import current_workspace
 SWEEP_BITS = (8, 12, 16, 20, 24, 32, 48, 64)
 SWEEP_CUTOFFS = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5)
 WORST = 5  # worst queries shown with images
+MAX_QUERIES = 1000  # queries scored on this page (the first ones with groundtruth); `eproduct evaluate` scores all
 
 
 def _queries(workspace, index_name: str, catalog):
@@ -32,7 +33,7 @@ def _queries(workspace, index_name: str, catalog):
     truth = catalog.matches()
     if not truth:
         raise EproductError(f"Catalog {catalog.root} has no groundtruth.csv, so nothing can be scored.")
-    keep = [i for i, q in enumerate(ids) if q in truth]
+    keep = [i for i, q in enumerate(ids) if q in truth][:MAX_QUERIES]
     return vectors[keep], [ids[i] for i in keep], truth
 
 
@@ -124,7 +125,7 @@ def render() -> None:
     vectors, ids, truth = _queries(workspace, index_name, catalog)
     key = loaders.stamp(workspace.index_dir(index_name) / "manifest.json")
     path = str(workspace.index_dir(index_name))
-    st.caption(f"{len(ids)} queries with groundtruth against `{index_name}` ({index.size:,} items, {index.kind}).")
+    st.caption(f"{len(ids)} queries with groundtruth (at most {MAX_QUERIES}) against `{index_name}` ({index.size:,} items, {index.kind}).")
     _side_by_side(workspace, catalog)
 
     st.subheader("MAR@10 by hash length and cutoff (cutoff mode, as the seed)")
