@@ -21,7 +21,7 @@ def ensure_demo() -> None:
     if ws.list_workspaces():
         return
     root = ws.home()
-    with st.status("First run: building the demo workspace (about 3 minutes on 2 CPU cores)...", expanded=True) as status:
+    with st.status("First run: building the demo workspace (a few minutes on a laptop CPU; later starts open at once)...", expanded=True) as status:
         bar = st.progress(0.0, text="Starting")
 
         def progress(fraction: float, message: str) -> None:
