@@ -23,7 +23,7 @@ Progress = Callable[[float, str], None]
 
 # Share of the whole build each step takes on the progress bar (catalog, train, embed, index).
 STEPS = {"catalog": (0.0, 0.1), "train": (0.1, 0.75), "embed": (0.75, 0.95), "index": (0.95, 1.0)}
-EMBED_BATCH = 128  # images per embed_images call
+EMBED_BATCH = 128  # images per forward pass when embedding a split
 FASHION_MNIST = "fashion-mnist"  # `catalog=` value that writes the Fashion-MNIST catalog instead of copying one
 
 
@@ -47,24 +47,19 @@ def offered_kinds(config) -> list[str]:
     return kinds or [config.embed_kind]
 
 
-def embed_catalog_split(bundle, catalog, split: str, kind: str, out: Path, progress: Progress) -> Path:
-    """Embed every image of a catalog split with `kind` into the embeddings folder `out`."""
-    from .embed import embed_images
+def embed_catalog_split(bundle, catalog_dir: Path, split: str, kinds: list[str], out_root: Path) -> dict[str, dict]:
+    """Embed a catalog split once for all `kinds` (one forward pass) into `out_root/<kind>-<split>/`."""
+    from .embed import embed_kinds
     from .embeddings import write_meta, write_shard
-    from .images import load_image
 
-    frame = catalog.split(split)
-    ids = frame["image_id"].tolist()
-    paths = frame["path"].tolist()
-    blocks = []
-    for start in range(0, len(ids), EMBED_BATCH):
-        images = [load_image(catalog.image_path(p)) for p in paths[start : start + EMBED_BATCH]]
-        blocks.append(np.asarray(embed_images(bundle, images, kind), dtype=np.float32))
-        progress(min(start + EMBED_BATCH, len(ids)) / max(len(ids), 1), f"Embedding {split} images ({kind})")
-    vectors = np.concatenate(blocks) if blocks else np.zeros((0, 1), np.float32)
-    write_meta(out, kind=kind, dim=int(vectors.shape[1]), split=split)
-    write_shard(out, "00000", vectors, ids)
-    return out
+    vectors, ids = embed_kinds(bundle, catalog_dir, split, kinds, batch_size=EMBED_BATCH)
+    made = {}
+    for kind in kinds:
+        name = f"{kind}-{split}"
+        write_meta(out_root / name, kind=kind, dim=int(vectors[kind].shape[1]), split=split)
+        write_shard(out_root / name, "00000", vectors[kind], ids)
+        made[name] = {"kind": kind, "split": split}
+    return made
 
 
 def populate(
@@ -124,14 +119,10 @@ def populate(
     kinds = offered_kinds(config)
     embed_report = _span(report, "embed")
     embeddings: dict[str, dict] = {}
-    for number, (kind, split) in enumerate((k, s) for k in kinds for s in ("index", "query")):
-        name = f"{kind}-{split}"
-        total = 2 * len(kinds)
-        embed_catalog_split(
-            bundle, catalog, split, kind, folder / "embeddings" / name,
-            lambda f, m, n=number: embed_report((n + f) / total, m),
-        )
-        embeddings[name] = {"kind": kind, "split": split, "run": run_name}
+    for number, split in enumerate(("index", "query")):
+        embed_report(number / 2, f"Embedding the {split} images ({', '.join(kinds)})")
+        made = embed_catalog_split(bundle, folder / "catalog", split, kinds, folder / "embeddings")
+        embeddings.update({name: {**info, "run": run_name} for name, info in made.items()})
 
     from .embeddings import read_embeddings
 
