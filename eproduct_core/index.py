@@ -21,7 +21,8 @@ import numpy as np
 from . import lsh
 from .errors import EproductError
 from .index_format import (
-    HYPERPLANES, MANIFEST, REBUILD, VERSION, FORMAT, HashingWriter, clean_stale, fsync_dir, read_manifest,
+    HYPERPLANES, MANIFEST, REBUILD, VERSION, FORMAT, HashingWriter, clean_stale, fsync_dir, fsync_files,
+    read_manifest,
     sha256_file, shard_files, swap_into_place, temp_sibling, write_manifest,
 )
 from .index_store import Index
@@ -43,26 +44,28 @@ def _check_build_args(vectors: np.ndarray, ids: Sequence[str], bits: int, shard_
         raise EproductError(f"bits must be a multiple of 8 between 8 and {lsh.MAX_BITS}; got {bits}.")
     if shard_size < 1:
         raise EproductError(f"shard_size must be at least 1; got {shard_size}.")
-    bad = next((i for i in ids if not str(i) or any(ch in str(i) for ch in "\n\r")), None)
-    if bad is not None:
+    joined = "\n".join(ids)  # one C-speed pass instead of a Python loop per id (1.1M ids: ~1.5 s -> ~0.05 s)
+    if "\r" in joined or joined.count("\n") != len(ids) - 1 or not all(ids):
+        bad = next(i for i in ids if not i or any(ch in i for ch in "\n\r"))
         raise EproductError(f"Ids must be non-empty and hold no line breaks; bad id: {bad!r}.")
 
 
-def _write_npy(path: Path, array: np.ndarray) -> str:
-    writer = HashingWriter(path)
+def _write_npy(path: Path, array: np.ndarray, sync: bool = True) -> str:
+    writer = HashingWriter(path, sync)
     np.save(writer, array, allow_pickle=False)
     return writer.close()
 
 
 def _write_shard(folder: Path, name: str, block: np.ndarray, ids: Sequence[str], planes: np.ndarray,
                  with_vectors: bool) -> dict:
-    files = shard_files(name)
-    digests = {"codes": _write_npy(folder / files["codes"], lsh.encode(block, planes))}
-    writer = HashingWriter(folder / files["ids"])
-    writer.write("".join(f"{i}\n" for i in ids).encode("utf-8"))
+    files = shard_files(name)  # fsync deferred to `fsync_files` once every shard is written
+    codes = lsh.encode(block, planes, chunk=len(block))  # one float32 matmul per shard
+    digests = {"codes": _write_npy(folder / files["codes"], codes, False)}
+    writer = HashingWriter(folder / files["ids"], sync=False)
+    writer.write(("\n".join(ids) + "\n").encode("utf-8"))
     digests["ids"] = writer.close()
     if with_vectors:
-        digests["vectors"] = _write_npy(folder / files["vectors"], np.asarray(block, dtype=np.float16))
+        digests["vectors"] = _write_npy(folder / files["vectors"], np.asarray(block, dtype=np.float16), False)
     return {"name": name, "rows": len(ids), "files": {role: {"file": files[role], "sha256": digest}
                                                       for role, digest in digests.items()}}
 
@@ -110,13 +113,17 @@ def _build_into(folder: Path, vectors, ids, bits, shard_size, seed, kind, progre
         stop = min(start + shard_size, len(ids))
         return _write_shard(folder, f"{number:0{width}d}", vectors[start:stop], ids[start:stop], planes, with_vectors)
 
-    shards = []
-    with ThreadPoolExecutor(max(1, workers)) as pool:
+    shards, synced = [], []
+    # hashing/writing on `workers` threads; one more thread fsyncs finished shards (disk wait, not CPU)
+    with ThreadPoolExecutor(max(1, workers)) as pool, ThreadPoolExecutor(1) as syncer:
         for shard in pool.map(one, range(len(starts))):
             shards.append(shard)
+            synced.append(syncer.submit(fsync_files, [folder / e["file"] for e in shard["files"].values()]))
             done += shard["rows"]
             if progress is not None:
                 progress(done, len(ids))
+        for future in synced:
+            future.result()  # every shard file is on disk before the manifest is written
     return {
         "format": FORMAT, "version": VERSION, "kind": str(kind), "dim": dim, "seed": int(seed), "bits": int(bits),
         "code_bytes": bits // 8, "rows": len(ids), "shard_size": int(shard_size), "vectors": bool(with_vectors),

@@ -18,6 +18,9 @@ from . import hamming_scan, lsh
 from .errors import EproductError
 
 
+_HALF_TO_FLOAT = np.arange(1 << 16, dtype=np.uint16).view(np.float16).astype(np.float32)  # every float16 exactly
+
+
 class Index:
     """An opened index (see index.py: `open_index`). Rows are numbered across shards in manifest order."""
 
@@ -150,6 +153,10 @@ class Index:
                     blocks = [self._mmap(shard, "vectors") for shard in self.manifest["shards"]]
                     self._vectors = np.concatenate(blocks) if len(blocks) > 1 else np.asarray(blocks[0])
         return self._vectors
+
+    def vectors_float32(self, rows: np.ndarray) -> np.ndarray:
+        """The float16 vectors of `rows` as float32 (exact), via a 256 KB table: ~2x numpy's float16 cast."""
+        return np.take(_HALF_TO_FLOAT, np.take(self.vectors, rows, axis=0).view(np.uint16), mode="clip")
 
     def warm(self, vectors: bool = True) -> "Index":
         """Load codes (and vectors) now rather than on the first search; returns self."""

@@ -111,7 +111,12 @@ def word_masks(bits: int) -> np.ndarray:
 def popcount(words: np.ndarray) -> np.ndarray:
     """Set bits per row of a (n, w) integer array (np.bitwise_count, summed over the last axis)."""
     counts = np.bitwise_count(words)
-    return counts.sum(axis=-1, dtype=np.int64) if counts.ndim > 1 else counts.astype(np.int64)
+    if counts.ndim != 2:
+        return counts.sum(axis=-1, dtype=np.int64) if counts.ndim > 1 else counts.astype(np.int64)
+    total = counts[:, 0].astype(np.int64)
+    for j in range(1, counts.shape[1]):  # column adds: ~3x faster than a sum over a short last axis
+        total += counts[:, j]
+    return total
 
 
 def hamming(query_words: np.ndarray, words: np.ndarray, bits: int) -> np.ndarray:
