@@ -78,11 +78,15 @@ def latency(one, queries: np.ndarray) -> tuple[float, float, list]:
 
 
 def batched_qps(batch, queries: np.ndarray, threads: int) -> float:
+    """Queries per second over `threads` Python threads (median of 3 passes)."""
     parts = np.array_split(queries, threads)
-    start = time.perf_counter()
-    with ThreadPoolExecutor(threads) as pool:
-        list(pool.map(batch, parts))
-    return len(queries) / (time.perf_counter() - start)
+    times = []
+    for _ in range(3):
+        start = time.perf_counter()
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(batch, parts))
+        times.append(time.perf_counter() - start)
+    return len(queries) / statistics.median(times)
 
 
 def read_bandwidth() -> float:
@@ -113,7 +117,7 @@ def ours(x, q, work: Path, name: str, build_kw: dict, search_kw: dict, threads: 
     index.kernel = kernel
     index.search(q[:2], **search_kw)  # load codes, scan structures and vectors into memory
     p50, p95, found = latency(lambda v: index.search(v, **search_kw)[0].rows, q)
-    qps = len(q) / _timed(lambda: index.search(q, threads=threads, **search_kw))
+    qps = len(q) / statistics.median(_timed(lambda: index.search(q, threads=threads, **search_kw)) for _ in range(3))
     ram = index.memory_bytes() + sum(sys.getsizeof(i) + 8 for i in index.all_ids())  # arrays + id strings
     rows.append((name, build_s, ram / len(x), disk_bytes(work / folder) / len(x), p50, p95, qps, found))
 
@@ -157,6 +161,7 @@ def faiss_peers(x, q, codes_index, threads: int, rows: list) -> None:
 
 
 def run(args: argparse.Namespace) -> str:
+    args.load_start = os.getloadavg()[0]
     t0 = time.perf_counter()
     x, q = make_data(args.n, args.dim, args.queries, args.seed)
     truth = exact_truth(x, q, 10)
@@ -196,15 +201,17 @@ def report(args, rows, truth, gen_s, bandwidth, no_rebuild_ms) -> str:
     base = rows[0]
     lines = [f"n = {args.n:,}, dim = {args.dim}, {args.queries} queries (brute force latency on "
              f"{min(args.queries, args.brute_queries)}), top-10, {args.threads} threads for batched, one thread per "
-             f"query otherwise; data + exact truth took {gen_s:.0f} s; load average at the end "
-             f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores.", "",
+             f"query otherwise; data + exact truth took {gen_s:.0f} s; load average (1 min) {args.load_start:.1f} at "
+             f"the start, {os.getloadavg()[0]:.1f} at the end, on {os.cpu_count()} cores (this run itself adds ~1-2).",
+             "",
              "| method | build s | RAM B/item | disk B/item | p50 ms | p95 ms | p50 vs brute | batched q/s | q/s vs brute "
              "| recall@10 |", "|---|---|---|---|---|---|---|---|---|---|"]
     for name, build_s, ram, disk, p50, p95, qps, found in rows:
         lines.append(f"| {name} | {'-' if build_s != build_s else f'{build_s:.1f}'} | {ram:,.0f} | {'-' if disk != disk else f'{disk:,.0f}'} | {p50:.2f} | "
                      f"{p95:.2f} | {base[4] / p50:.0f}x faster | {qps:,.0f} | {qps / base[6]:.1f}x | "
                      f"{recall(found, truth):.3f} |")
-    scanned = args.n * DEFAULT_PROBE_BITS / 8 + DEFAULT_CANDIDATES * DEFAULT_BITS / 8 + DEFAULT_RERANK * 2 * args.dim
+    scanned = (args.n * DEFAULT_PROBE_BITS / 8 + DEFAULT_CANDIDATES * DEFAULT_BITS / 8
+               + DEFAULT_RERANK * 2 * args.dim)  # prefixes of every row + candidate codes + re-ranked float16 rows
     floor_ms = scanned / (bandwidth * 1e9) * 1e3
     default = rows[2]
     lines += ["", f"Memory-bandwidth floor of the default: it reads ~{scanned / 1e6:.1f} MB per query "

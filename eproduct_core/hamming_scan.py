@@ -72,6 +72,12 @@ def smallest(values: np.ndarray, count: int, max_value: int) -> np.ndarray:
     """Indices (ascending) of the `count` smallest integer values; ties broken by lowest index."""
     if count >= len(values):
         return np.arange(len(values))
+    if len(values) <= SAMPLE:  # exact histogram: the boundary value, then the lowest-index ties at it
+        cumulative = np.cumsum(np.bincount(values, minlength=max_value + 1))
+        t = int(np.searchsorted(cumulative, count))
+        keep = values < t
+        keep[np.flatnonzero(values == t)[: count - (int(cumulative[t - 1]) if t else 0)]] = True
+        return np.flatnonzero(keep)
     sample = values[: min(len(values), SAMPLE)]
     cumulative = np.cumsum(np.bincount(sample, minlength=max_value + 1)) * (len(values) / len(sample))
     t = int(min(np.searchsorted(cumulative, count), max_value))

@@ -214,3 +214,18 @@ def test_probed_search_is_consistent_and_close_to_exact(built, data, kernel):
         assert np.all(np.diff(a.hamming) >= 0)
         overlap.append(len(set(a.rows) & set(b.rows)) / 20)
     assert np.mean(overlap) >= 0.8
+
+
+def test_faiss_range_scan_widens_a_short_radius_and_stays_exact(built, data, monkeypatch):
+    from eproduct_core import hamming_scan
+
+    if not hamming_scan.faiss_available():
+        pytest.skip("faiss not installed")
+    _, q = data
+    one, _ = built
+    index = hamming_scan.faiss_index(one.words, 64)
+    monkeypatch.setattr(hamming_scan, "RADIUS_MARGIN", 0.05)  # the sample radius now admits far too few rows
+    qwords = one.encode(q)
+    for i, rows in enumerate(hamming_scan.faiss_scan(index, qwords, 64, 300)):
+        dist = lsh.hamming(qwords[i], one.words, 64)
+        np.testing.assert_array_equal(rows, np.sort(np.lexsort((np.arange(len(dist)), dist))[:300]))
