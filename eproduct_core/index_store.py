@@ -171,7 +171,8 @@ class Index:
         total = 0
         for kind, structure in self._probers.values():
             if kind == "faiss":
-                total += structure.ntotal * structure.code_size
+                for flat in (structure, getattr(structure, "sample", None)):  # the scan copy, its radius sample
+                    total += 0 if flat is None else flat.ntotal * flat.code_size
         return int(total + sum(a.nbytes for a in arrays if a is not None))
 
     # -- ids and rows ----------------------------------------------------------------------------
