@@ -131,7 +131,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     search.add_argument("--rerank", type=int, help="exact-cosine re-rank depth (default 768 in topk, 0 in cutoff)")
     search.add_argument("--cutoff", type=float, help="cutoff mode: code cosine cutoff (default 0.1); "
                         "topk: keep exact cosine distance < cutoff")
-    search.add_argument("--probe-bits", type=int, help="prefix bits scanned to pick candidates (default 64)")
+    search.add_argument("--probe-bits", type=int, help="prefix bits scanned to pick candidates (default 128)")
     search.add_argument("--candidates", type=int, help="rows kept by the prefix scan")
     search.add_argument("--threads", type=int, default=1, help="queries searched in parallel")
     search.add_argument("--out", required=True, help="results CSV: query_id,id1 id2 ...")
