@@ -143,7 +143,7 @@ def stage_profile(index, q: np.ndarray) -> list[tuple[str, float]]:
 
     for query in q:
         qwords = timed("hash the query (256 hyperplanes)", lambda: index.encode(query[None, :]))
-        probed = timed(f"stage 1: {probe_bits}-bit prefix scan of every row ({index.kernel} kernel) -> {candidates} candidates",
+        probed = timed(f"stage 1: {probe_bits}-bit prefix scan of every row ({index.prober(probe_bits)[0]} kernel) -> {candidates} candidates",
                        lambda: S._probe(index, qwords, probe_bits, candidates)[0])
         rows, ham = timed(f"stage 2: {bits}-bit Hamming of the candidates -> best {rerank}",
                           lambda: S._topk_candidates(index, qwords[0], bits, rerank, probed))
