@@ -190,7 +190,7 @@ def write_table(rows: list[tuple], args: argparse.Namespace, argv: list[str] | N
         f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, {args.threads} threads, no GPU"
         if not torch.cuda.is_available() else f"Machine: {torch.cuda.get_device_name()}", "",
         *lines, "",
-        *([f"Shortened from the presets for this run: {', '.join(notes)} (full: seed 12 epochs, best 6 epochs, all training images)."]
+        *([f"Shortened from the presets for this run: {', '.join(notes)} (full: seed 12 epochs, best 3 epochs, all training images)."]
           if (notes := [n for n in (f"seed {args.seed_epochs} epoch(s)" if args.seed_epochs else "",
                                     f"best {args.best_epochs} epoch(s)" if args.best_epochs else "", *args.set) if n]) else []), "",
         f"Load average when the table was written: {os.getloadavg()[0]:.1f} (the machine is shared; throughput is what we got).", "",
