@@ -70,8 +70,10 @@ def _hamming_rows(index, qwords: np.ndarray, rows: np.ndarray | None, bits: int)
 
 def _topk_candidates(index, qwords, bits, depth, probed) -> tuple[np.ndarray, np.ndarray]:
     """The `depth` best rows by `bits`-bit Hamming among `probed` rows (None: all rows), best first."""
-    if probed is None:  # exact: scan the contiguous word columns of every row
-        probed = numpy_scan(index.columns(bits), qwords, bits, depth)
+    if probed is None:  # exact: the `depth` nearest rows at `bits` by the scan kernel (faiss range scan or numpy)
+        kernel, structure = index.prober(bits)
+        probed = (faiss_scan(structure, qwords[None, :], bits, depth)[0] if kernel == "faiss"
+                  else numpy_scan(structure, qwords, bits, depth))
     rows, dist = probed, _hamming_rows(index, qwords, probed, bits)
     best = smallest(dist, depth, bits)
     rows, dist = rows[best], dist[best]
