@@ -82,6 +82,7 @@ def server(tiny_workspace, tmp_path_factory):
 def browser():
     with sync_api.sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        playwright.selectors.set_test_id_attribute("data-testid")
         yield launched
         launched.close()
 
@@ -151,6 +152,7 @@ def _upload_and_wait(page, file: dict) -> float:
 def test_upload_then_cutoff_slider_updates_the_grid(server, browser, tiny_workspace):
     url, _ = server
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(WAIT_MS)  # a loaded 2-core machine can take long to rerun
     page.goto(url)
     _metric(page, "Matches").wait_for(timeout=WAIT_MS)
     _settled(page)
@@ -194,6 +196,7 @@ def test_upload_then_cutoff_slider_updates_the_grid(server, browser, tiny_worksp
 def test_every_page_renders_its_charts(server, browser, path):
     url, _ = server
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(WAIT_MS)  # a loaded 2-core machine can take long to rerun
     page.goto(f"{url}/{path}")
     page.get_by_role("heading", name=PAGES[path]).first.wait_for(timeout=WAIT_MS)
     page.locator(CHART).first.wait_for(timeout=WAIT_MS)
@@ -212,6 +215,8 @@ def test_eight_sessions_search_at_once_with_one_index(server, browser, tiny_work
     home = _home(tiny_workspace)
     contexts = [browser.new_context(viewport={"width": 1200, "height": 900}) for _ in range(8)]
     pages = [context.new_page() for context in contexts]
+    for page in pages:
+        page.set_default_timeout(WAIT_MS)
     for page in pages:
         page.goto(url)
     for page in pages:
