@@ -3,7 +3,8 @@
 `st.cache_resource` holds the shared, read-only objects (an opened `Index`, a model bundle, a catalog)
 so every session uses the same one; keys include a file's modification time so a rebuilt artifact is
 picked up. Query embeddings of uploads are cached by the sha256 of the uploaded bytes, so moving a
-slider re-filters without re-embedding.
+slider re-filters without re-embedding. Everything uses `st.cache_resource`, never `st.cache_data`
+(which pickles values): cached arrays are made read-only, cached frames are never modified in place.
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ def bundle(run_dir: str | Path):
 _EMBED_LOCK = threading.Lock()
 
 
-@st.cache_data(show_spinner="Embedding the query...", max_entries=256)
+@st.cache_resource(show_spinner="Embedding the query...", max_entries=256)
 def _embed_upload(run_dir: str, kind: str, digest: str, _data: bytes, _name: str) -> np.ndarray:
     from eproduct_core.embed import embed_images
     from eproduct_core.images import load_image
@@ -90,7 +91,7 @@ def _embed_upload(run_dir: str, kind: str, digest: str, _data: bytes, _name: str
     model = bundle(run_dir)
     with _EMBED_LOCK:  # one forward pass at a time: 2 cores, and torch modules are not re-entrant per thread
         vectors = embed_images(model, [image], kind)
-    return np.asarray(vectors, dtype=np.float32)[0]
+    return _read_only(np.asarray(vectors, dtype=np.float32)[0])
 
 
 def embed_upload(run_dir: str | Path, kind: str, data: bytes, name: str) -> np.ndarray:
@@ -98,16 +99,22 @@ def embed_upload(run_dir: str | Path, kind: str, data: bytes, name: str) -> np.n
     return _embed_upload(str(run_dir), kind, digest(data), data, name)
 
 
+def _read_only(array: np.ndarray) -> np.ndarray:
+    """Cached arrays are shared by every session: make accidental writes fail loudly."""
+    array.setflags(write=False)
+    return array
+
+
 def digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-@st.cache_data(show_spinner=False, max_entries=32)
+@st.cache_resource(show_spinner=False, max_entries=32)
 def _embeddings(path: str, key: float) -> tuple[np.ndarray, list[str]]:
     from eproduct_core.embeddings import read_embeddings
 
     stored = read_embeddings(path)
-    return np.asarray(stored.vectors, dtype=np.float32), list(stored.ids)
+    return _read_only(np.asarray(stored.vectors, dtype=np.float32)), list(stored.ids)
 
 
 def embeddings(path: str | Path) -> tuple[np.ndarray, list[str]]:
@@ -115,7 +122,7 @@ def embeddings(path: str | Path) -> tuple[np.ndarray, list[str]]:
     return _embeddings(str(path), stamp(Path(path) / "meta.json"))
 
 
-@st.cache_data(show_spinner=False, max_entries=8)
+@st.cache_resource(show_spinner=False, max_entries=8)
 def _file_digests(root: str, paths: tuple[str, ...], key: float) -> dict[str, int]:
     found = {}
     for position, relative in enumerate(paths):
@@ -134,7 +141,7 @@ def query_for_bytes(catalog_obj, data: bytes) -> str | None:
     return None if position is None else str(catalog_obj.query["image_id"].iat[position])
 
 
-@st.cache_data(show_spinner=False, max_entries=4096)
+@st.cache_resource(show_spinner=False, max_entries=4096)
 def thumbnail(path: str) -> Image.Image | None:
     """A small RGB copy of a catalog image (None when it cannot be read or lies outside the roots)."""
     from eproduct_core.images import load_image
@@ -148,7 +155,7 @@ def thumbnail(path: str) -> Image.Image | None:
     return image
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
+@st.cache_resource(show_spinner=False, max_entries=16)
 def run_metrics(run_dir: str, key: float) -> pd.DataFrame:
     """metrics.jsonl as a flat DataFrame: epoch, train_loss, val_acc_<level>, ..."""
     path = Path(run_dir) / "metrics.jsonl"
@@ -167,7 +174,7 @@ def run_metrics(run_dir: str, key: float) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
+@st.cache_resource(show_spinner=False, max_entries=16)
 def class_accuracy(run_dir: str, key: float) -> pd.DataFrame:
     """class_accuracy.csv of a run (empty when missing)."""
     path = Path(run_dir) / "class_accuracy.csv"

@@ -1,7 +1,8 @@
 """No pickle anywhere: every load in the code base is one that cannot execute code.
 
 Scans the project's own Python files for pickle-capable loads: `pickle`/`joblib`/`dill`, `pd.read_pickle`,
-`np.load` without `allow_pickle=False`, `torch.load` without `weights_only=True`.
+`np.load` without `allow_pickle=False`, `torch.load` without `weights_only=True`, and
+`st.cache_data` (it pickles every value it caches).
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ def find_unsafe_loads(source: str, filename: str = "<string>") -> list[str]:
             for name in names:
                 if name.split(".")[0] in FORBIDDEN_MODULES:
                     findings.append(f"{filename}:{node.lineno} imports {name}")
+        if isinstance(node, ast.Attribute) and node.attr == "cache_data":  # pickles every value it stores
+            findings.append(f"{filename}:{node.lineno} uses st.cache_data (pickles values; use st.cache_resource)")
         if isinstance(node, ast.Call):
             name = _call_name(node)
             if name.endswith("read_pickle") or name.endswith("to_pickle"):
@@ -53,8 +56,8 @@ def find_unsafe_loads(source: str, filename: str = "<string>") -> list[str]:
 
 
 def test_the_scanner_catches_unsafe_loads():
-    bad = "import pickle\nimport numpy as np, torch\nnp.load('x')\ntorch.load('y')\nimport pandas as pd\npd.read_pickle('z')\n"
-    assert len(find_unsafe_loads(bad)) == 4
+    bad = "import pickle\nimport numpy as np, torch\nnp.load('x')\ntorch.load('y')\nimport pandas as pd\npd.read_pickle('z')\nimport streamlit as st\n@st.cache_data\ndef f(): pass\n"
+    assert len(find_unsafe_loads(bad)) == 5
     good = "import numpy as np, torch\nnp.load('x', allow_pickle=False)\ntorch.load('y', weights_only=True)\n"
     assert find_unsafe_loads(good) == []
 

@@ -37,7 +37,7 @@ def _queries(workspace, index_name: str, catalog):
     return vectors[keep], [ids[i] for i in keep], truth
 
 
-@st.cache_data(show_spinner="Sweeping hash length x cutoff...", max_entries=16)
+@st.cache_resource(show_spinner="Sweeping hash length x cutoff...", max_entries=16)
 def _sweep(path: str, key: float, _index, _vectors, ids: tuple, _truth, bits: tuple, cutoffs: tuple) -> pd.DataFrame:
     from eproduct_core.evaluate import sweep
 
@@ -45,14 +45,14 @@ def _sweep(path: str, key: float, _index, _vectors, ids: tuple, _truth, bits: tu
     return sweep(_index, _vectors, list(ids), _truth, base, {"bits": list(bits), "cutoff": list(cutoffs)})
 
 
-@st.cache_data(show_spinner="Evaluating...", max_entries=32)
+@st.cache_resource(show_spinner="Evaluating...", max_entries=32)
 def _evaluate(path: str, key: float, _index, _vectors, ids: tuple, _truth, settings: SearchSettings):
     from eproduct_core.evaluate import evaluate_search
 
     return evaluate_search(_index, _vectors, list(ids), _truth, settings)
 
 
-@st.cache_data(show_spinner="Measuring distances...", max_entries=16)
+@st.cache_resource(show_spinner="Measuring distances...", max_entries=16)
 def _distances(path: str, key: float, _index, _vectors, ids: tuple, _truth, bits: int) -> pd.DataFrame:
     from eproduct_core.analysis import distance_table
 
