@@ -64,9 +64,11 @@ def _tree(catalog) -> tuple[str, str]:
     return "meta", meta
 
 
-def _samples(catalog, level: str, name: str) -> None:
-    rows = catalog.train[catalog.train[level] == name].head(SAMPLES)
-    st.markdown(f"**Sample training images of {level} `{name}`** ({int((catalog.train[level] == name).sum())} in all)")
+def class_images(catalog, level: str, name: str) -> None:
+    """A row of training images of one class, with their titles (Catalog and Model pages)."""
+    members = catalog.train[level] == name
+    rows = catalog.train[members].head(SAMPLES)
+    st.markdown(f"**Training images of {level} `{name}`** ({int(members.sum())} in all)")
     columns = st.columns(SAMPLES)
     for column, (_, row) in zip(columns, rows.iterrows()):
         image = loaders.thumbnail(str(catalog.image_path(row["path"])))
@@ -84,4 +86,4 @@ def render() -> None:
     _summary(catalog)
     _imbalance(catalog.train, log_scale)
     level, name = _tree(catalog)
-    _samples(catalog, level, name)
+    class_images(catalog, level, name)

@@ -10,7 +10,7 @@ from eproduct_core.errors import EproductError
 from eproduct_core.taxonomy import LEVELS
 from eproduct_ui import charts, loaders
 from eproduct_ui.state import current_workspace
-from eproduct_ui.views.catalog import SAMPLES
+from eproduct_ui.views.catalog import class_images
 
 
 def _run_choice(workspace) -> str:
@@ -29,17 +29,6 @@ def _picked(event, fallback: str) -> str:
     except AttributeError:
         points = []
     return str(points[0]["class"]) if points and "class" in points[0] else fallback
-
-
-def _class_images(workspace, level: str, name: str) -> None:
-    catalog = loaders.catalog(workspace.catalog_dir)
-    rows = catalog.train[catalog.train[level] == name].head(SAMPLES)
-    st.markdown(f"**Training images of {level} `{name}`**")
-    columns = st.columns(SAMPLES)
-    for column, (_, row) in zip(columns, rows.iterrows()):
-        image = loaders.thumbnail(str(catalog.image_path(row["path"])))
-        if image is not None:
-            column.image(image, width="stretch")
 
 
 def render() -> None:
@@ -65,7 +54,7 @@ def render() -> None:
     if classes:
         chosen = st.selectbox("Show the images of a class (or click a point)", classes, key=f"class::{level}",
                               format_func=lambda c: f"{c}  (accuracy {float(frame.loc[frame['class'] == c, 'accuracy'].iloc[0]):.2f})")
-        _class_images(workspace, level, _picked(event, chosen))
+        class_images(loaders.catalog(workspace.catalog_dir), level, _picked(event, chosen))
     st.subheader("Training curves")
     metrics = loaders.run_metrics(str(run_dir), loaders.stamp(run_dir / "metrics.jsonl"))
     if metrics.empty or "epoch" not in metrics.columns:
