@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", default="bench-sweep", help="work folder (catalog, runs, caches)")
     parser.add_argument("--size", default="small", choices=["tiny", "small", "medium"])
     parser.add_argument("--seed-epochs", type=int, help="override the seed preset's 12 epochs")
-    parser.add_argument("--best-epochs", type=int, help="override the best preset's 8 epochs")
+    parser.add_argument("--best-epochs", type=int, help="override the best preset's epochs (3)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--results", default=str(Path(__file__).with_name("RESULTS-sweep.md")))
     args = parser.parse_args(argv)
