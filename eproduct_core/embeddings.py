@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .documents import read_versioned_json
 from .errors import EproductError
 
 FORMAT = "eproduct-embeddings"
@@ -70,21 +71,11 @@ def write_shard(folder: str | Path, name: str, vectors: np.ndarray, ids: list[st
 
 
 def read_meta(folder: str | Path) -> dict:
-    path = Path(folder) / "meta.json"
-    if not path.is_file():
-        raise EproductError(
-            f"{folder} is not an embeddings folder (no meta.json). Create one with `eproduct embed`."
-        )
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as err:
-        raise EproductError(f"{path} is not valid JSON ({err}). Re-run `eproduct embed`.") from err
-    if meta.get("format") != FORMAT or meta.get("version") != VERSION:
-        raise EproductError(
-            f"{path} has format {meta.get('format')!r} version {meta.get('version')!r}; this eproduct "
-            f"reads {FORMAT!r} version {VERSION}. Re-run `eproduct embed`."
-        )
-    return meta
+    return read_versioned_json(
+        Path(folder) / "meta.json", fmt=FORMAT, version=VERSION, what="an eproduct embeddings folder's meta.json",
+        fix="Re-run `eproduct embed`.",
+        missing=f"{folder} is not an embeddings folder (no meta.json). Create one with `eproduct embed`.",
+    )
 
 
 def read_ids(path: str | Path) -> list[str]:

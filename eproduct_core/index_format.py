@@ -25,7 +25,7 @@ import os
 import shutil
 from pathlib import Path
 
-from .errors import EproductError
+from .documents import read_versioned_json
 
 log = logging.getLogger(__name__)
 
@@ -95,20 +95,10 @@ def read_manifest(folder: str | Path) -> dict:
     path = folder / MANIFEST
     if not path.is_file():
         recover(folder)
-    if not path.is_file():
-        raise EproductError(f"{folder} is not an index folder (no {MANIFEST}). Build one with `eproduct index build`.")
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as err:
-        raise EproductError(f"{path} is not valid JSON ({err}). {REBUILD}") from err
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise EproductError(f"{path} is not an eproduct index manifest (format {FORMAT!r} expected). {REBUILD}")
-    if manifest.get("version") != VERSION:
-        raise EproductError(
-            f"{folder} is index format version {manifest.get('version')!r}; this eproduct reads version {VERSION}. "
-            f"{REBUILD}"
-        )
-    return manifest
+    return read_versioned_json(
+        path, fmt=FORMAT, version=VERSION, what="an eproduct index manifest", fix=REBUILD,
+        missing=f"{folder} is not an index folder (no {MANIFEST}). Build one with `eproduct index build`.",
+    )
 
 
 def temp_sibling(out: Path, tag: str) -> Path:

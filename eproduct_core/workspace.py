@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .documents import read_versioned_json
 from .errors import EproductError
 
 log = logging.getLogger(__name__)
@@ -147,18 +148,10 @@ def _names(listed: list[str], folder: Path, marker: str) -> list[str]:
 
 def read_meta(path: Path) -> dict:
     """Parse `path/workspace.json`, or raise `EproductError` saying why it is not a workspace."""
-    file = Path(path) / META_FILE
-    if not file.is_file():
-        raise EproductError(f"{path} is not a workspace (no {META_FILE}). Build one with `eproduct demo --workspace {path}`.")
-    try:
-        meta = json.loads(file.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as err:
-        raise EproductError(f"{file} is not valid JSON ({err}). Rebuild the workspace.") from err
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise EproductError(f"{file} is not an eproduct workspace file (format {FORMAT!r} expected).")
-    if meta.get("version") != VERSION:
-        raise EproductError(f"{file} has version {meta.get('version')!r}; this eproduct reads version {VERSION}. Rebuild it.")
-    return meta
+    return read_versioned_json(
+        Path(path) / META_FILE, fmt=FORMAT, version=VERSION, what="an eproduct workspace file", fix="Rebuild the workspace.",
+        missing=f"{path} is not a workspace (no {META_FILE}). Build one with `eproduct demo --workspace {path}`.",
+    )
 
 
 def write_meta(path: Path, meta: dict) -> Path:
