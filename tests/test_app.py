@@ -9,7 +9,6 @@ the workspace chooser refuses paths outside the roots; the first run builds the 
 from __future__ import annotations
 
 import shutil
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -189,85 +188,6 @@ def test_first_run_builds_the_demo_with_progress(tiny_workspace, tmp_path, monke
     assert int(_metric(at, "Matches")) == 10
     at.run()
     assert calls == ["fast-demo"]  # later runs open at once
-
-
-@pytest.fixture
-def one_runtime(monkeypatch):
-    """One Streamlit runtime for all AppTests of a test, as one `streamlit run` server has.
-
-    AppTest installs a mock runtime in the global `Runtime._instance` at the start of each run and
-    clears it at the end, so AppTests in parallel threads would pull it from under each other. Here
-    AppTest writes to a subclass instead and the real global holds one mock runtime throughout.
-    """
-    from unittest.mock import MagicMock
-
-    from streamlit.runtime import Runtime
-    from streamlit.runtime.caching.storage.dummy_cache_storage import MemoryCacheStorageManager
-    from streamlit.runtime.media_file_manager import MediaFileManager
-    from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
-    from streamlit.testing.v1 import app_test
-
-    class PerRunRuntime(Runtime):  # AppTest's per-run assignments land here, not on Runtime
-        _instance = None
-
-    shared = MagicMock(spec=Runtime)
-    shared.media_file_mgr = MediaFileManager(MemoryMediaFileStorage("/mock/media"))
-    shared.cache_storage_manager = MemoryCacheStorageManager()
-    from streamlit.runtime.dataframe_source_manager import DataframeSourceManager
-
-    shared.dataframe_source_mgr = DataframeSourceManager()
-    at = _app()  # one sequential run to get a component registry
-    shared.bidi_component_registry = at._bidi_component_manager
-    monkeypatch.setattr(app_test, "Runtime", PerRunRuntime)
-    monkeypatch.setattr(Runtime, "_instance", shared)
-    return shared
-
-
-def test_eight_concurrent_sessions_share_one_index(home, one_runtime, monkeypatch):
-    import eproduct_core.index as index_module
-    from eproduct_ui import loaders
-
-    loaders._index.clear()
-    opened = []
-    real_open = index_module.open_index
-
-    def counting_open(path):
-        found = real_open(path)
-        opened.append(found)
-        return found
-
-    monkeypatch.setattr(index_module, "open_index", counting_open)
-    images = [_query_image(home, i)[1] for i in range(8)]
-    results, failures = [None] * 8, []
-    start = threading.Barrier(8)
-
-    def session(number: int) -> None:
-        try:
-            from streamlit.testing.v1 import AppTest
-
-            at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-            at.file_uploader  # noqa: B018 - nothing drawn yet; the upload is set after the first run
-            start.wait()
-            at.run()
-            at.file_uploader(key="upload").set_value((f"q{number}.jpg", images[number], "image/jpeg")).run()
-            results[number] = ([e.value for e in at.exception], [e.value for e in at.error],
-                               [(m.label, m.value) for m in at.metric][:1], [s.key for s in at.slider])
-        except Exception:  # noqa: BLE001 - reported below
-            import traceback
-
-            failures.append(traceback.format_exc())
-
-    threads = [threading.Thread(target=session, args=(n,)) for n in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert failures == [], "\n".join(failures)
-    expected = ([], [], [("Matches", "10")], [f"cutoff::{SCOPE}"])
-    assert all(r == expected for r in results), [r for r in results if r != expected]
-    metric_opens = [i for i in opened if i.path.name == METRIC_INDEX]
-    assert len(metric_opens) == 1, f"{len(metric_opens)} copies of the index were opened"
-    assert loaders.index(_demo(home).index_dir(METRIC_INDEX)) is metric_opens[0]
 
 
 def test_index_page_builds_a_new_index(tiny_workspace, tmp_path, monkeypatch):
