@@ -38,3 +38,27 @@ def tiny_workspace(tmp_path_factory: pytest.TempPathFactory, tiny_catalog: Path)
     root = tmp_path_factory.mktemp("eproduct_home")
     build_demo(root, preset="fast-demo", catalog=tiny_catalog, train_overrides=TINY_TRAIN)
     return root
+
+
+def noisy_product_index(folder, *, seed: int, products: int, dim: int, noise: float, distractors: int, shard_size: int):
+    """An index of `products` x 3 noisy photos among random distractors, and one noisy query per product.
+
+    Returns (opened index, query vectors, query ids, groundtruth {query_id: {index ids}}).
+    """
+    import numpy as np
+
+    from eproduct_core.index import build_index, open_index
+
+    rng = np.random.default_rng(seed)
+    base = rng.standard_normal((products, dim)).astype(np.float32)
+    vectors, ids, truth = [], [], {}
+    for p in range(products):
+        for v in range(3):
+            vectors.append(base[p] + noise * rng.standard_normal(dim))
+            ids.append(f"p{p}v{v}")
+        truth[f"q{p}"] = {f"p{p}v{v}" for v in range(3)}
+    vectors += list(rng.standard_normal((distractors, dim)))
+    ids += [f"d{j}" for j in range(distractors)]
+    queries = (base + noise * rng.standard_normal(base.shape)).astype(np.float32)
+    build_index(np.asarray(vectors, np.float32), ids, folder, bits=64, shard_size=shard_size, kind="external")
+    return open_index(folder), queries, [f"q{p}" for p in range(products)], truth

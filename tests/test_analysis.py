@@ -7,6 +7,7 @@ import dataclasses
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import noisy_product_index
 
 from eproduct_core import lsh
 from eproduct_core.analysis import best_global_cutoff, cutoff_stats, distance_table, per_query_cutoffs
@@ -16,7 +17,6 @@ from eproduct_core.class_analysis import (
 )
 from eproduct_core.config import SearchSettings
 from eproduct_core.evaluate import evaluate_results
-from eproduct_core.index import build_index, open_index
 from eproduct_core.why_missed import why_missed
 
 SEEDISH = SearchSettings(kind="external", bits=20, mode="cutoff", cutoff=0.1, k=10, rerank=0)
@@ -24,20 +24,7 @@ SEEDISH = SearchSettings(kind="external", bits=20, mode="cutoff", cutoff=0.1, k=
 
 @pytest.fixture(scope="module")
 def retrieval(tmp_path_factory):
-    rng = np.random.default_rng(1)
-    base = rng.standard_normal((25, 16)).astype(np.float32)
-    vectors, ids, truth = [], [], {}
-    for p in range(25):
-        for v in range(3):
-            vectors.append(base[p] + 0.6 * rng.standard_normal(16))
-            ids.append(f"p{p}v{v}")
-        truth[f"q{p}"] = {f"p{p}v{v}" for v in range(3)}
-    vectors += list(rng.standard_normal((150, 16)))
-    ids += [f"d{j}" for j in range(150)]
-    queries = (base + 0.6 * rng.standard_normal(base.shape)).astype(np.float32)
-    folder = tmp_path_factory.mktemp("ix") / "index"
-    build_index(np.asarray(vectors, np.float32), ids, folder, bits=64, shard_size=50, kind="external")
-    return open_index(folder), queries, [f"q{p}" for p in range(25)], truth
+    return noisy_product_index(tmp_path_factory.mktemp("ix") / "index", seed=1, products=25, dim=16, noise=0.6, distractors=150, shard_size=50)
 
 
 def _code_cosine(index, query, row, bits):

@@ -7,11 +7,11 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import noisy_product_index
 
 from eproduct_core.cli import main
 from eproduct_core.config import SearchSettings
 from eproduct_core.evaluate import evaluate_results, evaluate_search, evaluate_submission, sweep
-from eproduct_core.index import build_index, open_index
 from eproduct_core.metrics import mar_at_k
 from eproduct_core.submission import read_submission, write_submission
 
@@ -22,20 +22,7 @@ TOPK = SearchSettings(kind="external", bits=64, mode="topk", k=10, rerank=30)
 @pytest.fixture(scope="module")
 def retrieval(tmp_path_factory):
     """40 products, 3 noisy index photos each, 200 random distractors; one noisy query per product."""
-    rng = np.random.default_rng(0)
-    base = rng.standard_normal((40, 24)).astype(np.float32)
-    vectors, ids, truth = [], [], {}
-    for p in range(40):
-        for v in range(3):
-            vectors.append(base[p] + 0.5 * rng.standard_normal(24))
-            ids.append(f"p{p}v{v}")
-        truth[f"q{p}"] = {f"p{p}v{v}" for v in range(3)}
-    vectors += list(rng.standard_normal((200, 24)))
-    ids += [f"d{j}" for j in range(200)]
-    queries = (base + 0.5 * rng.standard_normal(base.shape)).astype(np.float32)
-    folder = tmp_path_factory.mktemp("ix") / "index"
-    build_index(np.asarray(vectors, np.float32), ids, folder, bits=64, shard_size=64, kind="external")
-    return open_index(folder), queries, [f"q{p}" for p in range(40)], truth
+    return noisy_product_index(tmp_path_factory.mktemp("ix") / "index", seed=0, products=40, dim=24, noise=0.5, distractors=200, shard_size=64)
 
 
 def test_evaluate_results_hand_computed():
