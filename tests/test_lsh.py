@@ -1,4 +1,4 @@
-"""lsh.py: hyperplanes, prefix codes, packing, Hamming and eq. (4) code cosine against direct numpy."""
+"""lsh.py: hyperplanes, prefix codes, packing, Hamming, weighted Hamming and eq. (4) code cosine against direct numpy."""
 
 import numpy as np
 import pytest
@@ -49,6 +49,36 @@ def test_words_hamming_matches_unpacked_bits():
     for k in (5, 20, 64, 100, 136):
         expected = np.abs(bits[:, :k] - bits[0, :k]).sum(axis=1)
         np.testing.assert_array_equal(lsh.hamming(words[0], words, k), expected)
+
+
+def test_weighted_hamming_sums_the_query_margins_of_the_differing_bits():
+    x = _vectors(200)
+    planes = lsh.hyperplanes(2, 136, x.shape[1])
+    codes = lsh.encode(x, planes)
+    words, bits = lsh.to_words(codes), lsh.unpack(codes, 136).astype(bool)
+    query = _vectors(1, seed=5)[0]
+    projections = lsh.project(query[None, :], planes)[0]
+    assert np.array_equal(projections > 0, lsh.unpack(lsh.encode(query[None, :], planes), 136)[0].astype(bool))
+    for k in (1, 5, 20, 64, 100, 136):
+        differs = bits[:, :k] != (projections[:k] > 0)
+        expected = (np.abs(projections[:k]) * differs).sum(axis=1)
+        np.testing.assert_allclose(lsh.weighted_hamming(projections, words, k), expected, rtol=1e-5, atol=1e-5)
+    own_code = lsh.to_words(lsh.encode(query[None, :], planes))
+    assert lsh.weighted_hamming(projections, own_code, 136)[0] == pytest.approx(0, abs=1e-5)
+
+
+def test_weighted_hamming_orders_by_cosine_better_than_hamming():
+    rng = np.random.default_rng(4)
+    x = _vectors(2000, d=32)
+    query = x[0] + 0.3 * rng.standard_normal(32).astype(np.float32)
+    planes = lsh.hyperplanes(0, 64, 32)
+    words = lsh.to_words(lsh.encode(x, planes))
+    cosine_rank = np.argsort(np.argsort(lsh.cosine_distance(query, x)))
+    agreement = {}
+    for name, dist in (("hamming", lsh.hamming(lsh.to_words(lsh.encode(query[None, :], planes))[0], words, 64)),
+                       ("weighted", lsh.weighted_hamming(lsh.project(query[None, :], planes)[0], words, 64))):
+        agreement[name] = np.corrcoef(np.argsort(np.argsort(dist, kind="stable")), cosine_rank)[0, 1]
+    assert agreement["weighted"] > agreement["hamming"] + 0.02
 
 
 def test_code_cosine_is_eq4_over_bit_vectors():
