@@ -1,17 +1,18 @@
-"""The candidate scan: the rows whose first `probe_bits` code bits are nearest a query in Hamming distance.
+"""The Hamming work of a top-k search: the candidate scan over every row, and distances of chosen rows.
 
-This is the one pass over every row that a top-k search makes, so it is the part that must run at
-memory speed. Two kernels give the same rows: faiss's `IndexBinaryFlat` (used when faiss is installed
-and probe_bits is a multiple of 8) and numpy (`np.bitwise_count` over contiguous uint64 columns, a
-threshold from a sample histogram, one `flatnonzero`). The faiss kernel is a *range* scan: the
-query's distances to a fixed strided sample of rows (a small second IndexBinaryFlat) give a radius
-that admits ~1.3x `count` rows, one `range_search` pass collects every row inside it (a popcount and
-a compare per row; no per-row selection bookkeeping, ~2.5x faster than faiss's counting k-NN at
-k = 8,192), and the `count` nearest are picked from those by (distance, row); a radius that admits
-too few is widened and rescanned (rare). So both kernels return exactly the `count` nearest rows
-with ties broken by lowest row, ascending. faiss is pinned to one OpenMP thread per call
-(`faiss.omp_set_num_threads(1)`): callers parallelise over queries with Python threads (faiss and
-numpy release the GIL), which degrade gracefully on a busy machine where OpenMP spins.
+The scan (`scan`) returns the `count` rows whose first `probe_bits` code bits are nearest a query.
+It is the one pass over every row that a search makes, so it must run at machine speed. Two kernels
+return the same rows: exactly the `count` nearest, ties broken by lowest row, in ascending order.
+- numba (hamming_kernels.py; used whenever numba imports): the query's distances to a strided
+  sample of rows give a radius that admits ~1.3x `count` rows; one compiled pass (xor, popcount,
+  compare) collects every row within it; an exact selection keeps the `count` nearest. A radius that
+  admits too few is widened and the pass repeated (rare). ~0.65 ms for 1.1M 128-bit prefixes.
+- numpy: full distance arrays (np.bitwise_count over the word columns) and a histogram selection;
+  no compiled code, several passes, ~5x slower.
+Both read `columns`, a (words, rows) uint64 array of the first code words (`Index.columns`).
+`rows_hamming`, `rows_weighted`, `rows_cosine` and `nearest` serve the later stages (thousands of rows):
+compiled loops where numba is available, numpy otherwise (same values; ~4x the time).
+Compiled loops release the GIL: callers parallelise over queries with Python threads.
 """
 
 from __future__ import annotations
@@ -25,48 +26,74 @@ from . import lsh
 
 log = logging.getLogger(__name__)
 
-_faiss = None  # the faiss module once imported (lazily: importing it costs ~0.3 s and logs its CPU probing)
-_faiss_checked = False
-
-SAMPLE = 1 << 16  # rows whose distance histogram estimates the selection threshold
-FAISS_SAMPLE = 1 << 14  # about this many strided rows estimate the range-scan radius per query
+SAMPLE = 1 << 16  # rows whose distance histogram estimates the numpy kernel's selection threshold
+RADIUS_SAMPLE = 1 << 13  # about this many strided rows estimate the numba kernel's radius per query
 RADIUS_MARGIN = 1.3  # the radius aims at this many times `count` rows (sample noise, histogram steps)
 _FULL = np.uint64(np.iinfo(np.uint64).max)
+_HALF_TO_FLOAT = np.arange(1 << 16, dtype=np.uint16).view(np.float16).astype(np.float32)  # every float16 exactly
 _scratch = threading.local()  # per-thread scan buffers: no fresh 10 MB allocation (page faults) per query
+_kernels = None  # hamming_kernels once imported (lazily: numba import and compile cost ~1 s once)
+_kernels_checked = False
 
 
-def faiss_available() -> bool:
-    """Whether faiss (optional: `pip install faiss-cpu`, extras "bench"/"test") can be imported."""
-    global _faiss, _faiss_checked
-    if not _faiss_checked:
-        _faiss_checked = True
-        logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # its INFO lines are noise in the CLI
+def numba_available() -> bool:
+    """Whether the compiled kernel (numba) can be used; if not, scans fall back to numpy."""
+    global _kernels, _kernels_checked
+    if not _kernels_checked:
+        _kernels_checked = True
         try:
-            import faiss
-        except ImportError:  # pragma: no cover - exercised only where faiss is absent
-            faiss = None
-        _faiss = faiss
-    return _faiss is not None
+            from . import hamming_kernels
+        except ImportError as err:  # pragma: no cover - exercised only where numba is absent
+            log.warning("numba is not available (%s): the candidate scan uses numpy (~5x slower)", err)
+            hamming_kernels = None
+        _kernels = hamming_kernels
+    return _kernels is not None
 
 
-def faiss_index(words: np.ndarray, probe_bits: int):
-    """A faiss IndexBinaryFlat over the first `probe_bits` (multiple of 8) bits of every row.
+def _compiled(kernel: str) -> bool:
+    """Whether `kernel` ("auto": numba when available, "numba" or "numpy") means the compiled loops."""
+    if kernel not in ("auto", "numba", "numpy"):
+        raise ValueError(f"kernel must be 'auto', 'numba' or 'numpy'; got {kernel!r}")
+    return kernel != "numpy" and numba_available()
 
-    It carries `.sample` (an IndexBinaryFlat over every `stride`-th row) and `.stride` for the
-    radius estimate of `faiss_scan`.
-    """
-    faiss_available()
-    nbytes = probe_bits // 8
-    packed = np.ascontiguousarray(words[:, : -(-nbytes // 8)].astype(">u8")).view(np.uint8)
-    packed = np.ascontiguousarray(packed.reshape(len(words), -1)[:, :nbytes])
-    index = _faiss.IndexBinaryFlat(probe_bits)
-    index.add(packed)
-    index.use_heap = False  # counting selection (the fallback): much faster than a heap for thousands of rows
-    index.stride = max(1, len(packed) // FAISS_SAMPLE)
-    index.sample = _faiss.IndexBinaryFlat(probe_bits)
-    index.sample.add(np.ascontiguousarray(packed[:: index.stride]))
-    index.sample.use_heap = False  # its k is ~1.3 count / stride: hundreds to thousands of rows
-    return index
+
+def scan(columns: np.ndarray, qwords: np.ndarray, probe_bits: int, count: int, kernel: str = "auto") -> np.ndarray:
+    """Rows (ascending) of the `count` nearest `probe_bits`-bit prefixes (ties: lowest row)."""
+    if _compiled(kernel):
+        return numba_scan(columns, qwords, probe_bits, count)
+    return numpy_scan(columns, qwords, probe_bits, count)
+
+
+def rows_hamming(words: np.ndarray, rows: np.ndarray, qwords: np.ndarray, bits: int,
+                 kernel: str = "auto") -> np.ndarray:
+    """Hamming distances (len(rows),) int64 over the first `bits` bits of the given rows' codes."""
+    if _compiled(kernel):
+        masks = lsh.word_masks(bits)
+        return _kernels.rows_hamming(words, np.asarray(rows, dtype=np.int64), qwords[: len(masks)], masks)
+    return lsh.hamming(qwords, np.take(words, rows, axis=0), bits)
+
+
+def rows_weighted(words: np.ndarray, rows: np.ndarray, projections: np.ndarray, bits: int,
+                  kernel: str = "auto") -> np.ndarray:
+    """Weighted Hamming distances (len(rows),) float64 (lsh.py) over the first `bits` bits of the given rows."""
+    if _compiled(kernel):
+        return _kernels.rows_weighted(words, np.asarray(rows, dtype=np.int64), lsh.weighted_table(projections, bits))
+    return lsh.weighted_hamming(projections, np.take(words, rows, axis=0), bits)
+
+
+def rows_cosine(vectors: np.ndarray, rows: np.ndarray, query: np.ndarray, kernel: str = "auto") -> np.ndarray:
+    """Exact cosine distances (len(rows),) float64 between `query` and the given rows of float16 `vectors`."""
+    if _compiled(kernel):
+        return _kernels.rows_cosine(vectors.view(np.uint16), np.asarray(rows, dtype=np.int64),
+                                    np.ascontiguousarray(query, dtype=np.float32), _HALF_TO_FLOAT)
+    return lsh.cosine_distance(query, np.take(_HALF_TO_FLOAT, np.take(vectors, rows, axis=0).view(np.uint16)))
+
+
+def nearest(values: np.ndarray, count: int, max_value: int, kernel: str = "auto") -> np.ndarray:
+    """Indices (ascending) of the `count` smallest integer values in [0, max_value]; ties: lowest index."""
+    if _compiled(kernel) and count < len(values):
+        return _kernels.select_nearest(np.asarray(values, dtype=np.int64), count, max_value)
+    return smallest(values, count, max_value)
 
 
 def smallest(values: np.ndarray, count: int, max_value: int) -> np.ndarray:
@@ -94,21 +121,54 @@ def smallest(values: np.ndarray, count: int, max_value: int) -> np.ndarray:
     return picked
 
 
-def _buffers(rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _buffers(rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """This thread's (int64 rows, uint8 distances, uint8 distances, uint64 words) scratch arrays of `rows`."""
     buffers = getattr(_scratch, "buffers", None)
     if buffers is None or len(buffers[0]) != rows:
-        buffers = (np.empty(rows, np.uint64), np.empty(rows, np.uint8), np.empty(rows, np.uint8))
+        buffers = (np.empty(rows, np.int64), np.empty(rows, np.uint8), np.empty(rows, np.uint8),
+                   np.empty(rows, np.uint64))
         _scratch.buffers = buffers
     return buffers
 
 
-def numpy_scan(columns: list[np.ndarray], qwords: np.ndarray, probe_bits: int, count: int) -> np.ndarray:
-    """Rows (ascending) of the `count` nearest `probe_bits`-bit prefixes (ties: lowest row), by numpy.
-
-    `columns[j]` is the contiguous (rows,) uint64 column of code word j (`Index.column(j)`).
-    """
+def numba_scan(columns: np.ndarray, qwords: np.ndarray, probe_bits: int, count: int) -> np.ndarray:
+    """The numba kernel of `scan` (see the module doc)."""
+    numba_available()
     masks = lsh.word_masks(probe_bits)
-    xor, dist, part = _buffers(len(columns[0]))
+    found_rows, found_dists, _, _ = _buffers(columns.shape[1])
+    return _kernels.nearest_prefixes(columns, np.ascontiguousarray(qwords[: len(masks)]), masks, count,
+                                     _stride(columns), RADIUS_MARGIN, probe_bits, found_rows, found_dists)
+
+
+def _stride(columns: np.ndarray) -> int:
+    return max(1, columns.shape[1] // RADIUS_SAMPLE)
+
+
+def best_rows(columns: np.ndarray, words: np.ndarray, qwords: np.ndarray, projections: np.ndarray,
+              probe_bits: int, bits: int, scan_count: int, depth: int, count: int,
+              kernel: str = "auto") -> tuple[np.ndarray, np.ndarray]:
+    """Stages 1-3 of a top-k search (search.py) for one query: the `scan_count` rows nearest on the first
+    `probe_bits` bits (`columns`), the `depth` of those nearest in `bits`-bit Hamming distance (`words`),
+    and the `count` of those nearest in weighted Hamming distance. Returns (rows, Hamming distances),
+    best first; ties go to the lowest row. The compiled kernel runs all three in one GIL-free call."""
+    if _compiled(kernel):
+        found_rows, found_dists, _, _ = _buffers(columns.shape[1])
+        return _kernels.best_rows(columns, words, np.ascontiguousarray(qwords), lsh.word_masks(probe_bits),
+                                  lsh.word_masks(bits), lsh.weighted_table(projections, bits), probe_bits, bits,
+                                  scan_count, depth, count, _stride(columns), RADIUS_MARGIN, found_rows, found_dists)
+    probed = numpy_scan(columns, qwords, probe_bits, scan_count) if scan_count < columns.shape[1] else None
+    probed = np.arange(columns.shape[1]) if probed is None else probed
+    hamming = rows_hamming(words, probed, qwords, bits, kernel)
+    shortlist = smallest(hamming, depth, bits)
+    rows, hamming = probed[shortlist], hamming[shortlist]
+    order = np.argsort(rows_weighted(words, rows, projections, bits, kernel), kind="stable")[:count]
+    return rows[order], hamming[order]
+
+
+def numpy_scan(columns: np.ndarray, qwords: np.ndarray, probe_bits: int, count: int) -> np.ndarray:
+    """The numpy kernel of `scan`: `columns[j]` is the contiguous (rows,) uint64 column of code word j."""
+    masks = lsh.word_masks(probe_bits)
+    _, dist, part, xor = _buffers(columns.shape[1])
     for j, mask in enumerate(masks):
         np.bitwise_xor(columns[j], qwords[j], out=xor)
         if mask != _FULL:
@@ -117,34 +177,3 @@ def numpy_scan(columns: list[np.ndarray], qwords: np.ndarray, probe_bits: int, c
         if j:
             np.add(dist, part, out=dist)
     return smallest(dist, count, probe_bits)
-
-
-def faiss_scan(index, qwords: np.ndarray, probe_bits: int, count: int) -> list[np.ndarray]:
-    """Rows (ascending, per query) of the `count` nearest prefixes for a batch of query words (q, w)."""
-    nbytes = probe_bits // 8
-    queries = np.ascontiguousarray(qwords.astype(">u8")).view(np.uint8).reshape(len(qwords), -1)[:, :nbytes]
-    queries = np.ascontiguousarray(queries)
-    _faiss.omp_set_num_threads(1)  # callers parallelise over queries with threads; OpenMP on a busy box stalls
-    count = min(count, index.ntotal)
-    sample = getattr(index, "sample", None)
-    expected = -(-count * RADIUS_MARGIN // getattr(index, "stride", 1))  # sample rows inside the wanted radius
-    if sample is None or count * 4 > index.ntotal or expected >= sample.ntotal:
-        _, labels = index.search(queries, count)  # counting k-NN: ties at the boundary go to the lowest rows
-        return [np.sort(row[row >= 0]) for row in labels]
-    dists = sample.search(queries, int(expected))[0]
-    return [_range_rows(index, queries[i : i + 1], int(dists[i, -1]) + 1, probe_bits, count)
-            for i in range(len(queries))]
-
-
-def _range_rows(index, query: np.ndarray, radius: int, probe_bits: int, count: int) -> np.ndarray:
-    """The `count` nearest rows (ascending; ties: lowest row) from a range scan, widening a short radius."""
-    while True:
-        _, dist, rows = index.range_search(query, radius)  # every row with distance < radius
-        if len(rows) >= count or radius > probe_bits:
-            break
-        log.debug("range scan radius %d admitted %d < %d rows; widening", radius, len(rows), count)
-        radius += 1 + (count - len(rows)) * 2 // count
-    if len(rows) and np.any(rows[1:] <= rows[:-1]):  # faiss scans rows in order; never rely on it blindly
-        order = np.argsort(rows, kind="stable")
-        rows, dist = rows[order], dist[order]
-    return rows[smallest(dist.astype(np.int64), count, probe_bits)]

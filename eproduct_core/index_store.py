@@ -1,8 +1,9 @@
 """`Index`: an opened index folder, its shards memory-mapped, joined into contiguous arrays on first use.
 
 Shards are the on-disk unit (one file set per `shard_size` rows). For search, the codes of all shards
-are joined once into one contiguous (rows, words) uint64 array plus a contiguous column of each
-row's first 64 bits, so one query is one pass over memory instead of one small scan per shard; the
+are joined once into one contiguous (rows, words) uint64 array plus a contiguous (words, rows)
+copy of the first words that scans read, so one query is one pass over memory instead of one small
+scan per shard; the
 float16 vectors are joined likewise on the first exact re-rank. Opening stays cheap (manifest, file
 headers, id line counts); ids are read on first use. Thread-safe: lazy loads happen under a lock.
 """
@@ -17,9 +18,6 @@ import numpy as np
 
 from . import hamming_scan, lsh
 from .errors import EproductError
-
-
-_HALF_TO_FLOAT = np.arange(1 << 16, dtype=np.uint16).view(np.float16).astype(np.float32)  # every float16 exactly
 
 
 def _huge_empty(shape: tuple[int, int], dtype) -> np.ndarray:
@@ -43,12 +41,11 @@ class Index:
         self._lock = threading.Lock()
         self._planes: np.ndarray | None = None
         self._words: np.ndarray | None = None
-        self._columns: dict[int, np.ndarray] = {}
+        self._columns: np.ndarray | None = None  # (words, rows): the first words of every code, word-major
         self._vectors: np.ndarray | None = None
         self._ids: list[str] | None = None
         self._weights: dict[int, np.ndarray] = {}
-        self._probers: dict[tuple[int, bool], tuple] = {}
-        self.kernel = "auto"  # candidate-scan kernel: "auto" (faiss when installed), "faiss" or "numpy"
+        self.kernel = "auto"  # candidate-scan kernel: "auto" (numba when installed), "numba" or "numpy"
 
     # -- what it is ------------------------------------------------------------------------------
     @property
@@ -117,19 +114,23 @@ class Index:
                     self._words = words
         return self._words
 
-    def column(self, j: int) -> np.ndarray:
-        """Code word j (bits 64j..64j+63) of every row, contiguous (rows,) uint64: what scans read."""
-        if j not in self._columns:
+    def columns(self, bits: int) -> np.ndarray:
+        """The code words holding the first `bits` bits, word-major: (words, rows) uint64, each row of it
+        contiguous (what scans read). Built on first use; widened when a longer prefix is asked for."""
+        nwords = -(-bits // 64)
+        columns = self._columns
+        if columns is None or len(columns) < nwords:
             words = self.words
             with self._lock:
-                if j not in self._columns:
-                    self._columns[j] = np.ascontiguousarray(words[:, j])
-        return self._columns[j]
+                if self._columns is None or len(self._columns) < nwords:
+                    self._columns = np.ascontiguousarray(words[:, :nwords].T)
+                columns = self._columns
+        return columns[:nwords]
 
     @property
     def word0(self) -> np.ndarray:
-        """The first 64 code bits of every row (column 0)."""
-        return self.column(0)
+        """The first 64 code bits of every row, contiguous (rows,)."""
+        return self.columns(64)[0]
 
     def prefix_weights(self, bits: int) -> np.ndarray:
         """popcount of each row's first `bits` (<= 64) bits, uint8, cached per length (cutoff mode)."""
@@ -138,23 +139,16 @@ class Index:
             self._weights[bits] = np.bitwise_count(self.word0 & mask)
         return self._weights[bits]
 
-    def prober(self, probe_bits: int) -> tuple[str, object]:
-        """The candidate-scan structure for `probe_bits`: ("faiss", IndexBinaryFlat) or ("numpy", columns)."""
-        use_faiss = self.kernel != "numpy" and hamming_scan.faiss_available() and probe_bits % 8 == 0
-        key = (probe_bits, use_faiss)
-        if key not in self._probers:
-            words = self.words
-            with self._lock:
-                if key not in self._probers:
-                    if use_faiss:
-                        self._probers[key] = ("faiss", hamming_scan.faiss_index(words, probe_bits))
-            if not use_faiss:
-                self._probers[key] = ("numpy", self.columns(probe_bits))
-        return self._probers[key]
+    def scan(self, qwords: np.ndarray, bits: int, count: int) -> np.ndarray:
+        """Rows (ascending) of the `count` codes nearest the query words on their first `bits` bits
+        (ties: lowest row), by the candidate-scan kernel (`self.kernel`; hamming_scan.py)."""
+        return hamming_scan.scan(self.columns(bits), qwords, bits, count, self.kernel)
 
-    def columns(self, bits: int) -> list[np.ndarray]:
-        """The contiguous word columns holding the first `bits` bits."""
-        return [self.column(j) for j in range(-(-bits // 64))]
+    def best_rows(self, qwords: np.ndarray, projections: np.ndarray, probe_bits: int, bits: int, scan_count: int,
+                  depth: int, count: int) -> tuple[np.ndarray, np.ndarray]:
+        """Stages 1-3 of a top-k search for one query (hamming_scan.best_rows): (rows, Hamming), best first."""
+        return hamming_scan.best_rows(self.columns(probe_bits), self.words, qwords, projections, probe_bits, bits,
+                                      scan_count, depth, count, self.kernel)
 
     @property
     def vectors(self) -> np.ndarray:
@@ -168,26 +162,23 @@ class Index:
                     self._vectors = np.concatenate(blocks, out=_huge_empty((self.size, self.dim), np.float16))
         return self._vectors
 
-    def vectors_float32(self, rows: np.ndarray) -> np.ndarray:
-        """The float16 vectors of `rows` as float32 (exact), via a 256 KB table: ~2x numpy's float16 cast."""
-        return np.take(_HALF_TO_FLOAT, np.take(self.vectors, rows, axis=0).view(np.uint16), mode="clip")
+    def cosine_distances(self, query: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """Exact cosine distances (len(rows),) float64 between `query` and the stored float16 vectors of `rows`."""
+        return hamming_scan.rows_cosine(self.vectors, rows, query, self.kernel)
 
     def warm(self, vectors: bool = True) -> "Index":
-        """Load codes (and vectors) now rather than on the first search; returns self."""
-        _ = self.word0, self.all_ids()
+        """Load codes, scan columns, ids (and vectors) now rather than on the first search; returns self."""
+        from .search import DEFAULT_PROBE_BITS
+
+        _ = self.columns(min(DEFAULT_PROBE_BITS, self.bits)), self.all_ids(), hamming_scan.numba_available()
         if vectors and self.has_vectors:
             _ = self.vectors
         return self
 
     def memory_bytes(self) -> int:
-        """Bytes held in memory by the loaded arrays (codes, first-word column, vectors)."""
-        arrays = [self._words, self._vectors, *self._columns.values(), *self._weights.values()]
-        total = 0
-        for kind, structure in self._probers.values():
-            if kind == "faiss":
-                for flat in (structure, getattr(structure, "sample", None)):  # the scan copy, its radius sample
-                    total += 0 if flat is None else flat.ntotal * flat.code_size
-        return int(total + sum(a.nbytes for a in arrays if a is not None))
+        """Bytes held in memory by the loaded arrays (codes, their scan columns, vectors, prefix weights)."""
+        arrays = [self._words, self._vectors, self._columns, *self._weights.values()]
+        return int(sum(a.nbytes for a in arrays if a is not None))
 
     # -- ids and rows ----------------------------------------------------------------------------
     def all_ids(self) -> list[str]:
@@ -215,6 +206,10 @@ class Index:
     def encode(self, queries: np.ndarray) -> np.ndarray:
         """Query words (q, ceil(bits/64)) uint64 at the stored code length."""
         return lsh.to_words(lsh.encode(queries, self.planes))
+
+    def project(self, queries: np.ndarray) -> np.ndarray:
+        """Query projections (q, bits) float32 on the hyperplanes; their signs are the codes `encode` gives."""
+        return lsh.project(queries, self.planes)
 
     # -- search (search.py) -----------------------------------------------------------------------
     def search(self, queries: np.ndarray, **options):

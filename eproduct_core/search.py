@@ -1,12 +1,20 @@
-"""Search an opened index: Hamming ranking with exact re-rank, and the seed's cutoff mode (numpy; faiss optional).
+"""Search an opened index: Hamming ranking with weighted and exact re-ranks, and the seed's cutoff mode.
+
+numpy and the compiled loops of hamming_scan.py (numba; numpy fallback); never torch.
 
 Modes, at hash length `bits` (any prefix of the stored codes; default the stored length):
-- "topk" (default): rank every item by Hamming distance; the best `rerank` are re-ranked by exact
-  cosine distance on the float16 vectors; the top `k` are returned. When `probe_bits` < `bits`
-  (default: the first 128 bits), the Hamming ranking is approximated in two steps: a scan of the
-  first `probe_bits` bits of every code (hamming_scan.py) picks `candidates` rows, whose full `bits`-bit Hamming
-  distances pick the `rerank` best. `probe_bits=bits` makes the ranking exact. An optional `cutoff`
-  keeps results with exact cosine distance < cutoff (code cosine when rerank=0).
+- "topk" (default), in up to four stages, each cheaper per row than the next and run on fewer rows:
+  1. candidates: a scan of the first `probe_bits` bits of every code (hamming_scan.py; default the
+     first 128 bits) keeps the `candidates` rows nearest in Hamming distance (`probe_bits=bits`:
+     an exact Hamming ranking of every row);
+  2. shortlist: their full `bits`-bit Hamming distances keep the best `shortlist`;
+  3. weighted Hamming (lsh.py: each differing bit costs the query's margin on that hyperplane)
+     keeps the best `rerank` of those;
+  4. exact cosine distance on their float16 vectors returns the top `k`.
+  With rerank=0 (or an index without vectors) stages 3-4 are skipped: the top `k` by Hamming;
+  with shortlist <= rerank, stage 3 is: the exact re-rank takes the `rerank` best by Hamming.
+  Stages 1-3 run as one compiled, GIL-free call per query (hamming_scan.best_rows).
+  An optional `cutoff` keeps results with exact cosine distance < cutoff (code cosine when rerank=0).
 - "cutoff" (the seed pipeline's): every item whose code cosine distance (eq. 4, see lsh.py) is
   < `cutoff`, ranked by that distance; `k` truncates (k=None keeps all). With rerank=R > 0 the
   first R admitted items are re-ranked by exact cosine.
@@ -22,12 +30,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import lsh
-from .hamming_scan import faiss_scan, numpy_scan, smallest
+from . import hamming_scan
 from .errors import EproductError
 
-DEFAULT_RERANK = 768  # exact-cosine re-rank depth of the default top-k search
+DEFAULT_RERANK = 256  # rows re-ranked by exact cosine in the default top-k search
+DEFAULT_SHORTLIST = 1536  # rows ranked by weighted Hamming (at least 6x the re-rank depth)
 DEFAULT_PROBE_BITS = 128  # code prefix scanned over every row to pick candidates
-DEFAULT_CANDIDATES = 8192  # rows kept by the prefix scan (at least 8x the re-rank depth)
+DEFAULT_CANDIDATES = 8192  # rows kept by the prefix scan (at least 4x the shortlist)
 SEED_CUTOFF = 0.1  # the seed pipeline's code cosine cutoff
 
 
@@ -53,7 +62,8 @@ class RowExplanation:
     hamming: int  # at the searched hash length
     code_cosine: float  # eq. (4) at the searched hash length
     cosine: float | None  # exact cosine distance (None without stored vectors)
-    hamming_rank: int  # items ranked before it by (Hamming, row): re-rank depth needed is hamming_rank + 1
+    hamming_rank: int  # items ranked before it by (Hamming, row): shortlist needed is hamming_rank + 1
+    weighted_rank: int  # items before it by (weighted Hamming, row): re-rank depth that reaches it is this + 1
     probe_rank: int  # items before it in the prefix scan: candidates needed (topk with probe_bits)
     cutoff_needed: float  # cutoff mode admits it for any cutoff above this (its code cosine)
     shortest_bits: int | None  # shortest hash length at which code cosine < cutoff (None: none)
@@ -64,44 +74,62 @@ def _order(primary: np.ndarray, rows: np.ndarray) -> np.ndarray:
 
 
 def _hamming_rows(index, qwords: np.ndarray, rows: np.ndarray | None, bits: int) -> np.ndarray:
-    words = index.words if rows is None else np.take(index.words, rows, axis=0)  # take: ~5x faster than [rows]
-    return lsh.hamming(qwords, words, bits)
+    if rows is None:
+        return lsh.hamming(qwords, index.words, bits)
+    return hamming_scan.rows_hamming(index.words, rows, qwords, bits, index.kernel)
 
 
 def _topk_candidates(index, qwords, bits, depth, probed) -> tuple[np.ndarray, np.ndarray]:
     """The `depth` best rows by `bits`-bit Hamming among `probed` rows (None: all rows), best first."""
-    if probed is None:  # exact: the `depth` nearest rows at `bits` by the scan kernel (faiss range scan or numpy)
-        kernel, structure = index.prober(bits)
-        probed = (faiss_scan(structure, qwords[None, :], bits, depth)[0] if kernel == "faiss"
-                  else numpy_scan(structure, qwords, bits, depth))
+    if probed is None:  # exact: the `depth` nearest rows at `bits` by the scan kernel
+        probed = index.scan(qwords, bits, depth)
     rows, dist = probed, _hamming_rows(index, qwords, probed, bits)
-    best = smallest(dist, depth, bits)
+    best = hamming_scan.nearest(dist, depth, bits, index.kernel)
     rows, dist = rows[best], dist[best]
     order = _order(dist, rows)
     return rows[order], dist[order]
-
-
-def _probe(index, qwords: np.ndarray, probe_bits: int, count: int) -> list[np.ndarray] | None:
-    """Stage 1 for a batch: the `count` rows nearest each query on the first `probe_bits` bits."""
-    kernel, structure = index.prober(probe_bits)
-    if kernel == "faiss":
-        return [rows for start in range(0, len(qwords), 256)
-                for rows in faiss_scan(structure, qwords[start : start + 256], probe_bits, count)]
-    return None  # the numpy kernel runs per query, inside the thread pool
 
 
 def _code_cosine_rows(index, qwords, rows, bits) -> np.ndarray:
     return lsh.code_cosine(qwords, np.take(index.words, rows, axis=0), bits)
 
 
-def _finish(index, query, qwords, rows, hamming, bits, rerank, k, cutoff, considered, rank_by_cos) -> SearchResult:
-    cosine = None
-    if rerank > 0:
-        head = slice(0, rerank)
-        cosine = lsh.cosine_distance(query, index.vectors_float32(rows[head]))
+@dataclass(frozen=True)
+class _Plan:
+    """The resolved settings of one `search` call (see `_resolve`)."""
+
+    mode: str
+    bits: int
+    k: int | None
+    cutoff: float | None
+    rerank: int
+    shortlist: int
+    probe_bits: int
+    candidates: int
+
+    @property
+    def depth(self) -> int:
+        """Rows ranked by full-length Hamming in top-k mode: the shortlist, or just k without a re-rank."""
+        return max(self.shortlist, self.rerank, self.k) if self.rerank else self.k
+
+    @property
+    def scan_count(self) -> int:
+        """Rows kept by the prefix scan (stage 1): never fewer than the shortlist."""
+        return max(self.candidates, self.depth)
+
+    def probes(self, index) -> bool:
+        """Whether top-k mode scans a prefix first (stage 1) rather than ranking every row exactly."""
+        return self.probe_bits < self.bits and self.scan_count < index.size
+
+
+def _finish(index, query, qwords, rows, hamming, plan: _Plan, considered, rank_by_cos) -> SearchResult:
+    cosine, bits, k, cutoff = None, plan.bits, plan.k, plan.cutoff if rank_by_cos else None
+    if plan.rerank > 0:
+        head = slice(0, plan.rerank)
+        cosine = index.cosine_distances(query, rows[head])
         order = _order(cosine, rows[head])
         rows, hamming, cosine = rows[head][order], hamming[head][order], cosine[order]
-        if cutoff is not None and rank_by_cos:
+        if cutoff is not None:
             keep = cosine < cutoff
             rows, hamming, cosine = rows[keep], hamming[keep], cosine[keep]
         if k is not None:
@@ -109,7 +137,7 @@ def _finish(index, query, qwords, rows, hamming, bits, rerank, k, cutoff, consid
         code_cos = _code_cosine_rows(index, qwords, rows, bits)  # only for the rows returned
     else:
         code_cos = _code_cosine_rows(index, qwords, rows, bits)
-        if cutoff is not None and rank_by_cos:
+        if cutoff is not None:
             keep = code_cos < cutoff
             rows, hamming, code_cos = rows[keep], hamming[keep], code_cos[keep]
         if k is not None:
@@ -118,15 +146,19 @@ def _finish(index, query, qwords, rows, hamming, bits, rerank, k, cutoff, consid
                         cosine, int(considered))
 
 
-def _search_topk(index, query, qwords, bits, k, cutoff, rerank, probe_bits, candidates, probed) -> SearchResult:
-    depth = max(rerank, k)
-    if probed is None and probe_bits < bits and candidates < index.size:
-        probed = numpy_scan(index.prober(probe_bits)[1], qwords, probe_bits, max(candidates, depth))
-    rows, hamming = _topk_candidates(index, qwords, bits, depth, probed)
-    return _finish(index, query, qwords, rows, hamming, bits, rerank, k, cutoff, len(rows), True)
+def _search_topk(index, query, qwords, projections, plan: _Plan) -> SearchResult:
+    if 0 < plan.rerank < plan.depth:  # stages 1-3 in one call, then the exact re-rank
+        probe_bits, scan_count = (plan.probe_bits, plan.scan_count) if plan.probes(index) else (plan.bits, plan.depth)
+        rows, hamming = index.best_rows(qwords, projections, probe_bits, plan.bits, scan_count, plan.depth,
+                                        plan.rerank)
+        return _finish(index, query, qwords, rows, hamming, plan, min(plan.depth, index.size), True)
+    probed = index.scan(qwords, plan.probe_bits, plan.scan_count) if plan.probes(index) else None
+    rows, hamming = _topk_candidates(index, qwords, plan.bits, plan.depth, probed)
+    return _finish(index, query, qwords, rows, hamming, plan, len(rows), True)
 
 
-def _search_cutoff(index, query, qwords, bits, k, cutoff, rerank) -> SearchResult:
+def _search_cutoff(index, query, qwords, plan: _Plan) -> SearchResult:
+    bits, cutoff = plan.bits, plan.cutoff
     if bits <= 64:
         mask = lsh.word_masks(bits)[0]
         q = qwords[0] & mask
@@ -146,10 +178,10 @@ def _search_cutoff(index, query, qwords, bits, k, cutoff, rerank) -> SearchResul
         hamming = _hamming_rows(index, qwords, admitted, bits)
     order = _order(admitted_dist, admitted)
     rows, hamming = admitted[order], hamming[order]
-    return _finish(index, query, qwords, rows, hamming, bits, rerank, k, None, len(rows), False)
+    return _finish(index, query, qwords, rows, hamming, plan, len(rows), False)
 
 
-def _resolve(index, bits, mode, k, cutoff, rerank, probe_bits, candidates) -> tuple:
+def _resolve(index, bits, mode, k, cutoff, rerank, shortlist, probe_bits, candidates) -> _Plan:
     bits = index.bits if bits is None else int(bits)
     if not 1 <= bits <= index.bits:
         raise EproductError(f"bits must be between 1 and the index's stored {index.bits}; got {bits}.")
@@ -168,18 +200,24 @@ def _resolve(index, bits, mode, k, cutoff, rerank, probe_bits, candidates) -> tu
     probe_bits = min(DEFAULT_PROBE_BITS, bits) if probe_bits is None else min(int(probe_bits), bits)
     if probe_bits < 1:
         raise EproductError(f"probe_bits must be at least 1 (>= bits for an exact scan); got {probe_bits}.")
+    if shortlist is None:
+        shortlist = max(DEFAULT_SHORTLIST, 6 * rerank)
     if candidates is None:
-        candidates = max(DEFAULT_CANDIDATES, 8 * max(rerank, k or 0))
-    return bits, cutoff, int(rerank), probe_bits, int(candidates)
+        candidates = max(DEFAULT_CANDIDATES, 4 * shortlist, 8 * (k or 0))
+    if shortlist < 1 or candidates < 1:
+        raise EproductError(f"shortlist and candidates must be at least 1; got {shortlist} and {candidates}.")
+    return _Plan(mode, bits, k, cutoff, int(rerank), int(shortlist), probe_bits, int(candidates))
 
 
 def search(index, queries: np.ndarray, *, bits: int | None = None, mode: str = "topk", k: int | None = 10,
-           cutoff: float | None = None, rerank: int | None = None, probe_bits: int | None = None,
-           candidates: int | None = None, threads: int = 1) -> list[SearchResult]:
+           cutoff: float | None = None, rerank: int | None = None, shortlist: int | None = None,
+           probe_bits: int | None = None, candidates: int | None = None, threads: int = 1) -> list[SearchResult]:
     """Search `queries` (q, dim) against `index`; one `SearchResult` per query (see the module doc).
 
     rerank=None means DEFAULT_RERANK in topk mode (0 without stored vectors) and 0 in cutoff mode;
-    cutoff=None in cutoff mode means the seed's 0.1. `threads` > 1 splits the queries over that many threads.
+    cutoff=None in cutoff mode means the seed's 0.1; shortlist=None means max(DEFAULT_SHORTLIST, 6 rerank)
+    (shortlist <= rerank skips the weighted stage); candidates=None means max(DEFAULT_CANDIDATES,
+    4 shortlist, 8 k). `threads` > 1 splits the queries over that many threads.
     """
     queries = np.asarray(queries)
     if queries.ndim == 1:
@@ -187,40 +225,39 @@ def search(index, queries: np.ndarray, *, bits: int | None = None, mode: str = "
     if queries.ndim != 2:
         raise EproductError(f"Queries must be a (rows, dim) matrix; got shape {queries.shape}.")
     index.check_compatible(None, queries.shape[1])
-    bits, cutoff, rerank, probe_bits, candidates = _resolve(index, bits, mode, k, cutoff, rerank, probe_bits,
-                                                           candidates)
-    qwords = index.encode(queries)
+    plan = _resolve(index, bits, mode, k, cutoff, rerank, shortlist, probe_bits, candidates)
+    projections = index.project(queries)
+    qwords = lsh.to_words(lsh.pack(projections > 0))
     if threads > 1 and len(queries) > 1:
-        index.warm(vectors=rerank > 0)
+        index.warm(vectors=plan.rerank > 0)
         parts = np.array_split(np.arange(len(queries)), min(threads, len(queries)))
         with ThreadPoolExecutor(len(parts)) as pool:
-            chunks = pool.map(lambda part: _search_many(index, queries[part], qwords[part], mode, bits, k, cutoff,
-                                                        rerank, probe_bits, candidates), parts)
+            chunks = pool.map(lambda part: _search_many(index, queries[part], qwords[part], projections[part], plan),
+                              parts)
             return [result for chunk in chunks for result in chunk]
-    return _search_many(index, queries, qwords, mode, bits, k, cutoff, rerank, probe_bits, candidates)
+    return _search_many(index, queries, qwords, projections, plan)
 
 
-def _search_many(index, queries, qwords, mode, bits, k, cutoff, rerank, probe_bits, candidates) -> list[SearchResult]:
-    if mode == "cutoff":
-        return [_search_cutoff(index, queries[i], qwords[i], bits, k, cutoff, rerank) for i in range(len(queries))]
-    probed: list | None = None
-    if probe_bits < bits and candidates < index.size:
-        probed = _probe(index, qwords, probe_bits, max(candidates, rerank, k))
-    return [_search_topk(index, queries[i], qwords[i], bits, k, cutoff, rerank, probe_bits, candidates,
-                         None if probed is None else probed[i]) for i in range(len(queries))]
+def _search_many(index, queries, qwords, projections, plan: _Plan) -> list[SearchResult]:
+    if plan.mode == "cutoff":
+        return [_search_cutoff(index, queries[i], qwords[i], plan) for i in range(len(queries))]
+    return [_search_topk(index, queries[i], qwords[i], projections[i], plan) for i in range(len(queries))]
 
 
 def explain(index, query: np.ndarray, rows: Sequence[int], *, bits: int | None = None,
             cutoff: float = SEED_CUTOFF, probe_bits: int = DEFAULT_PROBE_BITS) -> list[RowExplanation]:
-    """Per row: distances at `bits`, its Hamming and prefix-scan ranks, and what would have retrieved it."""
+    """Per row: distances at `bits`, its Hamming, weighted and prefix-scan ranks, and what would have retrieved it."""
     query = np.asarray(query).ravel()
     index.check_compatible(None, query.shape[0])
     bits = index.bits if bits is None else int(bits)
     rows = np.asarray(rows, dtype=np.int64).ravel()
     if len(rows) and (rows.min() < 0 or rows.max() >= index.size):
         raise EproductError(f"Rows must be between 0 and {index.size - 1}.")
-    qwords = index.encode(query[None, :])[0]
+    projections = index.project(query[None, :])[0]
+    qwords = lsh.to_words(lsh.pack(projections[None, :] > 0))[0]
     all_dist = _hamming_rows(index, qwords, None, bits)
+    weighted = np.concatenate([lsh.weighted_hamming(projections, index.words[start : start + 65536], bits)
+                               for start in range(0, index.size, 65536)])
     prefix_dist = _hamming_rows(index, qwords, None, min(probe_bits, bits))
     qbits = lsh.unpack(lsh.encode(query[None, :], index.planes), index.bits)[0, :bits].astype(np.int64)
     rbits = lsh.unpack(lsh.prefix(_row_codes(index, rows), index.bits), index.bits)[:, :bits].astype(np.int64)
@@ -230,12 +267,13 @@ def explain(index, query: np.ndarray, rows: Sequence[int], *, bits: int | None =
     shards = index.shard_of(rows)
     out = []
     for i, row in enumerate(rows):
-        d, p = all_dist[row], prefix_dist[row]
+        d, p, w = all_dist[row], prefix_dist[row], weighted[row]
         admits = np.flatnonzero(per_length[i] < cutoff)
         out.append(RowExplanation(
             row=int(row), id=index.ids([row])[0], shard=int(shards[i]), hamming=int(d),
             code_cosine=float(per_length[i, -1]), cosine=None if cosine[i] is None else float(cosine[i]),
             hamming_rank=int(np.count_nonzero(all_dist < d) + np.count_nonzero(all_dist[:row] == d)),
+            weighted_rank=int(np.count_nonzero(weighted < w) + np.count_nonzero(weighted[:row] == w)),
             probe_rank=int(np.count_nonzero(prefix_dist < p) + np.count_nonzero(prefix_dist[:row] == p)),
             cutoff_needed=float(per_length[i, -1]), shortest_bits=int(admits[0]) + 1 if len(admits) else None,
         ))

@@ -1,6 +1,6 @@
 """"Why was this match missed?": for each true match of one query, where it stands and what would find it.
 
-Owns `why_missed`. Built on `Index.explain` (distances, Hamming rank, the cutoff that would admit it,
+Owns `why_missed`. Built on `Index.explain` (distances, Hamming and weighted Hamming ranks, the cutoff that would admit it,
 the shortest hash length within the cutoff) and adds what explain cannot know alone: its rank in the
 actual results, and settings under which a real search returns it in the top k, each confirmed by
 running that search (so tie-breaking and the prefix scan are accounted for):
@@ -9,9 +9,10 @@ running that search (so tie-breaking and the prefix scan are accounted for):
   match's code cosine admits it; `cutoff_retrieves` says whether the search at the smallest such
   cutoff (the next float above it) also ranks it in the top k (items with smaller code cosine rank
   before it whatever the cutoff, so no larger cutoff does better).
-- rerank_needed (mode "topk"): its 1-based Hamming rank; re-ranking that many candidates by exact
-  cosine is the least depth that can return it; NaN when even then k items beat it on exact cosine
-  (a deeper re-rank only adds competitors).
+- rerank_needed (mode "topk"): the exact re-rank takes the rows nearest by weighted Hamming (search.py,
+  stage 3), so with stored vectors it is the match's 1-based weighted Hamming rank (its Hamming rank
+  without them); the search at that depth must return it, else NaN (k items beat it on exact cosine,
+  or it falls outside the Hamming shortlist).
 - bits_needed: the shortest of `bit_lengths` at which the search (other settings unchanged) returns it.
 numpy/pandas only.
 """
@@ -30,7 +31,7 @@ from .evaluate import search_kwargs
 
 BIT_LENGTHS = (8, 12, 16, 20, 24, 32, 48, 64, 96, 128, 192, 256, 512, 1024)  # hash lengths tried for bits_needed
 COLUMNS = ["index_id", "row", "shard", "rank", "retrieved", "hamming", "code_cosine", "cosine", "hamming_rank",
-           "cutoff_needed", "cutoff_retrieves", "rerank_needed", "shortest_bits_within_cutoff", "bits_needed",
+           "weighted_rank", "cutoff_needed", "cutoff_retrieves", "rerank_needed", "shortest_bits_within_cutoff", "bits_needed",
            "reason"]
 
 
@@ -43,7 +44,7 @@ def why_missed(index, query_vector: np.ndarray, truth: set[str], settings: Searc
     """One row per true match of the query (matches not in the index are listed with row -1).
 
     Columns: index_id, row, shard, rank (1-based in the actual results, NaN when absent), retrieved,
-    hamming, code_cosine, cosine (at settings.bits), hamming_rank (1-based), cutoff_needed,
+    hamming, code_cosine, cosine (at settings.bits), hamming_rank, weighted_rank (1-based), cutoff_needed,
     cutoff_retrieves, rerank_needed, shortest_bits_within_cutoff, bits_needed, reason.
     """
     query = np.asarray(query_vector, dtype=np.float32).ravel()
@@ -67,7 +68,7 @@ def _row(index, query, info, rank, settings: SearchSettings, by_bits: dict[int, 
     cutoff_retrieves = settings.mode == "cutoff" and info.id in _ids_found(index, query, loose)
     rerank_needed = float("nan")
     if settings.mode == "topk" and (index.has_vectors or info.hamming_rank < settings.k):
-        depth = info.hamming_rank + 1
+        depth = (info.weighted_rank if index.has_vectors else info.hamming_rank) + 1
         rerank = depth if index.has_vectors else 0
         if info.id in _ids_found(index, query, dataclasses.replace(settings, rerank=rerank)):
             rerank_needed = float(depth)
@@ -77,6 +78,7 @@ def _row(index, query, info, rank, settings: SearchSettings, by_bits: dict[int, 
         "rank": float("nan") if rank is None else float(rank), "retrieved": rank is not None and rank <= settings.k,
         "hamming": info.hamming, "code_cosine": info.code_cosine,
         "cosine": float("nan") if info.cosine is None else info.cosine, "hamming_rank": info.hamming_rank + 1,
+        "weighted_rank": info.weighted_rank + 1,
         "cutoff_needed": cutoff_needed, "cutoff_retrieves": bool(cutoff_retrieves), "rerank_needed": rerank_needed,
         "shortest_bits_within_cutoff": info.shortest_bits, "bits_needed": bits_needed,
     }
@@ -97,8 +99,10 @@ def _reason(row: dict, settings: SearchSettings) -> str:
             text = f"within the cutoff, but {settings.k} or more admitted items rank before it"
     else:
         text = f"Hamming rank {row['hamming_rank']} at {settings.bits} bits"
-        if settings.rerank and row["hamming_rank"] > settings.rerank:
-            text += f", beyond the re-rank depth {settings.rerank}"
+        if settings.rerank:
+            text += f", weighted Hamming rank {row['weighted_rank']}"
+            if row["weighted_rank"] > settings.rerank:
+                text += f", beyond the re-rank depth {settings.rerank}"
         if np.isnan(row["rerank_needed"]):
             text += f"; no re-rank depth brings it into the top {settings.k}"
         else:

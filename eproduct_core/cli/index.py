@@ -88,7 +88,8 @@ def _search(args: argparse.Namespace) -> int:
     queries = _load_vectors(args.vectors)
     index.check_compatible(args.kind, queries.shape[1])
     results = index.search(queries, bits=args.bits, mode=args.mode, k=args.k, cutoff=args.cutoff,
-                           rerank=args.rerank, probe_bits=args.probe_bits, candidates=args.candidates,
+                           rerank=args.rerank, shortlist=args.shortlist, probe_bits=args.probe_bits,
+                           candidates=args.candidates,
                            threads=args.threads)
     write_submission(args.out, ((str(i), r.ids) for i, r in enumerate(results)))
     print(f"{args.out}: {len(results)} queries")
@@ -128,7 +129,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     search.add_argument("--k", type=int, default=10, help="results per query")
     search.add_argument("--bits", type=int, help="hash length to search (default: the stored length)")
     search.add_argument("--mode", choices=("topk", "cutoff"), default="topk", help="Hamming top-k or the seed's cutoff")
-    search.add_argument("--rerank", type=int, help="exact-cosine re-rank depth (default 768 in topk, 0 in cutoff)")
+    search.add_argument("--rerank", type=int, help="exact-cosine re-rank depth (default 256 in topk, 0 in cutoff)")
+    search.add_argument("--shortlist", type=int, help="rows ranked by weighted Hamming to pick the re-ranked ones "
+                        "(default max(1536, 6 x rerank); <= rerank: none)")
     search.add_argument("--cutoff", type=float, help="cutoff mode: code cosine cutoff (default 0.1); "
                         "topk: keep exact cosine distance < cutoff")
     search.add_argument("--probe-bits", type=int, help="prefix bits scanned to pick candidates (default 128)")

@@ -1,0 +1,206 @@
+"""Compiled loops of the search (numba): the candidate scan, and the distances of chosen rows.
+
+The scan: prefix Hamming distances of every row, the rows within a radius, an exact selection.
+Chosen rows: their Hamming and weighted Hamming distances (gathered from the (rows, words) codes),
+and their exact cosine distances (gathered from the float16 vectors, read as uint16 bit patterns
+and decoded through a 65,536-entry table, accumulated in float64).
+hamming_scan.py drives them; this module only holds the loops, so that importing numba (~0.5 s) and
+compiling (cached on disk after the first run) happen on the first scan, not at import. Every
+kernel releases the GIL, so Python threads scan in parallel.
+
+`columns` is a (words, rows) uint64 array: word j of every row, contiguous (Index.columns), read
+as `words` sequential streams. The scan is compute-bound (~0.6 ns a row for 128 bits), so a batch
+of queries gains nothing from sharing blocks of rows; each query scans on its own. `masks`
+(words,) keep the prefix bits of each word (lsh.word_masks).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+_ALL = np.uint64(0xFFFFFFFFFFFFFFFF)  # a mask keeping a whole word
+
+
+@njit(inline="always")
+def _popcount(x):
+    """Set bits of a uint64 (SWAR; measured faster here than LLVM's ctpop in these loops)."""
+    x = x - ((x >> np.uint64(1)) & np.uint64(0x5555555555555555))
+    x = (x & np.uint64(0x3333333333333333)) + ((x >> np.uint64(2)) & np.uint64(0x3333333333333333))
+    x = (x + (x >> np.uint64(4))) & np.uint64(0x0F0F0F0F0F0F0F0F)
+    return np.int64((x * np.uint64(0x0101010101010101)) >> np.uint64(56))
+
+
+@njit(inline="always")
+def _distance(columns, query, masks, row):
+    d = 0
+    for j in range(columns.shape[0]):
+        d += _popcount((columns[j, row] ^ query[j]) & masks[j])
+    return d
+
+
+@njit(cache=True, nogil=True)
+def sample_histogram(columns, query, masks, stride, max_distance):
+    """Counts (max_distance + 1,) of the query's distances to every `stride`-th row."""
+    counts = np.zeros(max_distance + 1, dtype=np.int64)
+    for row in range(0, columns.shape[1], stride):
+        counts[_distance(columns, query, masks, row)] += 1
+    return counts
+
+
+@njit(cache=True, nogil=True)
+def within(columns, query, masks, radius, rows_out, dists_out):
+    """Every row with distance <= radius, in row order, into rows_out / dists_out (each >= rows long).
+
+    Returns how many. Prefixes of one or two whole words (64 or 128 bits) have their own loops: the
+    generic loop (a word loop, masks) runs ~1.5-3x slower.
+    """
+    whole = True
+    for mask in masks:
+        whole = whole and mask == _ALL
+    if whole and columns.shape[0] == 2:
+        return _within_two_words(columns[0], columns[1], query[0], query[1], radius, rows_out, dists_out)
+    if whole and columns.shape[0] == 1:
+        return _within_one_word(columns[0], query[0], radius, rows_out, dists_out)
+    k = 0
+    for row in range(columns.shape[1]):
+        d = _distance(columns, query, masks, row)
+        if d <= radius:
+            rows_out[k] = row
+            dists_out[k] = d
+            k += 1
+    return k
+
+
+@njit(inline="always")
+def _within_two_words(c0, c1, q0, q1, radius, rows_out, dists_out):
+    k = 0
+    for row in range(len(c0)):
+        d = _popcount(c0[row] ^ q0) + _popcount(c1[row] ^ q1)
+        if d <= radius:
+            rows_out[k] = row
+            dists_out[k] = d
+            k += 1
+    return k
+
+
+@njit(inline="always")
+def _within_one_word(c0, q0, radius, rows_out, dists_out):
+    k = 0
+    for row in range(len(c0)):
+        d = _popcount(c0[row] ^ q0)
+        if d <= radius:
+            rows_out[k] = row
+            dists_out[k] = d
+            k += 1
+    return k
+
+
+@njit(cache=True, nogil=True)
+def select_nearest(dists, count, max_distance):
+    """Indices (ascending) of the `count` smallest of `dists` (ints in [0, max_distance]); ties: lowest index."""
+    count = min(count, len(dists))
+    counts = np.zeros(max_distance + 2, dtype=np.int64)
+    for d in dists:
+        counts[d] += 1
+    threshold, below = 0, 0
+    while below + counts[threshold] < count:
+        below += counts[threshold]
+        threshold += 1
+    at_threshold = count - below
+    out = np.empty(count, dtype=np.int64)
+    k = 0
+    for i in range(len(dists)):
+        d = dists[i]
+        if d < threshold or (d == threshold and at_threshold > 0):
+            if d == threshold:
+                at_threshold -= 1
+            out[k] = i
+            k += 1
+    return out
+
+
+@njit(cache=True, nogil=True)
+def nearest_prefixes(columns, query, masks, count, stride, margin, max_distance, rows_buffer, dists_buffer):
+    """Rows (ascending) of the `count` nearest prefixes (ties: lowest row); see hamming_scan.py.
+
+    The distances to every `stride`-th row give a radius expected to admit `margin` x `count` rows;
+    one pass collects the rows within it (into the buffers, each >= rows long); a radius that
+    admits too few is widened and the pass repeated; the `count` nearest are selected exactly.
+    """
+    n = columns.shape[1]
+    if count >= n:
+        return np.arange(n)
+    radius = max_distance
+    if count * 4 <= n:
+        sampled = sample_histogram(columns, query, masks, stride, max_distance)
+        wanted, radius, admitted = count * margin / stride, 0, sampled[0]
+        while admitted < wanted and radius < max_distance:
+            radius += 1
+            admitted += sampled[radius]
+    while True:
+        found = within(columns, query, masks, radius, rows_buffer, dists_buffer)
+        if found >= count or radius >= max_distance:
+            break
+        radius = min(max_distance, radius + 1 + (count - found) * 2 // count)
+    return rows_buffer[:found][select_nearest(dists_buffer[:found], count, max_distance)]
+
+
+@njit(cache=True, nogil=True)
+def best_rows(columns, words, query, probe_masks, masks, table, probe_bits, bits, scan_count, depth, count,
+              stride, margin, rows_buffer, dists_buffer):
+    """Stages 1-3 of a top-k search for one query (search.py): the `scan_count` nearest prefixes, the
+    `depth` of those nearest in full Hamming distance, the `count` of those nearest in weighted Hamming
+    (ties: lowest row). Returns their rows and Hamming distances, best (weighted) first."""
+    probed = nearest_prefixes(columns, query, probe_masks, scan_count, stride, margin, probe_bits,
+                              rows_buffer, dists_buffer)
+    hamming = rows_hamming(words, probed, query, masks)
+    shortlist = select_nearest(hamming, depth, bits)  # ascending, so rows ascend too
+    rows, hamming = probed[shortlist], hamming[shortlist]
+    order = np.argsort(rows_weighted(words, rows, table), kind="mergesort")[:count]  # stable: ties by row
+    return rows[order], hamming[order]
+
+
+@njit(cache=True, nogil=True)
+def rows_hamming(words, rows, query, masks):
+    """Hamming distances (len(rows),) int64 of the given rows' codes (words (n, w)) over the masked words."""
+    out = np.empty(len(rows), dtype=np.int64)
+    for i in range(len(rows)):
+        d = 0
+        for j in range(len(masks)):
+            d += _popcount((words[rows[i], j] ^ query[j]) & masks[j])
+        out[i] = d
+    return out
+
+
+@njit(cache=True, nogil=True)
+def rows_weighted(words, rows, table):
+    """Weighted Hamming distances (len(rows),) float64 of the given rows: one `table` (bytes, 256) lookup
+    per code byte (lsh.weighted_table); byte b of a code is byte b % 8 of word b // 8, big-endian."""
+    out = np.empty(len(rows), dtype=np.float64)
+    for i in range(len(rows)):
+        d = 0.0
+        for b in range(table.shape[0]):
+            word = words[rows[i], b // 8]
+            d += table[b, (word >> np.uint64(56 - 8 * (b % 8))) & np.uint64(0xFF)]
+        out[i] = d
+    return out
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def rows_cosine(vectors, rows, query, half_to_float):
+    """Cosine distances (len(rows),) float64 between `query` (dim,) float32 and the given rows of
+    `vectors` (n, dim) uint16 (float16 bit patterns; `half_to_float` decodes them); 1.0 for zero vectors."""
+    query_norm = 0.0
+    for j in range(len(query)):
+        query_norm += np.float64(query[j]) * query[j]
+    out = np.empty(len(rows), dtype=np.float64)
+    for i in range(len(rows)):
+        row = vectors[rows[i]]
+        dot, norm = 0.0, 0.0
+        for j in range(len(query)):
+            value = np.float64(half_to_float[row[j]])
+            dot += value * query[j]
+            norm += value * value
+        out[i] = 1.0 - dot / np.sqrt(norm * query_norm) if norm > 0 and query_norm > 0 else 1.0
+    return out
