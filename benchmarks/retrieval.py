@@ -3,7 +3,7 @@
 Synthetic embeddings with real neighbour structure: products (4 images each) are points in a
 low-dimensional latent space; an image is normalize(U (centre + spread * e) + noise * n); queries are
 perturbed copies of index items. Compares, in one run: the seed layout (20 bits, 8,000 rows per shard,
-code cosine cutoff 0.1), this project's default (`build_index` / `Index.search` defaults), exact numpy
+code cosine cutoff 0.1), this project's default (`build_index` / `Index.search` defaults) and variants, exact numpy
 brute force, faiss IndexRefine(IndexLSH 512 bits, SQfp16) with re-rank 1000, and faiss
 IndexBinaryFlat over the same 256-bit codes (Hamming top-10, no re-rank).
 
@@ -31,7 +31,9 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 from eproduct_core.index import DEFAULT_BITS, build_index, open_index  # noqa: E402
-from eproduct_core.search import DEFAULT_CANDIDATES, DEFAULT_PROBE_BITS, DEFAULT_RERANK  # noqa: E402
+from eproduct_core.search import (  # noqa: E402
+    DEFAULT_CANDIDATES, DEFAULT_PROBE_BITS, DEFAULT_RERANK, DEFAULT_SHORTLIST,
+)
 
 
 def make_data(n: int, dim: int, queries: int, seed: int, latent: int = 32, spread: float = 0.2,
@@ -130,9 +132,10 @@ def _timed(f) -> float:
 
 def stage_profile(index, q: np.ndarray) -> list[tuple[str, float]]:
     """p50 ms of each stage of the default search, one query at a time (the same calls `Index.search` makes)."""
+    from eproduct_core import lsh
     from eproduct_core import search as S
 
-    bits, _, rerank, probe_bits, candidates = S._resolve(index, None, "topk", 10, None, None, None, None)
+    plan = S._resolve(index, None, "topk", 10, None, None, None, None, None)
     times: dict[str, list[float]] = {}
 
     def timed(name, f):
@@ -142,15 +145,25 @@ def stage_profile(index, q: np.ndarray) -> list[tuple[str, float]]:
         return out
 
     for query in q:
-        qwords = timed("hash the query (256 hyperplanes)", lambda: index.encode(query[None, :]))
-        probed = timed(f"stage 1: {probe_bits}-bit prefix scan of every row ({index.prober(probe_bits)[0]} kernel) -> {candidates} candidates",
-                       lambda: S._probe(index, qwords, probe_bits, candidates)[0])
-        rows, ham = timed(f"stage 2: {bits}-bit Hamming of the candidates -> best {rerank}",
-                          lambda: S._topk_candidates(index, qwords[0], bits, rerank, probed))
-        timed(f"stage 3: exact cosine on {rerank} float16 rows -> top 10, ids",
-              lambda: S._finish(index, query, qwords[0], rows, ham, bits, rerank, 10, None, len(rows), True))
+        projections = timed(f"hash the query ({index.bits} hyperplanes)", lambda: index.project(query[None, :]))
+        qwords = lsh.to_words(lsh.pack(projections > 0))[0]
+        timed(f"stage 1 alone: {plan.probe_bits}-bit prefix scan of every row -> {plan.candidates} candidates "
+              f"({'numba' if hamming_scan_compiled() else 'numpy'} kernel)",
+              lambda: index.scan(qwords, plan.probe_bits, plan.scan_count))
+        rows, ham = timed(f"stages 1-3: prefix scan, {plan.bits}-bit Hamming -> {plan.shortlist}, weighted Hamming "
+                          f"-> {plan.rerank} (one compiled call)",
+                          lambda: index.best_rows(qwords, projections[0], plan.probe_bits, plan.bits, plan.scan_count,
+                                                  plan.depth, plan.rerank))
+        timed(f"stage 4: exact cosine on {plan.rerank} float16 rows -> top 10, ids",
+              lambda: S._finish(index, query, qwords, rows, ham, plan, len(rows), True))
         timed("whole `Index.search` call", lambda: index.search(query))
     return [(name, float(np.median(values) * 1e3)) for name, values in times.items()]
+
+
+def hamming_scan_compiled() -> bool:
+    from eproduct_core import hamming_scan
+
+    return hamming_scan.numba_available()
 
 
 def faiss_peers(x, q, codes_index, threads: int, rows: list) -> None:
@@ -202,14 +215,17 @@ def run(args: argparse.Namespace) -> str:
         seed_kw = {"mode": "cutoff", "bits": 20, "cutoff": 0.1, "k": 10}
         ours(x, q, work, "seed layout: 20 bits, 8,000/shard, code cosine < 0.1",
              {"bits": 24, "shard_size": 8000, "vectors_fp16": False}, seed_kw, args.threads, rows)
-        default = (f"default: {DEFAULT_BITS} bits, {DEFAULT_PROBE_BITS}-bit probe, {DEFAULT_CANDIDATES} "
-                   f"candidates, re-rank {DEFAULT_RERANK}")
+        default = (f"default: {DEFAULT_BITS} bits, {DEFAULT_PROBE_BITS}-bit probe, {DEFAULT_CANDIDATES} candidates, "
+                   f"shortlist {DEFAULT_SHORTLIST}, re-rank {DEFAULT_RERANK}")
         ours(x, q, work, default, {}, {}, args.threads, rows, folder="default")
-        ours(x, q, work, "same, numpy scan kernel instead of faiss", {}, {}, args.threads, rows, folder="default",
+        ours(x, q, work, "same, numpy kernels instead of numba", {}, {}, args.threads, rows, folder="default",
              kernel="numpy")
-        ours(x, q, work, "same, candidates 4096, re-rank 256", {}, {"candidates": 4096, "rerank": 256}, args.threads,
+        ours(x, q, work, "same, no weighted Hamming stage: Hamming best 768 re-ranked (the previous default)", {},
+             {"rerank": 768, "shortlist": 768}, args.threads, rows, folder="default")
+        ours(x, q, work, "same, shortlist 2048, re-rank 384", {}, {"shortlist": 2048, "rerank": 384}, args.threads,
              rows, folder="default")
-        ours(x, q, work, "same, re-rank 512", {}, {"rerank": 512}, args.threads, rows, folder="default")
+        ours(x, q, work, "same, candidates 4096, shortlist 1024, re-rank 128", {},
+             {"candidates": 4096, "shortlist": 1024, "rerank": 128}, args.threads, rows, folder="default")
         ours(x, q, work, f"same, exact {DEFAULT_BITS}-bit Hamming scan (no prefix stage)", {},
              {"probe_bits": DEFAULT_BITS}, args.threads, rows, folder="default")
         index = open_index(work / "default")
@@ -237,14 +253,15 @@ def report(args, rows, truth, gen_s, bandwidth, no_rebuild_ms, stages) -> str:
         lines.append(f"| {name} | {'-' if build_s != build_s else f'{build_s:.1f}'} | {ram:,.0f} | {'-' if disk != disk else f'{disk:,.0f}'} | {p50:.2f} | "
                      f"{p95:.2f} | {base[4] / p50:.0f}x faster | {qps:,.0f} | {qps / base[6]:.1f}x | "
                      f"{recall(found, truth):.3f} |")
-    scanned = (args.n * DEFAULT_PROBE_BITS / 8 + DEFAULT_CANDIDATES * DEFAULT_BITS / 8
-               + DEFAULT_RERANK * 2 * args.dim)  # prefixes of every row + candidate codes + re-ranked float16 rows
+    scanned = (args.n * DEFAULT_PROBE_BITS / 8 + (DEFAULT_CANDIDATES + DEFAULT_SHORTLIST) * DEFAULT_BITS / 8
+               + DEFAULT_RERANK * 2 * args.dim)  # prefixes of every row + codes of candidates, shortlist + float16 rows
     floor_ms = scanned / (bandwidth * 1e9) * 1e3
     default = rows[2]
     lines += ["", f"Memory-bandwidth floor of the default: it reads ~{scanned / 1e6:.1f} MB per query "
-              f"({DEFAULT_PROBE_BITS}-bit prefixes of every row + codes of >= {DEFAULT_CANDIDATES:,} candidates + "
-              f"{DEFAULT_RERANK} float16 vectors); measured single-thread read bandwidth {bandwidth:.1f} GB/s -> "
-              f"floor {floor_ms:.2f} ms; measured p50 {default[4]:.2f} ms = {default[4] / floor_ms:.1f}x the floor.",
+              f"({DEFAULT_PROBE_BITS}-bit prefixes of every row + codes of {DEFAULT_CANDIDATES:,} candidates and "
+              f"{DEFAULT_SHORTLIST:,} shortlisted + {DEFAULT_RERANK} float16 vectors); measured single-thread read "
+              f"bandwidth {bandwidth:.1f} GB/s -> floor {floor_ms:.2f} ms; measured p50 {default[4]:.2f} ms = "
+              f"{default[4] / floor_ms:.1f}x the floor.",
               f"Changing hash length costs no rebuild: the same index searched at 64 bits (Hamming top-10, no "
               f"re-rank) took {no_rebuild_ms:.2f} ms per query.",
               "", "Where the time of the default goes (p50 per stage, one query at a time, same run):", "",
