@@ -40,11 +40,11 @@ def _distance(columns, query, masks, row):
 
 
 @njit(cache=True, nogil=True)
-def sample_histogram(columns, query, masks, stride, max_distance):
-    """Counts (max_distance + 1,) of the query's distances to every `stride`-th row."""
+def sample_histogram(sample, query, masks, max_distance):
+    """Counts (max_distance + 1,) of the query's distances to the rows of `sample` (words, m)."""
     counts = np.zeros(max_distance + 1, dtype=np.int64)
-    for row in range(0, columns.shape[1], stride):
-        counts[_distance(columns, query, masks, row)] += 1
+    for row in range(sample.shape[1]):
+        counts[_distance(sample, query, masks, row)] += 1
     return counts
 
 
@@ -121,20 +121,21 @@ def select_nearest(dists, count, max_distance):
 
 
 @njit(cache=True, nogil=True)
-def nearest_prefixes(columns, query, masks, count, stride, margin, max_distance, rows_buffer, dists_buffer):
+def nearest_prefixes(columns, sample, query, masks, count, margin, max_distance, rows_buffer, dists_buffer):
     """Rows (ascending) of the `count` nearest prefixes (ties: lowest row); see hamming_scan.py.
 
-    The distances to every `stride`-th row give a radius expected to admit `margin` x `count` rows;
-    one pass collects the rows within it (into the buffers, each >= rows long); a radius that
-    admits too few is widened and the pass repeated; the `count` nearest are selected exactly.
+    The distances to `sample` (a strided subset of the columns) give a radius expected to admit
+    `margin` x `count` rows; one pass collects the rows within it (into the buffers, each >= rows
+    long); a radius that admits too few is widened and the pass repeated; the `count` nearest are
+    selected exactly.
     """
     n = columns.shape[1]
     if count >= n:
         return np.arange(n)
     radius = max_distance
     if count * 4 <= n:
-        sampled = sample_histogram(columns, query, masks, stride, max_distance)
-        wanted, radius, admitted = count * margin / stride, 0, sampled[0]
+        sampled = sample_histogram(sample, query, masks, max_distance)
+        wanted, radius, admitted = count * margin * sample.shape[1] / n, 0, sampled[0]
         while admitted < wanted and radius < max_distance:
             radius += 1
             admitted += sampled[radius]
@@ -147,18 +148,40 @@ def nearest_prefixes(columns, query, masks, count, stride, margin, max_distance,
 
 
 @njit(cache=True, nogil=True)
-def best_rows(columns, words, query, probe_masks, masks, table, probe_bits, bits, scan_count, depth, count,
-              stride, margin, rows_buffer, dists_buffer):
+def best_rows(columns, sample, words, query, probe_masks, masks, table, probe_bits, bits, scan_count, depth, count,
+              margin, rows_buffer, dists_buffer):
     """Stages 1-3 of a top-k search for one query (search.py): the `scan_count` nearest prefixes, the
     `depth` of those nearest in full Hamming distance, the `count` of those nearest in weighted Hamming
     (ties: lowest row). Returns their rows and Hamming distances, best (weighted) first."""
-    probed = nearest_prefixes(columns, query, probe_masks, scan_count, stride, margin, probe_bits,
+    probed = nearest_prefixes(columns, sample, query, probe_masks, scan_count, margin, probe_bits,
                               rows_buffer, dists_buffer)
     hamming = rows_hamming(words, probed, query, masks)
     shortlist = select_nearest(hamming, depth, bits)  # ascending, so rows ascend too
     rows, hamming = probed[shortlist], hamming[shortlist]
     order = np.argsort(rows_weighted(words, rows, table), kind="mergesort")[:count]  # stable: ties by row
     return rows[order], hamming[order]
+
+
+@njit(cache=True, nogil=True)
+def reranked(columns, sample, words, vectors, half_to_float, qwords, tables, queries, probe_masks, masks,
+             probe_bits, bits, scan_count, depth, count, margin, rows_buffer, dists_buffer):
+    """Stages 1-4 for a batch of queries, in one GIL-free call: per query, the rows `best_rows` picks,
+    ordered by exact cosine distance to the float16 `vectors` (ties: lowest row). Returns (rows,
+    Hamming, cosine), each (queries, min(count, depth, rows))."""
+    m = min(count, depth, columns.shape[1])
+    out_rows = np.empty((len(queries), m), dtype=np.int64)
+    out_hamming = np.empty((len(queries), m), dtype=np.int64)
+    out_cosine = np.empty((len(queries), m), dtype=np.float64)
+    for q in range(len(queries)):
+        rows, hamming = best_rows(columns, sample, words, qwords[q], probe_masks, masks, tables[q], probe_bits, bits,
+                                  scan_count, depth, count, margin, rows_buffer, dists_buffer)
+        by_row = np.argsort(rows)
+        cosine = rows_cosine(vectors, rows[by_row], queries[q], half_to_float)
+        ranked = np.argsort(cosine, kind="mergesort")  # stable over ascending rows: ties by row
+        out_rows[q] = rows[by_row[ranked]]
+        out_hamming[q] = hamming[by_row[ranked]]
+        out_cosine[q] = cosine[ranked]
+    return out_rows, out_hamming, out_cosine
 
 
 @njit(cache=True, nogil=True)

@@ -50,6 +50,24 @@ def numba_available() -> bool:
     return _kernels is not None
 
 
+def prepare() -> bool:
+    """Import and compile the kernels now (seconds the very first time, ~0.1 s from numba's disk cache
+    after that) rather than inside the first search; returns whether they are available."""
+    if not numba_available():
+        return False
+    words = np.zeros((8, 4), dtype=np.uint64)
+    columns = np.ascontiguousarray(words[:, :2].T)
+    vectors, queries = np.zeros((8, 4), np.float16), np.ones((1, 4), np.float32)
+    reranked(columns, radius_sample(columns), words, vectors, words[:1], np.ones((1, 256), np.float32), queries,
+             128, 256, 4, 2, 1)
+    best_rows(columns, radius_sample(columns), words, words[0], np.ones(256, np.float32), 128, 256, 4, 2, 1)
+    scan(columns, words[0], 100, 2)
+    nearest(np.arange(8), 2, 8)
+    rows_hamming(words, np.arange(2), words[0], 100)
+    rows_cosine(vectors, np.arange(2), queries[0])
+    return True
+
+
 def _compiled(kernel: str) -> bool:
     """Whether `kernel` ("auto": numba when available, "numba" or "numpy") means the compiled loops."""
     if kernel not in ("auto", "numba", "numpy"):
@@ -57,11 +75,21 @@ def _compiled(kernel: str) -> bool:
     return kernel != "numpy" and numba_available()
 
 
-def scan(columns: np.ndarray, qwords: np.ndarray, probe_bits: int, count: int, kernel: str = "auto") -> np.ndarray:
-    """Rows (ascending) of the `count` nearest `probe_bits`-bit prefixes (ties: lowest row)."""
+def scan(columns: np.ndarray, qwords: np.ndarray, probe_bits: int, count: int, kernel: str = "auto",
+         sample: np.ndarray | None = None) -> np.ndarray:
+    """Rows (ascending) of the `count` nearest `probe_bits`-bit prefixes (ties: lowest row).
+
+    `sample`: `radius_sample(columns)` if the caller keeps one (else it is taken on each call).
+    """
     if _compiled(kernel):
-        return numba_scan(columns, qwords, probe_bits, count)
+        return numba_scan(columns, qwords, probe_bits, count, sample)
     return numpy_scan(columns, qwords, probe_bits, count)
+
+
+def radius_sample(columns: np.ndarray) -> np.ndarray:
+    """Every k-th row of `columns` (about RADIUS_SAMPLE rows), contiguous: the numba kernel's radius estimate
+    reads it instead of striding through all rows."""
+    return np.ascontiguousarray(columns[:, :: max(1, columns.shape[1] // RADIUS_SAMPLE)])
 
 
 def rows_hamming(words: np.ndarray, rows: np.ndarray, qwords: np.ndarray, bits: int,
@@ -121,41 +149,46 @@ def smallest(values: np.ndarray, count: int, max_value: int) -> np.ndarray:
     return picked
 
 
-def _buffers(rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """This thread's (int64 rows, uint8 distances, uint8 distances, uint64 words) scratch arrays of `rows`."""
+def _buffers(rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """This thread's (uint8 distances, uint8 distances, uint64 words) scratch arrays for the numpy scan."""
     buffers = getattr(_scratch, "buffers", None)
     if buffers is None or len(buffers[0]) != rows:
-        buffers = (np.empty(rows, np.int64), np.empty(rows, np.uint8), np.empty(rows, np.uint8),
-                   np.empty(rows, np.uint64))
-        _scratch.buffers = buffers
+        buffers = _scratch.buffers = (np.empty(rows, np.uint8), np.empty(rows, np.uint8), np.empty(rows, np.uint64))
     return buffers
 
 
-def numba_scan(columns: np.ndarray, qwords: np.ndarray, probe_bits: int, count: int) -> np.ndarray:
+def numba_scan(columns: np.ndarray, qwords: np.ndarray, probe_bits: int, count: int,
+               sample: np.ndarray | None = None) -> np.ndarray:
     """The numba kernel of `scan` (see the module doc)."""
     numba_available()
     masks = lsh.word_masks(probe_bits)
-    found_rows, found_dists, _, _ = _buffers(columns.shape[1])
-    return _kernels.nearest_prefixes(columns, np.ascontiguousarray(qwords[: len(masks)]), masks, count,
-                                     _stride(columns), RADIUS_MARGIN, probe_bits, found_rows, found_dists)
+    sample = radius_sample(columns) if sample is None else sample
+    found_rows, found_dists = _found_buffers(columns.shape[1])
+    return _kernels.nearest_prefixes(columns, sample[: len(masks)], np.ascontiguousarray(qwords[: len(masks)]), masks,
+                                     count, RADIUS_MARGIN, probe_bits, found_rows, found_dists)
 
 
-def _stride(columns: np.ndarray) -> int:
-    return max(1, columns.shape[1] // RADIUS_SAMPLE)
+def _found_buffers(rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """This thread's (int64 rows, uint8 distances) buffers for the rows a compiled scan collects."""
+    buffers = getattr(_scratch, "found", None)
+    if buffers is None or len(buffers[0]) != rows:
+        buffers = _scratch.found = (np.empty(rows, np.int64), np.empty(rows, np.uint8))
+    return buffers
 
 
-def best_rows(columns: np.ndarray, words: np.ndarray, qwords: np.ndarray, projections: np.ndarray,
-              probe_bits: int, bits: int, scan_count: int, depth: int, count: int,
+def best_rows(columns: np.ndarray, sample: np.ndarray, words: np.ndarray, qwords: np.ndarray,
+              projections: np.ndarray, probe_bits: int, bits: int, scan_count: int, depth: int, count: int,
               kernel: str = "auto") -> tuple[np.ndarray, np.ndarray]:
     """Stages 1-3 of a top-k search (search.py) for one query: the `scan_count` rows nearest on the first
-    `probe_bits` bits (`columns`), the `depth` of those nearest in `bits`-bit Hamming distance (`words`),
-    and the `count` of those nearest in weighted Hamming distance. Returns (rows, Hamming distances),
-    best first; ties go to the lowest row. The compiled kernel runs all three in one GIL-free call."""
+    `probe_bits` bits (`columns`, `sample` = radius_sample(columns)), the `depth` of those nearest in
+    `bits`-bit Hamming distance (`words`), and the `count` of those nearest in weighted Hamming distance.
+    Returns (rows, Hamming distances), best first; ties go to the lowest row."""
     if _compiled(kernel):
-        found_rows, found_dists, _, _ = _buffers(columns.shape[1])
-        return _kernels.best_rows(columns, words, np.ascontiguousarray(qwords), lsh.word_masks(probe_bits),
+        found_rows, found_dists = _found_buffers(columns.shape[1])
+        probe_masks = lsh.word_masks(probe_bits)
+        return _kernels.best_rows(columns, sample[: len(probe_masks)], words, np.ascontiguousarray(qwords), probe_masks,
                                   lsh.word_masks(bits), lsh.weighted_table(projections, bits), probe_bits, bits,
-                                  scan_count, depth, count, _stride(columns), RADIUS_MARGIN, found_rows, found_dists)
+                                  scan_count, depth, count, RADIUS_MARGIN, found_rows, found_dists)
     probed = numpy_scan(columns, qwords, probe_bits, scan_count) if scan_count < columns.shape[1] else None
     probed = np.arange(columns.shape[1]) if probed is None else probed
     hamming = rows_hamming(words, probed, qwords, bits, kernel)
@@ -165,10 +198,35 @@ def best_rows(columns: np.ndarray, words: np.ndarray, qwords: np.ndarray, projec
     return rows[order], hamming[order]
 
 
+def reranked(columns: np.ndarray, sample: np.ndarray, words: np.ndarray, vectors: np.ndarray, qwords: np.ndarray,
+             projections: np.ndarray, queries: np.ndarray, probe_bits: int, bits: int, scan_count: int, depth: int,
+             count: int, kernel: str = "auto") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Stages 1-4 for a batch (q, ...): per query the rows `best_rows` picks, ordered by exact cosine distance
+    to their float16 `vectors` (ties: lowest row). Returns (rows, Hamming, cosine), each (q, min(count,
+    depth, rows)). The compiled kernel runs the whole batch in one GIL-free call."""
+    if _compiled(kernel):
+        found_rows, found_dists = _found_buffers(columns.shape[1])
+        probe_masks = lsh.word_masks(probe_bits)
+        return _kernels.reranked(columns, sample[: len(probe_masks)], words, vectors.view(np.uint16), _HALF_TO_FLOAT,
+                                 np.ascontiguousarray(qwords), lsh.weighted_table(projections, bits),
+                                 np.ascontiguousarray(queries, dtype=np.float32), probe_masks, lsh.word_masks(bits),
+                                 probe_bits, bits, scan_count, depth, count, RADIUS_MARGIN, found_rows, found_dists)
+    m = min(count, depth, columns.shape[1])
+    rows = np.empty((len(queries), m), np.int64)
+    hamming, cosine = np.empty_like(rows), np.empty((len(queries), m), np.float64)
+    for i in range(len(queries)):
+        picked, distances = best_rows(columns, sample, words, qwords[i], projections[i], probe_bits, bits, scan_count,
+                                      depth, count, kernel)
+        exact = rows_cosine(vectors, picked, queries[i], kernel)
+        order = np.lexsort((picked, exact))
+        rows[i], hamming[i], cosine[i] = picked[order], distances[order], exact[order]
+    return rows, hamming, cosine
+
+
 def numpy_scan(columns: np.ndarray, qwords: np.ndarray, probe_bits: int, count: int) -> np.ndarray:
     """The numpy kernel of `scan`: `columns[j]` is the contiguous (rows,) uint64 column of code word j."""
     masks = lsh.word_masks(probe_bits)
-    _, dist, part, xor = _buffers(columns.shape[1])
+    dist, part, xor = _buffers(columns.shape[1])
     for j, mask in enumerate(masks):
         np.bitwise_xor(columns[j], qwords[j], out=xor)
         if mask != _FULL:

@@ -42,6 +42,7 @@ class Index:
         self._planes: np.ndarray | None = None
         self._words: np.ndarray | None = None
         self._columns: np.ndarray | None = None  # (words, rows): the first words of every code, word-major
+        self._sample: np.ndarray | None = None  # hamming_scan.radius_sample of the columns
         self._vectors: np.ndarray | None = None
         self._ids: list[str] | None = None
         self._weights: dict[int, np.ndarray] = {}
@@ -124,8 +125,15 @@ class Index:
             with self._lock:
                 if self._columns is None or len(self._columns) < nwords:
                     self._columns = np.ascontiguousarray(words[:, :nwords].T)
+                    self._sample = hamming_scan.radius_sample(self._columns)
                 columns = self._columns
         return columns[:nwords]
+
+    def _scan_arrays(self, bits: int) -> tuple[np.ndarray, np.ndarray]:
+        """(columns, their radius sample) for the first `bits` bits."""
+        columns = self.columns(bits)
+        with self._lock:
+            return columns, self._sample[: len(columns)]
 
     @property
     def word0(self) -> np.ndarray:
@@ -142,13 +150,22 @@ class Index:
     def scan(self, qwords: np.ndarray, bits: int, count: int) -> np.ndarray:
         """Rows (ascending) of the `count` codes nearest the query words on their first `bits` bits
         (ties: lowest row), by the candidate-scan kernel (`self.kernel`; hamming_scan.py)."""
-        return hamming_scan.scan(self.columns(bits), qwords, bits, count, self.kernel)
+        columns, sample = self._scan_arrays(bits)
+        return hamming_scan.scan(columns, qwords, bits, count, self.kernel, sample)
 
     def best_rows(self, qwords: np.ndarray, projections: np.ndarray, probe_bits: int, bits: int, scan_count: int,
                   depth: int, count: int) -> tuple[np.ndarray, np.ndarray]:
         """Stages 1-3 of a top-k search for one query (hamming_scan.best_rows): (rows, Hamming), best first."""
-        return hamming_scan.best_rows(self.columns(probe_bits), self.words, qwords, projections, probe_bits, bits,
-                                      scan_count, depth, count, self.kernel)
+        columns, sample = self._scan_arrays(probe_bits)
+        return hamming_scan.best_rows(columns, sample, self.words, qwords, projections, probe_bits, bits, scan_count,
+                                      depth, count, self.kernel)
+
+    def reranked(self, qwords: np.ndarray, projections: np.ndarray, queries: np.ndarray, probe_bits: int, bits: int,
+                 scan_count: int, depth: int, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Stages 1-4 for a batch of queries (hamming_scan.reranked): (rows, Hamming, cosine), each (q, m)."""
+        columns, sample = self._scan_arrays(probe_bits)
+        return hamming_scan.reranked(columns, sample, self.words, self.vectors, qwords, projections, queries,
+                                     probe_bits, bits, scan_count, depth, count, self.kernel)
 
     @property
     def vectors(self) -> np.ndarray:
@@ -167,17 +184,18 @@ class Index:
         return hamming_scan.rows_cosine(self.vectors, rows, query, self.kernel)
 
     def warm(self, vectors: bool = True) -> "Index":
-        """Load codes, scan columns, ids (and vectors) now rather than on the first search; returns self."""
+        """Load codes, scan columns, ids (and vectors) and compile the search kernels now rather than on the
+        first search; returns self."""
         from .search import DEFAULT_PROBE_BITS
 
-        _ = self.columns(min(DEFAULT_PROBE_BITS, self.bits)), self.all_ids(), hamming_scan.numba_available()
+        _ = self.columns(min(DEFAULT_PROBE_BITS, self.bits)), self.all_ids(), hamming_scan.prepare()
         if vectors and self.has_vectors:
             _ = self.vectors
         return self
 
     def memory_bytes(self) -> int:
         """Bytes held in memory by the loaded arrays (codes, their scan columns, vectors, prefix weights)."""
-        arrays = [self._words, self._vectors, self._columns, *self._weights.values()]
+        arrays = [self._words, self._vectors, self._columns, self._sample, *self._weights.values()]
         return int(sum(a.nbytes for a in arrays if a is not None))
 
     # -- ids and rows ----------------------------------------------------------------------------

@@ -140,18 +140,20 @@ def hamming(query_words: np.ndarray, words: np.ndarray, bits: int) -> np.ndarray
 
 
 def weighted_table(projections: np.ndarray, bits: int) -> np.ndarray:
-    """The weighted Hamming cost (ceil(bits/8), 256) float32 of each value of each code byte, for one query.
+    """The weighted Hamming cost of each value of each code byte: (ceil(bits/8), 256) float32 for one
+    query's projections (>= bits,), or (q, ceil(bits/8), 256) for a batch (q, >= bits).
 
-    `projections` (>= bits,) are the query's `project` values; bits past `bits` cost nothing.
+    `projections` are `project` values; bits past `bits` cost nothing.
     """
+    projections = np.asarray(projections, dtype=np.float32)
     nbytes = -(-bits // 8)
-    margins = np.zeros(nbytes * 8, dtype=np.float32)
-    margins[:bits] = np.abs(projections[:bits])
-    query_bits = np.zeros(nbytes * 8, dtype=np.float32)
-    query_bits[:bits] = projections[:bits] > 0
-    per_set_bit = (margins * (1 - 2 * query_bits)).reshape(nbytes, 8)  # a set code bit adds this
-    all_clear = (margins * query_bits).reshape(nbytes, 8).sum(axis=1)  # cost of a byte with no bit set
-    return np.ascontiguousarray(per_set_bit @ _BYTE_BITS.T + all_clear[:, None], dtype=np.float32)
+    margins = np.zeros(projections.shape[:-1] + (nbytes * 8,), dtype=np.float32)
+    margins[..., :bits] = np.abs(projections[..., :bits])
+    query_bits = np.zeros_like(margins)
+    query_bits[..., :bits] = projections[..., :bits] > 0
+    per_set_bit = (margins * (1 - 2 * query_bits)).reshape(margins.shape[:-1] + (nbytes, 8))  # a set bit adds this
+    all_clear = (margins * query_bits).reshape(per_set_bit.shape).sum(axis=-1)  # cost of a byte with no bit set
+    return np.ascontiguousarray(per_set_bit @ _BYTE_BITS.T + all_clear[..., None], dtype=np.float32)
 
 
 def weighted_hamming(projections: np.ndarray, words: np.ndarray, bits: int) -> np.ndarray:

@@ -13,7 +13,7 @@ Modes, at hash length `bits` (any prefix of the stored codes; default the stored
   4. exact cosine distance on their float16 vectors returns the top `k`.
   With rerank=0 (or an index without vectors) stages 3-4 are skipped: the top `k` by Hamming;
   with shortlist <= rerank, stage 3 is: the exact re-rank takes the `rerank` best by Hamming.
-  Stages 1-3 run as one compiled, GIL-free call per query (hamming_scan.best_rows).
+  Stages 1-4 run as one compiled, GIL-free call per batch of queries (hamming_scan.reranked).
   An optional `cutoff` keeps results with exact cosine distance < cutoff (code cosine when rerank=0).
 - "cutoff" (the seed pipeline's): every item whose code cosine distance (eq. 4, see lsh.py) is
   < `cutoff`, ranked by that distance; `k` truncates (k=None keeps all). With rerank=R > 0 the
@@ -123,12 +123,20 @@ class _Plan:
 
 
 def _finish(index, query, qwords, rows, hamming, plan: _Plan, considered, rank_by_cos) -> SearchResult:
-    cosine, bits, k, cutoff = None, plan.bits, plan.k, plan.cutoff if rank_by_cos else None
+    """Re-rank the first `plan.rerank` rows by exact cosine (if any), then `_result`."""
+    cosine = None
     if plan.rerank > 0:
         head = slice(0, plan.rerank)
         cosine = index.cosine_distances(query, rows[head])
         order = _order(cosine, rows[head])
         rows, hamming, cosine = rows[head][order], hamming[head][order], cosine[order]
+    return _result(index, qwords, rows, hamming, cosine, plan, considered, rank_by_cos)
+
+
+def _result(index, qwords, rows, hamming, cosine, plan: _Plan, considered, rank_by_cos) -> SearchResult:
+    """Ranked rows -> SearchResult: the cutoff (on cosine, or code cosine without it) and k applied."""
+    bits, k, cutoff = plan.bits, plan.k, plan.cutoff if rank_by_cos else None
+    if cosine is not None:
         if cutoff is not None:
             keep = cosine < cutoff
             rows, hamming, cosine = rows[keep], hamming[keep], cosine[keep]
@@ -146,15 +154,21 @@ def _finish(index, query, qwords, rows, hamming, plan: _Plan, considered, rank_b
                         cosine, int(considered))
 
 
-def _search_topk(index, query, qwords, projections, plan: _Plan) -> SearchResult:
-    if 0 < plan.rerank < plan.depth:  # stages 1-3 in one call, then the exact re-rank
-        probe_bits, scan_count = (plan.probe_bits, plan.scan_count) if plan.probes(index) else (plan.bits, plan.depth)
-        rows, hamming = index.best_rows(qwords, projections, probe_bits, plan.bits, scan_count, plan.depth,
-                                        plan.rerank)
-        return _finish(index, query, qwords, rows, hamming, plan, min(plan.depth, index.size), True)
+def _search_topk(index, query, qwords, plan: _Plan) -> SearchResult:
+    """Top-k by Hamming (rerank=0), or Hamming best `rerank` re-ranked by exact cosine (no weighted stage)."""
     probed = index.scan(qwords, plan.probe_bits, plan.scan_count) if plan.probes(index) else None
     rows, hamming = _topk_candidates(index, qwords, plan.bits, plan.depth, probed)
     return _finish(index, query, qwords, rows, hamming, plan, len(rows), True)
+
+
+def _search_reranked(index, queries, qwords, projections, plan: _Plan) -> list[SearchResult]:
+    """Stages 1-4 (module doc) for a batch, in one compiled call where numba is available."""
+    probe_bits, scan_count = (plan.probe_bits, plan.scan_count) if plan.probes(index) else (plan.bits, plan.depth)
+    rows, hamming, cosine = index.reranked(qwords, projections, queries, probe_bits, plan.bits, scan_count,
+                                           plan.depth, plan.rerank)
+    considered = min(plan.depth, index.size)
+    return [_result(index, qwords[i], rows[i], hamming[i], cosine[i], plan, considered, True)
+            for i in range(len(queries))]
 
 
 def _search_cutoff(index, query, qwords, plan: _Plan) -> SearchResult:
@@ -241,7 +255,9 @@ def search(index, queries: np.ndarray, *, bits: int | None = None, mode: str = "
 def _search_many(index, queries, qwords, projections, plan: _Plan) -> list[SearchResult]:
     if plan.mode == "cutoff":
         return [_search_cutoff(index, queries[i], qwords[i], plan) for i in range(len(queries))]
-    return [_search_topk(index, queries[i], qwords[i], projections[i], plan) for i in range(len(queries))]
+    if 0 < plan.rerank < plan.depth:
+        return _search_reranked(index, queries, qwords, projections, plan)
+    return [_search_topk(index, queries[i], qwords[i], plan) for i in range(len(queries))]
 
 
 def explain(index, query: np.ndarray, rows: Sequence[int], *, bits: int | None = None,
