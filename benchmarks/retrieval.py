@@ -148,7 +148,7 @@ def stage_profile(index, q: np.ndarray) -> list[tuple[str, float]]:
         projections = timed(f"hash the query ({index.bits} hyperplanes)", lambda: index.project(query[None, :]))
         qwords = lsh.to_words(lsh.pack(projections > 0))[0]
         timed(f"stage 1 alone: {plan.probe_bits}-bit prefix scan of every row -> {plan.candidates} candidates "
-              f"({'numba' if hamming_scan_compiled() else 'numpy'} kernel)",
+              f"({'numba' if search_kernels_compiled() else 'numpy'} kernel)",
               lambda: index.scan(qwords, plan.probe_bits, plan.scan_count))
         rows, ham = timed(f"stages 1-3: prefix scan, {plan.bits}-bit Hamming -> {plan.shortlist}, weighted Hamming "
                           f"-> {plan.rerank} (one compiled call)",
@@ -160,10 +160,10 @@ def stage_profile(index, q: np.ndarray) -> list[tuple[str, float]]:
     return [(name, float(np.median(values) * 1e3)) for name, values in times.items()]
 
 
-def hamming_scan_compiled() -> bool:
-    from eproduct_core import hamming_scan
+def search_kernels_compiled() -> bool:
+    from eproduct_core import search_kernels
 
-    return hamming_scan.numba_available()
+    return search_kernels.numba_available()
 
 
 def faiss_peers(x, q, codes_index, threads: int, rows: list) -> None:

@@ -33,7 +33,7 @@ class SearchSettings:
     cutoff: float = 0.1  # code-cosine distance cutoff for mode "cutoff" (the seed's 0.1)
     mode: str = "topk"  # "cutoff" keeps everything under `cutoff` (seed); "topk" keeps the k nearest
     k: int = 10  # results per query; MAR@10 scores the first 10
-    rerank: int = 100  # Hamming candidates re-ranked by exact cosine (0 = no re-rank, as the seed)
+    rerank: int = 100  # rows re-ranked by exact cosine, picked by weighted Hamming (0 = no re-rank, as the seed)
 
     def __post_init__(self) -> None:
         name = type(self).__name__

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import hamming_scan, lsh
+from . import search_kernels, lsh
 from .errors import EproductError
 
 
@@ -42,7 +42,7 @@ class Index:
         self._planes: np.ndarray | None = None
         self._words: np.ndarray | None = None
         self._columns: np.ndarray | None = None  # (words, rows): the first words of every code, word-major
-        self._sample: np.ndarray | None = None  # hamming_scan.radius_sample of the columns
+        self._sample: np.ndarray | None = None  # search_kernels.radius_sample of the columns
         self._vectors: np.ndarray | None = None
         self._ids: list[str] | None = None
         self._weights: dict[int, np.ndarray] = {}
@@ -125,7 +125,7 @@ class Index:
             with self._lock:
                 if self._columns is None or len(self._columns) < nwords:
                     self._columns = np.ascontiguousarray(words[:, :nwords].T)
-                    self._sample = hamming_scan.radius_sample(self._columns)
+                    self._sample = search_kernels.radius_sample(self._columns)
                 columns = self._columns
         return columns[:nwords]
 
@@ -149,22 +149,22 @@ class Index:
 
     def scan(self, qwords: np.ndarray, bits: int, count: int) -> np.ndarray:
         """Rows (ascending) of the `count` codes nearest the query words on their first `bits` bits
-        (ties: lowest row), by the candidate-scan kernel (`self.kernel`; hamming_scan.py)."""
+        (ties: lowest row), by the candidate-scan kernel (`self.kernel`; search_kernels.py)."""
         columns, sample = self._scan_arrays(bits)
-        return hamming_scan.scan(columns, qwords, bits, count, self.kernel, sample)
+        return search_kernels.scan(columns, qwords, bits, count, self.kernel, sample)
 
     def best_rows(self, qwords: np.ndarray, projections: np.ndarray, probe_bits: int, bits: int, scan_count: int,
                   depth: int, count: int) -> tuple[np.ndarray, np.ndarray]:
-        """Stages 1-3 of a top-k search for one query (hamming_scan.best_rows): (rows, Hamming), best first."""
+        """Stages 1-3 of a top-k search for one query (search_kernels.best_rows): (rows, Hamming), best first."""
         columns, sample = self._scan_arrays(probe_bits)
-        return hamming_scan.best_rows(columns, sample, self.words, qwords, projections, probe_bits, bits, scan_count,
+        return search_kernels.best_rows(columns, sample, self.words, qwords, projections, probe_bits, bits, scan_count,
                                       depth, count, self.kernel)
 
     def reranked(self, qwords: np.ndarray, projections: np.ndarray, queries: np.ndarray, probe_bits: int, bits: int,
                  scan_count: int, depth: int, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Stages 1-4 for a batch of queries (hamming_scan.reranked): (rows, Hamming, cosine), each (q, m)."""
+        """Stages 1-4 for a batch of queries (search_kernels.reranked): (rows, Hamming, cosine), each (q, m)."""
         columns, sample = self._scan_arrays(probe_bits)
-        return hamming_scan.reranked(columns, sample, self.words, self.vectors, qwords, projections, queries,
+        return search_kernels.reranked(columns, sample, self.words, self.vectors, qwords, projections, queries,
                                      probe_bits, bits, scan_count, depth, count, self.kernel)
 
     @property
@@ -181,14 +181,14 @@ class Index:
 
     def cosine_distances(self, query: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """Exact cosine distances (len(rows),) float64 between `query` and the stored float16 vectors of `rows`."""
-        return hamming_scan.rows_cosine(self.vectors, rows, query, self.kernel)
+        return search_kernels.rows_cosine(self.vectors, rows, query, self.kernel)
 
     def warm(self, vectors: bool = True) -> "Index":
         """Load codes, scan columns, ids (and vectors) and compile the search kernels now rather than on the
         first search; returns self."""
         from .search import DEFAULT_PROBE_BITS
 
-        _ = self.columns(min(DEFAULT_PROBE_BITS, self.bits)), self.all_ids(), hamming_scan.prepare()
+        _ = self.columns(min(DEFAULT_PROBE_BITS, self.bits)), self.all_ids(), search_kernels.prepare()
         if vectors and self.has_vectors:
             _ = self.vectors
         return self

@@ -1,10 +1,10 @@
 """Search an opened index: Hamming ranking with weighted and exact re-ranks, and the seed's cutoff mode.
 
-numpy and the compiled loops of hamming_scan.py (numba; numpy fallback); never torch.
+numpy and the compiled loops of search_kernels.py (numba; numpy fallback); never torch.
 
 Modes, at hash length `bits` (any prefix of the stored codes; default the stored length):
 - "topk" (default), in up to four stages, each cheaper per row than the next and run on fewer rows:
-  1. candidates: a scan of the first `probe_bits` bits of every code (hamming_scan.py; default the
+  1. candidates: a scan of the first `probe_bits` bits of every code (search_kernels.py; default the
      first 128 bits) keeps the `candidates` rows nearest in Hamming distance (`probe_bits=bits`:
      an exact Hamming ranking of every row);
   2. shortlist: their full `bits`-bit Hamming distances keep the best `shortlist`;
@@ -13,7 +13,7 @@ Modes, at hash length `bits` (any prefix of the stored codes; default the stored
   4. exact cosine distance on their float16 vectors returns the top `k`.
   With rerank=0 (or an index without vectors) stages 3-4 are skipped: the top `k` by Hamming;
   with shortlist <= rerank, stage 3 is: the exact re-rank takes the `rerank` best by Hamming.
-  Stages 1-4 run as one compiled, GIL-free call per batch of queries (hamming_scan.reranked).
+  Stages 1-4 run as one compiled, GIL-free call per batch of queries (search_kernels.reranked).
   An optional `cutoff` keeps results with exact cosine distance < cutoff (code cosine when rerank=0).
 - "cutoff" (the seed pipeline's): every item whose code cosine distance (eq. 4, see lsh.py) is
   < `cutoff`, ranked by that distance; `k` truncates (k=None keeps all). With rerank=R > 0 the
@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import lsh
-from . import hamming_scan
+from . import search_kernels
 from .errors import EproductError
 
 DEFAULT_RERANK = 256  # rows re-ranked by exact cosine in the default top-k search
@@ -76,7 +76,7 @@ def _order(primary: np.ndarray, rows: np.ndarray) -> np.ndarray:
 def _hamming_rows(index, qwords: np.ndarray, rows: np.ndarray | None, bits: int) -> np.ndarray:
     if rows is None:
         return lsh.hamming(qwords, index.words, bits)
-    return hamming_scan.rows_hamming(index.words, rows, qwords, bits, index.kernel)
+    return search_kernels.rows_hamming(index.words, rows, qwords, bits, index.kernel)
 
 
 def _topk_candidates(index, qwords, bits, depth, probed) -> tuple[np.ndarray, np.ndarray]:
@@ -84,7 +84,7 @@ def _topk_candidates(index, qwords, bits, depth, probed) -> tuple[np.ndarray, np
     if probed is None:  # exact: the `depth` nearest rows at `bits` by the scan kernel
         probed = index.scan(qwords, bits, depth)
     rows, dist = probed, _hamming_rows(index, qwords, probed, bits)
-    best = hamming_scan.nearest(dist, depth, bits, index.kernel)
+    best = search_kernels.nearest(dist, depth, bits, index.kernel)
     rows, dist = rows[best], dist[best]
     order = _order(dist, rows)
     return rows[order], dist[order]

@@ -1,7 +1,7 @@
 """"Why was this match missed?": for each true match of one query, where it stands and what would find it.
 
-Owns `why_missed`. Built on `Index.explain` (distances, Hamming and weighted Hamming ranks, the cutoff that would admit it,
-the shortest hash length within the cutoff) and adds what explain cannot know alone: its rank in the
+Owns `why_missed`. Built on `Index.explain` (distances, Hamming and weighted Hamming ranks, the cutoff
+that would admit it, the shortest hash length within the cutoff) and adds what explain cannot know alone: its rank in the
 actual results, and settings under which a real search returns it in the top k, each confirmed by
 running that search (so tie-breaking and the prefix scan are accounted for):
 
@@ -31,8 +31,8 @@ from .evaluate import search_kwargs
 
 BIT_LENGTHS = (8, 12, 16, 20, 24, 32, 48, 64, 96, 128, 192, 256, 512, 1024)  # hash lengths tried for bits_needed
 COLUMNS = ["index_id", "row", "shard", "rank", "retrieved", "hamming", "code_cosine", "cosine", "hamming_rank",
-           "weighted_rank", "cutoff_needed", "cutoff_retrieves", "rerank_needed", "shortest_bits_within_cutoff", "bits_needed",
-           "reason"]
+           "weighted_rank", "cutoff_needed", "cutoff_retrieves", "rerank_needed", "shortest_bits_within_cutoff",
+           "bits_needed", "reason"]
 
 
 def _ids_found(index, query: np.ndarray, settings: SearchSettings) -> list[str]:

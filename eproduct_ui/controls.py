@@ -9,6 +9,7 @@ from __future__ import annotations
 import streamlit as st
 
 from eproduct_core.errors import EproductError
+from eproduct_core.search import DEFAULT_SHORTLIST
 
 MEMORY = "remembered_controls"  # survives page switches (Streamlit drops the state of widgets not drawn)
 
@@ -66,7 +67,7 @@ def search_settings(workspace, index_name: str, index) -> dict:
         modes = ["cutoff", "topk"]
         mode = st.radio("Search mode", modes, horizontal=True, key=remembered(f"mode::{scope}", saved.get("mode", "topk")),
                         help="cutoff: every item under the distance cutoff (the seed). "
-                        "topk: the k nearest by Hamming, re-ranked by exact cosine.")
+                        "topk: the k nearest by Hamming, or with a re-rank the k nearest by exact cosine.")
         cutoff = st.slider("Distance cutoff (code cosine)", 0.0, 1.0, step=0.01, disabled=mode != "cutoff",
                            key=remembered(f"cutoff::{scope}", float(saved.get("cutoff", 0.1))),
                            help="Keep index items whose code-cosine distance is below this (the seed used 0.1).")
@@ -75,7 +76,8 @@ def search_settings(workspace, index_name: str, index) -> dict:
                             disabled=mode != "topk")
         rerank = st.number_input("Re-rank depth (exact cosine)", 0, rerank_max, disabled=rerank_max == 0 or mode != "topk",
                                  key=remembered(f"rerank::{scope}", min(int(saved.get("rerank", 0)), rerank_max)),
-                                 help="Top-k mode: Hamming candidates re-ranked by exact cosine; 0 = off. "
+                                 help="Top-k mode: how many rows exact cosine re-ranks, the best by weighted Hamming "
+                                 f"of the {DEFAULT_SHORTLIST:,} (or 6x the depth) nearest by Hamming; 0 = off. "
                                  "Cutoff mode keeps the seed's ranking by code cosine (no re-rank).")
     for name, value in (("mode", mode), ("cutoff", cutoff), ("bits", bits), ("k", k), ("rerank", rerank)):
         remember(f"{name}::{scope}", value)

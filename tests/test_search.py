@@ -190,7 +190,7 @@ def test_parallel_queries_equal_serial(built, data):
 
 
 def test_smallest_breaks_ties_by_row_like_a_stable_sort():
-    from eproduct_core.hamming_scan import smallest
+    from eproduct_core.search_kernels import smallest
 
     values = np.random.default_rng(3).integers(0, 12, size=200_000).astype(np.uint8)
     for count in (1, 17, 5000, 100_000):
@@ -204,7 +204,7 @@ KERNELS = ["numpy", "numba"]
 @pytest.mark.parametrize("probe", [24, 64, 100, 128, 192])
 @pytest.mark.parametrize("kernel", KERNELS)
 def test_candidate_scan_kernels_pick_exactly_the_nearest_prefixes(tmp_path, data, probe, kernel):
-    from eproduct_core import hamming_scan
+    from eproduct_core import search_kernels
 
     x, q = data
     index = open_index(build_index(x, None, tmp_path / "idx", bits=256, seed=7))
@@ -213,12 +213,12 @@ def test_candidate_scan_kernels_pick_exactly_the_nearest_prefixes(tmp_path, data
         for qw in qwords:
             dist = lsh.hamming(qw, index.words, probe)
             expected = np.sort(np.lexsort((np.arange(len(dist)), dist))[:count])  # ties: lowest rows
-            np.testing.assert_array_equal(hamming_scan.scan(index.columns(probe), qw, probe, count, kernel), expected)
+            np.testing.assert_array_equal(search_kernels.scan(index.columns(probe), qw, probe, count, kernel), expected)
 
 
 @pytest.mark.parametrize("kernel", KERNELS)
 def test_candidate_scan_breaks_massive_ties_by_lowest_row(kernel):
-    from eproduct_core import hamming_scan
+    from eproduct_core import search_kernels
 
     rng = np.random.default_rng(5)
     columns = rng.choice(np.array([0, 1, 3, 2**63], dtype=np.uint64), size=(2, 100_000))  # 16 distinct codes
@@ -226,20 +226,20 @@ def test_candidate_scan_breaks_massive_ties_by_lowest_row(kernel):
     dist = lsh.popcount(columns.T ^ query)
     for count in (1, 999, 6_000, 30_000):
         expected = np.sort(np.lexsort((np.arange(len(dist)), dist))[:count])
-        np.testing.assert_array_equal(hamming_scan.scan(columns, query, 128, count, kernel), expected)
+        np.testing.assert_array_equal(search_kernels.scan(columns, query, 128, count, kernel), expected)
 
 
 def test_numba_scan_widens_a_short_radius_and_stays_exact(built, data, monkeypatch):
-    from eproduct_core import hamming_scan
+    from eproduct_core import search_kernels
 
-    if not hamming_scan.numba_available():
+    if not search_kernels.numba_available():
         pytest.skip("numba not installed")
     _, q = data
     one, _ = built
-    monkeypatch.setattr(hamming_scan, "RADIUS_MARGIN", 0.05)  # the sample radius now admits far too few rows
+    monkeypatch.setattr(search_kernels, "RADIUS_MARGIN", 0.05)  # the sample radius now admits far too few rows
     for qw in one.encode(q):
         dist = lsh.hamming(qw, one.words, 64)
-        rows = hamming_scan.scan(one.columns(64), qw, 64, 300, "numba")
+        rows = search_kernels.scan(one.columns(64), qw, 64, 300, "numba")
         np.testing.assert_array_equal(rows, np.sort(np.lexsort((np.arange(len(dist)), dist))[:300]))
 
 

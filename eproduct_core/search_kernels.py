@@ -1,18 +1,17 @@
-"""The Hamming work of a top-k search: the candidate scan over every row, and distances of chosen rows.
+"""The compute kernels of a top-k search, compiled (numba) with numpy fallbacks that give the same rows.
 
-The scan (`scan`) returns the `count` rows whose first `probe_bits` code bits are nearest a query.
-It is the one pass over every row that a search makes, so it must run at machine speed. Two kernels
-return the same rows: exactly the `count` nearest, ties broken by lowest row, in ascending order.
-- numba (hamming_kernels.py; used whenever numba imports): the query's distances to a strided
-  sample of rows give a radius that admits ~1.3x `count` rows; one compiled pass (xor, popcount,
-  compare) collects every row within it; an exact selection keeps the `count` nearest. A radius that
-  admits too few is widened and the pass repeated (rare). ~0.65 ms for 1.1M 128-bit prefixes.
-- numpy: full distance arrays (np.bitwise_count over the word columns) and a histogram selection;
-  no compiled code, several passes, ~5x slower.
-Both read `columns`, a (words, rows) uint64 array of the first code words (`Index.columns`).
-`rows_hamming`, `rows_weighted`, `rows_cosine` and `nearest` serve the later stages (thousands of rows):
-compiled loops where numba is available, numpy otherwise (same values; ~4x the time).
-Compiled loops release the GIL: callers parallelise over queries with Python threads.
+search.py composes them; each takes plain arrays (the index's columns, words and vectors).
+- `scan`, the candidate scan: the `count` rows whose first `probe_bits` code bits are nearest a
+  query, exactly (ties: lowest row), ascending. It is the one pass over every row a search makes.
+  The numba kernel (numba_kernels.py) estimates a radius admitting ~1.3x `count` rows from a
+  contiguous strided sample (`radius_sample`), collects every row within it in one compiled pass
+  (xor, popcount, compare; widened and repeated if it admits too few, rare), then selects exactly:
+  ~0.8 ms for 1.1M 128-bit prefixes, near the memory-bandwidth floor. The numpy kernel computes full
+  distance arrays (np.bitwise_count over the word columns) and selects by histogram: ~3x slower.
+- `rows_hamming`, `rows_weighted`, `rows_cosine`, `nearest`: distances of chosen rows (thousands).
+- `best_rows` (stages 1-3 for one query) and `reranked` (stages 1-4 for a batch): one GIL-free
+  compiled call each, so Python threads searching parts of a batch run in parallel.
+`kernel` arguments: "auto" (numba when it imports), "numba" or "numpy".
 """
 
 from __future__ import annotations
@@ -32,7 +31,7 @@ RADIUS_MARGIN = 1.3  # the radius aims at this many times `count` rows (sample n
 _FULL = np.uint64(np.iinfo(np.uint64).max)
 _HALF_TO_FLOAT = np.arange(1 << 16, dtype=np.uint16).view(np.float16).astype(np.float32)  # every float16 exactly
 _scratch = threading.local()  # per-thread scan buffers: no fresh 10 MB allocation (page faults) per query
-_kernels = None  # hamming_kernels once imported (lazily: numba import and compile cost ~1 s once)
+_kernels = None  # numba_kernels once imported (lazily: numba import and compile cost ~1 s once)
 _kernels_checked = False
 
 
@@ -42,11 +41,11 @@ def numba_available() -> bool:
     if not _kernels_checked:
         _kernels_checked = True
         try:
-            from . import hamming_kernels
+            from . import numba_kernels
         except ImportError as err:  # pragma: no cover - exercised only where numba is absent
-            log.warning("numba is not available (%s): the candidate scan uses numpy (~5x slower)", err)
-            hamming_kernels = None
-        _kernels = hamming_kernels
+            log.warning("numba is not available (%s): search uses the numpy kernels (~2x slower)", err)
+            numba_kernels = None
+        _kernels = numba_kernels
     return _kernels is not None
 
 

@@ -4,13 +4,15 @@ The scan: prefix Hamming distances of every row, the rows within a radius, an ex
 Chosen rows: their Hamming and weighted Hamming distances (gathered from the (rows, words) codes),
 and their exact cosine distances (gathered from the float16 vectors, read as uint16 bit patterns
 and decoded through a 65,536-entry table, accumulated in float64).
-hamming_scan.py drives them; this module only holds the loops, so that importing numba (~0.5 s) and
-compiling (cached on disk after the first run) happen on the first scan, not at import. Every
-kernel releases the GIL, so Python threads scan in parallel.
+`best_rows` and `reranked` chain them into stages 1-3 and 1-4 of a top-k search (search.py).
+search_kernels.py drives them; this module only holds the loops, so that importing numba (~0.5 s)
+and compiling (~9 s once, then cached on disk: ~0.1 s) happen on first use (`Index.warm`), not at
+import. Every kernel releases the GIL, so Python threads search in parallel.
 
 `columns` is a (words, rows) uint64 array: word j of every row, contiguous (Index.columns), read
-as `words` sequential streams. The scan is compute-bound (~0.6 ns a row for 128 bits), so a batch
-of queries gains nothing from sharing blocks of rows; each query scans on its own. `masks`
+as `words` sequential streams. The scan is compute-bound (~0.6 ns a row for 128 bits; measured: two
+threads scanning at once each keep their single-thread speed), so a batch of queries gains nothing
+from sharing blocks of rows; each query scans on its own. `masks`
 (words,) keep the prefix bits of each word (lsh.word_masks).
 """
 
@@ -122,7 +124,7 @@ def select_nearest(dists, count, max_distance):
 
 @njit(cache=True, nogil=True)
 def nearest_prefixes(columns, sample, query, masks, count, margin, max_distance, rows_buffer, dists_buffer):
-    """Rows (ascending) of the `count` nearest prefixes (ties: lowest row); see hamming_scan.py.
+    """Rows (ascending) of the `count` nearest prefixes (ties: lowest row); see search_kernels.py.
 
     The distances to `sample` (a strided subset of the columns) give a radius expected to admit
     `margin` x `count` rows; one pass collects the rows within it (into the buffers, each >= rows
