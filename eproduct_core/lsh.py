@@ -160,14 +160,18 @@ def weighted_hamming(projections: np.ndarray, words: np.ndarray, bits: int) -> n
     """Weighted Hamming distance (n,) float64 over the first `bits` bits (see module doc).
 
     `projections` (>= bits,) are one query's `project` values; `words` (n, w) are codes (`to_words`).
-    One table lookup per code byte (`weighted_table`).
+    One table lookup per code byte (`weighted_table`), in blocks of 65,536 rows.
     """
     table = weighted_table(projections, bits)
     nbytes = len(table)
     nwords = -(-nbytes // 8)
-    code_bytes = np.ascontiguousarray(words[:, :nwords]).astype(">u8").view(np.uint8).reshape(len(words), -1)
-    lookups = code_bytes[:, :nbytes] + np.arange(0, 256 * nbytes, 256, dtype=np.intp)
-    return np.take(table.ravel(), lookups).sum(axis=1, dtype=np.float64)
+    offsets = np.arange(0, 256 * nbytes, 256, dtype=np.intp)
+    out = np.empty(len(words), dtype=np.float64)
+    for start in range(0, len(words), 65536):  # blocks: the lookup indices take 8 bytes per code byte
+        block = np.ascontiguousarray(words[start : start + 65536, :nwords]).astype(">u8")
+        code_bytes = block.view(np.uint8).reshape(len(block), -1)[:, :nbytes]
+        out[start : start + len(block)] = np.take(table.ravel(), code_bytes + offsets).sum(axis=1, dtype=np.float64)
+    return out
 
 
 def code_cosine_from_counts(both: np.ndarray, a: np.ndarray, b: np.ndarray | int) -> np.ndarray:

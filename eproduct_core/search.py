@@ -12,7 +12,7 @@ Modes, at hash length `bits` (any prefix of the stored codes; default the stored
      keeps the best `rerank` of those;
   4. exact cosine distance on their float16 vectors returns the top `k`.
   With rerank=0 (or an index without vectors) stages 3-4 are skipped: the top `k` by Hamming;
-  with shortlist <= rerank, stage 3 is: the exact re-rank takes the `rerank` best by Hamming.
+  with shortlist <= rerank, stage 3 is skipped: the exact re-rank takes the `rerank` best by Hamming.
   Stages 1-4 run as one compiled, GIL-free call per batch of queries (search_kernels.reranked).
   An optional `cutoff` keeps results with exact cosine distance < cutoff (code cosine when rerank=0).
 - "cutoff" (the seed pipeline's): every item whose code cosine distance (eq. 4, see lsh.py) is
@@ -272,8 +272,7 @@ def explain(index, query: np.ndarray, rows: Sequence[int], *, bits: int | None =
     projections = index.project(query[None, :])[0]
     qwords = lsh.to_words(lsh.pack(projections[None, :] > 0))[0]
     all_dist = _hamming_rows(index, qwords, None, bits)
-    weighted = np.concatenate([lsh.weighted_hamming(projections, index.words[start : start + 65536], bits)
-                               for start in range(0, index.size, 65536)])
+    weighted = search_kernels.rows_weighted(index.words, np.arange(index.size), projections, bits, index.kernel)
     prefix_dist = _hamming_rows(index, qwords, None, min(probe_bits, bits))
     qbits = lsh.unpack(lsh.encode(query[None, :], index.planes), index.bits)[0, :bits].astype(np.int64)
     rbits = lsh.unpack(lsh.prefix(_row_codes(index, rows), index.bits), index.bits)[:, :bits].astype(np.int64)

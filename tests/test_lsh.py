@@ -65,6 +65,10 @@ def test_weighted_hamming_sums_the_query_margins_of_the_differing_bits():
         np.testing.assert_allclose(lsh.weighted_hamming(projections, words, k), expected, rtol=1e-5, atol=1e-5)
     own_code = lsh.to_words(lsh.encode(query[None, :], planes))
     assert lsh.weighted_hamming(projections, own_code, 136)[0] == pytest.approx(0, abs=1e-5)
+    many = np.random.default_rng(6).integers(0, 2**63, size=(70_000, 3), dtype=np.uint64)  # past one 65,536 block
+    many_bits = np.unpackbits(many.astype(">u8").view(np.uint8), axis=1)[:, :136].astype(bool)
+    expected = (np.abs(projections) * (many_bits != (projections > 0))).sum(axis=1)
+    np.testing.assert_allclose(lsh.weighted_hamming(projections, many, 136), expected, rtol=1e-5, atol=1e-5)
 
 
 def test_weighted_hamming_orders_by_cosine_better_than_hamming():

@@ -22,7 +22,7 @@ def add_search_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--bits", type=int, help="hash length searched (a prefix of the stored codes)")
     group.add_argument("--cutoff", type=float, help="code-cosine cutoff of mode cutoff (the seed: 0.1)")
     group.add_argument("--k", type=int, help="results per query")
-    group.add_argument("--rerank", type=int, help="Hamming candidates re-ranked by exact cosine (0 = off)")
+    group.add_argument("--rerank", type=int, help="rows re-ranked by exact cosine, picked by weighted Hamming (0 = off)")
     group.add_argument("--mode", choices=("cutoff", "topk"), help="cutoff (the seed's) or topk")
 
 
