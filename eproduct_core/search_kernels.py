@@ -33,6 +33,7 @@ _HALF_TO_FLOAT = np.arange(1 << 16, dtype=np.uint16).view(np.float16).astype(np.
 _scratch = threading.local()  # per-thread scan buffers: no fresh 10 MB allocation (page faults) per query
 _kernels = None  # numba_kernels once imported (lazily: numba import and compile cost ~1 s once)
 _kernels_checked = False
+_prepared = False  # whether `prepare` has compiled the kernels in this process
 
 
 def numba_available() -> bool:
@@ -52,8 +53,9 @@ def numba_available() -> bool:
 def prepare() -> bool:
     """Import and compile the kernels now (seconds the very first time, ~0.1 s from numba's disk cache
     after that) rather than inside the first search; returns whether they are available."""
-    if not numba_available():
-        return False
+    global _prepared
+    if _prepared or not numba_available():
+        return _prepared
     words = np.zeros((8, 4), dtype=np.uint64)
     columns = np.ascontiguousarray(words[:, :2].T)
     vectors, queries = np.zeros((8, 4), np.float16), np.ones((1, 4), np.float32)
@@ -64,6 +66,7 @@ def prepare() -> bool:
     nearest(np.arange(8), 2, 8)
     rows_hamming(words, np.arange(2), words[0], 100)
     rows_cosine(vectors, np.arange(2), queries[0])
+    _prepared = True
     return True
 
 

@@ -263,6 +263,21 @@ def test_compiled_and_numpy_kernels_return_the_same_results(built, data):
                 np.testing.assert_allclose(a.cosine, b.cosine, atol=1e-6)
 
 
+def test_search_without_numba_falls_back_to_numpy_with_the_same_results(built, data, monkeypatch):
+    from eproduct_core import search_kernels
+
+    _, q = data
+    one, _ = built
+    compiled = one.search(q, k=10)
+    monkeypatch.setattr(search_kernels, "_kernels", None)  # as if `import numba` had failed
+    monkeypatch.setattr(search_kernels, "_kernels_checked", True)
+    monkeypatch.setattr(search_kernels, "_prepared", False)
+    assert not search_kernels.prepare()
+    for a, b in zip(one.search(q, k=10, threads=2), compiled):
+        assert a.ids == b.ids
+        np.testing.assert_allclose(a.cosine, b.cosine, atol=1e-6)
+
+
 @pytest.mark.parametrize("kernel", KERNELS)
 def test_probed_search_is_consistent_and_close_to_exact(built, data, kernel):
     x, q = data
