@@ -53,7 +53,7 @@ def distance_table(
         raise ValueError(f"nearest_by must be 'code_cosine' or 'hamming', not {nearest_by!r}")
     bits = int(bits or index.bits)
     ranking = ({"mode": "cutoff", "cutoff": 1.5} if nearest_by == "code_cosine" else {"mode": "topk"})
-    row_of = index_rows(index)
+    row_of = index.row_numbers()
     rows = []
     vectors = np.asarray(query_vectors, dtype=np.float32)
     for vector, query_id in zip(vectors, query_ids):
@@ -68,11 +68,6 @@ def distance_table(
         rows += _explained(index, vector, query_id, "non-match", [r for r, _ in near],
                            [rank for rank, _ in enumerate(near, start=1)], bits)
     return pd.DataFrame(rows, columns=TABLE_COLUMNS)
-
-
-def index_rows(index) -> dict[str, int]:
-    """index id -> row number over the whole index."""
-    return {str(i): row for row, i in enumerate(index.all_ids())}
 
 
 def _explained(index, vector, query_id, pair, rows, ranks, bits) -> list[dict]:

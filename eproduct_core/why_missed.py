@@ -25,7 +25,6 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from .analysis import index_rows
 from .config import SearchSettings
 from .evaluate import search_kwargs
 
@@ -52,7 +51,7 @@ def why_missed(index, query_vector: np.ndarray, truth: set[str], settings: Searc
     rank_of = {}
     for position, item in enumerate(found, start=1):
         rank_of.setdefault(item, position)
-    row_of = index_rows(index)
+    row_of = index.row_numbers()
     present = sorted(i for i in truth if i in row_of)
     explained = index.explain(query, [row_of[i] for i in present], bits=settings.bits, cutoff=settings.cutoff)
     lengths = [b for b in bit_lengths if b <= index.bits]
