@@ -111,7 +111,13 @@ def _build_into(folder: Path, vectors, ids, bits, shard_size, seed, kind, progre
     def one(number: int) -> dict:
         start = starts[number]
         stop = min(start + shard_size, len(ids))
-        return _write_shard(folder, f"{number:0{width}d}", vectors[start:stop], ids[start:stop], planes, with_vectors)
+        block = vectors[start:stop]
+        bad = lsh.first_nonfinite_row(block)
+        if bad is not None:
+            raise EproductError(f"Vector row {start + bad} (id {ids[start + bad]!r}) holds NaN or infinite values; "
+                                "nothing was written. Re-embed that image (a corrupt file or a diverged model "
+                                "gives these) or drop the row.")
+        return _write_shard(folder, f"{number:0{width}d}", block, ids[start:stop], planes, with_vectors)
 
     shards, synced = [], []
     # hashing/writing on `workers` threads; one more thread fsyncs finished shards (disk wait, not CPU)

@@ -56,6 +56,14 @@ def project(vectors: np.ndarray, planes: np.ndarray) -> np.ndarray:
     return np.asarray(vectors, dtype=np.float32) @ planes.T
 
 
+def first_nonfinite_row(vectors: np.ndarray) -> int | None:
+    """The first row holding NaN or an infinity, or None (a float64 sum first: no full-size temporary)."""
+    if np.isfinite(np.sum(vectors, dtype=np.float64)):
+        return None
+    bad = np.flatnonzero(~np.isfinite(np.asarray(vectors, dtype=np.float64)).all(axis=-1))
+    return int(bad[0]) if len(bad) else None
+
+
 def sign_bits(vectors: np.ndarray, planes: np.ndarray, chunk: int = 65536) -> np.ndarray:
     """Unpacked bits (n, bits) bool: [w_j . a > 0] for each vector a (computed in float32)."""
     vectors = np.asarray(vectors)

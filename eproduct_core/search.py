@@ -239,6 +239,10 @@ def search(index, queries: np.ndarray, *, bits: int | None = None, mode: str = "
     if queries.ndim != 2:
         raise EproductError(f"Queries must be a (rows, dim) matrix; got shape {queries.shape}.")
     index.check_compatible(None, queries.shape[1])
+    bad = lsh.first_nonfinite_row(queries)
+    if bad is not None:
+        raise EproductError(f"Query row {bad} holds NaN or infinite values: no distance to it means anything. "
+                            "Embed that query again (a corrupt image or a diverged model gives these).")
     plan = _resolve(index, bits, mode, k, cutoff, rerank, shortlist, probe_bits, candidates)
     projections = index.project(queries)
     qwords = lsh.to_words(lsh.pack(projections > 0))

@@ -76,6 +76,20 @@ def test_build_argument_errors(tmp_path):
         build_index(_vectors(20), ["a", "b", "c"], tmp_path / "a", bits=16)
 
 
+def test_nan_or_infinite_vectors_are_refused_and_the_old_index_survives(index_dir, tmp_path):
+    path, x = index_dir
+    bad = x.copy()
+    bad[250, 3] = np.inf
+    with pytest.raises(EproductError, match=r"row 250 \(id 'p250'\) holds NaN or infinite"):
+        build_index(bad, [f"p{i}" for i in range(len(bad))], path, bits=64, shard_size=120)
+    assert verify_index(path) == [] and open_index(path).size == 500  # the previous index is untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["idx"]  # and no temporary folder is left
+    query = x[:3].copy()
+    query[1, 0] = np.nan
+    with pytest.raises(EproductError, match="Query row 1 holds NaN or infinite"):
+        open_index(path).search(query)
+
+
 def test_other_format_version_is_refused(index_dir):
     path, _ = index_dir
     manifest = json.loads((path / "manifest.json").read_text())
