@@ -57,8 +57,9 @@ def project(vectors: np.ndarray, planes: np.ndarray) -> np.ndarray:
 
 
 def first_nonfinite_row(vectors: np.ndarray) -> int | None:
-    """The first row holding NaN or an infinity, or None (a float64 sum first: no full-size temporary)."""
-    if np.isfinite(np.sum(vectors, dtype=np.float64)):
+    """The first row holding NaN or an infinity, or None. A sum checks first (fast, no full-size temporary);
+    one that overflows only costs the exact row check."""
+    if np.isfinite(np.sum(vectors, dtype=np.float32)):
         return None
     bad = np.flatnonzero(~np.isfinite(np.asarray(vectors, dtype=np.float64)).all(axis=-1))
     return int(bad[0]) if len(bad) else None
