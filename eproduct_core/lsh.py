@@ -59,8 +59,9 @@ def project(vectors: np.ndarray, planes: np.ndarray) -> np.ndarray:
 def first_nonfinite_row(vectors: np.ndarray) -> int | None:
     """The first row holding NaN or an infinity, or None. A sum checks first (fast, no full-size temporary);
     one that overflows only costs the exact row check."""
-    if np.isfinite(np.sum(vectors, dtype=np.float32)):
-        return None
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(np.sum(vectors, dtype=np.float32)):
+            return None
     bad = np.flatnonzero(~np.isfinite(np.asarray(vectors, dtype=np.float64)).all(axis=-1))
     return int(bad[0]) if len(bad) else None
 
