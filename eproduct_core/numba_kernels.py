@@ -6,7 +6,7 @@ and their exact cosine distances (gathered from the float16 vectors, read as uin
 and decoded through a 65,536-entry table, accumulated in float64).
 `best_rows` and `reranked` chain them into stages 1-3 and 1-4 of a top-k search (search.py).
 search_kernels.py drives them; this module only holds the loops, so that importing numba (~0.5 s)
-and compiling (~9 s once, then cached on disk: ~0.1 s) happen on first use (`Index.warm`), not at
+and compiling (~9 s once, then cached on disk: ~0.2 s) happen on first use (`Index.warm`), not at
 import. Every kernel releases the GIL, so Python threads search in parallel.
 
 `columns` is a (words, rows) uint64 array: word j of every row, contiguous (Index.columns), read
