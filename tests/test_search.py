@@ -185,7 +185,8 @@ def test_queries_of_another_dim_or_kind_are_refused(built, data):
 def test_parallel_queries_equal_serial(built, data):
     _, q = data
     one, _ = built
-    for a, b in zip(one.search(q, threads=2), one.search(q, threads=1)):
+    many = np.concatenate([q] * 12)  # 144 queries: three parts over two threads (search.PART_QUERIES)
+    for a, b in zip(one.search(many, threads=2), one.search(many, threads=1)):
         assert a.ids == b.ids
 
 
