@@ -27,7 +27,10 @@ from eproduct_core.synthetic import make_synthetic_catalog, plan_synthetic
 
 
 def _pixels(root: Path, paths) -> np.ndarray:
-    rows = [np.asarray(Image.open(root / p).convert("RGB").resize((16, 16), Image.BILINEAR), np.float32).ravel() for p in paths]
+    rows = [
+        np.asarray(Image.open(root / p).convert("RGB").resize((16, 16), Image.BILINEAR), np.float32).ravel()
+        for p in paths
+    ]
     matrix = np.stack(rows)
     matrix -= matrix.mean(axis=1, keepdims=True)
     return matrix / np.linalg.norm(matrix, axis=1, keepdims=True)
@@ -48,8 +51,11 @@ def synthetic_difficulty(root: Path, seed: int, size: str) -> dict[str, float]:
     same_leaf = (query_leaf[:, None] == index_leaf[None, :]).astype(np.float32)
     ties = np.random.default_rng(0).random(same_leaf.shape, dtype=np.float32) * 1e-3
     pixels = _pixels(root, catalog.query["path"]) @ _pixels(root, catalog.index["path"]).T
-    return {"leaf one-hot": _mar(same_leaf + ties, catalog), "pixels": _mar(pixels, catalog),
-            "leaf + pixels": _mar(pixels + 2 * same_leaf, catalog)}
+    return {
+        "leaf one-hot": _mar(same_leaf + ties, catalog),
+        "pixels": _mar(pixels, catalog),
+        "leaf + pixels": _mar(pixels + 2 * same_leaf, catalog),
+    }
 
 
 def _measure(name: str, build) -> tuple[Path, list[str]]:
@@ -71,24 +77,33 @@ def main() -> None:
     rows, quality = [], []
     try:
         for size in args.sizes:
-            root, row = _measure(f"synthetic {size}", lambda: make_synthetic_catalog(work / size, seed=args.seed, size=size))
+            root, row = _measure(
+                f"synthetic {size}", lambda: make_synthetic_catalog(work / size, seed=args.seed, size=size)
+            )
             rows.append(row)
             scores = synthetic_difficulty(root, args.seed, size)
             quality.append([f"synthetic {size}"] + [f"{100 * v:.1f}%" for v in scores.values()])
         if not args.no_fashion:
             from eproduct_core.fashion_mnist import make_fashion_mnist_catalog
 
-            rows.append(_measure("fashion-mnist (defaults)", lambda: make_fashion_mnist_catalog(work / "fm", seed=args.seed))[1])
+            rows.append(
+                _measure("fashion-mnist (defaults)", lambda: make_fashion_mnist_catalog(work / "fm", seed=args.seed))[1]
+            )
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(f"machine: {platform.processor() or platform.machine()}, python {platform.python_version()}")
     print("| catalog | images | seconds | ms/image | MB |\n|---|---|---|---|---|")
     for row in rows:
         print("| " + " | ".join(row) + " |")
-    print("\nMAR@10 of simple embeddings (exact cosine top-10):\n| catalog | leaf one-hot (best class-prob.) | raw pixels | leaf + pixels |\n|---|---|---|---|")
+    print(
+        "\nMAR@10 of simple embeddings (exact cosine top-10):\n| catalog | leaf one-hot (best class-prob.) | raw pixels | leaf + pixels |\n|---|---|---|---|"
+    )
     for row in quality:
         print("| " + " | ".join(row) + " |")
-    print("\nrerun: python benchmarks/catalogs.py " + " ".join(["--sizes", *args.sizes] + (["--no-fashion"] if args.no_fashion else [])))
+    print(
+        "\nrerun: python benchmarks/catalogs.py "
+        + " ".join(["--sizes", *args.sizes] + (["--no-fashion"] if args.no_fashion else []))
+    )
 
 
 if __name__ == "__main__":

@@ -68,9 +68,14 @@ def _queries(target: Path, count: int) -> list[tuple[str, float]]:
             data = (demo.catalog_dir / path).read_bytes()
             started = time.perf_counter()
             vector = embed_images(bundle, [load_image(data)], info["kind"])
-            index.search(np.asarray(vector, dtype=np.float32), bits=search["bits"], mode=search["mode"],
-                         k=None if search["mode"] == "cutoff" else search["k"], cutoff=search["cutoff"],
-                         rerank=search["rerank"] if search["mode"] == "topk" else 0)
+            index.search(
+                np.asarray(vector, dtype=np.float32),
+                bits=search["bits"],
+                mode=search["mode"],
+                k=None if search["mode"] == "cutoff" else search["k"],
+                cutoff=search["cutoff"],
+                rerank=search["rerank"] if search["mode"] == "topk" else 0,
+            )
             times.append((time.perf_counter() - started) * 1000)
         rows.append((f"{name} ({index.size:,} rows)", statistics.median(times)))
     return rows

@@ -55,7 +55,9 @@ def make_catalogs(work: Path, names: list[str]) -> dict[str, Path]:
     return catalogs
 
 
-def top10_mar(catalog_dir: Path, query: np.ndarray, query_ids: list[str], index: np.ndarray, index_ids: list[str]) -> float:
+def top10_mar(
+    catalog_dir: Path, query: np.ndarray, query_ids: list[str], index: np.ndarray, index_ids: list[str]
+) -> float:
     """MAR@10 of exact cosine top-10 (brute force) for every query with true matches."""
     matches = read_catalog(catalog_dir).matches()
     q = query.astype(np.float32)
@@ -66,13 +68,15 @@ def top10_mar(catalog_dir: Path, query: np.ndarray, query_ids: list[str], index:
     for start in range(0, len(q), 512):
         sims = q[start : start + 512] @ x.T
         top = np.argsort(-sims, axis=1, kind="stable")[:, :10]
-        for row, qid in zip(top, query_ids[start : start + 512]):
+        for row, qid in zip(top, query_ids[start : start + 512], strict=False):
             retrieved.append([index_ids[j] for j in row])
             relevant.append(matches.get(qid, set()))
     return mar_at_k(retrieved, relevant, k=10)
 
 
-def baseline_vectors(catalog_dir: Path, split: str, how: str, cache: Path | None = None) -> tuple[np.ndarray, list[str]]:
+def baseline_vectors(
+    catalog_dir: Path, split: str, how: str, cache: Path | None = None
+) -> tuple[np.ndarray, list[str]]:
     """Raw pixels (32 px, centred) or frozen pretrained EfficientNet-Lite0 features (64 px); cached as .npy."""
     if cache is not None and (cache / f"{how}-{split}.npy").is_file():
         ids = (cache / f"{how}-{split}.txt").read_text(encoding="utf-8").splitlines()
@@ -115,16 +119,30 @@ def run_preset(name: str, catalog_dir: Path, work: Path, overrides: dict, kinds:
     from eproduct_core.train import train
 
     config = with_overrides(preset(name), overrides)
-    run_dir = work / "runs" / f"{catalog_dir.name}-{name}-{'-'.join(f'{k}{v}' for k, v in sorted(overrides.items())) or 'default'}"
-    done = (run_dir / "metrics.jsonl").is_file() and len((run_dir / "metrics.jsonl").read_text().splitlines()) >= config.epochs
+    run_dir = (
+        work
+        / "runs"
+        / f"{catalog_dir.name}-{name}-{'-'.join(f'{k}{v}' for k, v in sorted(overrides.items())) or 'default'}"
+    )
+    done = (run_dir / "metrics.jsonl").is_file() and len(
+        (run_dir / "metrics.jsonl").read_text().splitlines()
+    ) >= config.epochs
     start = time.perf_counter()
     if not done:
         train(config, catalog_dir, run_dir, resume=(run_dir / "checkpoint.pt").is_file())
     seconds = time.perf_counter() - start
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    result = {"run": str(run_dir), "epochs": config.epochs, "backbone": config.backbone, "image_size": config.image_size,
-              "train_seconds": sum(r["seconds"] for r in records), "wall_seconds": seconds,
-              "images_per_s": float(np.median([r["images_per_s"] for r in records])), "val_acc": records[-1]["val_acc"], "mar": {}}
+    result = {
+        "run": str(run_dir),
+        "epochs": config.epochs,
+        "backbone": config.backbone,
+        "image_size": config.image_size,
+        "train_seconds": sum(r["seconds"] for r in records),
+        "wall_seconds": seconds,
+        "images_per_s": float(np.median([r["images_per_s"] for r in records])),
+        "val_acc": records[-1]["val_acc"],
+        "mar": {},
+    }
     bundle = load_run(run_dir, "cpu")
     query, query_ids = embed_kinds(bundle, catalog_dir, "query", kinds)
     index, index_ids = embed_kinds(bundle, catalog_dir, "index", kinds)
@@ -138,10 +156,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", default="/tmp/eproduct-quality", help="folder for catalogs, runs and embeddings")
     parser.add_argument("--catalogs", default="fashion-mnist,synthetic", help="comma list: fashion-mnist, synthetic")
-    parser.add_argument("--seed-epochs", type=int, default=None, help="train the seed preset for this many epochs (default: its 12)")
+    parser.add_argument(
+        "--seed-epochs", type=int, default=None, help="train the seed preset for this many epochs (default: its 12)"
+    )
     parser.add_argument("--best-epochs", type=int, default=None, help="override the best preset's epochs")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="extra config override for both trained presets (e.g. max_train_images=1000)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra config override for both trained presets (e.g. max_train_images=1000)",
+    )
     parser.add_argument("--results", default=str(RESULTS), help="markdown file to write the table to")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--skip", default="", help="comma list of rows to skip: raw, pretrained, seed, best")
@@ -161,18 +186,44 @@ def main(argv: list[str] | None = None) -> int:
             query, qids = baseline_vectors(cdir, "query", how, work / "baselines" / cname)
             index, iids = baseline_vectors(cdir, "index", how, work / "baselines" / cname)
             label = "raw pixels (32 px)" if how == "raw" else "frozen EfficientNet-Lite0 ImageNet (64 px)"
-            rows.append((cname, label, "-", f"{top10_mar(cdir, query, qids, index, iids):.3f}", "-", "-", f"{time.perf_counter() - start:.0f}"))
+            rows.append(
+                (
+                    cname,
+                    label,
+                    "-",
+                    f"{top10_mar(cdir, query, qids, index, iids):.3f}",
+                    "-",
+                    "-",
+                    f"{time.perf_counter() - start:.0f}",
+                )
+            )
             log.info("%s", rows[-1])
             write_table(rows, args, argv)
-        for name, epochs, kinds in (("best", args.best_epochs, ["metric", "seed", "penultimate"]), ("seed", args.seed_epochs, ["seed", "seed-3d"])):
+        for name, epochs, kinds in (
+            ("best", args.best_epochs, ["metric", "seed", "penultimate"]),
+            ("seed", args.seed_epochs, ["seed", "seed-3d"]),
+        ):
             if name in skip:
                 continue
-            overrides = {"device": "cpu", **({"epochs": epochs} if epochs else {}), **dict(item.split("=", 1) for item in args.set)}
+            overrides = {
+                "device": "cpu",
+                **({"epochs": epochs} if epochs else {}),
+                **dict(item.split("=", 1) for item in args.set),
+            }
             result = run_preset(name, cdir, work, overrides, kinds)
             for kind, value in result["mar"].items():
                 extra = "".join(f", {k}={v}" for k, v in overrides.items() if k not in ("device", "epochs"))
-                rows.append((cname, f"{name} preset ({result['backbone']}, {result['image_size']} px, {result['epochs']} ep{extra})", kind,
-                             f"{value:.3f}", f"{result['val_acc']['leaf']:.3f}", f"{result['images_per_s']:.0f}", f"{result['train_seconds']:.0f}"))
+                rows.append(
+                    (
+                        cname,
+                        f"{name} preset ({result['backbone']}, {result['image_size']} px, {result['epochs']} ep{extra})",
+                        kind,
+                        f"{value:.3f}",
+                        f"{result['val_acc']['leaf']:.3f}",
+                        f"{result['images_per_s']:.0f}",
+                        f"{result['train_seconds']:.0f}",
+                    )
+                )
                 log.info("%s", rows[-1])
                 write_table(rows, args, argv)
             write_table(rows, args, argv)
@@ -185,18 +236,42 @@ def write_table(rows: list[tuple], args: argparse.Namespace, argv: list[str] | N
     header = ("catalog", "model", "embedding", "MAR@10", "val leaf acc", "train images/s", "train s")
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
     command = "python benchmarks/quality.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    text = "\n".join([
-        "# Retrieval quality (MAR@10, exact cosine top-10)", "",
-        f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, {args.threads} threads, no GPU"
-        if not torch.cuda.is_available() else f"Machine: {torch.cuda.get_device_name()}", "",
-        *lines, "",
-        *([f"Shortened from the presets for this run: {', '.join(notes)} (full: seed 12 epochs, best 3 epochs, all training images)."]
-          if (notes := [n for n in (f"seed {args.seed_epochs} epoch(s)" if args.seed_epochs else "",
-                                    f"best {args.best_epochs} epoch(s)" if args.best_epochs else "", *args.set) if n]) else []), "",
-        f"Load average when the table was written: {os.getloadavg()[0]:.1f} (the machine is shared; throughput is what we got).", "",
-        "Training throughput counts training images per second (two augmented views each for the best preset).", "",
-        f"Rerun: `{command.strip()}`", "",
-    ])
+    text = "\n".join(
+        [
+            "# Retrieval quality (MAR@10, exact cosine top-10)",
+            "",
+            f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, {args.threads} threads, no GPU"
+            if not torch.cuda.is_available()
+            else f"Machine: {torch.cuda.get_device_name()}",
+            "",
+            *lines,
+            "",
+            *(
+                [
+                    f"Shortened from the presets for this run: {', '.join(notes)} (full: seed 12 epochs, best 3 epochs, all training images)."
+                ]
+                if (
+                    notes := [
+                        n
+                        for n in (
+                            f"seed {args.seed_epochs} epoch(s)" if args.seed_epochs else "",
+                            f"best {args.best_epochs} epoch(s)" if args.best_epochs else "",
+                            *args.set,
+                        )
+                        if n
+                    ]
+                )
+                else []
+            ),
+            "",
+            f"Load average when the table was written: {os.getloadavg()[0]:.1f} (the machine is shared; throughput is what we got).",
+            "",
+            "Training throughput counts training images per second (two augmented views each for the best preset).",
+            "",
+            f"Rerun: `{command.strip()}`",
+            "",
+        ]
+    )
     Path(getattr(args, "results", RESULTS)).write_text(text, encoding="utf-8")
     return text
 

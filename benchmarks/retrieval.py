@@ -32,12 +32,23 @@ import numpy as np  # noqa: E402
 
 from eproduct_core.index import DEFAULT_BITS, build_index, open_index  # noqa: E402
 from eproduct_core.search import (  # noqa: E402
-    DEFAULT_CANDIDATES, DEFAULT_PROBE_BITS, DEFAULT_RERANK, DEFAULT_SHORTLIST,
+    DEFAULT_CANDIDATES,
+    DEFAULT_PROBE_BITS,
+    DEFAULT_RERANK,
+    DEFAULT_SHORTLIST,
 )
 
 
-def make_data(n: int, dim: int, queries: int, seed: int, latent: int = 32, spread: float = 0.2,
-              noise: float = 1.0, query_noise: float = 0.25) -> tuple[np.ndarray, np.ndarray]:
+def make_data(
+    n: int,
+    dim: int,
+    queries: int,
+    seed: int,
+    latent: int = 32,
+    spread: float = 0.2,
+    noise: float = 1.0,
+    query_noise: float = 0.25,
+) -> tuple[np.ndarray, np.ndarray]:
     """float32 unit rows (n, dim) and queries (queries, dim); see the module doc."""
     rng = np.random.default_rng(seed)
     basis = (rng.standard_normal((latent, dim)) / np.sqrt(latent)).astype(np.float32)
@@ -66,8 +77,14 @@ def exact_truth(x: np.ndarray, q: np.ndarray, k: int) -> np.ndarray:
 
 
 def recall(found: list[np.ndarray], truth: np.ndarray) -> float:
-    return float(np.mean([len(set(np.asarray(f)[:10].tolist()) & set(t[:10].tolist())) / 10
-                          for f, t in zip(found, truth)]))
+    return float(
+        np.mean(
+            [
+                len(set(np.asarray(f)[:10].tolist()) & set(t[:10].tolist())) / 10
+                for f, t in zip(found, truth, strict=False)
+            ]
+        )
+    )
 
 
 def latency(one, queries: np.ndarray) -> tuple[float, float, list]:
@@ -125,14 +142,14 @@ def ours(x, q, work: Path, configs: list[tuple], threads: int, rounds: int, rows
         ram.append(index.memory_bytes() + sum(sys.getsizeof(i) + 8 for i in index.all_ids()))  # arrays + ids
     measured: list[list] = [[] for _ in configs]
     for _ in range(rounds):
-        for (_, folder, _, search_kw, kernel), runs in zip(configs, measured):
+        for (_, folder, _, search_kw, kernel), runs in zip(configs, measured, strict=False):
             index = opened[folder]
             index.kernel = kernel
             p50, p95, found = latency(lambda v: index.search(v, **search_kw)[0].rows, q)
             qps = len(q) / _timed(lambda: index.search(q, threads=threads, **search_kw))
             runs.append((p50, p95, qps, found))
     first_build = set()
-    for (name, folder, _, _, _), runs, size in zip(configs, measured, ram):
+    for (name, folder, _, _, _), runs, size in zip(configs, measured, ram, strict=False):
         built = build_s[folder] if folder not in first_build else float("nan")
         first_build.add(folder)
         p50, p95, qps = (statistics.median(run[j] for run in runs) for j in range(3))
@@ -164,15 +181,22 @@ def stage_profile(index, q: np.ndarray) -> list[tuple[str, float]]:
     for query in q:
         projections = timed(f"hash the query ({index.bits} hyperplanes)", lambda: index.project(query[None, :]))
         qwords = lsh.to_words(lsh.pack(projections > 0))[0]
-        timed(f"stage 1 alone: {plan.probe_bits}-bit prefix scan of every row -> {plan.candidates} candidates "
-              f"({'numba' if search_kernels_compiled() else 'numpy'} kernel)",
-              lambda: index.scan(qwords, plan.probe_bits, plan.scan_count))
-        rows, ham = timed(f"stages 1-3: prefix scan, {plan.bits}-bit Hamming -> {plan.shortlist}, weighted Hamming "
-                          f"-> {plan.rerank} (one compiled call)",
-                          lambda: index.best_rows(qwords, projections[0], plan.probe_bits, plan.bits, plan.scan_count,
-                                                  plan.depth, plan.rerank))
-        timed(f"stage 4: exact cosine on {plan.rerank} float16 rows -> top 10, ids",
-              lambda: S._finish(index, query, qwords, rows, ham, plan, len(rows), True))
+        timed(
+            f"stage 1 alone: {plan.probe_bits}-bit prefix scan of every row -> {plan.candidates} candidates "
+            f"({'numba' if search_kernels_compiled() else 'numpy'} kernel)",
+            lambda: index.scan(qwords, plan.probe_bits, plan.scan_count),
+        )
+        rows, ham = timed(
+            f"stages 1-3: prefix scan, {plan.bits}-bit Hamming -> {plan.shortlist}, weighted Hamming "
+            f"-> {plan.rerank} (one compiled call)",
+            lambda: index.best_rows(
+                qwords, projections[0], plan.probe_bits, plan.bits, plan.scan_count, plan.depth, plan.rerank
+            ),
+        )
+        timed(
+            f"stage 4: exact cosine on {plan.rerank} float16 rows -> top 10, ids",
+            lambda: S._finish(index, query, qwords, rows, ham, plan, len(rows), True),
+        )
         timed("whole `Index.search` call", lambda: index.search(query))
     return [(name, float(np.median(values) * 1e3)) for name, values in times.items()]
 
@@ -190,8 +214,9 @@ def faiss_peers(x, q, codes_index, threads: int, rows: list) -> None:
     faiss.omp_set_num_threads(1)
     dim = x.shape[1]
     start = time.perf_counter()
-    refine = faiss.IndexRefine(faiss.IndexLSH(dim, 512, True, False),
-                               faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_fp16))
+    refine = faiss.IndexRefine(
+        faiss.IndexLSH(dim, 512, True, False), faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_fp16)
+    )
     refine.train(x[:50000])
     refine.add(x)
     build_s = time.perf_counter() - start
@@ -199,8 +224,18 @@ def faiss_peers(x, q, codes_index, threads: int, rows: list) -> None:
     p50, p95, found = latency(lambda v: refine.search(v, 10, params=params)[1][0], q)
     qps = batched_qps(lambda part: refine.search(part, 10, params=params), q, threads)
     memory = (512 // 8 + 2 * dim) * len(x)
-    rows.append(("faiss IndexRefine(IndexLSH 512, SQfp16), re-rank 1000", build_s, memory / len(x), float("nan"),
-                 p50, p95, qps, found))
+    rows.append(
+        (
+            "faiss IndexRefine(IndexLSH 512, SQfp16), re-rank 1000",
+            build_s,
+            memory / len(x),
+            float("nan"),
+            p50,
+            p95,
+            qps,
+            found,
+        )
+    )
 
     faiss.omp_set_num_threads(1)
     codes = np.ascontiguousarray(codes_index.words.astype(">u8")).view(np.uint8).reshape(len(x), -1)
@@ -211,8 +246,18 @@ def faiss_peers(x, q, codes_index, threads: int, rows: list) -> None:
     qcodes = np.ascontiguousarray(codes_index.encode(q).astype(">u8")).view(np.uint8).reshape(len(q), -1)
     p50, p95, found = latency(lambda v: binary.search(v, 10)[1][0], qcodes)
     qps = batched_qps(lambda part: binary.search(part, 10), qcodes, threads)
-    rows.append((f"faiss IndexBinaryFlat ({codes.shape[1] * 8}-bit codes, Hamming top-10)", build_s,
-                 codes.shape[1], codes.shape[1], p50, p95, qps, found))
+    rows.append(
+        (
+            f"faiss IndexBinaryFlat ({codes.shape[1] * 8}-bit codes, Hamming top-10)",
+            build_s,
+            codes.shape[1],
+            codes.shape[1],
+            p50,
+            p95,
+            qps,
+            found,
+        )
+    )
 
 
 def run(args: argparse.Namespace) -> str:
@@ -224,26 +269,51 @@ def run(args: argparse.Namespace) -> str:
     rows: list = []
     nq_bf = min(len(q), args.brute_queries)
     p50, p95, _ = latency(lambda v: brute_force(x, v, 10)[0], q[:nq_bf])
-    qps = batched_qps(lambda part: [brute_force(x, part[i : i + 16], 10) for i in range(0, len(part), 16)],
-                      q[:nq_bf], args.threads)
-    rows.append(("exact numpy brute force (float32)", float("nan"), 4 * args.dim, float("nan"), p50, p95, qps, list(truth)))
+    qps = batched_qps(
+        lambda part: [brute_force(x, part[i : i + 16], 10) for i in range(0, len(part), 16)], q[:nq_bf], args.threads
+    )
+    rows.append(
+        ("exact numpy brute force (float32)", float("nan"), 4 * args.dim, float("nan"), p50, p95, qps, list(truth))
+    )
     work = Path(tempfile.mkdtemp(prefix="eproduct-bench-", dir=args.workdir))
     try:
-        default = (f"default: {DEFAULT_BITS} bits, {DEFAULT_PROBE_BITS}-bit probe, {DEFAULT_CANDIDATES} candidates, "
-                   f"shortlist {DEFAULT_SHORTLIST}, re-rank {DEFAULT_RERANK}")
+        default = (
+            f"default: {DEFAULT_BITS} bits, {DEFAULT_PROBE_BITS}-bit probe, {DEFAULT_CANDIDATES} candidates, "
+            f"shortlist {DEFAULT_SHORTLIST}, re-rank {DEFAULT_RERANK}"
+        )
         seed_build = {"bits": 24, "shard_size": 8000, "vectors_fp16": False}
         configs = [
-            ("seed layout: 20 bits, 8,000/shard, code cosine < 0.1", "seed", seed_build,
-             {"mode": "cutoff", "bits": 20, "cutoff": 0.1, "k": 10}, "auto"),
+            (
+                "seed layout: 20 bits, 8,000/shard, code cosine < 0.1",
+                "seed",
+                seed_build,
+                {"mode": "cutoff", "bits": 20, "cutoff": 0.1, "k": 10},
+                "auto",
+            ),
             (default, "default", {}, {}, "auto"),
             ("same, numpy kernels instead of numba", "default", {}, {}, "numpy"),
-            ("same, no weighted Hamming stage: Hamming best 768 re-ranked (the previous default)", "default", {},
-             {"rerank": 768, "shortlist": 768}, "auto"),
+            (
+                "same, no weighted Hamming stage: Hamming best 768 re-ranked (the previous default)",
+                "default",
+                {},
+                {"rerank": 768, "shortlist": 768},
+                "auto",
+            ),
             ("same, shortlist 2048, re-rank 384", "default", {}, {"shortlist": 2048, "rerank": 384}, "auto"),
-            ("same, candidates 4096, shortlist 1024, re-rank 128", "default", {},
-             {"candidates": 4096, "shortlist": 1024, "rerank": 128}, "auto"),
-            (f"same, exact {DEFAULT_BITS}-bit Hamming scan (no prefix stage)", "default", {},
-             {"probe_bits": DEFAULT_BITS}, "auto"),
+            (
+                "same, candidates 4096, shortlist 1024, re-rank 128",
+                "default",
+                {},
+                {"candidates": 4096, "shortlist": 1024, "rerank": 128},
+                "auto",
+            ),
+            (
+                f"same, exact {DEFAULT_BITS}-bit Hamming scan (no prefix stage)",
+                "default",
+                {},
+                {"probe_bits": DEFAULT_BITS},
+                "auto",
+            ),
         ]
         ours(x, q, work, configs, args.threads, args.rounds, rows)
         index = open_index(work / "default")
@@ -260,31 +330,47 @@ def run(args: argparse.Namespace) -> str:
 
 def report(args, rows, truth, gen_s, bandwidth, no_rebuild_ms, stages) -> str:
     base = rows[0]
-    lines = [f"n = {args.n:,}, dim = {args.dim}, {args.queries} queries (brute force latency on "
-             f"{min(args.queries, args.brute_queries)}), top-10, {args.threads} threads for batched, one thread per "
-             f"query otherwise; this project's rows: median of {args.rounds} interleaved rounds; data + exact truth took {gen_s:.0f} s; load average (1 min) {args.load_start:.1f} at "
-             f"the start, {os.getloadavg()[0]:.1f} at the end, on {os.cpu_count()} cores (this run itself adds ~1-2).",
-             "",
-             "| method | build s | RAM B/item | disk B/item | p50 ms | p95 ms | p50 vs brute | batched q/s | q/s vs brute "
-             "| recall@10 |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"n = {args.n:,}, dim = {args.dim}, {args.queries} queries (brute force latency on "
+        f"{min(args.queries, args.brute_queries)}), top-10, {args.threads} threads for batched, one thread per "
+        f"query otherwise; this project's rows: median of {args.rounds} interleaved rounds; data + exact truth took {gen_s:.0f} s; load average (1 min) {args.load_start:.1f} at "
+        f"the start, {os.getloadavg()[0]:.1f} at the end, on {os.cpu_count()} cores (this run itself adds ~1-2).",
+        "",
+        "| method | build s | RAM B/item | disk B/item | p50 ms | p95 ms | p50 vs brute | batched q/s | q/s vs brute "
+        "| recall@10 |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for name, build_s, ram, disk, p50, p95, qps, found in rows:
-        lines.append(f"| {name} | {'-' if build_s != build_s else f'{build_s:.1f}'} | {ram:,.0f} | {'-' if disk != disk else f'{disk:,.0f}'} | {p50:.2f} | "
-                     f"{p95:.2f} | {base[4] / p50:.0f}x faster | {qps:,.0f} | {qps / base[6]:.1f}x | "
-                     f"{recall(found, truth):.3f} |")
-    scanned = (args.n * DEFAULT_PROBE_BITS / 8 + (DEFAULT_CANDIDATES + DEFAULT_SHORTLIST) * DEFAULT_BITS / 8
-               + DEFAULT_RERANK * 2 * args.dim)  # prefixes of every row + codes of candidates, shortlist + float16 rows
+        lines.append(
+            f"| {name} | {'-' if build_s != build_s else f'{build_s:.1f}'} | {ram:,.0f} | {'-' if disk != disk else f'{disk:,.0f}'} | {p50:.2f} | "
+            f"{p95:.2f} | {base[4] / p50:.0f}x faster | {qps:,.0f} | {qps / base[6]:.1f}x | "
+            f"{recall(found, truth):.3f} |"
+        )
+    scanned = (
+        args.n * DEFAULT_PROBE_BITS / 8
+        + (DEFAULT_CANDIDATES + DEFAULT_SHORTLIST) * DEFAULT_BITS / 8
+        + DEFAULT_RERANK * 2 * args.dim
+    )  # prefixes of every row + codes of candidates, shortlist + float16 rows
     floor_ms = scanned / (bandwidth * 1e9) * 1e3
     default = rows[2]
-    lines += ["", f"Memory-bandwidth floor of the default: it reads ~{scanned / 1e6:.1f} MB per query "
-              f"({DEFAULT_PROBE_BITS}-bit prefixes of every row + codes of {DEFAULT_CANDIDATES:,} candidates and "
-              f"{DEFAULT_SHORTLIST:,} shortlisted + {DEFAULT_RERANK} float16 vectors); measured single-thread read "
-              f"bandwidth {bandwidth:.1f} GB/s -> floor {floor_ms:.2f} ms; measured p50 {default[4]:.2f} ms = "
-              f"{default[4] / floor_ms:.1f}x the floor.",
-              f"Changing hash length costs no rebuild: the same index searched at 64 bits (Hamming top-10, no "
-              f"re-rank) took {no_rebuild_ms:.2f} ms per query.",
-              "", "Where the time of the default goes (p50 per stage, one query at a time, same run):", "",
-              "| stage | p50 ms |", "|---|---|", *[f"| {name} | {ms:.2f} |" for name, ms in stages],
-              "", f"Rerun: `python benchmarks/retrieval.py {' '.join(sys.argv[1:])}`"]
+    lines += [
+        "",
+        f"Memory-bandwidth floor of the default: it reads ~{scanned / 1e6:.1f} MB per query "
+        f"({DEFAULT_PROBE_BITS}-bit prefixes of every row + codes of {DEFAULT_CANDIDATES:,} candidates and "
+        f"{DEFAULT_SHORTLIST:,} shortlisted + {DEFAULT_RERANK} float16 vectors); measured single-thread read "
+        f"bandwidth {bandwidth:.1f} GB/s -> floor {floor_ms:.2f} ms; measured p50 {default[4]:.2f} ms = "
+        f"{default[4] / floor_ms:.1f}x the floor.",
+        f"Changing hash length costs no rebuild: the same index searched at 64 bits (Hamming top-10, no "
+        f"re-rank) took {no_rebuild_ms:.2f} ms per query.",
+        "",
+        "Where the time of the default goes (p50 per stage, one query at a time, same run):",
+        "",
+        "| stage | p50 ms |",
+        "|---|---|",
+        *[f"| {name} | {ms:.2f} |" for name, ms in stages],
+        "",
+        f"Rerun: `python benchmarks/retrieval.py {' '.join(sys.argv[1:])}`",
+    ]
     return "\n".join(lines)
 
 

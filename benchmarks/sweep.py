@@ -87,8 +87,10 @@ def main(argv: list[str] | None = None) -> int:
         make_synthetic_catalog(catalog, seed=0, size=args.size)
     cat = read_catalog(catalog)
     truth = cat.matches()
-    notes = [f"catalog: synthetic `{args.size}` (seed 0): {len(cat.train)} train, {len(cat.query)} query, "
-             f"{len(cat.index)} index images, {len(cat.groundtruth)} true matches"]
+    notes = [
+        f"catalog: synthetic `{args.size}` (seed 0): {len(cat.train)} train, {len(cat.query)} query, "
+        f"{len(cat.index)} index images, {len(cat.groundtruth)} true matches"
+    ]
 
     headline, runs = [], {}
     for name, epochs in (("seed", args.seed_epochs), ("best", args.best_epochs)):
@@ -100,22 +102,40 @@ def main(argv: list[str] | None = None) -> int:
         report = make_submission(run, catalog, work / f"submission-{name}.csv")
         s = report.evaluation.summary
         last = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
-        headline.append({"preset": name, "training": note, "train_s": seconds, "val_leaf_acc": last["val_acc"]["leaf"],
-                         "kind": report.settings.kind, "bits": report.settings.bits, "mode": report.settings.mode,
-                         "cutoff": report.settings.cutoff if report.settings.mode == "cutoff" else float("nan"),
-                         "rerank": report.settings.rerank, "MAR@10 (/|G|)": s["mar@10_G"],
-                         "MAR@10 (/min)": s["mar@10_min"], "mean_candidates": s["mean_candidates"],
-                         "no_result": s["no_result"]})
+        headline.append(
+            {
+                "preset": name,
+                "training": note,
+                "train_s": seconds,
+                "val_leaf_acc": last["val_acc"]["leaf"],
+                "kind": report.settings.kind,
+                "bits": report.settings.bits,
+                "mode": report.settings.mode,
+                "cutoff": report.settings.cutoff if report.settings.mode == "cutoff" else float("nan"),
+                "rerank": report.settings.rerank,
+                "MAR@10 (/|G|)": s["mar@10_G"],
+                "MAR@10 (/min)": s["mar@10_min"],
+                "mean_candidates": s["mean_candidates"],
+                "no_result": s["no_result"],
+            }
+        )
         print(f"[{name}] {note}: MAR@10 = {s['mar@10_G']:.4f} (/|G|), {s['mar@10_min']:.4f} (/min(10,|G|))", flush=True)
     headline = pd.DataFrame(headline)
 
     seed_settings = run_settings(runs["seed"])
     emb = split_embeddings(runs["seed"], catalog, "query", "seed")
     index = run_index(runs["seed"], catalog, "seed", bits=64, shard_size=seed_settings.shard_size)
-    table_a = sweep(index, emb.vectors.astype("float32"), emb.ids, truth, seed_settings,
-                    {"bits": CUTOFF_BITS, "cutoff": CUTOFFS})
-    table_a.insert(0, "cell", ["<- seed preset" if (b == 20 and abs(c - 0.1) < 1e-9) else ""
-                               for b, c in zip(table_a["bits"], table_a["cutoff"])])
+    table_a = sweep(
+        index, emb.vectors.astype("float32"), emb.ids, truth, seed_settings, {"bits": CUTOFF_BITS, "cutoff": CUTOFFS}
+    )
+    table_a.insert(
+        0,
+        "cell",
+        [
+            "<- seed preset" if (b == 20 and abs(c - 0.1) < 1e-9) else ""
+            for b, c in zip(table_a["bits"], table_a["cutoff"], strict=False)
+        ],
+    )
     pivot = table_a.pivot(index="bits", columns="cutoff", values="mar@10_G")
     pivot.columns = [f"cutoff {c:g}" for c in pivot.columns]
     pivot = pivot.reset_index()
@@ -130,25 +150,60 @@ def main(argv: list[str] | None = None) -> int:
         rows_b.append(table)
     table_b = pd.concat(rows_b, ignore_index=True)
 
-    cols_a = ["cell", "bits", "cutoff", "mar@10_G", "mar@10_min", "mean_candidates", "no_result", "latency_median_ms",
-              "latency_p95_ms"]
-    cols_b = ["embedding", "bits", "rerank", "mar@10_G", "mar@10_min", "recall@1", "latency_median_ms", "latency_p95_ms"]
+    cols_a = [
+        "cell",
+        "bits",
+        "cutoff",
+        "mar@10_G",
+        "mar@10_min",
+        "mean_candidates",
+        "no_result",
+        "latency_median_ms",
+        "latency_p95_ms",
+    ]
+    cols_b = [
+        "embedding",
+        "bits",
+        "rerank",
+        "mar@10_G",
+        "mar@10_min",
+        "recall@1",
+        "latency_median_ms",
+        "latency_p95_ms",
+    ]
     with pd.option_context("display.width", 200, "display.max_columns", 30, "display.float_format", "{:.4f}".format):
         print("\n".join(notes))
         print("\nSeed vs best, each with its own preset settings:\n" + headline.to_string(index=False))
-        print("\nA. seed embedding, cutoff mode, MAR@10 (/|G|) by hash length x cutoff:\n" + pivot.to_string(index=False))
+        print(
+            "\nA. seed embedding, cutoff mode, MAR@10 (/|G|) by hash length x cutoff:\n" + pivot.to_string(index=False)
+        )
         print("\nA (full). " + table_a[cols_a].to_string(index=False))
         print("\nB. top-10 by Hamming, optional exact re-rank:\n" + table_b[cols_b].to_string(index=False))
         print(f"\nrerun: {command}")
     text = [
-        "# Sweep: seed preset vs best preset on the synthetic catalog", "",
-        f"Command: `{command}` (CPU, {args.threads} threads; latencies are per query, single-threaded search).", "",
+        "# Sweep: seed preset vs best preset on the synthetic catalog",
+        "",
+        f"Command: `{command}` (CPU, {args.threads} threads; latencies are per query, single-threaded search).",
+        "",
         *[f"- {n}" for n in notes],
-        "- MAR@10 (/|G|) is the report's eq. 5-6; MAR@10 (/min) divides by min(10, |G|).", "",
-        "## Seed vs best, each with its own preset settings", "", md_table(headline), "",
-        "## A. Seed embedding, cutoff mode: MAR@10 (/|G|) by hash length x cutoff", "", md_table(pivot), "",
-        "Every cell (the seed preset's is 20 bits / cutoff 0.1):", "", md_table(table_a[cols_a]), "",
-        "## B. Top-10 by Hamming distance, with and without exact re-rank of 100", "", md_table(table_b[cols_b]), "",
+        "- MAR@10 (/|G|) is the report's eq. 5-6; MAR@10 (/min) divides by min(10, |G|).",
+        "",
+        "## Seed vs best, each with its own preset settings",
+        "",
+        md_table(headline),
+        "",
+        "## A. Seed embedding, cutoff mode: MAR@10 (/|G|) by hash length x cutoff",
+        "",
+        md_table(pivot),
+        "",
+        "Every cell (the seed preset's is 20 bits / cutoff 0.1):",
+        "",
+        md_table(table_a[cols_a]),
+        "",
+        "## B. Top-10 by Hamming distance, with and without exact re-rank of 100",
+        "",
+        md_table(table_b[cols_b]),
+        "",
     ]
     Path(args.results).write_text("\n".join(text), encoding="utf-8")
     table_a.to_csv(work / "sweep-cutoff.csv", index=False)

@@ -52,21 +52,28 @@ def distance_table(
     if nearest_by not in ("code_cosine", "hamming"):
         raise ValueError(f"nearest_by must be 'code_cosine' or 'hamming', not {nearest_by!r}")
     bits = int(bits or index.bits)
-    ranking = ({"mode": "cutoff", "cutoff": 1.5} if nearest_by == "code_cosine" else {"mode": "topk"})
+    ranking = {"mode": "cutoff", "cutoff": 1.5} if nearest_by == "code_cosine" else {"mode": "topk"}
     row_of = index.row_numbers()
     rows = []
     vectors = np.asarray(query_vectors, dtype=np.float32)
-    for vector, query_id in zip(vectors, query_ids):
+    for vector, query_id in zip(vectors, query_ids, strict=False):
         truth = set(groundtruth.get(str(query_id), set()))
         if not truth:
             continue
         match_rows = [row_of[i] for i in sorted(truth) if i in row_of]
         # code cosine lies in [0, 1], so cutoff 1.5 admits every item, ranked by code cosine
         found = index.search(vector[None, :], bits=bits, k=len(truth) + nonmatches, rerank=0, **ranking)[0]
-        near = [(int(r), i) for r, i in zip(found.rows, found.ids) if i not in truth][:nonmatches]
+        near = [(int(r), i) for r, i in zip(found.rows, found.ids, strict=False) if i not in truth][:nonmatches]
         rows += _explained(index, vector, query_id, "match", match_rows, [np.nan] * len(match_rows), bits)
-        rows += _explained(index, vector, query_id, "non-match", [r for r, _ in near],
-                           [rank for rank, _ in enumerate(near, start=1)], bits)
+        rows += _explained(
+            index,
+            vector,
+            query_id,
+            "non-match",
+            [r for r, _ in near],
+            [rank for rank, _ in enumerate(near, start=1)],
+            bits,
+        )
     return pd.DataFrame(rows, columns=TABLE_COLUMNS)
 
 
@@ -74,10 +81,19 @@ def _explained(index, vector, query_id, pair, rows, ranks, bits) -> list[dict]:
     if not rows:
         return []
     out = []
-    for rank, info in zip(ranks, index.explain(vector, np.asarray(rows, dtype=np.int64), bits=bits)):
-        out.append({"query_id": str(query_id), "pair": pair, "index_id": info.id, "rank": rank,
-                    "hamming": info.hamming, "code_cosine": info.code_cosine,
-                    "cosine": np.nan if info.cosine is None else info.cosine, "shard": info.shard})
+    for rank, info in zip(ranks, index.explain(vector, np.asarray(rows, dtype=np.int64), bits=bits), strict=False):
+        out.append(
+            {
+                "query_id": str(query_id),
+                "pair": pair,
+                "index_id": info.id,
+                "rank": rank,
+                "hamming": info.hamming,
+                "code_cosine": info.code_cosine,
+                "cosine": np.nan if info.cosine is None else info.cosine,
+                "shard": info.shard,
+            }
+        )
     return out
 
 
@@ -139,10 +155,16 @@ def cutoff_stats(table: pd.DataFrame, cutoff: float, metric: str = "code_cosine"
     all_matches = np.concatenate([m for m, _ in groups]) if groups else np.array([])
     all_others = np.concatenate([o for _, o in groups]) if groups else np.array([])
     return CutoffStats(
-        metric=metric, cutoff=float(cutoff), score=float(np.mean(scores)),
+        metric=metric,
+        cutoff=float(cutoff),
+        score=float(np.mean(scores)),
         match_fraction=float((all_matches < cutoff).mean()) if all_matches.size else float("nan"),
-        mean_match_fraction=float(np.mean([(m < cutoff).mean() for m, _ in with_matches])) if with_matches else float("nan"),
-        queries_with_a_match=float(np.mean([(m < cutoff).any() for m, _ in with_matches])) if with_matches else float("nan"),
+        mean_match_fraction=float(np.mean([(m < cutoff).mean() for m, _ in with_matches]))
+        if with_matches
+        else float("nan"),
+        queries_with_a_match=float(np.mean([(m < cutoff).any() for m, _ in with_matches]))
+        if with_matches
+        else float("nan"),
         mean_nonmatches_kept=float(np.mean([(o < cutoff).sum() for _, o in groups])),
         nonmatch_fraction=float((all_others < cutoff).mean()) if all_others.size else float("nan"),
     )
@@ -169,7 +191,7 @@ def per_query_cutoffs(table: pd.DataFrame, global_cutoff: float, metric: str = "
     _check_metric(table, metric)
     rows = []
     for query_id, frame in table.groupby("query_id", sort=True):
-        (matches, others), = _groups(frame, metric)
+        ((matches, others),) = _groups(frame, metric)
         cutoffs = candidate_cutoffs(frame[metric].to_numpy(dtype=np.float64))
         scores = _scores(matches, others, cutoffs)
         optimal = cutoffs[np.isclose(scores, scores.max())]
@@ -178,7 +200,14 @@ def per_query_cutoffs(table: pd.DataFrame, global_cutoff: float, metric: str = "
             best = float(global_cutoff)  # the global cutoff is already optimal for this query
         else:
             best = float(optimal[np.argmin(np.abs(optimal - global_cutoff))])
-        rows.append({"query_id": query_id, "best_cutoff": best, "best_score": float(scores.max()),
-                     "global_score": at_global, "gap": best - float(global_cutoff),
-                     "lost": float(scores.max()) - at_global})
+        rows.append(
+            {
+                "query_id": query_id,
+                "best_cutoff": best,
+                "best_score": float(scores.max()),
+                "global_score": at_global,
+                "gap": best - float(global_cutoff),
+                "lost": float(scores.max()) - at_global,
+            }
+        )
     return pd.DataFrame(rows, columns=["query_id", "best_cutoff", "best_score", "global_score", "gap", "lost"])

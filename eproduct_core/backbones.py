@@ -40,7 +40,11 @@ class TinyCNN(nn.Module):
         super().__init__()
         layers, channels = [], 3
         for out in (width, width * 2, width * 4):
-            layers += [nn.Conv2d(channels, out, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(out), nn.ReLU(inplace=True)]
+            layers += [
+                nn.Conv2d(channels, out, 3, stride=2, padding=1, bias=False),
+                nn.BatchNorm2d(out),
+                nn.ReLU(inplace=True),
+            ]
             channels = out
         self.body = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.dim = channels
@@ -68,7 +72,9 @@ def _load_state_file(path: str) -> dict:
     try:
         state = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unreadable file is the user's to fix
-        raise EproductError(f"Cannot read backbone weights {path} ({err}). It must be a plain state dict of tensors.") from err
+        raise EproductError(
+            f"Cannot read backbone weights {path} ({err}). It must be a plain state dict of tensors."
+        ) from err
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):

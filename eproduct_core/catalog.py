@@ -58,7 +58,7 @@ class Catalog:
         if self.groundtruth is None:
             return {}
         result: dict[str, set[str]] = {}
-        for query_id, index_id in zip(self.groundtruth["query_id"], self.groundtruth["index_id"]):
+        for query_id, index_id in zip(self.groundtruth["query_id"], self.groundtruth["index_id"], strict=False):
             result.setdefault(query_id, set()).add(index_id)
         return result
 
@@ -196,7 +196,9 @@ def _check_hierarchy(name: str, frame: pd.DataFrame) -> list[Problem]:
     for child_level, child, parents in hierarchy_conflicts(frame):
         parent_level = LEVELS[LEVELS.index(child_level) - 1]
         mask = frame[child_level] == child
-        problems.append(Problem(name, f"{child_level} {child!r} sits under several {parent_level} classes {parents}", _lines(mask)))
+        problems.append(
+            Problem(name, f"{child_level} {child!r} sits under several {parent_level} classes {parents}", _lines(mask))
+        )
     return problems
 
 
@@ -266,7 +268,13 @@ def write_catalog(
     """Write the CSV files of a catalog (images are the caller's); returns the folder."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    for name, frame in (("train.csv", train), ("val.csv", val), ("query.csv", query), ("index.csv", index), ("groundtruth.csv", groundtruth)):
+    for name, frame in (
+        ("train.csv", train),
+        ("val.csv", val),
+        ("query.csv", query),
+        ("index.csv", index),
+        ("groundtruth.csv", groundtruth),
+    ):
         if frame is None:
             continue
         missing = [c for c in COLUMNS[name] if c not in frame.columns]

@@ -75,12 +75,12 @@ def query_classes(catalog, level: str = "leaf") -> dict[str, str]:
     """query_id -> class at `level`, by the rule in the module docstring ({} when the catalog cannot tell)."""
     if level in catalog.query.columns:
         labels = catalog.query[["image_id", level]]
-        return {str(q): str(c) for q, c in zip(labels["image_id"], labels[level]) if str(c)}
+        return {str(q): str(c) for q, c in zip(labels["image_id"], labels[level], strict=False) if str(c)}
     if level not in catalog.index.columns or catalog.groundtruth is None:
         return {}
-    index_class = dict(zip(catalog.index["image_id"].astype(str), catalog.index[level].astype(str)))
+    index_class = dict(zip(catalog.index["image_id"].astype(str), catalog.index[level].astype(str), strict=False))
     votes: dict[str, Counter] = {}
-    for query_id, index_id in zip(catalog.groundtruth["query_id"], catalog.groundtruth["index_id"]):
+    for query_id, index_id in zip(catalog.groundtruth["query_id"], catalog.groundtruth["index_id"], strict=False):
         label = index_class.get(str(index_id), "")
         if label:
             votes.setdefault(str(query_id), Counter())[label] += 1
@@ -88,8 +88,9 @@ def query_classes(catalog, level: str = "leaf") -> dict[str, str]:
     return {q: sorted(c.items(), key=lambda item: (-item[1], item[0]))[0][0] for q, c in votes.items()}
 
 
-def per_class_mar(per_query: pd.DataFrame, classes: Mapping[str, str],
-                  train_counts: Mapping[str, int] | None = None) -> pd.DataFrame:
+def per_class_mar(
+    per_query: pd.DataFrame, classes: Mapping[str, str], train_counts: Mapping[str, int] | None = None
+) -> pd.DataFrame:
     """MAR@10 per class from an evaluation's per-query table and query_id -> class.
 
     Columns: class, queries, mar@10_G, mar@10_min, train_count (NaN without `train_counts`). Only
@@ -98,12 +99,18 @@ def per_class_mar(per_query: pd.DataFrame, classes: Mapping[str, str],
     frame = per_query[per_query["n_true"] > 0].copy()
     frame["class"] = frame["query_id"].astype(str).map(dict(classes))
     frame = frame.dropna(subset=["class"])
-    grouped = frame.groupby("class").agg(queries=("query_id", "size"), **{
-        "mar@10_G": ("recall@10", "mean"), "mar@10_min": ("recall@10_min", "mean")}).reset_index()
+    grouped = (
+        frame.groupby("class")
+        .agg(
+            queries=("query_id", "size"), **{"mar@10_G": ("recall@10", "mean"), "mar@10_min": ("recall@10_min", "mean")}
+        )
+        .reset_index()
+    )
     counts = dict(train_counts or {})
     grouped["train_count"] = grouped["class"].map(lambda c: counts.get(c, np.nan)).astype(float)
     return grouped.sort_values(["train_count", "class"], na_position="last").reset_index(drop=True)[
-        ["class", "queries", "mar@10_G", "mar@10_min", "train_count"]]
+        ["class", "queries", "mar@10_G", "mar@10_min", "train_count"]
+    ]
 
 
 def train_counts(catalog, level: str = "leaf") -> dict[str, int]:

@@ -198,7 +198,9 @@ def with_overrides(config: TrainConfig, overrides: dict[str, Any]) -> TrainConfi
         elif key in train_types and key != "search":
             top[key] = _parse(train_types[key], value, key) if isinstance(value, str) else value
         else:
-            raise EproductError(f"Unknown setting {key!r}. Known: {sorted(train_types)} and search.<{'|'.join(search_types)}>.")
+            raise EproductError(
+                f"Unknown setting {key!r}. Known: {sorted(train_types)} and search.<{'|'.join(search_types)}>."
+            )
     if search:
         top["search"] = dataclasses.replace(config.search, **search)
     return dataclasses.replace(config, **top)
@@ -210,18 +212,47 @@ BETTER_SEARCH = SearchSettings(kind="metric", bits=256, shard_size=8000, cutoff=
 PRESETS: dict[str, TrainConfig] = {
     # The published student pipeline, exactly: ResNet50 at 64 px, Adam 2e-4, 12 epochs, DHC (faithful).
     "seed": TrainConfig(
-        preset="seed", backbone="resnet50", weights="none", image_size=64, epochs=12, batch_size=64, lr=2e-4,
-        optimizer="adam", schedule="constant", augment="none", dhc=True, dependence="faithful", metric=False,
-        embed_kind="seed", search=SEED_SEARCH,
+        preset="seed",
+        backbone="resnet50",
+        weights="none",
+        image_size=64,
+        epochs=12,
+        batch_size=64,
+        lr=2e-4,
+        optimizer="adam",
+        schedule="constant",
+        augment="none",
+        dhc=True,
+        dependence="faithful",
+        metric=False,
+        embed_kind="seed",
+        search=SEED_SEARCH,
     ),
     # What the app builds on first run: quick on 2 CPU cores (one epoch; about 40 CPU-seconds per 256
     # training images measured on a loaded machine, so ~1.5-3 minutes for the synthetic "small" catalog),
     # and it carries both heads so it can embed `seed` and `metric` side by side.
     "fast-demo": TrainConfig(
-        preset="fast-demo", backbone="efficientnet-lite0", weights="imagenet", image_size=48, epochs=1,
-        batch_size=64, lr=2e-3, freeze_fraction=0.7, freeze_bn=True, backbone_lr_scale=0.1, weight_decay=1e-4,
-        optimizer="adamw", schedule="cosine", augment="light", dhc=True, dependence="soft", metric=True,
-        metric_labels="product", instance_weight=1.0, embed_kind="metric", search=BETTER_SEARCH,
+        preset="fast-demo",
+        backbone="efficientnet-lite0",
+        weights="imagenet",
+        image_size=48,
+        epochs=1,
+        batch_size=64,
+        lr=2e-3,
+        freeze_fraction=0.7,
+        freeze_bn=True,
+        backbone_lr_scale=0.1,
+        weight_decay=1e-4,
+        optimizer="adamw",
+        schedule="cosine",
+        augment="light",
+        dhc=True,
+        dependence="soft",
+        metric=True,
+        metric_labels="product",
+        instance_weight=1.0,
+        embed_kind="metric",
+        search=BETTER_SEARCH,
     ),
     # The best MAR@10 within ~15 CPU-minutes on a few thousand training images (Fashion-MNIST, 4,000 images:
     # 12 minutes on a loaded 2-core machine, MAR@10 0.929 vs 0.735 for frozen features): an ImageNet-pretrained
@@ -230,10 +261,26 @@ PRESETS: dict[str, TrainConfig] = {
     # fine-tuned pooled features (penultimate): they beat the 128-d metric head on both benchmark
     # catalogs (benchmarks/RESULTS-quality.md); the metric head stays for the side-by-side view.
     "best": TrainConfig(
-        preset="best", backbone="efficientnet-lite0", weights="imagenet", image_size=64, epochs=3,
-        batch_size=64, lr=2e-3, freeze_fraction=0.5, freeze_bn=True, backbone_lr_scale=0.1, weight_decay=1e-4,
-        optimizer="adamw", schedule="cosine", augment="strong", dhc=True, dependence="soft", metric=True,
-        metric_labels="product", instance_weight=1.0, embed_kind="penultimate",
+        preset="best",
+        backbone="efficientnet-lite0",
+        weights="imagenet",
+        image_size=64,
+        epochs=3,
+        batch_size=64,
+        lr=2e-3,
+        freeze_fraction=0.5,
+        freeze_bn=True,
+        backbone_lr_scale=0.1,
+        weight_decay=1e-4,
+        optimizer="adamw",
+        schedule="cosine",
+        augment="strong",
+        dhc=True,
+        dependence="soft",
+        metric=True,
+        metric_labels="product",
+        instance_weight=1.0,
+        embed_kind="penultimate",
         search=dataclasses.replace(BETTER_SEARCH, kind="penultimate"),
     ),
 }
@@ -253,4 +300,6 @@ def load_config(path) -> TrainConfig:
     try:
         return TrainConfig.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
     except (OSError, ValueError) as err:
-        raise EproductError(f"Cannot read run config {path} ({err}). Is this a run folder from `eproduct train`?") from err
+        raise EproductError(
+            f"Cannot read run config {path} ({err}). Is this a run folder from `eproduct train`?"
+        ) from err

@@ -40,7 +40,9 @@ def to_float(batch: torch.Tensor) -> torch.Tensor:
 class CatalogImages(Dataset):
     """Rows of one catalog split: item i -> (uint8 image (3, S, S), i, valid)."""
 
-    def __init__(self, catalog: Catalog, frame: pd.DataFrame, size: int, strict: bool = False, cache: bool = False) -> None:
+    def __init__(
+        self, catalog: Catalog, frame: pd.DataFrame, size: int, strict: bool = False, cache: bool = False
+    ) -> None:
         self.root = catalog.root
         self.paths = frame["path"].tolist()
         self.size = size
@@ -68,7 +70,9 @@ class CatalogImages(Dataset):
         return image, i, valid
 
 
-def split_train_val(catalog: Catalog, val_fraction: float, max_train_images: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+def split_train_val(
+    catalog: Catalog, val_fraction: float, max_train_images: int, seed: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """train.csv rows to train on and rows to validate on (val.csv, or a seeded hold-out of train.csv)."""
     train = catalog.train.reset_index(drop=True)
     rng = np.random.default_rng(seed)
@@ -84,7 +88,9 @@ def split_train_val(catalog: Catalog, val_fraction: float, max_train_images: int
         keep = np.sort(rng.choice(len(train), size=max_train_images, replace=False))
         train = train.iloc[keep].reset_index(drop=True)
     if train.empty:
-        raise EproductError("No training images left (train.csv is empty or max_train_images is 0). Add images to train.csv.")
+        raise EproductError(
+            "No training images left (train.csv is empty or max_train_images is 0). Add images to train.csv."
+        )
     return train, val
 
 

@@ -32,7 +32,7 @@ class Dist:
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """"auto" -> CUDA when present else CPU; "cuda" without a GPU is a user error."""
+    """ "auto" -> CUDA when present else CPU; "cuda" without a GPU is a user error."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda":

@@ -57,8 +57,12 @@ class RunBundle:
 
     def dim(self, kind: str) -> int:
         check_kind(self, kind)
-        return {"seed": 2 + self.spec.sizes[-1], "seed-3d": 3, "penultimate": self.model.feature_dim,
-                "metric": self.spec.metric_dim}[kind]
+        return {
+            "seed": 2 + self.spec.sizes[-1],
+            "seed-3d": 3,
+            "penultimate": self.model.feature_dim,
+            "metric": self.spec.metric_dim,
+        }[kind]
 
 
 def load_run(run_dir: str | Path, device: str = "auto") -> RunBundle:
@@ -70,7 +74,9 @@ def load_run(run_dir: str | Path, device: str = "auto") -> RunBundle:
         taxonomy = Taxonomy.from_dict(state["taxonomy"])
         config = TrainConfig.from_dict(state["config"])
     except (KeyError, TypeError) as err:
-        raise EproductError(f"{run_dir} holds a checkpoint without model config or taxonomy ({err}). Re-run `eproduct train`.") from err
+        raise EproductError(
+            f"{run_dir} holds a checkpoint without model config or taxonomy ({err}). Re-run `eproduct train`."
+        ) from err
     model = ProductModel(spec, weights="none")
     model.load_state_dict(state["model_state"])
     target = resolve_device(device, int(os.environ.get("LOCAL_RANK", "0")))  # torchrun: one GPU per rank
@@ -82,10 +88,14 @@ def check_kind(bundle: RunBundle, kind: str) -> None:
     if kind not in KINDS:
         raise EproductError(f"Unknown embedding kind {kind!r}. Choose one of {', '.join(KINDS)}.")
     if kind == "metric" and not bundle.spec.metric:
-        raise EproductError(f"Run {bundle.run_dir} has no metric head, so it cannot embed kind 'metric'. "
-                            "Use kind seed or penultimate, or train with a preset that has one (fast-demo, best).")
+        raise EproductError(
+            f"Run {bundle.run_dir} has no metric head, so it cannot embed kind 'metric'. "
+            "Use kind seed or penultimate, or train with a preset that has one (fast-demo, best)."
+        )
     if kind in ("seed", "seed-3d") and not bundle.spec.dhc:
-        raise EproductError(f"Run {bundle.run_dir} has no DHC heads, so it cannot embed kind {kind!r}. Use metric or penultimate.")
+        raise EproductError(
+            f"Run {bundle.run_dir} has no DHC heads, so it cannot embed kind {kind!r}. Use metric or penultimate."
+        )
 
 
 def vectors_from_outputs(outputs: dict, kind: str) -> torch.Tensor:
@@ -133,7 +143,9 @@ def embed_images(bundle: RunBundle, images: Sequence[Image.Image], kind: str, th
             torch.set_num_threads(previous)
 
 
-def embed_kinds(bundle: RunBundle, catalog_dir: str | Path, split: str, kinds: Sequence[str], batch_size: int = 128) -> tuple[dict[str, np.ndarray], list[str]]:
+def embed_kinds(
+    bundle: RunBundle, catalog_dir: str | Path, split: str, kinds: Sequence[str], batch_size: int = 128
+) -> tuple[dict[str, np.ndarray], list[str]]:
     """In memory, one pass: {kind: float32 (n, d)} for every readable image of a split, and their ids."""
     for kind in kinds:
         check_kind(bundle, kind)
@@ -216,12 +228,24 @@ def embed_split(
     if not any(out.glob("vectors-*.npy")) and not len(frame):
         write_shard(out, f"part{i:04d}-of{n:04d}-00000", np.zeros((0, bundle.dim(kind)), np.float32), [])
     if bad:
-        log.warning("%d unreadable image(s) in %s were skipped (listed in meta.json): first %s", len(bad), split, bad[0])
+        log.warning(
+            "%d unreadable image(s) in %s were skipped (listed in meta.json): first %s", len(bad), split, bad[0]
+        )
     # meta.json must be identical from every part; with several parts each lists its bad files beside it
     extra = {"bad_files": bad} if n == 1 else {"bad_files": f"bad-files-part{i:04d}-of{n:04d}.json (one per part)"}
     if n > 1:
         (out / f"bad-files-part{i:04d}-of{n:04d}.json").write_text(json.dumps(bad), encoding="utf-8")
-    write_meta(out, kind, bundle.dim(kind), split=split, run=str(Path(run_dir).resolve()), preset=bundle.config.preset,
-               catalog=str(Path(catalog_dir).resolve()), backbone=bundle.spec.backbone, image_size=bundle.spec.image_size,
-               parts=n, **extra)
+    write_meta(
+        out,
+        kind,
+        bundle.dim(kind),
+        split=split,
+        run=str(Path(run_dir).resolve()),
+        preset=bundle.config.preset,
+        catalog=str(Path(catalog_dir).resolve()),
+        backbone=bundle.spec.backbone,
+        image_size=bundle.spec.image_size,
+        parts=n,
+        **extra,
+    )
     return out

@@ -72,7 +72,10 @@ def write_shard(folder: str | Path, name: str, vectors: np.ndarray, ids: list[st
 
 def read_meta(folder: str | Path) -> dict:
     return read_versioned_json(
-        Path(folder) / "meta.json", fmt=FORMAT, version=VERSION, what="an eproduct embeddings folder's meta.json",
+        Path(folder) / "meta.json",
+        fmt=FORMAT,
+        version=VERSION,
+        what="an eproduct embeddings folder's meta.json",
         fix="Re-run `eproduct embed`.",
         missing=f"{folder} is not an embeddings folder (no meta.json). Create one with `eproduct embed`.",
     )

@@ -51,7 +51,7 @@ class EvaluationResult:
 
     def submission_rows(self, k: int = 10) -> list[tuple[str, list[str]]]:
         """(query_id, top-k ids) pairs for `submission.write_submission`."""
-        return [(str(q), list(ids[:k])) for q, ids in zip(self.per_query["query_id"], self.results)]
+        return [(str(q), list(ids[:k])) for q, ids in zip(self.per_query["query_id"], self.results, strict=False)]
 
     def write(self, out_dir: str | Path) -> tuple[Path, Path]:
         """Write `per_query.csv` and `summary.json` into `out_dir`; returns both paths."""
@@ -102,12 +102,15 @@ def evaluate_results(
     candidates = [len(r) for r in results] if candidates is None else list(candidates)
     latencies = [float("nan")] * n if latencies_ms is None else [float(x) for x in latencies_ms]
     rows = []
-    for i, (query_id, ranked) in enumerate(zip(query_ids, results)):
+    for i, (query_id, ranked) in enumerate(zip(query_ids, results, strict=False)):
         truth = set(groundtruth.get(str(query_id), set()))
         ranked = list(ranked)
         row: dict[str, Any] = {
-            "query_id": str(query_id), "n_true": len(truth), "n_results": len(ranked),
-            "candidates": int(candidates[i]), "latency_ms": latencies[i],
+            "query_id": str(query_id),
+            "n_true": len(truth),
+            "n_results": len(ranked),
+            "candidates": int(candidates[i]),
+            "latency_ms": latencies[i],
             "hits@10": hits_at_k(ranked, truth, 10) if truth else 0,
         }
         for k in ks:
@@ -117,8 +120,18 @@ def evaluate_results(
         row["first_hit_rank"] = float("nan") if rank is None else rank
         row["top_ids"] = " ".join(ranked[:TOP_SHOWN])
         rows.append(row)
-    columns = ["query_id", "n_true", "n_results", "candidates", "latency_ms", "hits@10",
-               *[f"recall@{k}" for k in ks], "recall@10_min", "first_hit_rank", "top_ids"]
+    columns = [
+        "query_id",
+        "n_true",
+        "n_results",
+        "candidates",
+        "latency_ms",
+        "hits@10",
+        *[f"recall@{k}" for k in ks],
+        "recall@10_min",
+        "first_hit_rank",
+        "top_ids",
+    ]
     per_query = pd.DataFrame(rows, columns=columns)
     summary = summarize(per_query, ks)
     if settings is not None:
@@ -155,12 +168,18 @@ def summarize(per_query: pd.DataFrame, ks: Sequence[int] = DEFAULT_KS) -> dict:
 
 def search_kwargs(settings: SearchSettings) -> dict:
     """The `Index.search` keyword arguments of a `SearchSettings`."""
-    return {"bits": settings.bits, "mode": settings.mode, "k": settings.k,
-            "cutoff": settings.cutoff if settings.mode == "cutoff" else None, "rerank": settings.rerank}
+    return {
+        "bits": settings.bits,
+        "mode": settings.mode,
+        "k": settings.k,
+        "cutoff": settings.cutoff if settings.mode == "cutoff" else None,
+        "rerank": settings.rerank,
+    }
 
 
-def run_search(index, query_vectors: np.ndarray, settings: SearchSettings, *, batch_size: int = 1,
-               progress: Progress | None = None) -> tuple[list, list[float]]:
+def run_search(
+    index, query_vectors: np.ndarray, settings: SearchSettings, *, batch_size: int = 1, progress: Progress | None = None
+) -> tuple[list, list[float]]:
     """Search all queries in batches of `batch_size`; returns (SearchResults, per-query ms).
 
     With batch_size 1 each latency is one query's own search time; with larger batches it is the
@@ -202,8 +221,13 @@ def evaluate_search(
         index.check_compatible(settings.kind, int(np.asarray(query_vectors).shape[1]))
     found, latencies = run_search(index, query_vectors, settings, batch_size=batch_size, progress=progress)
     result = evaluate_results(
-        query_ids, [list(r.ids) for r in found], groundtruth, candidates=[int(r.candidates) for r in found],
-        latencies_ms=latencies, settings=settings, ks=ks,
+        query_ids,
+        [list(r.ids) for r in found],
+        groundtruth,
+        candidates=[int(r.candidates) for r in found],
+        latencies_ms=latencies,
+        settings=settings,
+        ks=ks,
     )
     result.summary["timing"] = "per query" if batch_size == 1 else f"batches of {batch_size} (throughput)"
     return result
@@ -225,8 +249,16 @@ def evaluate_submission(
     return evaluate_results(ids, [list(submission.get(q, [])) for q in ids], groundtruth, ks=ks)
 
 
-SWEEP_COLUMNS = ("mar@10_G", "mar@10_min", "recall@1", "recall@100", "mean_candidates", "no_result",
-                 "latency_median_ms", "latency_p95_ms")
+SWEEP_COLUMNS = (
+    "mar@10_G",
+    "mar@10_min",
+    "recall@1",
+    "recall@100",
+    "mean_candidates",
+    "no_result",
+    "latency_median_ms",
+    "latency_p95_ms",
+)
 
 
 def sweep(
@@ -249,7 +281,7 @@ def sweep(
     unknown = [n for n in names if n not in {f.name for f in dataclasses.fields(SearchSettings)}]
     if unknown:
         raise ValueError(f"unknown search settings in the grid: {unknown}")
-    cells = [dict(zip(names, values)) for values in itertools.product(*(list(grid[n]) for n in names))]
+    cells = [dict(zip(names, values, strict=False)) for values in itertools.product(*(list(grid[n]) for n in names))]
     stored = getattr(index, "bits", None)
     rows = []
     for number, cell in enumerate(cells, start=1):
@@ -258,8 +290,13 @@ def sweep(
             log.info("sweep: skipping %d bits (the index stores %d)", settings.bits, stored)
             continue
         result = evaluate_search(index, query_vectors, query_ids, groundtruth, settings, batch_size=batch_size)
-        row = {"mode": settings.mode, "bits": settings.bits, "cutoff": settings.cutoff if settings.mode == "cutoff" else np.nan,
-               "k": settings.k, "rerank": settings.rerank}
+        row = {
+            "mode": settings.mode,
+            "bits": settings.bits,
+            "cutoff": settings.cutoff if settings.mode == "cutoff" else np.nan,
+            "k": settings.k,
+            "rerank": settings.rerank,
+        }
         row.update({c: result.summary.get(c, np.nan) for c in SWEEP_COLUMNS})
         rows.append(row)
         if progress is not None:

@@ -24,9 +24,9 @@ import gzip
 import json
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -40,20 +40,30 @@ IMAGE_PX = 56  # saved image side (2x the original 28 px)
 WORK_PX = 112  # augmentation works at 4x, then downsamples to IMAGE_PX
 # (leaf, level2, meta) for Fashion-MNIST labels 0..9
 CLASSES = [
-    ("t-shirt", "tops", "clothing"), ("trouser", "bottoms", "clothing"), ("pullover", "tops", "clothing"),
-    ("dress", "dresses", "clothing"), ("coat", "outerwear", "clothing"), ("sandal", "sandals", "footwear"),
-    ("shirt", "tops", "clothing"), ("sneaker", "shoes", "footwear"), ("bag", "bags", "bags"),
+    ("t-shirt", "tops", "clothing"),
+    ("trouser", "bottoms", "clothing"),
+    ("pullover", "tops", "clothing"),
+    ("dress", "dresses", "clothing"),
+    ("coat", "outerwear", "clothing"),
+    ("sandal", "sandals", "footwear"),
+    ("shirt", "tops", "clothing"),
+    ("sneaker", "shoes", "footwear"),
+    ("bag", "bags", "bags"),
     ("ankle boot", "shoes", "footwear"),
 ]
-FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-         "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
 
 
 @dataclass(frozen=True)
 class FashionOptions:
     train_per_class: int = 400  # train items per class (before the long tail); 4,000 by default
     long_tail: bool = False  # keep 1/(k+1) of class k (seeded order): eProduct-like imbalance
-    val_per_class: int | None = None  # val items per class from the train split (disjoint); None: train_per_class // 6, >= 5
+    val_per_class: int | None = (
+        None  # val items per class from the train split (disjoint); None: train_per_class // 6, >= 5
+    )
     queries: int = 500  # query items (test split); each gets one query view
     views: int = 4  # each query item gets 1..views index views (uniform), 1 <= views <= 4
     distractors: int = 2000  # other test items whose 1-2 views pad the index
@@ -66,13 +76,17 @@ class FashionOptions:
             if getattr(self, name) < 1:
                 raise EproductError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.train_per_class + self.val_per_class > 6000:
-            raise EproductError("train_per_class + val_per_class must be at most 6000 (the train split has 6000 per class)")
+            raise EproductError(
+                "train_per_class + val_per_class must be at most 6000 (the train split has 6000 per class)"
+            )
         if self.seed < 0:
             raise EproductError(f"seed must be 0 or more, got {self.seed}")
         if not 1 <= self.views <= 4:
             raise EproductError(f"views must be 1..4 (index views per query item), got {self.views}")
         if self.distractors < 0 or self.queries + self.distractors > 10000:
-            raise EproductError(f"queries + distractors must be at most 10000 (the test split), got {self.queries}+{self.distractors}")
+            raise EproductError(
+                f"queries + distractors must be at most 10000 (the test split), got {self.queries}+{self.distractors}"
+            )
 
 
 def read_idx(path: str | Path) -> np.ndarray:
@@ -81,9 +95,13 @@ def read_idx(path: str | Path) -> np.ndarray:
     try:
         data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
     except (OSError, EOFError, gzip.BadGzipFile) as err:
-        raise EproductError(f"{path} cannot be read ({err}). Reinstall dataset-fashion-mnist or pass another --source.") from err
+        raise EproductError(
+            f"{path} cannot be read ({err}). Reinstall dataset-fashion-mnist or pass another --source."
+        ) from err
     if len(data) < 4 or data[:2] != b"\0\0" or data[2] != 0x08:
-        raise EproductError(f"{path} is not an unsigned-byte IDX file. Reinstall dataset-fashion-mnist or pass another --source.")
+        raise EproductError(
+            f"{path} is not an unsigned-byte IDX file. Reinstall dataset-fashion-mnist or pass another --source."
+        )
     ndim = data[3]
     shape = tuple(int(n) for n in np.frombuffer(data, ">u4", count=ndim, offset=4))
     offset = 4 + 4 * ndim
@@ -114,7 +132,9 @@ def _download(cache: Path) -> Path:
     return cache / "FashionMNIST" / "raw"
 
 
-def load_fashion_mnist(source: str | Path | None = None, cache: str | Path | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def load_fashion_mnist(
+    source: str | Path | None = None, cache: str | Path | None = None
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """{"train": (images (n, 28, 28) uint8, labels (n,)), "test": ...} from `source`, Debian's files or a download."""
     if source is not None:
         folders = [Path(source)]
@@ -124,7 +144,9 @@ def load_fashion_mnist(source: str | Path | None = None, cache: str | Path | Non
     folder = next((f for f in folders if all(_find(f, stem) for pair in FILES.values() for stem in pair)), None)
     if folder is None:
         if source is not None:
-            raise EproductError(f"{source} lacks the Fashion-MNIST files {[s + '.gz' for p in FILES.values() for s in p]}.")
+            raise EproductError(
+                f"{source} lacks the Fashion-MNIST files {[s + '.gz' for p in FILES.values() for s in p]}."
+            )
         folder = _download(Path(folders[1]).parents[1])
     result = {}
     for split, (images_stem, labels_stem) in FILES.items():
@@ -142,7 +164,11 @@ def augment(item: np.ndarray, rng: np.random.Generator) -> Image.Image:
     angle = math.radians(rng.uniform(-8, 8))
     shear, scale = rng.uniform(-0.06, 0.06), rng.uniform(0.9, 1.1)
     shift = rng.uniform(-0.06, 0.06, size=2) * WORK_PX
-    forward = scale * np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]]) @ np.array([[1, shear], [0, 1]])
+    forward = (
+        scale
+        * np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
+        @ np.array([[1, shear], [0, 1]])
+    )
     inverse = np.linalg.inv(forward)
     centre = np.array([WORK_PX / 2, WORK_PX / 2])
     offset = centre - inverse @ (centre + shift)
@@ -173,9 +199,17 @@ def _labelled_rows(split: str, source_split: str, items: np.ndarray, labels: np.
     rows = []
     for number, item in enumerate(items, start=1):
         leaf, level2, meta = CLASSES[int(labels[item])]
-        rows.append({"image_id": f"{split[:2]}{number:06d}", "meta": meta, "level2": level2, "leaf": leaf,
-                     "title": f"{leaf} (Fashion-MNIST {source_split} #{item})", "path": f"images/{split}/{number:06d}.png",
-                     "product_id": f"fm-{source_split}-{item}"})
+        rows.append(
+            {
+                "image_id": f"{split[:2]}{number:06d}",
+                "meta": meta,
+                "level2": level2,
+                "leaf": leaf,
+                "title": f"{leaf} (Fashion-MNIST {source_split} #{item})",
+                "path": f"images/{split}/{number:06d}.png",
+                "product_id": f"fm-{source_split}-{item}",
+            }
+        )
     return rows
 
 
@@ -211,21 +245,43 @@ def make_fashion_mnist_catalog(
     train_images, train_labels = data["train"]
     test_images, _ = data["test"]
     train_items, val_items = _pick_train(train_labels, options, rng)
-    frames = {"train": _labelled_rows("train", "train", train_items, train_labels),
-              "val": _labelled_rows("val", "train", val_items, train_labels)}
-    jobs = [(row["path"], train_images[item], None) for name, items in (("train", train_items), ("val", val_items))
-            for row, item in zip(frames[name], items)]
+    frames = {
+        "train": _labelled_rows("train", "train", train_items, train_labels),
+        "val": _labelled_rows("val", "train", val_items, train_labels),
+    }
+    jobs = [
+        (row["path"], train_images[item], None)
+        for name, items in (("train", train_items), ("val", val_items))
+        for row, item in zip(frames[name], items, strict=False)
+    ]
     query_items, index_shots = _retrieval(len(test_images), options, rng)
-    frames["query"] = [{"image_id": f"q{n:06d}", "path": f"images/query/{n:06d}.png"} for n in range(1, len(query_items) + 1)]
-    frames["index"] = [{"image_id": f"ix{n:06d}", "path": f"images/index/{n:06d}.png"} for n in range(1, len(index_shots) + 1)]
-    jobs += [(row["path"], test_images[item], (item, 0)) for row, item in zip(frames["query"], query_items)]
-    jobs += [(row["path"], test_images[item], (item, view)) for row, (item, view) in zip(frames["index"], index_shots)]
-    query_of = {int(item): row["image_id"] for row, item in zip(frames["query"], query_items)}
-    truth = sorted((query_of[item], row["image_id"]) for row, (item, _) in zip(frames["index"], index_shots) if item in query_of)
+    frames["query"] = [
+        {"image_id": f"q{n:06d}", "path": f"images/query/{n:06d}.png"} for n in range(1, len(query_items) + 1)
+    ]
+    frames["index"] = [
+        {"image_id": f"ix{n:06d}", "path": f"images/index/{n:06d}.png"} for n in range(1, len(index_shots) + 1)
+    ]
+    jobs += [
+        (row["path"], test_images[item], (item, 0)) for row, item in zip(frames["query"], query_items, strict=False)
+    ]
+    jobs += [
+        (row["path"], test_images[item], (item, view))
+        for row, (item, view) in zip(frames["index"], index_shots, strict=False)
+    ]
+    query_of = {int(item): row["image_id"] for row, item in zip(frames["query"], query_items, strict=False)}
+    truth = sorted(
+        (query_of[item], row["image_id"])
+        for row, (item, _) in zip(frames["index"], index_shots, strict=False)
+        if item in query_of
+    )
     _write_images(out, jobs, seed, progress)
     tables = {name: pd.DataFrame(rows) for name, rows in frames.items()}
     write_catalog(out, groundtruth=pd.DataFrame(truth, columns=["query_id", "index_id"]), **tables)
-    info = {"generator": "eproduct fashion-mnist", "options": asdict(options), "rows": {k: len(v) for k, v in tables.items()}}
+    info = {
+        "generator": "eproduct fashion-mnist",
+        "options": asdict(options),
+        "rows": {k: len(v) for k, v in tables.items()},
+    }
     (out / "fashion_mnist.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     log.info("Fashion-MNIST catalog in %s: %s", out, info["rows"])
     return out

@@ -37,9 +37,7 @@ def _read_bytes(source: str | Path | bytes, what: str) -> bytes:
         if not path.is_file():
             raise EproductError(f"Image {what} does not exist or is not a file. Check the path.")
         if path.stat().st_size > MAX_BYTES:
-            raise EproductError(
-                f"Image {what} is larger than {MAX_BYTES // 2**20} MiB. Resize it and try again."
-            )
+            raise EproductError(f"Image {what} is larger than {MAX_BYTES // 2**20} MiB. Resize it and try again.")
         data = path.read_bytes()
     if not data:
         raise EproductError(f"Image {what} is empty (0 bytes). Use a JPEG, PNG, GIF, BMP or WebP photo.")

@@ -21,9 +21,21 @@ import numpy as np
 from . import lsh
 from .errors import EproductError
 from .index_format import (
-    HYPERPLANES, MANIFEST, REBUILD, VERSION, FORMAT, HashingWriter, clean_stale, fsync_dir, fsync_files,
+    FORMAT,
+    HYPERPLANES,
+    MANIFEST,
+    REBUILD,
+    VERSION,
+    HashingWriter,
+    clean_stale,
+    fsync_dir,
+    fsync_files,
     read_manifest,
-    sha256_file, shard_files, swap_into_place, temp_sibling, write_manifest,
+    sha256_file,
+    shard_files,
+    swap_into_place,
+    temp_sibling,
+    write_manifest,
 )
 from .index_store import Index
 
@@ -56,8 +68,9 @@ def _write_npy(path: Path, array: np.ndarray, sync: bool = True) -> str:
     return writer.close()
 
 
-def _write_shard(folder: Path, name: str, block: np.ndarray, ids: Sequence[str], planes: np.ndarray,
-                 with_vectors: bool) -> dict:
+def _write_shard(
+    folder: Path, name: str, block: np.ndarray, ids: Sequence[str], planes: np.ndarray, with_vectors: bool
+) -> dict:
     files = shard_files(name)  # fsync deferred to `fsync_files` once every shard is written
     codes = lsh.encode(block, planes, chunk=len(block))  # one float32 matmul per shard
     digests = {"codes": _write_npy(folder / files["codes"], codes, False)}
@@ -66,13 +79,26 @@ def _write_shard(folder: Path, name: str, block: np.ndarray, ids: Sequence[str],
     digests["ids"] = writer.close()
     if with_vectors:
         digests["vectors"] = _write_npy(folder / files["vectors"], np.asarray(block, dtype=np.float16), False)
-    return {"name": name, "rows": len(ids), "files": {role: {"file": files[role], "sha256": digest}
-                                                      for role, digest in digests.items()}}
+    return {
+        "name": name,
+        "rows": len(ids),
+        "files": {role: {"file": files[role], "sha256": digest} for role, digest in digests.items()},
+    }
 
 
-def build_index(vectors: np.ndarray, ids: Sequence[str] | None, out: str | Path, *, bits: int = DEFAULT_BITS,
-                shard_size: int = DEFAULT_SHARD_SIZE, seed: int = 0, kind: str = "external",
-                progress: Progress | None = None, vectors_fp16: bool = True, workers: int = 2) -> Path:
+def build_index(
+    vectors: np.ndarray,
+    ids: Sequence[str] | None,
+    out: str | Path,
+    *,
+    bits: int = DEFAULT_BITS,
+    shard_size: int = DEFAULT_SHARD_SIZE,
+    seed: int = 0,
+    kind: str = "external",
+    progress: Progress | None = None,
+    vectors_fp16: bool = True,
+    workers: int = 2,
+) -> Path:
     """Hash `vectors` (rows, dim) into an index folder at `out`, replacing any index there atomically.
 
     `ids` default to row numbers. `vectors_fp16=False` leaves out the float16 copies (no exact re-rank).
@@ -114,9 +140,11 @@ def _build_into(folder: Path, vectors, ids, bits, shard_size, seed, kind, progre
         block = vectors[start:stop]
         bad = lsh.first_nonfinite_row(block)
         if bad is not None:
-            raise EproductError(f"Vector row {start + bad} (id {ids[start + bad]!r}) holds NaN or infinite values; "
-                                "nothing was written. Re-embed that image (a corrupt file or a diverged model "
-                                "gives these) or drop the row.")
+            raise EproductError(
+                f"Vector row {start + bad} (id {ids[start + bad]!r}) holds NaN or infinite values; "
+                "nothing was written. Re-embed that image (a corrupt file or a diverged model "
+                "gives these) or drop the row."
+            )
         return _write_shard(folder, f"{number:0{width}d}", block, ids[start:stop], planes, with_vectors)
 
     shards, synced = [], []
@@ -131,10 +159,19 @@ def _build_into(folder: Path, vectors, ids, bits, shard_size, seed, kind, progre
         for future in synced:
             future.result()  # every shard file is on disk before the manifest is written
     return {
-        "format": FORMAT, "version": VERSION, "kind": str(kind), "dim": dim, "seed": int(seed), "bits": int(bits),
-        "code_bytes": bits // 8, "rows": len(ids), "shard_size": int(shard_size), "vectors": bool(with_vectors),
+        "format": FORMAT,
+        "version": VERSION,
+        "kind": str(kind),
+        "dim": dim,
+        "seed": int(seed),
+        "bits": int(bits),
+        "code_bytes": bits // 8,
+        "rows": len(ids),
+        "shard_size": int(shard_size),
+        "vectors": bool(with_vectors),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "hyperplanes": {"file": HYPERPLANES, "sha256": hyper_sha}, "shards": shards,
+        "hyperplanes": {"file": HYPERPLANES, "sha256": hyper_sha},
+        "shards": shards,
     }
 
 
@@ -175,12 +212,16 @@ def _structure_problems(folder: Path, manifest: dict) -> list[str]:
                 continue
             rows, width = _count_rows(path, role)
             if rows != shard["rows"]:
-                problems.append(f"{folder}: shard {shard['name']} {role} file {path.name} has {rows} rows; "
-                                f"the manifest says {shard['rows']}.")
+                problems.append(
+                    f"{folder}: shard {shard['name']} {role} file {path.name} has {rows} rows; "
+                    f"the manifest says {shard['rows']}."
+                )
             expected = {"codes": manifest["code_bytes"], "vectors": manifest["dim"]}.get(role)
             if expected is not None and width != expected:
-                problems.append(f"{folder}: shard {shard['name']} {role} file {path.name} has rows of width {width}; "
-                                f"the manifest says {expected}.")
+                problems.append(
+                    f"{folder}: shard {shard['name']} {role} file {path.name} has rows of width {width}; "
+                    f"the manifest says {expected}."
+                )
         expected_rows += shard["rows"]
     if expected_rows != manifest["rows"]:
         problems.append(f"{folder}: shards hold {expected_rows} rows; the manifest says {manifest['rows']}.")
@@ -208,8 +249,11 @@ def verify_index(path: str | Path) -> list[str]:
         return [str(err)]
     problems = _structure_problems(folder, manifest)
     entries = [(manifest["hyperplanes"], "hyperplanes")]
-    entries += [(entry, f"shard {shard['name']} {role}") for shard in manifest["shards"]
-                for role, entry in shard["files"].items()]
+    entries += [
+        (entry, f"shard {shard['name']} {role}")
+        for shard in manifest["shards"]
+        for role, entry in shard["files"].items()
+    ]
     for entry, what in entries:
         file = folder / entry["file"]
         if file.is_file() and sha256_file(file) != entry["sha256"]:

@@ -96,7 +96,11 @@ def read_manifest(folder: str | Path) -> dict:
     if not path.is_file():
         recover(folder)
     return read_versioned_json(
-        path, fmt=FORMAT, version=VERSION, what="an eproduct index manifest", fix=REBUILD,
+        path,
+        fmt=FORMAT,
+        version=VERSION,
+        what="an eproduct index manifest",
+        fix=REBUILD,
         missing=f"{folder} is not an index folder (no {MANIFEST}). Build one with `eproduct index build`.",
     )
 

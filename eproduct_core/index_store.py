@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import search_kernels, lsh
+from . import lsh, search_kernels
 from .errors import EproductError
 
 
@@ -111,7 +111,7 @@ class Index:
                 if self._words is None:
                     blocks = [self._mmap(shard, "codes") for shard in self.manifest["shards"]]
                     words = _huge_empty((self.size, -(-blocks[0].shape[1] // 8)), np.uint64)
-                    for start, block in zip(self.offsets, blocks):
+                    for start, block in zip(self.offsets, blocks, strict=False):
                         words[start : start + len(block)] = lsh.to_words(block)
                     self._words = words
         return self._words
@@ -154,19 +154,50 @@ class Index:
         columns, sample = self._scan_arrays(bits)
         return search_kernels.scan(columns, qwords, bits, count, self.kernel, sample)
 
-    def best_rows(self, qwords: np.ndarray, projections: np.ndarray, probe_bits: int, bits: int, scan_count: int,
-                  depth: int, count: int) -> tuple[np.ndarray, np.ndarray]:
+    def best_rows(
+        self,
+        qwords: np.ndarray,
+        projections: np.ndarray,
+        probe_bits: int,
+        bits: int,
+        scan_count: int,
+        depth: int,
+        count: int,
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Stages 1-3 of a top-k search for one query (search_kernels.best_rows): (rows, Hamming), best first."""
         columns, sample = self._scan_arrays(probe_bits)
-        return search_kernels.best_rows(columns, sample, self.words, qwords, projections, probe_bits, bits, scan_count,
-                                      depth, count, self.kernel)
+        return search_kernels.best_rows(
+            columns, sample, self.words, qwords, projections, probe_bits, bits, scan_count, depth, count, self.kernel
+        )
 
-    def reranked(self, qwords: np.ndarray, projections: np.ndarray, queries: np.ndarray, probe_bits: int, bits: int,
-                 scan_count: int, depth: int, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def reranked(
+        self,
+        qwords: np.ndarray,
+        projections: np.ndarray,
+        queries: np.ndarray,
+        probe_bits: int,
+        bits: int,
+        scan_count: int,
+        depth: int,
+        count: int,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Stages 1-4 for a batch of queries (search_kernels.reranked): (rows, Hamming, cosine), each (q, m)."""
         columns, sample = self._scan_arrays(probe_bits)
-        return search_kernels.reranked(columns, sample, self.words, self.vectors, qwords, projections, queries,
-                                     probe_bits, bits, scan_count, depth, count, self.kernel)
+        return search_kernels.reranked(
+            columns,
+            sample,
+            self.words,
+            self.vectors,
+            qwords,
+            projections,
+            queries,
+            probe_bits,
+            bits,
+            scan_count,
+            depth,
+            count,
+            self.kernel,
+        )
 
     @property
     def vectors(self) -> np.ndarray:
@@ -184,7 +215,7 @@ class Index:
         """Exact cosine distances (len(rows),) float64 between `query` and the stored float16 vectors of `rows`."""
         return search_kernels.rows_cosine(self.vectors, rows, query, self.kernel)
 
-    def warm(self, vectors: bool = True) -> "Index":
+    def warm(self, vectors: bool = True) -> Index:
         """Load codes, scan columns, ids (and vectors) and compile the search kernels now rather than on the
         first search; returns self."""
         from .search import DEFAULT_PROBE_BITS
@@ -208,8 +239,10 @@ class Index:
                     for shard in self.manifest["shards"]:
                         ids.extend(self._file(shard, "ids").read_text(encoding="utf-8").split("\n")[:-1])
                     if len(ids) != self.size:
-                        raise EproductError(f"Index {self.path} ids files hold {len(ids)} rows, not {self.size}. "
-                                            "Rebuild it with `eproduct index build`.")
+                        raise EproductError(
+                            f"Index {self.path} ids files hold {len(ids)} rows, not {self.size}. "
+                            "Rebuild it with `eproduct index build`."
+                        )
                     self._ids = ids
         return self._ids
 

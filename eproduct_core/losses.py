@@ -33,7 +33,7 @@ import torch.nn.functional as F
 def layer_loss(logits: Sequence[torch.Tensor], labels: torch.Tensor, alphas: Sequence[float]) -> torch.Tensor:
     """sum_l alpha_l * mean cross-entropy of level l; `labels` is (B, L) int64."""
     total = logits[0].new_zeros(())
-    for level, (level_logits, alpha) in enumerate(zip(logits, alphas)):
+    for level, (level_logits, alpha) in enumerate(zip(logits, alphas, strict=False)):
         if alpha:
             total = total + alpha * F.cross_entropy(level_logits.float(), labels[:, level])
     return total
@@ -77,7 +77,9 @@ def dependence_faithful(
     return total
 
 
-def dependence_soft(logits: Sequence[torch.Tensor], parents: Sequence[torch.Tensor], betas: Sequence[float]) -> torch.Tensor:
+def dependence_soft(
+    logits: Sequence[torch.Tensor], parents: Sequence[torch.Tensor], betas: Sequence[float]
+) -> torch.Tensor:
     """Differentiable dependence loss: sum_{l>=2} beta_l * E_batch[ P_l(classes outside children of argmax_{l-1}) ].
 
     The parent's argmax is a constant; the gradient flows through level l's softmax, pushing its mass

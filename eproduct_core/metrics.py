@@ -59,7 +59,9 @@ def recalls_at_k(
     if len(retrieved) != len(relevant):
         raise ValueError(f"{len(retrieved)} result lists for {len(relevant)} groundtruth sets")
     _check(k, normalize)
-    return np.array([recall_at_k(r, g, k, normalize) for r, g in zip(retrieved, relevant)], dtype=np.float64)
+    return np.array(
+        [recall_at_k(r, g, k, normalize) for r, g in zip(retrieved, relevant, strict=False)], dtype=np.float64
+    )
 
 
 def mar_at_k(
@@ -102,7 +104,7 @@ def mean_reciprocal_rank(retrieved: Sequence[Sequence[str]], relevant: Sequence[
     if len(retrieved) != len(relevant):
         raise ValueError(f"{len(retrieved)} result lists for {len(relevant)} groundtruth sets")
     values = []
-    for r, g in zip(retrieved, relevant):
+    for r, g in zip(retrieved, relevant, strict=False):
         if not g:
             continue
         rank = first_hit_rank(r, g)

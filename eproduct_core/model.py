@@ -45,8 +45,13 @@ class ModelSpec:
     @classmethod
     def from_config(cls, config, sizes: tuple[int, ...], metric_classes: int = 0) -> ModelSpec:
         return cls(
-            backbone=config.backbone, image_size=config.image_size, sizes=tuple(int(s) for s in sizes),
-            dhc=config.dhc, dhc_hidden=config.dhc_hidden, metric=config.metric, metric_dim=config.metric_dim,
+            backbone=config.backbone,
+            image_size=config.image_size,
+            sizes=tuple(int(s) for s in sizes),
+            dhc=config.dhc,
+            dhc_hidden=config.dhc_hidden,
+            metric=config.metric,
+            metric_dim=config.metric_dim,
             metric_classes=int(metric_classes),
         )
 
@@ -63,7 +68,7 @@ class DHCHeads(nn.Module):
 
     def forward(self, features: torch.Tensor) -> list[torch.Tensor]:
         logits, previous = [], None
-        for represent, classify in zip(self.represent, self.classify):
+        for represent, classify in zip(self.represent, self.classify, strict=False):
             inputs = features if previous is None else torch.cat([features, previous], dim=1)
             previous = F.relu(represent(inputs))
             logits.append(classify(previous))
@@ -119,7 +124,9 @@ class ProductModel(nn.Module):
         count = int(round(len(leaves) * fraction))
         frozen = leaves[:count]
         if batchnorm:  # every backbone BatchNorm keeps its (pretrained) statistics
-            frozen += [m for m in self.backbone.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m not in frozen]
+            frozen += [
+                m for m in self.backbone.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m not in frozen
+            ]
         self.__dict__["_frozen"] = frozen  # a plain list: not registered, so not in the state dict
         for module in leaves[:count]:
             for p in module.parameters():

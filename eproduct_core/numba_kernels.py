@@ -86,8 +86,9 @@ def _within_two_words(c0, c1, q0, q1, radius, rows_out, dists_out):
         size = min(len(c0) - start, SCAN_BLOCK)
         if size < SCAN_BLOCK:
             hits[:] = 0
-        _distances_and_hits(c0[start : start + size], c1[start : start + size], q0, q1, radius, dists[:size],
-                            hits[:size])
+        _distances_and_hits(
+            c0[start : start + size], c1[start : start + size], q0, q1, radius, dists[:size], hits[:size]
+        )
         for group in range(len(groups)):
             if groups[group] != 0:
                 for i in range(8 * group, 8 * group + 8):
@@ -171,13 +172,29 @@ def nearest_prefixes(columns, sample, query, masks, count, margin, max_distance,
 
 
 @njit(cache=True, nogil=True)
-def best_rows(columns, sample, words, query, probe_masks, masks, table, probe_bits, bits, scan_count, depth, count,
-              margin, rows_buffer, dists_buffer):
+def best_rows(
+    columns,
+    sample,
+    words,
+    query,
+    probe_masks,
+    masks,
+    table,
+    probe_bits,
+    bits,
+    scan_count,
+    depth,
+    count,
+    margin,
+    rows_buffer,
+    dists_buffer,
+):
     """Stages 1-3 of a top-k search for one query (search.py): the `scan_count` nearest prefixes, the
     `depth` of those nearest in full Hamming distance, the `count` of those nearest in weighted Hamming
     (ties: lowest row). Returns their rows and Hamming distances, best (weighted) first."""
-    probed = nearest_prefixes(columns, sample, query, probe_masks, scan_count, margin, probe_bits,
-                              rows_buffer, dists_buffer)
+    probed = nearest_prefixes(
+        columns, sample, query, probe_masks, scan_count, margin, probe_bits, rows_buffer, dists_buffer
+    )
     hamming = rows_hamming(words, probed, query, masks)
     shortlist = select_nearest(hamming, depth, bits)  # ascending, so rows ascend too
     rows, hamming = probed[shortlist], hamming[shortlist]
@@ -186,8 +203,26 @@ def best_rows(columns, sample, words, query, probe_masks, masks, table, probe_bi
 
 
 @njit(cache=True, nogil=True)
-def reranked(columns, sample, words, vectors, half_to_float, qwords, tables, queries, probe_masks, masks,
-             probe_bits, bits, scan_count, depth, count, margin, rows_buffer, dists_buffer):
+def reranked(
+    columns,
+    sample,
+    words,
+    vectors,
+    half_to_float,
+    qwords,
+    tables,
+    queries,
+    probe_masks,
+    masks,
+    probe_bits,
+    bits,
+    scan_count,
+    depth,
+    count,
+    margin,
+    rows_buffer,
+    dists_buffer,
+):
     """Stages 1-4 for a batch of queries, in one GIL-free call: per query, the rows `best_rows` picks,
     ordered by exact cosine distance to the float16 `vectors` (ties: lowest row). Returns (rows,
     Hamming, cosine), each (queries, min(count, depth, rows))."""
@@ -196,8 +231,23 @@ def reranked(columns, sample, words, vectors, half_to_float, qwords, tables, que
     out_hamming = np.empty((len(queries), m), dtype=np.int64)
     out_cosine = np.empty((len(queries), m), dtype=np.float64)
     for q in range(len(queries)):
-        rows, hamming = best_rows(columns, sample, words, qwords[q], probe_masks, masks, tables[q], probe_bits, bits,
-                                  scan_count, depth, count, margin, rows_buffer, dists_buffer)
+        rows, hamming = best_rows(
+            columns,
+            sample,
+            words,
+            qwords[q],
+            probe_masks,
+            masks,
+            tables[q],
+            probe_bits,
+            bits,
+            scan_count,
+            depth,
+            count,
+            margin,
+            rows_buffer,
+            dists_buffer,
+        )
         by_row = np.argsort(rows)
         cosine = rows_cosine(vectors, rows[by_row], queries[q], half_to_float)
         ranked = np.argsort(cosine, kind="mergesort")  # stable over ascending rows: ties by row

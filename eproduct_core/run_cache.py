@@ -45,8 +45,16 @@ def cache_key(run_dir: str | Path, catalog_dir: str | Path, split: str, kind: st
     return digest.hexdigest()[:16]
 
 
-def split_embeddings(run_dir: str | Path, catalog_dir: str | Path, split: str = "query", kind: str | None = None,
-                     *, device: str = "auto", progress: Progress | None = None, refresh: bool = False) -> Embeddings:
+def split_embeddings(
+    run_dir: str | Path,
+    catalog_dir: str | Path,
+    split: str = "query",
+    kind: str | None = None,
+    *,
+    device: str = "auto",
+    progress: Progress | None = None,
+    refresh: bool = False,
+) -> Embeddings:
     """Vectors of every image of a catalog split, embedded with the run (cached in RUN/cache/).
 
     `kind` defaults to the run's preset kind (config.json `embed_kind`).
@@ -83,8 +91,17 @@ def run_config(run_dir: str | Path):
     return load_config(path)
 
 
-def run_index(run_dir: str | Path, catalog_dir: str | Path, kind: str, *, bits: int, shard_size: int, seed: int = 0,
-              device: str = "auto", progress: Progress | None = None):
+def run_index(
+    run_dir: str | Path,
+    catalog_dir: str | Path,
+    kind: str,
+    *,
+    bits: int,
+    shard_size: int,
+    seed: int = 0,
+    device: str = "auto",
+    progress: Progress | None = None,
+):
     """An opened index of the catalog's index split embedded with the run, built once into RUN/cache/.
 
     It stores max(64, `bits` rounded up to a byte) bits, so any shorter hash length can be searched.

@@ -29,8 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import lsh
-from . import search_kernels
+from . import lsh, search_kernels
 from .errors import EproductError
 
 DEFAULT_RERANK = 256  # rows re-ranked by exact cosine in the default top-k search
@@ -151,8 +150,9 @@ def _result(index, qwords, rows, hamming, cosine, plan: _Plan, considered, rank_
             rows, hamming, code_cos = rows[keep], hamming[keep], code_cos[keep]
         if k is not None:
             rows, hamming, code_cos = rows[:k], hamming[:k], code_cos[:k]
-    return SearchResult(index.ids(rows), rows.astype(np.int64), hamming.astype(np.int64), code_cos,
-                        cosine, int(considered))
+    return SearchResult(
+        index.ids(rows), rows.astype(np.int64), hamming.astype(np.int64), code_cos, cosine, int(considered)
+    )
 
 
 def _search_topk(index, query, qwords, plan: _Plan) -> SearchResult:
@@ -165,11 +165,13 @@ def _search_topk(index, query, qwords, plan: _Plan) -> SearchResult:
 def _search_reranked(index, queries, qwords, projections, plan: _Plan) -> list[SearchResult]:
     """Stages 1-4 (module doc) for a batch, in one compiled call where numba is available."""
     probe_bits, scan_count = (plan.probe_bits, plan.scan_count) if plan.probes(index) else (plan.bits, plan.depth)
-    rows, hamming, cosine = index.reranked(qwords, projections, queries, probe_bits, plan.bits, scan_count,
-                                           plan.depth, plan.rerank)
+    rows, hamming, cosine = index.reranked(
+        qwords, projections, queries, probe_bits, plan.bits, scan_count, plan.depth, plan.rerank
+    )
     considered = min(plan.depth, index.size)
-    return [_result(index, qwords[i], rows[i], hamming[i], cosine[i], plan, considered, True)
-            for i in range(len(queries))]
+    return [
+        _result(index, qwords[i], rows[i], hamming[i], cosine[i], plan, considered, True) for i in range(len(queries))
+    ]
 
 
 def _search_cutoff(index, query, qwords, plan: _Plan) -> SearchResult:
@@ -224,9 +226,20 @@ def _resolve(index, bits, mode, k, cutoff, rerank, shortlist, probe_bits, candid
     return _Plan(mode, bits, k, cutoff, int(rerank), int(shortlist), probe_bits, int(candidates))
 
 
-def search(index, queries: np.ndarray, *, bits: int | None = None, mode: str = "topk", k: int | None = 10,
-           cutoff: float | None = None, rerank: int | None = None, shortlist: int | None = None,
-           probe_bits: int | None = None, candidates: int | None = None, threads: int = 1) -> list[SearchResult]:
+def search(
+    index,
+    queries: np.ndarray,
+    *,
+    bits: int | None = None,
+    mode: str = "topk",
+    k: int | None = 10,
+    cutoff: float | None = None,
+    rerank: int | None = None,
+    shortlist: int | None = None,
+    probe_bits: int | None = None,
+    candidates: int | None = None,
+    threads: int = 1,
+) -> list[SearchResult]:
     """Search `queries` (q, dim) against `index`; one `SearchResult` per query (see the module doc).
 
     rerank=None means DEFAULT_RERANK in topk mode (0 without stored vectors) and 0 in cutoff mode;
@@ -242,8 +255,10 @@ def search(index, queries: np.ndarray, *, bits: int | None = None, mode: str = "
     index.check_compatible(None, queries.shape[1])
     bad = lsh.first_nonfinite_row(queries)
     if bad is not None:
-        raise EproductError(f"Query row {bad} holds NaN or infinite values: no distance to it means anything. "
-                            "Embed that query again (a corrupt image or a diverged model gives these).")
+        raise EproductError(
+            f"Query row {bad} holds NaN or infinite values: no distance to it means anything. "
+            "Embed that query again (a corrupt image or a diverged model gives these)."
+        )
     plan = _resolve(index, bits, mode, k, cutoff, rerank, shortlist, probe_bits, candidates)
     projections = index.project(queries)
     qwords = lsh.to_words(lsh.pack(projections > 0))
@@ -252,8 +267,9 @@ def search(index, queries: np.ndarray, *, bits: int | None = None, mode: str = "
         # small parts pulled by `threads` workers: a thread the machine delays leaves no other idle at the end
         parts = np.array_split(np.arange(len(queries)), -(-len(queries) // PART_QUERIES))
         with ThreadPoolExecutor(min(threads, len(parts))) as pool:
-            chunks = pool.map(lambda part: _search_many(index, queries[part], qwords[part], projections[part], plan),
-                              parts)
+            chunks = pool.map(
+                lambda part: _search_many(index, queries[part], qwords[part], projections[part], plan), parts
+            )
             return [result for chunk in chunks for result in chunk]
     return _search_many(index, queries, qwords, projections, plan)
 
@@ -266,8 +282,15 @@ def _search_many(index, queries, qwords, projections, plan: _Plan) -> list[Searc
     return [_search_topk(index, queries[i], qwords[i], plan) for i in range(len(queries))]
 
 
-def explain(index, query: np.ndarray, rows: Sequence[int], *, bits: int | None = None,
-            cutoff: float = SEED_CUTOFF, probe_bits: int = DEFAULT_PROBE_BITS) -> list[RowExplanation]:
+def explain(
+    index,
+    query: np.ndarray,
+    rows: Sequence[int],
+    *,
+    bits: int | None = None,
+    cutoff: float = SEED_CUTOFF,
+    probe_bits: int = DEFAULT_PROBE_BITS,
+) -> list[RowExplanation]:
     """Per row: distances at `bits`, its Hamming, weighted and prefix-scan ranks, and what would have retrieved it."""
     query = np.asarray(query).ravel()
     index.check_compatible(None, query.shape[0])
@@ -282,22 +305,30 @@ def explain(index, query: np.ndarray, rows: Sequence[int], *, bits: int | None =
     prefix_dist = _hamming_rows(index, qwords, None, min(probe_bits, bits))
     qbits = lsh.unpack(lsh.encode(query[None, :], index.planes), index.bits)[0, :bits].astype(np.int64)
     rbits = lsh.unpack(lsh.prefix(_row_codes(index, rows), index.bits), index.bits)[:, :bits].astype(np.int64)
-    per_length = lsh.code_cosine_from_counts(np.cumsum(rbits & qbits, axis=1), np.cumsum(rbits, axis=1),
-                                             np.cumsum(qbits)[None, :])
+    per_length = lsh.code_cosine_from_counts(
+        np.cumsum(rbits & qbits, axis=1), np.cumsum(rbits, axis=1), np.cumsum(qbits)[None, :]
+    )
     cosine = lsh.cosine_distance(query, index.vectors[rows]) if index.has_vectors else [None] * len(rows)
     shards = index.shard_of(rows)
     out = []
     for i, row in enumerate(rows):
         d, p, w = all_dist[row], prefix_dist[row], weighted[row]
         admits = np.flatnonzero(per_length[i] < cutoff)
-        out.append(RowExplanation(
-            row=int(row), id=index.ids([row])[0], shard=int(shards[i]), hamming=int(d),
-            code_cosine=float(per_length[i, -1]), cosine=None if cosine[i] is None else float(cosine[i]),
-            hamming_rank=int(np.count_nonzero(all_dist < d) + np.count_nonzero(all_dist[:row] == d)),
-            weighted_rank=int(np.count_nonzero(weighted < w) + np.count_nonzero(weighted[:row] == w)),
-            probe_rank=int(np.count_nonzero(prefix_dist < p) + np.count_nonzero(prefix_dist[:row] == p)),
-            cutoff_needed=float(per_length[i, -1]), shortest_bits=int(admits[0]) + 1 if len(admits) else None,
-        ))
+        out.append(
+            RowExplanation(
+                row=int(row),
+                id=index.ids([row])[0],
+                shard=int(shards[i]),
+                hamming=int(d),
+                code_cosine=float(per_length[i, -1]),
+                cosine=None if cosine[i] is None else float(cosine[i]),
+                hamming_rank=int(np.count_nonzero(all_dist < d) + np.count_nonzero(all_dist[:row] == d)),
+                weighted_rank=int(np.count_nonzero(weighted < w) + np.count_nonzero(weighted[:row] == w)),
+                probe_rank=int(np.count_nonzero(prefix_dist < p) + np.count_nonzero(prefix_dist[:row] == p)),
+                cutoff_needed=float(per_length[i, -1]),
+                shortest_bits=int(admits[0]) + 1 if len(admits) else None,
+            )
+        )
     return out
 
 

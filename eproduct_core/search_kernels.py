@@ -59,8 +59,20 @@ def prepare() -> bool:
     words = np.zeros((8, 4), dtype=np.uint64)
     columns = np.ascontiguousarray(words[:, :2].T)
     vectors, queries = np.zeros((8, 4), np.float16), np.ones((1, 4), np.float32)
-    reranked(columns, radius_sample(columns), words, vectors, words[:1], np.ones((1, 256), np.float32), queries,
-             128, 256, 4, 2, 1)
+    reranked(
+        columns,
+        radius_sample(columns),
+        words,
+        vectors,
+        words[:1],
+        np.ones((1, 256), np.float32),
+        queries,
+        128,
+        256,
+        4,
+        2,
+        1,
+    )
     best_rows(columns, radius_sample(columns), words, words[0], np.ones(256, np.float32), 128, 256, 4, 2, 1)
     scan(columns, words[0], 100, 2)
     nearest(np.arange(8), 2, 8)
@@ -77,8 +89,14 @@ def _compiled(kernel: str) -> bool:
     return kernel != "numpy" and numba_available()
 
 
-def scan(columns: np.ndarray, qwords: np.ndarray, probe_bits: int, count: int, kernel: str = "auto",
-         sample: np.ndarray | None = None) -> np.ndarray:
+def scan(
+    columns: np.ndarray,
+    qwords: np.ndarray,
+    probe_bits: int,
+    count: int,
+    kernel: str = "auto",
+    sample: np.ndarray | None = None,
+) -> np.ndarray:
     """Rows (ascending) of the `count` nearest `probe_bits`-bit prefixes (ties: lowest row).
 
     `sample`: `radius_sample(columns)` if the caller keeps one (else it is taken on each call).
@@ -94,8 +112,9 @@ def radius_sample(columns: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(columns[:, :: max(1, columns.shape[1] // RADIUS_SAMPLE)])
 
 
-def rows_hamming(words: np.ndarray, rows: np.ndarray, qwords: np.ndarray, bits: int,
-                 kernel: str = "auto") -> np.ndarray:
+def rows_hamming(
+    words: np.ndarray, rows: np.ndarray, qwords: np.ndarray, bits: int, kernel: str = "auto"
+) -> np.ndarray:
     """Hamming distances (len(rows),) int64 over the first `bits` bits of the given rows' codes."""
     if _compiled(kernel):
         masks = lsh.word_masks(bits)
@@ -103,8 +122,9 @@ def rows_hamming(words: np.ndarray, rows: np.ndarray, qwords: np.ndarray, bits: 
     return lsh.hamming(qwords, np.take(words, rows, axis=0), bits)
 
 
-def rows_weighted(words: np.ndarray, rows: np.ndarray, projections: np.ndarray, bits: int,
-                  kernel: str = "auto") -> np.ndarray:
+def rows_weighted(
+    words: np.ndarray, rows: np.ndarray, projections: np.ndarray, bits: int, kernel: str = "auto"
+) -> np.ndarray:
     """Weighted Hamming distances (len(rows),) float64 (lsh.py) over the first `bits` bits of the given rows."""
     if _compiled(kernel):
         return _kernels.rows_weighted(words, np.asarray(rows, dtype=np.int64), lsh.weighted_table(projections, bits))
@@ -114,8 +134,12 @@ def rows_weighted(words: np.ndarray, rows: np.ndarray, projections: np.ndarray, 
 def rows_cosine(vectors: np.ndarray, rows: np.ndarray, query: np.ndarray, kernel: str = "auto") -> np.ndarray:
     """Exact cosine distances (len(rows),) float64 between `query` and the given rows of float16 `vectors`."""
     if _compiled(kernel):
-        return _kernels.rows_cosine(vectors.view(np.uint16), np.asarray(rows, dtype=np.int64),
-                                    np.ascontiguousarray(query, dtype=np.float32), _HALF_TO_FLOAT)
+        return _kernels.rows_cosine(
+            vectors.view(np.uint16),
+            np.asarray(rows, dtype=np.int64),
+            np.ascontiguousarray(query, dtype=np.float32),
+            _HALF_TO_FLOAT,
+        )
     return lsh.cosine_distance(query, np.take(_HALF_TO_FLOAT, np.take(vectors, rows, axis=0).view(np.uint16)))
 
 
@@ -159,15 +183,25 @@ def _buffers(rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return buffers
 
 
-def numba_scan(columns: np.ndarray, qwords: np.ndarray, probe_bits: int, count: int,
-               sample: np.ndarray | None = None) -> np.ndarray:
+def numba_scan(
+    columns: np.ndarray, qwords: np.ndarray, probe_bits: int, count: int, sample: np.ndarray | None = None
+) -> np.ndarray:
     """The numba kernel of `scan` (see the module doc)."""
     numba_available()
     masks = lsh.word_masks(probe_bits)
     sample = radius_sample(columns) if sample is None else sample
     found_rows, found_dists = _found_buffers(columns.shape[1])
-    return _kernels.nearest_prefixes(columns, sample[: len(masks)], np.ascontiguousarray(qwords[: len(masks)]), masks,
-                                     count, RADIUS_MARGIN, probe_bits, found_rows, found_dists)
+    return _kernels.nearest_prefixes(
+        columns,
+        sample[: len(masks)],
+        np.ascontiguousarray(qwords[: len(masks)]),
+        masks,
+        count,
+        RADIUS_MARGIN,
+        probe_bits,
+        found_rows,
+        found_dists,
+    )
 
 
 def _found_buffers(rows: int) -> tuple[np.ndarray, np.ndarray]:
@@ -178,9 +212,19 @@ def _found_buffers(rows: int) -> tuple[np.ndarray, np.ndarray]:
     return buffers
 
 
-def best_rows(columns: np.ndarray, sample: np.ndarray, words: np.ndarray, qwords: np.ndarray,
-              projections: np.ndarray, probe_bits: int, bits: int, scan_count: int, depth: int, count: int,
-              kernel: str = "auto") -> tuple[np.ndarray, np.ndarray]:
+def best_rows(
+    columns: np.ndarray,
+    sample: np.ndarray,
+    words: np.ndarray,
+    qwords: np.ndarray,
+    projections: np.ndarray,
+    probe_bits: int,
+    bits: int,
+    scan_count: int,
+    depth: int,
+    count: int,
+    kernel: str = "auto",
+) -> tuple[np.ndarray, np.ndarray]:
     """Stages 1-3 of a top-k search (search.py) for one query: the `scan_count` rows nearest on the first
     `probe_bits` bits (`columns`, `sample` = radius_sample(columns)), the `depth` of those nearest in
     `bits`-bit Hamming distance (`words`), and the `count` of those nearest in weighted Hamming distance.
@@ -188,9 +232,23 @@ def best_rows(columns: np.ndarray, sample: np.ndarray, words: np.ndarray, qwords
     if _compiled(kernel):
         found_rows, found_dists = _found_buffers(columns.shape[1])
         probe_masks = lsh.word_masks(probe_bits)
-        return _kernels.best_rows(columns, sample[: len(probe_masks)], words, np.ascontiguousarray(qwords), probe_masks,
-                                  lsh.word_masks(bits), lsh.weighted_table(projections, bits), probe_bits, bits,
-                                  scan_count, depth, count, RADIUS_MARGIN, found_rows, found_dists)
+        return _kernels.best_rows(
+            columns,
+            sample[: len(probe_masks)],
+            words,
+            np.ascontiguousarray(qwords),
+            probe_masks,
+            lsh.word_masks(bits),
+            lsh.weighted_table(projections, bits),
+            probe_bits,
+            bits,
+            scan_count,
+            depth,
+            count,
+            RADIUS_MARGIN,
+            found_rows,
+            found_dists,
+        )
     probed = numpy_scan(columns, qwords, probe_bits, scan_count) if scan_count < columns.shape[1] else None
     probed = np.arange(columns.shape[1]) if probed is None else probed
     hamming = rows_hamming(words, probed, qwords, bits, kernel)
@@ -200,25 +258,54 @@ def best_rows(columns: np.ndarray, sample: np.ndarray, words: np.ndarray, qwords
     return rows[order], hamming[order]
 
 
-def reranked(columns: np.ndarray, sample: np.ndarray, words: np.ndarray, vectors: np.ndarray, qwords: np.ndarray,
-             projections: np.ndarray, queries: np.ndarray, probe_bits: int, bits: int, scan_count: int, depth: int,
-             count: int, kernel: str = "auto") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def reranked(
+    columns: np.ndarray,
+    sample: np.ndarray,
+    words: np.ndarray,
+    vectors: np.ndarray,
+    qwords: np.ndarray,
+    projections: np.ndarray,
+    queries: np.ndarray,
+    probe_bits: int,
+    bits: int,
+    scan_count: int,
+    depth: int,
+    count: int,
+    kernel: str = "auto",
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Stages 1-4 for a batch (q, ...): per query the rows `best_rows` picks, ordered by exact cosine distance
     to their float16 `vectors` (ties: lowest row). Returns (rows, Hamming, cosine), each (q, min(count,
     depth, rows)). The compiled kernel runs the whole batch in one GIL-free call."""
     if _compiled(kernel):
         found_rows, found_dists = _found_buffers(columns.shape[1])
         probe_masks = lsh.word_masks(probe_bits)
-        return _kernels.reranked(columns, sample[: len(probe_masks)], words, vectors.view(np.uint16), _HALF_TO_FLOAT,
-                                 np.ascontiguousarray(qwords), lsh.weighted_table(projections, bits),
-                                 np.ascontiguousarray(queries, dtype=np.float32), probe_masks, lsh.word_masks(bits),
-                                 probe_bits, bits, scan_count, depth, count, RADIUS_MARGIN, found_rows, found_dists)
+        return _kernels.reranked(
+            columns,
+            sample[: len(probe_masks)],
+            words,
+            vectors.view(np.uint16),
+            _HALF_TO_FLOAT,
+            np.ascontiguousarray(qwords),
+            lsh.weighted_table(projections, bits),
+            np.ascontiguousarray(queries, dtype=np.float32),
+            probe_masks,
+            lsh.word_masks(bits),
+            probe_bits,
+            bits,
+            scan_count,
+            depth,
+            count,
+            RADIUS_MARGIN,
+            found_rows,
+            found_dists,
+        )
     m = min(count, depth, columns.shape[1])
     rows = np.empty((len(queries), m), np.int64)
     hamming, cosine = np.empty_like(rows), np.empty((len(queries), m), np.float64)
     for i in range(len(queries)):
-        picked, distances = best_rows(columns, sample, words, qwords[i], projections[i], probe_bits, bits, scan_count,
-                                      depth, count, kernel)
+        picked, distances = best_rows(
+            columns, sample, words, qwords[i], projections[i], probe_bits, bits, scan_count, depth, count, kernel
+        )
         exact = rows_cosine(vectors, picked, queries[i], kernel)
         order = np.lexsort((picked, exact))
         rows[i], hamming[i], cosine[i] = picked[order], distances[order], exact[order]

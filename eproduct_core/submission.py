@@ -22,7 +22,9 @@ def write_submission(path: str | Path, results: Iterable[tuple[str, Sequence[str
         for query_id, ids in results:
             for value in (query_id, *ids):
                 if any(ch in str(value) for ch in ", \n\r"):
-                    raise EproductError(f"Id {value!r} contains a comma, space or line break; the submission format cannot hold it.")
+                    raise EproductError(
+                        f"Id {value!r} contains a comma, space or line break; the submission format cannot hold it."
+                    )
             handle.write(f"{query_id},{' '.join(str(i) for i in ids)}\n")
     os.replace(tmp, path)
     return path
@@ -48,6 +50,8 @@ def read_submission(path: str | Path) -> dict[str, list[str]]:
         query_id, ids = line.split(",", 1)
         query_id = query_id.strip()
         if query_id in result:
-            raise EproductError(f"Submission {path} line {number} repeats query {query_id!r}; give each query one line.")
+            raise EproductError(
+                f"Submission {path} line {number} repeats query {query_id!r}; give each query one line."
+            )
         result[query_id] = ids.split()
     return result

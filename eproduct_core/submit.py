@@ -45,9 +45,16 @@ def run_settings(run_dir: str | Path, **overrides) -> SearchSettings:
     return dataclasses.replace(base, **{k: v for k, v in overrides.items() if v is not None})
 
 
-def make_submission(run_dir: str | Path, catalog_dir: str | Path, out: str | Path, *, index=None,
-                    settings: SearchSettings | None = None, device: str = "auto",
-                    progress: Progress | None = None) -> SubmissionReport:
+def make_submission(
+    run_dir: str | Path,
+    catalog_dir: str | Path,
+    out: str | Path,
+    *,
+    index=None,
+    settings: SearchSettings | None = None,
+    device: str = "auto",
+    progress: Progress | None = None,
+) -> SubmissionReport:
     """Write `out` (one line per catalog query: `query_id,id1 ... id10`) and score it when possible.
 
     `index`: an opened Index, an index folder, or None (build/reuse one in RUN/cache/).
@@ -58,18 +65,26 @@ def make_submission(run_dir: str | Path, catalog_dir: str | Path, out: str | Pat
         return None if progress is None else (lambda done, total: progress(name, done, total))
 
     if index is None:
-        index = run_index(run_dir, catalog_dir, settings.kind, bits=settings.bits, shard_size=settings.shard_size,
-                          device=device, progress=stage("embedding the index split"))
+        index = run_index(
+            run_dir,
+            catalog_dir,
+            settings.kind,
+            bits=settings.bits,
+            shard_size=settings.shard_size,
+            device=device,
+            progress=stage("embedding the index split"),
+        )
     elif isinstance(index, (str, Path)):
         from .index import open_index
 
         index = open_index(index)
-    queries = split_embeddings(run_dir, catalog_dir, "query", settings.kind, device=device,
-                               progress=stage("embedding the queries"))
+    queries = split_embeddings(
+        run_dir, catalog_dir, "query", settings.kind, device=device, progress=stage("embedding the queries")
+    )
     vectors = np.asarray(queries.vectors, dtype=np.float32)
     index.check_compatible(settings.kind, vectors.shape[1])
     found, latencies = run_search(index, vectors, settings, progress=stage("searching"))
-    by_query = {q: list(r.ids) for q, r in zip(queries.ids, found)}
+    by_query = {q: list(r.ids) for q, r in zip(queries.ids, found, strict=False)}
     catalog = read_catalog(catalog_dir)
     all_queries = [str(q) for q in catalog.query["image_id"]]
     missing = [q for q in all_queries if q not in by_query]
@@ -79,10 +94,14 @@ def make_submission(run_dir: str | Path, catalog_dir: str | Path, out: str | Pat
     evaluation = None
     truth = catalog.matches()
     if truth:
-        candidates = {q: int(r.candidates) for q, r in zip(queries.ids, found)}
-        latency = dict(zip(queries.ids, latencies))
+        candidates = {q: int(r.candidates) for q, r in zip(queries.ids, found, strict=False)}
+        latency = dict(zip(queries.ids, latencies, strict=False))
         evaluation = evaluate_results(
-            all_queries, [by_query.get(q, []) for q in all_queries], truth,
+            all_queries,
+            [by_query.get(q, []) for q in all_queries],
+            truth,
             candidates=[candidates.get(q, 0) for q in all_queries],
-            latencies_ms=[latency.get(q, float("nan")) for q in all_queries], settings=settings)
+            latencies_ms=[latency.get(q, float("nan")) for q in all_queries],
+            settings=settings,
+        )
     return SubmissionReport(path=Path(path), settings=settings, index_path=Path(index.path), evaluation=evaluation)

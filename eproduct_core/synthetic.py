@@ -23,9 +23,9 @@ import colorsys
 import json
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -54,9 +54,13 @@ class SynthSize:
         if not 1 <= self.n_level2 <= len(LEVEL2):
             raise ValueError(f"n_level2 must be in 1..{len(LEVEL2)}, got {self.n_level2}")
         if not self.n_level2 <= self.n_leaves <= self.n_level2 * len(PATTERNS):
-            raise ValueError(f"n_leaves must be in {self.n_level2}..{self.n_level2 * len(PATTERNS)}, got {self.n_leaves}")
+            raise ValueError(
+                f"n_leaves must be in {self.n_level2}..{self.n_level2 * len(PATTERNS)}, got {self.n_leaves}"
+            )
         if self.train_products < 2 * self.n_leaves:
-            raise ValueError(f"train_products must be at least 2 per leaf ({2 * self.n_leaves}), got {self.train_products}")
+            raise ValueError(
+                f"train_products must be at least 2 per leaf ({2 * self.n_leaves}), got {self.train_products}"
+            )
         for name in ("val_products", "query_products", "random_distractors"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -70,12 +74,34 @@ class SynthSize:
 
 
 SIZES = {
-    "tiny": SynthSize(n_level2=5, n_leaves=12, train_products=80, val_products=20, query_products=24,
-                      lookalikes=(1, 2), random_distractors=30, image_px=64),
-    "small": SynthSize(n_level2=10, n_leaves=32, train_products=900, val_products=150, query_products=300,
-                       lookalikes=(1, 3), random_distractors=500),
-    "medium": SynthSize(n_level2=16, n_leaves=64, train_products=4500, val_products=600, query_products=1200,
-                        lookalikes=(2, 4), random_distractors=3000),
+    "tiny": SynthSize(
+        n_level2=5,
+        n_leaves=12,
+        train_products=80,
+        val_products=20,
+        query_products=24,
+        lookalikes=(1, 2),
+        random_distractors=30,
+        image_px=64,
+    ),
+    "small": SynthSize(
+        n_level2=10,
+        n_leaves=32,
+        train_products=900,
+        val_products=150,
+        query_products=300,
+        lookalikes=(1, 3),
+        random_distractors=500,
+    ),
+    "medium": SynthSize(
+        n_level2=16,
+        n_leaves=64,
+        train_products=4500,
+        val_products=600,
+        query_products=1200,
+        lookalikes=(2, 4),
+        random_distractors=3000,
+    ),
 }
 
 
@@ -106,7 +132,7 @@ def _leaves(size: SynthSize, rng: np.random.Generator) -> list[Leaf]:
     per = np.full(size.n_level2, size.n_leaves // size.n_level2)
     per[: size.n_leaves % size.n_level2] += 1
     leaves = []
-    for (meta, name, shape), count in zip(level2, per):
+    for (meta, name, shape), count in zip(level2, per, strict=False):
         for pattern in rng.choice(len(PATTERNS), size=int(count), replace=False):
             adjective, kind = PATTERNS[int(pattern)]
             palette = tuple(float(h) for h in rng.random(4))
@@ -122,8 +148,16 @@ def _hsv(hue: float, rng: np.random.Generator, low: float = 0.45) -> tuple[int, 
 def _new_product(number: int, leaf: int, leaves: list[Leaf], rng: np.random.Generator) -> Product:
     hue = leaves[leaf].palette[rng.integers(4)] + rng.normal(0, 0.02)
     colours = (_hsv(hue, rng), _hsv(hue + rng.uniform(0.25, 0.75), rng), _hsv(rng.random(), rng, 0.7))
-    return Product(number, leaf, colours, int(rng.integers(2, 8)), float(rng.uniform(0, math.pi)),
-                   float(rng.uniform(0.8, 1.2)), int(rng.integers(len(GLYPHS))), int(rng.integers(4)))
+    return Product(
+        number,
+        leaf,
+        colours,
+        int(rng.integers(2, 8)),
+        float(rng.uniform(0, math.pi)),
+        float(rng.uniform(0.8, 1.2)),
+        int(rng.integers(len(GLYPHS))),
+        int(rng.integers(4)),
+    )
 
 
 def _lookalike(base: Product, number: int, rng: np.random.Generator) -> Product:
@@ -245,7 +279,9 @@ def prepare_output(out: str | Path, overwrite: bool) -> Path:
     """`out` as a Path, created; refuse an existing non-empty folder unless `overwrite`."""
     out = Path(out)
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not overwrite)):
-        raise EproductError(f"{out} already exists and is not an empty folder. Choose a new folder or pass --overwrite.")
+        raise EproductError(
+            f"{out} already exists and is not an empty folder. Choose a new folder or pass --overwrite."
+        )
     out.mkdir(parents=True, exist_ok=True)
     return out
 
@@ -269,8 +305,13 @@ def make_synthetic_catalog(
     out = prepare_output(out, overwrite)
     _write_images(out, plan, progress)
     write_catalog(out, **plan.frames)
-    info = {"generator": "eproduct synthetic", "seed": seed, "size": plan.size_name, "config": asdict(plan.size),
-            "rows": {name: len(frame) for name, frame in plan.frames.items()}}
+    info = {
+        "generator": "eproduct synthetic",
+        "seed": seed,
+        "size": plan.size_name,
+        "config": asdict(plan.size),
+        "rows": {name: len(frame) for name, frame in plan.frames.items()},
+    }
     (out / "synthetic.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     log.info("synthetic catalog (%s, seed %d) in %s: %s", plan.size_name, seed, out, info["rows"])
     return out
@@ -287,8 +328,15 @@ def _plan_rows(builder: _Builder) -> tuple[dict[str, pd.DataFrame], list[tuple[s
         row = {"image_id": image_id, "path": relative}
         if labelled:
             leaf = builder.leaves[product.leaf]
-            row = {"image_id": image_id, "meta": leaf.meta, "level2": leaf.level2, "leaf": leaf.name,
-                   "title": _title(product, leaf), "path": relative, "product_id": f"p{product.number:06d}"}
+            row = {
+                "image_id": image_id,
+                "meta": leaf.meta,
+                "level2": leaf.level2,
+                "leaf": leaf.name,
+                "title": _title(product, leaf),
+                "path": relative,
+                "product_id": f"p{product.number:06d}",
+            }
         rows[split].append(row)
         jobs.append((relative, product, view))
         return image_id

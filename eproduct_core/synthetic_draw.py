@@ -21,8 +21,13 @@ def _circle(n: int = 40, radius: float = 0.85) -> list[tuple[float, float]]:
 
 
 def _star() -> list[tuple[float, float]]:
-    return [((0.92 if i % 2 == 0 else 0.42) * math.cos(math.pi * i / 5 - math.pi / 2),
-             (0.92 if i % 2 == 0 else 0.42) * math.sin(math.pi * i / 5 - math.pi / 2)) for i in range(10)]
+    return [
+        (
+            (0.92 if i % 2 == 0 else 0.42) * math.cos(math.pi * i / 5 - math.pi / 2),
+            (0.92 if i % 2 == 0 else 0.42) * math.sin(math.pi * i / 5 - math.pi / 2),
+        )
+        for i in range(10)
+    ]
 
 
 def _hat() -> list[tuple[float, float]]:
@@ -32,13 +37,52 @@ def _hat() -> list[tuple[float, float]]:
 
 # Shapes as polygons in [-1, 1]^2 (y down).
 SHAPES: dict[str, list[tuple[float, float]]] = {
-    "tee": [(-0.35, -0.8), (-0.1, -0.68), (0.1, -0.68), (0.35, -0.8), (0.92, -0.42), (0.7, -0.08), (0.45, -0.25),
-            (0.45, 0.88), (-0.45, 0.88), (-0.45, -0.25), (-0.7, -0.08), (-0.92, -0.42)],
+    "tee": [
+        (-0.35, -0.8),
+        (-0.1, -0.68),
+        (0.1, -0.68),
+        (0.35, -0.8),
+        (0.92, -0.42),
+        (0.7, -0.08),
+        (0.45, -0.25),
+        (0.45, 0.88),
+        (-0.45, 0.88),
+        (-0.45, -0.25),
+        (-0.7, -0.08),
+        (-0.92, -0.42),
+    ],
     "circle": _circle(),
     "star": _star(),
-    "phone": [(-0.42, -0.9), (0.42, -0.9), (0.5, -0.82), (0.5, 0.82), (0.42, 0.9), (-0.42, 0.9), (-0.5, 0.82), (-0.5, -0.82)],
-    "bottle": [(-0.18, -0.92), (0.18, -0.92), (0.18, -0.55), (0.45, -0.3), (0.45, 0.9), (-0.45, 0.9), (-0.45, -0.3), (-0.18, -0.55)],
-    "bag": [(-0.7, -0.35), (-0.4, -0.35), (-0.4, -0.8), (0.4, -0.8), (0.4, -0.35), (0.7, -0.35), (0.9, 0.85), (-0.9, 0.85)],
+    "phone": [
+        (-0.42, -0.9),
+        (0.42, -0.9),
+        (0.5, -0.82),
+        (0.5, 0.82),
+        (0.42, 0.9),
+        (-0.42, 0.9),
+        (-0.5, 0.82),
+        (-0.5, -0.82),
+    ],
+    "bottle": [
+        (-0.18, -0.92),
+        (0.18, -0.92),
+        (0.18, -0.55),
+        (0.45, -0.3),
+        (0.45, 0.9),
+        (-0.45, 0.9),
+        (-0.45, -0.3),
+        (-0.18, -0.55),
+    ],
+    "bag": [
+        (-0.7, -0.35),
+        (-0.4, -0.35),
+        (-0.4, -0.8),
+        (0.4, -0.8),
+        (0.4, -0.35),
+        (0.7, -0.35),
+        (0.9, 0.85),
+        (-0.9, 0.85),
+    ],
     "square": [(-0.8, -0.8), (0.8, -0.8), (0.8, 0.8), (-0.8, 0.8)],
     "kite": [(0.0, -0.95), (0.65, -0.15), (0.0, 0.95), (-0.65, -0.15)],
     "octagon": _circle(8, 0.9),
@@ -47,26 +91,78 @@ SHAPES: dict[str, list[tuple[float, float]]] = {
     "rug": [(-0.95, -0.55), (0.95, -0.55), (0.95, 0.55), (-0.95, 0.55)],
     "hexagon": _circle(6, 0.88),
     "pennant": [(-0.85, -0.75), (0.92, 0.0), (-0.85, 0.75)],
-    "mug": [(-0.6, -0.7), (0.45, -0.7), (0.45, -0.45), (0.85, -0.45), (0.85, 0.35), (0.45, 0.35), (0.45, 0.8), (-0.6, 0.8)],
-    "cross": [(-0.3, -0.9), (0.3, -0.9), (0.3, -0.3), (0.9, -0.3), (0.9, 0.3), (0.3, 0.3), (0.3, 0.9), (-0.3, 0.9),
-              (-0.3, 0.3), (-0.9, 0.3), (-0.9, -0.3), (-0.3, -0.3)],
+    "mug": [
+        (-0.6, -0.7),
+        (0.45, -0.7),
+        (0.45, -0.45),
+        (0.85, -0.45),
+        (0.85, 0.35),
+        (0.45, 0.35),
+        (0.45, 0.8),
+        (-0.6, 0.8),
+    ],
+    "cross": [
+        (-0.3, -0.9),
+        (0.3, -0.9),
+        (0.3, -0.3),
+        (0.9, -0.3),
+        (0.9, 0.3),
+        (0.3, 0.3),
+        (0.3, 0.9),
+        (-0.3, 0.9),
+        (-0.3, 0.3),
+        (-0.9, 0.3),
+        (-0.9, -0.3),
+        (-0.3, -0.3),
+    ],
 }
 
 # (meta, level2, shape), interleaved so any prefix spans several metas.
 LEVEL2 = [
-    ("fashion", "tops", "tee"), ("home", "plates", "circle"), ("toys", "stars", "star"),
-    ("electronics", "phones", "phone"), ("sports", "bottles", "bottle"), ("fashion", "bags", "bag"),
-    ("home", "tiles", "square"), ("toys", "kites", "kite"), ("electronics", "speakers", "octagon"),
-    ("sports", "badges", "shield"), ("fashion", "hats", "hat"), ("home", "rugs", "rug"),
-    ("toys", "blocks", "hexagon"), ("sports", "pennants", "pennant"), ("home", "mugs", "mug"),
+    ("fashion", "tops", "tee"),
+    ("home", "plates", "circle"),
+    ("toys", "stars", "star"),
+    ("electronics", "phones", "phone"),
+    ("sports", "bottles", "bottle"),
+    ("fashion", "bags", "bag"),
+    ("home", "tiles", "square"),
+    ("toys", "kites", "kite"),
+    ("electronics", "speakers", "octagon"),
+    ("sports", "badges", "shield"),
+    ("fashion", "hats", "hat"),
+    ("home", "rugs", "rug"),
+    ("toys", "blocks", "hexagon"),
+    ("sports", "pennants", "pennant"),
+    ("home", "mugs", "mug"),
     ("sports", "first-aid kits", "cross"),
 ]
 # (leaf adjective, pattern kind)
-PATTERNS = [("plain", "solid"), ("striped", "stripes"), ("dotted", "dots"), ("checked", "checker"),
-            ("two-tone", "twotone"), ("ringed", "rings"), ("zigzag", "zigzag"), ("faded", "gradient")]
+PATTERNS = [
+    ("plain", "solid"),
+    ("striped", "stripes"),
+    ("dotted", "dots"),
+    ("checked", "checker"),
+    ("two-tone", "twotone"),
+    ("ringed", "rings"),
+    ("zigzag", "zigzag"),
+    ("faded", "gradient"),
+]
 GLYPHS = ["dot", "ring", "bar", "cross", "triangle", "diamond", "square", "chevron"]
 GLYPH_PLACES = [(0.0, 0.0), (0.0, -0.32), (0.0, 0.38), (-0.28, 0.12)]
-COLOUR_NAMES = ["red", "orange", "yellow", "lime", "green", "teal", "cyan", "blue", "indigo", "purple", "magenta", "pink"]
+COLOUR_NAMES = [
+    "red",
+    "orange",
+    "yellow",
+    "lime",
+    "green",
+    "teal",
+    "cyan",
+    "blue",
+    "indigo",
+    "purple",
+    "magenta",
+    "pink",
+]
 
 
 def colour_name(rgb: tuple[int, int, int]) -> str:
@@ -80,7 +176,7 @@ def colour_name(rgb: tuple[int, int, int]) -> str:
 
 @lru_cache(maxsize=4)
 def _grid(side: int) -> tuple[np.ndarray, np.ndarray]:
-    centres = ((np.arange(side, dtype=np.float32) + 0.5) / side - 0.5)
+    centres = (np.arange(side, dtype=np.float32) + 0.5) / side - 0.5
     return centres[None, :].repeat(side, 0), centres[:, None].repeat(side, 1)
 
 
@@ -138,14 +234,22 @@ def render_product(product, leaf, side: int) -> Image.Image:
     points = [(half + x * sx * fit * half * 0.95, half + y * sy * fit * half * 0.95) for x, y in SHAPES[leaf.shape]]
     mask = Image.new("L", (side, side), 0)
     ImageDraw.Draw(mask).polygon(points, fill=255)
-    body = Image.fromarray(_pattern(leaf.pattern, product.colours, product.freq, product.angle, side), "RGB").convert("RGBA")
+    body = Image.fromarray(_pattern(leaf.pattern, product.colours, product.freq, product.angle, side), "RGB").convert(
+        "RGBA"
+    )
     body.putalpha(mask)
     draw = ImageDraw.Draw(body)
     outline = tuple(int(c * 0.45) for c in product.colours[0]) + (255,)
     draw.polygon(points, outline=outline, width=max(1, side // 64))
     gx, gy = GLYPH_PLACES[product.glyph_pos]
-    _glyph(draw, GLYPHS[product.glyph], half + gx * half * fit, half + gy * half * fit, side * 0.11 * fit,
-           product.colours[2] + (255,))
+    _glyph(
+        draw,
+        GLYPHS[product.glyph],
+        half + gx * half * fit,
+        half + gy * half * fit,
+        side * 0.11 * fit,
+        product.colours[2] + (255,),
+    )
     alpha = np.asarray(body)[..., 3].copy()
     alpha[np.asarray(mask) == 0] = 0  # keep the glyph inside the outline
     body.putalpha(Image.fromarray(alpha))
@@ -162,7 +266,9 @@ def _background(rng: np.random.Generator, side: int) -> np.ndarray:
         t = np.linspace(0, 1, side, dtype=np.float32)[:, None, None]
         return np.broadcast_to(base * (1 - t) + other * t, (side, side, 3)).astype(np.float32)
     coarse = rng.normal(0, 25, size=(6, 6, 3))
-    texture = np.asarray(Image.fromarray(np.clip(coarse + 128, 0, 255).astype(np.uint8)).resize((side, side), Image.BICUBIC), np.float32)
+    texture = np.asarray(
+        Image.fromarray(np.clip(coarse + 128, 0, 255).astype(np.uint8)).resize((side, side), Image.BICUBIC), np.float32
+    )
     return np.clip(base.astype(np.float32) + texture - 128, 0, 255)
 
 
@@ -172,7 +278,11 @@ def _affine(rng: np.random.Generator, source: int, side: int) -> tuple[float, ..
     shear = float(rng.normal(0, 0.08))
     scale = float(rng.uniform(0.68, 1.12)) * side / source * (1.0 if rng.random() > 0.15 else 1.25)
     shift = rng.uniform(-0.1, 0.1, size=2) * side
-    forward = scale * np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]]) @ np.array([[1, shear], [0, 1]])
+    forward = (
+        scale
+        * np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
+        @ np.array([[1, shear], [0, 1]])
+    )
     inverse = np.linalg.inv(forward)
     offset = np.array([source / 2, source / 2]) - inverse @ (np.array([side / 2, side / 2]) + shift)
     return (inverse[0, 0], inverse[0, 1], offset[0], inverse[1, 0], inverse[1, 1], offset[1])

@@ -53,7 +53,11 @@ class Taxonomy:
         return [np.bincount(labels[:, level], minlength=size) for level, size in enumerate(self.sizes)]
 
     def to_dict(self) -> dict:
-        return {"levels": list(self.levels), "classes": [list(c) for c in self.classes], "parents": [list(p) for p in self.parents]}
+        return {
+            "levels": list(self.levels),
+            "classes": [list(c) for c in self.classes],
+            "parents": [list(p) for p in self.parents],
+        }
 
     @classmethod
     def from_dict(cls, data: dict) -> Taxonomy:
@@ -77,7 +81,7 @@ class Taxonomy:
         parents: list[tuple[int, ...]] = [()]
         for level in range(1, len(levels)):
             pairs = frame[[levels[level - 1], levels[level]]].astype(str).drop_duplicates()
-            child_to_parent = dict(zip(pairs[levels[level]], pairs[levels[level - 1]]))
+            child_to_parent = dict(zip(pairs[levels[level]], pairs[levels[level - 1]], strict=False))
             parent_index = {c: i for i, c in enumerate(classes[level - 1])}
             parents.append(tuple(parent_index[child_to_parent[c]] for c in classes[level]))
         return cls(levels=tuple(levels), classes=classes, parents=tuple(parents))

@@ -46,8 +46,14 @@ def lr_factor(step: int, total: int, schedule: str) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
 
 
-def compute_loss(outputs: dict, labels: torch.Tensor, metric_labels: torch.Tensor, parents: list[torch.Tensor],
-                 config: TrainConfig, n_views: int) -> dict[str, torch.Tensor]:
+def compute_loss(
+    outputs: dict,
+    labels: torch.Tensor,
+    metric_labels: torch.Tensor,
+    parents: list[torch.Tensor],
+    config: TrainConfig,
+    n_views: int,
+) -> dict[str, torch.Tensor]:
     """All loss terms for one batch; 'total' sums them.
 
     labels (B, L) class ids per level, metric_labels (B,) proxy ids; outputs cover n_views * B images
@@ -59,7 +65,9 @@ def compute_loss(outputs: dict, labels: torch.Tensor, metric_labels: torch.Tenso
     if "logits" in outputs:
         parts["layer"] = losses.layer_loss(outputs["logits"], labels_all, config.alphas)
         if config.dependence == "faithful":
-            parts["dependence"] = losses.dependence_faithful(outputs["logits"], labels_all, parents, config.betas, config.ploss)
+            parts["dependence"] = losses.dependence_faithful(
+                outputs["logits"], labels_all, parents, config.betas, config.ploss
+            )
         elif config.dependence == "soft":
             parts["dependence"] = losses.dependence_soft(outputs["logits"], parents, config.betas)
     if "cosine" in outputs:
@@ -116,7 +124,9 @@ def _metric_labels(config: TrainConfig, frame, labels: np.ndarray, taxonomy: Tax
 class _Trainer:
     """State of one training run (kept small: setup, one epoch, validation, saving)."""
 
-    def __init__(self, config: TrainConfig, catalog_dir: str | Path, out_dir: str | Path, progress: Progress | None) -> None:
+    def __init__(
+        self, config: TrainConfig, catalog_dir: str | Path, out_dir: str | Path, progress: Progress | None
+    ) -> None:
         self.config, self.out, self.progress = config, Path(out_dir), progress
         self.dist, self.device = distributed.init(config.device)
         torch.manual_seed(config.seed)
@@ -128,7 +138,9 @@ class _Trainer:
         cache = config.workers == 0
         self.train_set = CatalogImages(catalog, train_frame, config.image_size, cache=cache)
         self.val_set = CatalogImages(catalog, val_frame, config.image_size, cache=cache)
-        self.parents_np = [np.zeros(0, np.int64)] + [self.taxonomy.parent_array(l) for l in range(1, len(self.taxonomy.levels))]
+        self.parents_np = [np.zeros(0, np.int64)] + [
+            self.taxonomy.parent_array(level) for level in range(1, len(self.taxonomy.levels))
+        ]
         self.parents = [torch.as_tensor(p, device=self.device) for p in self.parents_np]
         self.metric_labels, proxy_leaf = _metric_labels(config, train_frame, self.train_labels, self.taxonomy)
         self.spec = ModelSpec.from_config(config, self.taxonomy.sizes, len(proxy_leaf))
@@ -144,13 +156,27 @@ class _Trainer:
             group["base_lr"] = group["lr"]
         opt_class = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
         self.optimizer = opt_class(self.groups, lr=config.lr, weight_decay=config.weight_decay)
-        self.net = DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None) if self.dist.enabled else self.model
+        self.net = (
+            DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+            if self.dist.enabled
+            else self.model
+        )
         if config.balanced or not self.dist.enabled:
-            self.sampler = EpochSampler(self.train_labels[:, -1], config.balanced, config.seed, self.dist.rank, self.dist.world)
+            self.sampler = EpochSampler(
+                self.train_labels[:, -1], config.balanced, config.seed, self.dist.rank, self.dist.world
+            )
         else:
-            self.sampler = DistributedSampler(self.train_set, self.dist.world, self.dist.rank, shuffle=True, seed=config.seed)
-        self.loader = DataLoader(self.train_set, batch_size=config.batch_size, sampler=self.sampler, num_workers=config.workers,
-                                 drop_last=len(self.sampler) >= config.batch_size, persistent_workers=config.workers > 0)
+            self.sampler = DistributedSampler(
+                self.train_set, self.dist.world, self.dist.rank, shuffle=True, seed=config.seed
+            )
+        self.loader = DataLoader(
+            self.train_set,
+            batch_size=config.batch_size,
+            sampler=self.sampler,
+            num_workers=config.workers,
+            drop_last=len(self.sampler) >= config.batch_size,
+            persistent_workers=config.workers > 0,
+        )
         self.start_epoch = 0
 
     def resume(self) -> None:
@@ -160,7 +186,9 @@ class _Trainer:
             return
         state = load_checkpoint(path, self.device)
         if state.get("model_spec") != self.spec.to_dict():
-            raise EproductError(f"{path} was trained with a different model ({state.get('model_spec')}); use a new --out folder.")
+            raise EproductError(
+                f"{path} was trained with a different model ({state.get('model_spec')}); use a new --out folder."
+            )
         self.model.load_state_dict(state["model_state"])
         self.optimizer.load_state_dict(state["optimizer_state"])
         self.start_epoch = int(state["epoch"])
@@ -206,24 +234,41 @@ class _Trainer:
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(epoch=epoch + 1, loss=f"{loss_sum / max(1, seen):.3f}")
-            self._report((global_step + 1) / max(1, total_steps), f"epoch {epoch + 1}/{config.epochs}, step {step + 1}/{steps}")
+            self._report(
+                (global_step + 1) / max(1, total_steps), f"epoch {epoch + 1}/{config.epochs}, step {step + 1}/{steps}"
+            )
         return loss_sum / max(1, seen), seen
 
     def validate_and_save(self, epoch: int, train_loss: float, images_per_s: float, seconds: float) -> dict:
-        predicted, valid = predict_dataset(self.model, self.val_set, self.device, max(64, self.config.batch_size), self.parents_np)
+        predicted, valid = predict_dataset(
+            self.model, self.val_set, self.device, max(64, self.config.batch_size), self.parents_np
+        )
         labels = self.val_labels[valid] if len(valid) else self.val_labels
         predicted = predicted[valid] if len(valid) else predicted
-        record = {"epoch": epoch + 1, "train_loss": train_loss, "val_acc": level_accuracy(predicted, labels, self.taxonomy.levels),
-                  "images_per_s": images_per_s, "seconds": seconds, "val_images": int(len(labels))}
+        record = {
+            "epoch": epoch + 1,
+            "train_loss": train_loss,
+            "val_acc": level_accuracy(predicted, labels, self.taxonomy.levels),
+            "images_per_s": images_per_s,
+            "seconds": seconds,
+            "val_images": int(len(labels)),
+        }
         table = class_accuracy_table(self.taxonomy, predicted, labels, self.train_labels)
         table.to_csv(self.out / ".class_accuracy.csv.tmp", index=False)
         os.replace(self.out / ".class_accuracy.csv.tmp", self.out / "class_accuracy.csv")
         _append_metrics(self.out / "metrics.jsonl", record, keep_before=epoch + 1)
-        _atomic_save({
-            "model_state": self.model.state_dict(), "optimizer_state": self.optimizer.state_dict(), "epoch": epoch + 1,
-            "config": self.config.to_dict(), "taxonomy": self.taxonomy.to_dict(), "model_spec": self.spec.to_dict(),
-            "bad_train_files": sorted(self.train_set.paths[i] for i in self.train_set.bad),
-        }, self.out / CHECKPOINT)
+        _atomic_save(
+            {
+                "model_state": self.model.state_dict(),
+                "optimizer_state": self.optimizer.state_dict(),
+                "epoch": epoch + 1,
+                "config": self.config.to_dict(),
+                "taxonomy": self.taxonomy.to_dict(),
+                "model_spec": self.spec.to_dict(),
+                "bad_train_files": sorted(self.train_set.paths[i] for i in self.train_set.bad),
+            },
+            self.out / CHECKPOINT,
+        )
         return record
 
     def fit(self) -> None:
@@ -240,12 +285,20 @@ class _Trainer:
             ips = seen * self.dist.world / max(seconds, 1e-9)
             if self.dist.main:
                 record = self.validate_and_save(epoch, train_loss, ips, seconds)
-                log.info("epoch %d: loss %.4f, val acc %s, %.1f images/s", epoch + 1, train_loss, record["val_acc"], ips)
+                log.info(
+                    "epoch %d: loss %.4f, val acc %s, %.1f images/s", epoch + 1, train_loss, record["val_acc"], ips
+                )
             distributed.barrier(self.dist)
         bar.close()
 
 
-def train(config: TrainConfig, catalog_dir: str | Path, out_dir: str | Path, resume: bool = False, progress: Progress | None = None) -> Path:
+def train(
+    config: TrainConfig,
+    catalog_dir: str | Path,
+    out_dir: str | Path,
+    resume: bool = False,
+    progress: Progress | None = None,
+) -> Path:
     """Train a model on a catalog into the run folder `out_dir`; returns the folder."""
     out = Path(out_dir)
     trainer = _Trainer(config, catalog_dir, out, progress)

@@ -29,7 +29,9 @@ def predict_levels(outputs: dict, parents: list[np.ndarray], proxy_leaf: np.ndar
 
 
 @torch.inference_mode()
-def predict_dataset(model: torch.nn.Module, dataset: CatalogImages, device: torch.device, batch_size: int, parents: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+def predict_dataset(
+    model: torch.nn.Module, dataset: CatalogImages, device: torch.device, batch_size: int, parents: list[np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
     """(predicted (N, L), valid (N,)) for every row of `dataset`, in order."""
     was_training = model.training
     model.eval()
@@ -54,16 +56,24 @@ def level_accuracy(predicted: np.ndarray, labels: np.ndarray, levels: tuple[str,
     return {name: float((predicted[:, level] == labels[:, level]).mean()) for level, name in enumerate(levels)}
 
 
-def class_accuracy_table(taxonomy: Taxonomy, predicted: np.ndarray, labels: np.ndarray, train_labels: np.ndarray) -> pd.DataFrame:
+def class_accuracy_table(
+    taxonomy: Taxonomy, predicted: np.ndarray, labels: np.ndarray, train_labels: np.ndarray
+) -> pd.DataFrame:
     """One row per class per level: level, class, train_count, val_count, accuracy (NaN without val images)."""
     rows = []
     train_counts = taxonomy.counts(train_labels)
     for level, name in enumerate(taxonomy.levels):
         size = taxonomy.sizes[level]
         val_counts = np.bincount(labels[:, level], minlength=size) if len(labels) else np.zeros(size, np.int64)
-        correct = np.bincount(labels[:, level], weights=(predicted[:, level] == labels[:, level]), minlength=size) if len(labels) else np.zeros(size)
+        correct = (
+            np.bincount(labels[:, level], weights=(predicted[:, level] == labels[:, level]), minlength=size)
+            if len(labels)
+            else np.zeros(size)
+        )
         with np.errstate(invalid="ignore", divide="ignore"):
             accuracy = np.where(val_counts > 0, correct / np.maximum(val_counts, 1), np.nan)
         for c in range(size):
-            rows.append((name, taxonomy.classes[level][c], int(train_counts[level][c]), int(val_counts[c]), float(accuracy[c])))
+            rows.append(
+                (name, taxonomy.classes[level][c], int(train_counts[level][c]), int(val_counts[c]), float(accuracy[c]))
+            )
     return pd.DataFrame(rows, columns=["level", "class", "train_count", "val_count", "accuracy"])

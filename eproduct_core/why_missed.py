@@ -1,4 +1,4 @@
-""""Why was this match missed?": for each true match of one query, where it stands and what would find it.
+""" "Why was this match missed?": for each true match of one query, where it stands and what would find it.
 
 Owns `why_missed`. Built on `Index.explain` (distances, Hamming and weighted Hamming ranks, the cutoff
 that would admit it, the shortest hash length within the cutoff) and adds what explain cannot know alone: its rank in the
@@ -29,17 +29,38 @@ from .config import SearchSettings
 from .evaluate import search_kwargs
 
 BIT_LENGTHS = (8, 12, 16, 20, 24, 32, 48, 64, 96, 128, 192, 256, 512, 1024)  # hash lengths tried for bits_needed
-COLUMNS = ["index_id", "row", "shard", "rank", "retrieved", "hamming", "code_cosine", "cosine", "hamming_rank",
-           "weighted_rank", "cutoff_needed", "cutoff_retrieves", "rerank_needed", "shortest_bits_within_cutoff",
-           "bits_needed", "reason"]
+COLUMNS = [
+    "index_id",
+    "row",
+    "shard",
+    "rank",
+    "retrieved",
+    "hamming",
+    "code_cosine",
+    "cosine",
+    "hamming_rank",
+    "weighted_rank",
+    "cutoff_needed",
+    "cutoff_retrieves",
+    "rerank_needed",
+    "shortest_bits_within_cutoff",
+    "bits_needed",
+    "reason",
+]
 
 
 def _ids_found(index, query: np.ndarray, settings: SearchSettings) -> list[str]:
     return list(index.search(query[None, :], **search_kwargs(settings))[0].ids)
 
 
-def why_missed(index, query_vector: np.ndarray, truth: set[str], settings: SearchSettings,
-               *, bit_lengths: Sequence[int] = BIT_LENGTHS) -> pd.DataFrame:
+def why_missed(
+    index,
+    query_vector: np.ndarray,
+    truth: set[str],
+    settings: SearchSettings,
+    *,
+    bit_lengths: Sequence[int] = BIT_LENGTHS,
+) -> pd.DataFrame:
     """One row per true match of the query (matches not in the index are listed with row -1).
 
     Columns: index_id, row, shard, rank (1-based in the actual results, NaN when absent), retrieved,
@@ -73,13 +94,21 @@ def _row(index, query, info, rank, settings: SearchSettings, by_bits: dict[int, 
             rerank_needed = float(depth)
     bits_needed = next((b for b in sorted(by_bits) if info.id in by_bits[b]), None)
     row = {
-        "index_id": info.id, "row": info.row, "shard": info.shard,
-        "rank": float("nan") if rank is None else float(rank), "retrieved": rank is not None and rank <= settings.k,
-        "hamming": info.hamming, "code_cosine": info.code_cosine,
-        "cosine": float("nan") if info.cosine is None else info.cosine, "hamming_rank": info.hamming_rank + 1,
+        "index_id": info.id,
+        "row": info.row,
+        "shard": info.shard,
+        "rank": float("nan") if rank is None else float(rank),
+        "retrieved": rank is not None and rank <= settings.k,
+        "hamming": info.hamming,
+        "code_cosine": info.code_cosine,
+        "cosine": float("nan") if info.cosine is None else info.cosine,
+        "hamming_rank": info.hamming_rank + 1,
         "weighted_rank": info.weighted_rank + 1,
-        "cutoff_needed": cutoff_needed, "cutoff_retrieves": bool(cutoff_retrieves), "rerank_needed": rerank_needed,
-        "shortest_bits_within_cutoff": info.shortest_bits, "bits_needed": bits_needed,
+        "cutoff_needed": cutoff_needed,
+        "cutoff_retrieves": bool(cutoff_retrieves),
+        "rerank_needed": rerank_needed,
+        "shortest_bits_within_cutoff": info.shortest_bits,
+        "bits_needed": bits_needed,
     }
     row["reason"] = _reason(row, settings)
     return row
@@ -90,8 +119,10 @@ def _reason(row: dict, settings: SearchSettings) -> str:
         return f"retrieved at rank {int(row['rank'])}"
     if settings.mode == "cutoff":
         if row["code_cosine"] >= settings.cutoff:
-            text = (f"code cosine {row['code_cosine']:.3f} at {settings.bits} bits is not below the cutoff "
-                    f"{settings.cutoff:g}; any cutoff above {row['cutoff_needed']:.3f} admits it")
+            text = (
+                f"code cosine {row['code_cosine']:.3f} at {settings.bits} bits is not below the cutoff "
+                f"{settings.cutoff:g}; any cutoff above {row['cutoff_needed']:.3f} admits it"
+            )
             if not row["cutoff_retrieves"]:
                 text += f", but {settings.k} or more items with a smaller code cosine would still rank before it"
         else:

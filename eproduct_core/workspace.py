@@ -149,7 +149,11 @@ def _names(listed: list[str], folder: Path, marker: str) -> list[str]:
 def read_meta(path: Path) -> dict:
     """Parse `path/workspace.json`, or raise `EproductError` saying why it is not a workspace."""
     return read_versioned_json(
-        Path(path) / META_FILE, fmt=FORMAT, version=VERSION, what="an eproduct workspace file", fix="Rebuild the workspace.",
+        Path(path) / META_FILE,
+        fmt=FORMAT,
+        version=VERSION,
+        what="an eproduct workspace file",
+        fix="Rebuild the workspace.",
         missing=f"{path} is not a workspace (no {META_FILE}). Build one with `eproduct demo --workspace {path}`.",
     )
 
@@ -254,8 +258,15 @@ def build_demo(
         try:
             from .workspace_build import populate
 
-            meta = populate(tmp, preset=preset, progress=report, size=size, seed=seed,
-                            train_overrides=train_overrides, catalog=catalog)
+            meta = populate(
+                tmp,
+                preset=preset,
+                progress=report,
+                size=size,
+                seed=seed,
+                train_overrides=train_overrides,
+                catalog=catalog,
+            )
             write_meta(tmp, {"name": name, **meta, "complete": True})
             os.replace(tmp, target)
         finally:

@@ -78,7 +78,8 @@ def populate(
     a folder is copied (a user's own catalog).
     """
     from .catalog import read_catalog
-    from .config import SEED_SEARCH, preset as get_preset, with_overrides
+    from .config import SEED_SEARCH, with_overrides
+    from .config import preset as get_preset
     from .index import build_index
     from .synthetic import make_synthetic_catalog
 
@@ -93,7 +94,8 @@ def populate(
 
         catalog_report(0.0, "Writing the Fashion-MNIST catalog")
         make_fashion_mnist_catalog(
-            folder / "catalog", seed=seed,
+            folder / "catalog",
+            seed=seed,
             progress=lambda done, total: catalog_report(done / max(total, 1), f"Writing catalog images {done}/{total}"),
         )
         source = "Fashion-MNIST"
@@ -104,7 +106,9 @@ def populate(
     else:
         catalog_report(0.0, f"Drawing a synthetic '{size}' catalog")
         make_synthetic_catalog(
-            folder / "catalog", seed=seed, size=size,
+            folder / "catalog",
+            seed=seed,
+            size=size,
             progress=lambda done, total: catalog_report(done / max(total, 1), f"Drawing catalog images {done}/{total}"),
         )
         source = f"synthetic {size}"
@@ -140,12 +144,20 @@ def populate(
         stored = read_embeddings(folder / "embeddings" / f"{settings.kind}-index")
         stored_bits = -(-settings.bits // 8) * 8  # codes are stored in whole bytes; search uses the prefix
         build_index(
-            np.asarray(stored.vectors, dtype=np.float32), stored.ids, folder / "indexes" / name,
-            bits=stored_bits, shard_size=settings.shard_size, seed=seed, kind=settings.kind,
+            np.asarray(stored.vectors, dtype=np.float32),
+            stored.ids,
+            folder / "indexes" / name,
+            bits=stored_bits,
+            shard_size=settings.shard_size,
+            seed=seed,
+            kind=settings.kind,
         )
         indexes[name] = {
-            "embeddings": f"{settings.kind}-index", "kind": settings.kind, "run": run_name,
-            "bits": stored_bits, "shard_size": settings.shard_size,
+            "embeddings": f"{settings.kind}-index",
+            "kind": settings.kind,
+            "run": run_name,
+            "bits": stored_bits,
+            "shard_size": settings.shard_size,
             "search": dataclasses.asdict(settings),
             "label": "seed settings" if settings == SEED_SEARCH else "better default",
         }

@@ -17,8 +17,11 @@ def class_counts(counts: pd.DataFrame, level: str, log_scale: bool) -> alt.Chart
     return (
         alt.Chart(counts)
         .mark_bar()
-        .encode(x=x, y=alt.Y("images:Q", scale=scale, title="training images"),
-                tooltip=["class", "images", alt.Tooltip("share:Q", format=".2%")])
+        .encode(
+            x=x,
+            y=alt.Y("images:Q", scale=scale, title="training images"),
+            tooltip=["class", "images", alt.Tooltip("share:Q", format=".2%")],
+        )
         .properties(height=HEIGHT, title=f"Class imbalance at {level} ({len(counts)} classes)")
     )
 
@@ -28,8 +31,11 @@ def children_bars(frame: pd.DataFrame, parent: str) -> alt.Chart:
     return (
         alt.Chart(frame)
         .mark_bar()
-        .encode(y=alt.Y("child:N", sort="-x", title=None), x=alt.X("images:Q", title="training images"),
-                tooltip=["child", "images"])
+        .encode(
+            y=alt.Y("child:N", sort="-x", title=None),
+            x=alt.X("images:Q", title="training images"),
+            tooltip=["child", "images"],
+        )
         .properties(height=alt.Step(22), title=f"Inside {parent}")
     )
 
@@ -66,8 +72,12 @@ def training_curves(metrics: pd.DataFrame) -> alt.Chart:
     return (
         alt.Chart(long)
         .mark_line(point=True)
-        .encode(x=alt.X("epoch:Q", axis=alt.Axis(tickMinStep=1)), y=alt.Y("value:Q", title=None),
-                color="series:N", tooltip=["epoch", "series", alt.Tooltip("value:Q", format=".4f")])
+        .encode(
+            x=alt.X("epoch:Q", axis=alt.Axis(tickMinStep=1)),
+            y=alt.Y("value:Q", title=None),
+            color="series:N",
+            tooltip=["epoch", "series", alt.Tooltip("value:Q", format=".4f")],
+        )
         .properties(height=HEIGHT - 60, width=300)
         .facet(column=alt.Column("panel:N", title=None))
         .resolve_scale(y="independent")
@@ -80,25 +90,37 @@ def distance_histogram(distances: pd.DataFrame, cutoff: float | None, column: st
     bars = (
         alt.Chart(distances)
         .mark_bar(opacity=0.7)
-        .encode(x=alt.X(f"{column}:Q", bin=alt.Bin(maxbins=40), title=column.replace("_", " ")),
-                y=alt.Y("count():Q", title="index items", stack=None), color=color)
+        .encode(
+            x=alt.X(f"{column}:Q", bin=alt.Bin(maxbins=40), title=column.replace("_", " ")),
+            y=alt.Y("count():Q", title="index items", stack=None),
+            color=color,
+        )
     )
     layers = [bars]
     if cutoff is not None:
         rule = pd.DataFrame({"cutoff": [cutoff]})
-        layers.append(alt.Chart(rule).mark_rule(color="#d62728", strokeWidth=2, strokeDash=[4, 3])
-                      .encode(x="cutoff:Q", tooltip=[alt.Tooltip("cutoff:Q", format=".3f")]))
+        layers.append(
+            alt.Chart(rule)
+            .mark_rule(color="#d62728", strokeWidth=2, strokeDash=[4, 3])
+            .encode(x="cutoff:Q", tooltip=[alt.Tooltip("cutoff:Q", format=".3f")])
+        )
     return alt.layer(*layers).properties(height=HEIGHT - 40, title=title)
 
 
 def mar_heatmap(table: pd.DataFrame, value: str = "mar@10_G") -> alt.Chart:
     """MAR@10 over hash length x cutoff (`table`: bits, cutoff, value)."""
     base = alt.Chart(table).encode(
-        x=alt.X("cutoff:O", title="code-cosine cutoff"), y=alt.Y("bits:O", title="hash length (bits)", sort="descending"),
+        x=alt.X("cutoff:O", title="code-cosine cutoff"),
+        y=alt.Y("bits:O", title="hash length (bits)", sort="descending"),
     )
     cells = base.mark_rect().encode(
         color=alt.Color(f"{value}:Q", title="MAR@10", scale=alt.Scale(scheme="viridis")),
-        tooltip=["bits", "cutoff", alt.Tooltip(f"{value}:Q", format=".3f"), alt.Tooltip("mean_candidates:Q", format=".1f")],
+        tooltip=[
+            "bits",
+            "cutoff",
+            alt.Tooltip(f"{value}:Q", format=".3f"),
+            alt.Tooltip("mean_candidates:Q", format=".1f"),
+        ],
     )
     text = base.mark_text(fontSize=10).encode(text=alt.Text(f"{value}:Q", format=".2f"), color=alt.value("white"))
     return alt.layer(cells, text).properties(height=HEIGHT, title="MAR@10 by hash length and cutoff")
@@ -108,8 +130,10 @@ def recall_histogram(per_query: pd.DataFrame, column: str = "recall@10") -> alt.
     return (
         alt.Chart(per_query)
         .mark_bar()
-        .encode(x=alt.X(f"{column}:Q", bin=alt.Bin(step=0.1), title=f"per-query {column}"),
-                y=alt.Y("count():Q", title="queries"))
+        .encode(
+            x=alt.X(f"{column}:Q", bin=alt.Bin(step=0.1), title=f"per-query {column}"),
+            y=alt.Y("count():Q", title="queries"),
+        )
         .properties(height=HEIGHT - 60, title="Per-query recall")
     )
 
@@ -119,9 +143,11 @@ def bucket_occupancy(sizes: pd.DataFrame) -> alt.Chart:
     return (
         alt.Chart(sizes)
         .mark_bar()
-        .encode(x=alt.X("items:Q", scale=alt.Scale(type="log"), title="items in the bucket (log)"),
-                y=alt.Y("buckets:Q", scale=alt.Scale(type="symlog"), title="buckets (symlog)"),
-                tooltip=["items", "buckets"])
+        .encode(
+            x=alt.X("items:Q", scale=alt.Scale(type="log"), title="items in the bucket (log)"),
+            y=alt.Y("buckets:Q", scale=alt.Scale(type="symlog"), title="buckets (symlog)"),
+            tooltip=["items", "buckets"],
+        )
         .properties(height=HEIGHT - 40, title="Bucket occupancy")
     )
 
@@ -137,11 +163,18 @@ def binned_histogram(frame: pd.DataFrame, cutoff: float | None, axis_title: str,
     bars = (
         alt.Chart(frame)
         .mark_bar(color="#3b6ea8")
-        .encode(x=alt.X("start:Q", title=axis_title), x2="end:Q", y=alt.Y("items:Q", title="index items"),
-                tooltip=[alt.Tooltip("start:Q", format=".3f"), alt.Tooltip("end:Q", format=".3f"), "items"])
+        .encode(
+            x=alt.X("start:Q", title=axis_title),
+            x2="end:Q",
+            y=alt.Y("items:Q", title="index items"),
+            tooltip=[alt.Tooltip("start:Q", format=".3f"), alt.Tooltip("end:Q", format=".3f"), "items"],
+        )
     )
     layers = [bars]
     if cutoff is not None:
-        layers.append(alt.Chart(pd.DataFrame({"cutoff": [cutoff]})).mark_rule(color="#d62728", strokeWidth=2, strokeDash=[4, 3])
-                      .encode(x="cutoff:Q", tooltip=[alt.Tooltip("cutoff:Q", format=".3f")]))
+        layers.append(
+            alt.Chart(pd.DataFrame({"cutoff": [cutoff]}))
+            .mark_rule(color="#d62728", strokeWidth=2, strokeDash=[4, 3])
+            .encode(x="cutoff:Q", tooltip=[alt.Tooltip("cutoff:Q", format=".3f")])
+        )
     return alt.layer(*layers).properties(height=HEIGHT - 60, title=title)

@@ -37,7 +37,9 @@ def index_choice(workspace) -> str:
             f"Workspace {workspace.path} has no index yet. Build one on the Index page or with `eproduct index build`."
         )
     default = workspace.default_index
-    labels = {n: f"{n} ({workspace.index_info(n).get('label', workspace.index_info(n).get('kind', 'index'))})" for n in names}
+    labels = {
+        n: f"{n} ({workspace.index_info(n).get('label', workspace.index_info(n).get('kind', 'index'))})" for n in names
+    }
     if len(names) == 1:
         return names[0]
     key = f"index::{workspace.path}"
@@ -65,21 +67,43 @@ def search_settings(workspace, index_name: str, index) -> dict:
     with st.sidebar:
         st.markdown("**Search settings**")
         modes = ["cutoff", "topk"]
-        mode = st.radio("Search mode", modes, horizontal=True, key=remembered(f"mode::{scope}", saved.get("mode", "topk")),
-                        help="cutoff: every item under the distance cutoff (the seed). "
-                        "topk: the k nearest by Hamming, or with a re-rank the k nearest by exact cosine.")
-        cutoff = st.slider("Distance cutoff (code cosine)", 0.0, 1.0, step=0.01, disabled=mode != "cutoff",
-                           key=remembered(f"cutoff::{scope}", float(saved.get("cutoff", 0.1))),
-                           help="Keep index items whose code-cosine distance is below this (the seed used 0.1).")
+        mode = st.radio(
+            "Search mode",
+            modes,
+            horizontal=True,
+            key=remembered(f"mode::{scope}", saved.get("mode", "topk")),
+            help="cutoff: every item under the distance cutoff (the seed). "
+            "topk: the k nearest by Hamming, or with a re-rank the k nearest by exact cosine.",
+        )
+        cutoff = st.slider(
+            "Distance cutoff (code cosine)",
+            0.0,
+            1.0,
+            step=0.01,
+            disabled=mode != "cutoff",
+            key=remembered(f"cutoff::{scope}", float(saved.get("cutoff", 0.1))),
+            help="Keep index items whose code-cosine distance is below this (the seed used 0.1).",
+        )
         bits = st.select_slider("Hash length (bits)", options=options, key=remembered(f"bits::{scope}", default_bits))
-        k = st.number_input("k (results)", 1, 1000, key=remembered(f"k::{scope}", int(saved.get("k", 10))),
-                            disabled=mode != "topk")
-        rerank = st.number_input("Re-rank depth (exact cosine)", 0, rerank_max, disabled=rerank_max == 0 or mode != "topk",
-                                 key=remembered(f"rerank::{scope}", min(int(saved.get("rerank", 0)), rerank_max)),
-                                 help="Top-k mode: how many rows exact cosine re-ranks, the best by weighted Hamming "
-                                 f"of the {DEFAULT_SHORTLIST:,} (or 6x the depth) nearest by Hamming; 0 = off. "
-                                 "Cutoff mode keeps the seed's ranking by code cosine (no re-rank).")
+        k = st.number_input(
+            "k (results)", 1, 1000, key=remembered(f"k::{scope}", int(saved.get("k", 10))), disabled=mode != "topk"
+        )
+        rerank = st.number_input(
+            "Re-rank depth (exact cosine)",
+            0,
+            rerank_max,
+            disabled=rerank_max == 0 or mode != "topk",
+            key=remembered(f"rerank::{scope}", min(int(saved.get("rerank", 0)), rerank_max)),
+            help="Top-k mode: how many rows exact cosine re-ranks, the best by weighted Hamming "
+            f"of the {DEFAULT_SHORTLIST:,} (or 6x the depth) nearest by Hamming; 0 = off. "
+            "Cutoff mode keeps the seed's ranking by code cosine (no re-rank).",
+        )
     for name, value in (("mode", mode), ("cutoff", cutoff), ("bits", bits), ("k", k), ("rerank", rerank)):
         remember(f"{name}::{scope}", value)
-    return {"bits": int(bits), "mode": mode, "cutoff": float(cutoff), "k": int(k),
-            "rerank": int(rerank) if mode == "topk" else 0}
+    return {
+        "bits": int(bits),
+        "mode": mode,
+        "cutoff": float(cutoff),
+        "k": int(k),
+        "rerank": int(rerank) if mode == "topk" else 0,
+    }

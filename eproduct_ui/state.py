@@ -21,7 +21,10 @@ def ensure_demo() -> None:
     if ws.list_workspaces():
         return
     root = ws.home()
-    with st.status("First run: building the demo workspace (a few minutes on a laptop CPU; later starts open at once)...", expanded=True) as status:
+    with st.status(
+        "First run: building the demo workspace (a few minutes on a laptop CPU; later starts open at once)...",
+        expanded=True,
+    ) as status:
         bar = st.progress(0.0, text="Starting")
 
         def progress(fraction: float, message: str) -> None:
@@ -50,15 +53,22 @@ def workspace_chooser() -> ws.Workspace | None:
         if found:
             paths = list(by_path)
             chosen = st.selectbox(
-                "Workspace", paths, index=paths.index(current) if current in paths else 0,
-                format_func=lambda p: f"{by_path[p].title}  ({Path(p).name})", key="workspace_select",
+                "Workspace",
+                paths,
+                index=paths.index(current) if current in paths else 0,
+                format_func=lambda p: f"{by_path[p].title}  ({Path(p).name})",
+                key="workspace_select",
                 label_visibility="collapsed",
             )
             if chosen != st.session_state.get(KEY):
                 st.session_state[KEY] = chosen
                 current = chosen
-        typed = st.text_input("Open a workspace folder", key="workspace_path", placeholder=str(ws.home() / "my-workspace"),
-                              help=f"Folders inside {', '.join(str(r) for r in ws.roots())} only.")
+        typed = st.text_input(
+            "Open a workspace folder",
+            key="workspace_path",
+            placeholder=str(ws.home() / "my-workspace"),
+            help=f"Folders inside {', '.join(str(r) for r in ws.roots())} only.",
+        )
         if typed:
             try:
                 opened = ws.open_workspace(typed)

@@ -23,8 +23,15 @@ def tiny_catalog(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 # A tiny training run for app/workspace tests: 1 epoch of the "tiny" backbone, no pretrained weights.
-TINY_TRAIN = {"backbone": "tiny", "weights": "none", "epochs": 1, "image_size": 32, "augment": "none",
-              "instance_weight": 0.0, "batch_size": 32}
+TINY_TRAIN = {
+    "backbone": "tiny",
+    "weights": "none",
+    "epochs": 1,
+    "image_size": 32,
+    "augment": "none",
+    "instance_weight": 0.0,
+    "batch_size": 32,
+}
 
 
 @pytest.fixture(scope="session")

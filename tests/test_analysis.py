@@ -13,7 +13,12 @@ from eproduct_core import lsh
 from eproduct_core.analysis import best_global_cutoff, cutoff_stats, distance_table, per_query_cutoffs
 from eproduct_core.catalog import Catalog
 from eproduct_core.class_analysis import (
-    accuracy_trend, fit_log_trend, per_class_mar, query_classes, read_class_accuracy, train_counts,
+    accuracy_trend,
+    fit_log_trend,
+    per_class_mar,
+    query_classes,
+    read_class_accuracy,
+    train_counts,
 )
 from eproduct_core.config import SearchSettings
 from eproduct_core.evaluate import evaluate_results
@@ -24,7 +29,9 @@ SEEDISH = SearchSettings(kind="external", bits=20, mode="cutoff", cutoff=0.1, k=
 
 @pytest.fixture(scope="module")
 def retrieval(tmp_path_factory):
-    return noisy_product_index(tmp_path_factory.mktemp("ix") / "index", seed=1, products=25, dim=16, noise=0.6, distractors=150, shard_size=50)
+    return noisy_product_index(
+        tmp_path_factory.mktemp("ix") / "index", seed=1, products=25, dim=16, noise=0.6, distractors=150, shard_size=50
+    )
 
 
 def _code_cosine(index, query, row, bits):
@@ -37,10 +44,30 @@ def _code_cosine(index, query, row, bits):
 
 # --- hand-made distance tables -------------------------------------------------------------------
 def _hand_table():
-    rows = [("q1", "match", 0.1), ("q1", "match", 0.2), ("q1", "non-match", 0.3), ("q1", "non-match", 0.5),
-            ("q2", "match", 0.4), ("q2", "non-match", 0.2), ("q2", "non-match", 0.6)]
-    return pd.DataFrame([{"query_id": q, "pair": p, "index_id": f"x{i}", "rank": np.nan, "hamming": 0,
-                          "code_cosine": d, "cosine": np.nan, "shard": 0} for i, (q, p, d) in enumerate(rows)])
+    rows = [
+        ("q1", "match", 0.1),
+        ("q1", "match", 0.2),
+        ("q1", "non-match", 0.3),
+        ("q1", "non-match", 0.5),
+        ("q2", "match", 0.4),
+        ("q2", "non-match", 0.2),
+        ("q2", "non-match", 0.6),
+    ]
+    return pd.DataFrame(
+        [
+            {
+                "query_id": q,
+                "pair": p,
+                "index_id": f"x{i}",
+                "rank": np.nan,
+                "hamming": 0,
+                "code_cosine": d,
+                "cosine": np.nan,
+                "shard": 0,
+            }
+            for i, (q, p, d) in enumerate(rows)
+        ]
+    )
 
 
 def test_best_global_cutoff_by_hand():
@@ -92,7 +119,11 @@ def test_distance_table_matches_and_nearest_nonmatches(retrieval):
             assert item["code_cosine"] == pytest.approx(expected)
         # nearest: no other non-match in the whole index is strictly closer than the 5th listed
         all_dist = lsh.code_cosine(index.encode(queries[position : position + 1])[0], index.words, 20)
-        outside = [d for d, i in zip(all_dist, ids) if i not in truth[query_id] and i not in set(others["index_id"])]
+        outside = [
+            d
+            for d, i in zip(all_dist, ids, strict=False)
+            if i not in truth[query_id] and i not in set(others["index_id"])
+        ]
         assert min(outside) >= others["code_cosine"].max()
     assert table["cosine"].notna().all()
 
@@ -115,7 +146,9 @@ def test_why_missed_cutoff_needed_is_exact(retrieval):
     assert not row["retrieved"] and np.isnan(row["rank"])
     assert row["cutoff_needed"] == pytest.approx(_code_cosine(index, queries[position], int(row["row"]), 20))
     at = index.search(query, bits=20, mode="cutoff", cutoff=row["cutoff_needed"], k=1000, rerank=0)[0]
-    above = index.search(query, bits=20, mode="cutoff", cutoff=np.nextafter(row["cutoff_needed"], 2), k=1000, rerank=0)[0]
+    above = index.search(query, bits=20, mode="cutoff", cutoff=np.nextafter(row["cutoff_needed"], 2), k=1000, rerank=0)[
+        0
+    ]
     assert row["index_id"] not in at.ids and row["index_id"] in above.ids
     assert row["cutoff_retrieves"]
     assert "not below the cutoff" in row["reason"]
@@ -160,10 +193,15 @@ def test_fit_log_trend_by_hand():
 
 
 def test_accuracy_trend_from_run_folder(tmp_path):
-    pd.DataFrame({
-        "level": ["meta"] * 3 + ["leaf"] * 3, "class": list("abcdef"), "train_count": [10, 100, 1000, 10, 100, 50],
-        "val_count": [1, 1, 1, 1, 1, 0], "accuracy": [0.9, 0.6, 0.3, 0.1, 0.3, ""],
-    }).to_csv(tmp_path / "class_accuracy.csv", index=False)
+    pd.DataFrame(
+        {
+            "level": ["meta"] * 3 + ["leaf"] * 3,
+            "class": list("abcdef"),
+            "train_count": [10, 100, 1000, 10, 100, 50],
+            "val_count": [1, 1, 1, 1, 1, 0],
+            "accuracy": [0.9, 0.6, 0.3, 0.1, 0.3, ""],
+        }
+    ).to_csv(tmp_path / "class_accuracy.csv", index=False)
     trend = accuracy_trend(read_class_accuracy(tmp_path)).set_index("level")
     assert trend.loc["meta", "slope"] == pytest.approx(-0.3) and trend.loc["meta", "r"] == pytest.approx(-1.0)
     assert trend.loc["leaf", "points"] == 2  # the class with no validation image is left out
@@ -174,12 +212,18 @@ def test_query_classes_and_per_class_mar():
     index = pd.DataFrame({"image_id": ["i1", "i2", "i3", "i4"], "path": ["x"] * 4, "leaf": ["A", "A", "B", "B"]})
     truth = pd.DataFrame({"query_id": ["q1", "q1", "q2", "q3"], "index_id": ["i1", "i3", "i4", "i2"]})
     train = pd.DataFrame({"leaf": ["A", "A", "A", "B"]})
-    catalog = Catalog(root=None, train=train, query=pd.DataFrame({"image_id": ["q1", "q2", "q3"], "path": ["x"] * 3}),
-                      index=index, groundtruth=truth)
+    catalog = Catalog(
+        root=None,
+        train=train,
+        query=pd.DataFrame({"image_id": ["q1", "q2", "q3"], "path": ["x"] * 3}),
+        index=index,
+        groundtruth=truth,
+    )
     classes = query_classes(catalog)
     assert classes == {"q1": "A", "q2": "B", "q3": "A"}  # q1: one A and one B vote, tie broken by name
-    per_query = evaluate_results(["q1", "q2", "q3"], [["i1"], [], ["i2"]],
-                                 {"q1": {"i1", "i3"}, "q2": {"i4"}, "q3": {"i2"}}).per_query
+    per_query = evaluate_results(
+        ["q1", "q2", "q3"], [["i1"], [], ["i2"]], {"q1": {"i1", "i3"}, "q2": {"i4"}, "q3": {"i2"}}
+    ).per_query
     table = per_class_mar(per_query, classes, train_counts(catalog)).set_index("class")
     assert table.loc["A", "mar@10_G"] == pytest.approx((0.5 + 1.0) / 2) and table.loc["A", "queries"] == 2
     assert table.loc["B", "mar@10_G"] == 0.0 and table.loc["B", "train_count"] == 1

@@ -18,7 +18,13 @@ from eproduct_core import workspace as ws
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 TIMEOUT = 120  # seconds per AppTest run; the first one imports torch
-PAGES = ("app_pages/search.py", "app_pages/catalog.py", "app_pages/model.py", "app_pages/evaluation.py", "app_pages/index.py")
+PAGES = (
+    "app_pages/search.py",
+    "app_pages/catalog.py",
+    "app_pages/model.py",
+    "app_pages/evaluation.py",
+    "app_pages/index.py",
+)
 METRIC_INDEX = "metric-256bit"
 SCOPE = f"demo::{METRIC_INDEX}"
 

@@ -25,8 +25,16 @@ import pytest
 CHROMIUM = "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 WAIT_MS = 90_000  # the first search imports torch in the server
 CHART = '[data-testid="stVegaLiteChart"] canvas, [data-testid="stVegaLiteChart"] svg.marks'
 PAGES = {"catalog": "Catalog", "model": "Model", "evaluation": "Evaluation", "index-info": "Index"}  # in nav order
@@ -54,9 +62,23 @@ def server(tiny_workspace, tmp_path_factory):
     env.pop("EPRODUCT_ROOTS", None)
     with open(log_path, "w") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.address", "127.0.0.1",
-             "--server.port", str(port), "--server.headless", "true"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "streamlit",
+                "run",
+                "app.py",
+                "--server.address",
+                "127.0.0.1",
+                "--server.port",
+                str(port),
+                "--server.headless",
+                "true",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -104,7 +126,9 @@ def _settled(page) -> None:
     """Wait until the script run finished (no running indicator, no stale elements)."""
     page.wait_for_function(
         "() => !document.querySelector('[data-testid=\"stStatusWidget\"]') && "
-        "!document.querySelector('[data-stale=\"true\"]')", timeout=WAIT_MS)
+        "!document.querySelector('[data-stale=\"true\"]')",
+        timeout=WAIT_MS,
+    )
 
 
 def _images_loaded(page) -> None:
@@ -117,8 +141,9 @@ def _save_readme_screenshot(shot: Path) -> None:
 
     with Image.open(shot) as image:
         small = image.convert("RGB").resize((1100, round(image.height * 1100 / image.width)), Image.LANCZOS)
-        small.quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(ROOT / "assets" / "screenshot-search.png",
-                                                                         optimize=True)
+        small.quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(
+            ROOT / "assets" / "screenshot-search.png", optimize=True
+        )
 
 
 def _no_errors(page) -> None:
@@ -131,8 +156,11 @@ def _query_file(home: Path, number: int) -> dict:
 
     catalog = home / "demo" / "catalog"
     query = pd.read_csv(catalog / "query.csv", dtype=str)
-    return {"name": f"upload-{number}.jpg", "mimeType": "image/jpeg",
-            "buffer": (catalog / query["path"].iat[number]).read_bytes()}
+    return {
+        "name": f"upload-{number}.jpg",
+        "mimeType": "image/jpeg",
+        "buffer": (catalog / query["path"].iat[number]).read_bytes(),
+    }
 
 
 def _home(tiny_workspace) -> Path:
@@ -169,8 +197,9 @@ def test_upload_then_cutoff_slider_updates_the_grid(server, browser, tiny_worksp
     _settled(page)
     slider = page.locator('input[type="range"][aria-label="Distance cutoff (code cosine)"]')
     slider.wait_for(state="attached", timeout=WAIT_MS)
-    page.wait_for_function("() => !document.querySelector('input[aria-label=\"Distance cutoff (code cosine)\"]').disabled",
-                           timeout=WAIT_MS)
+    page.wait_for_function(
+        "() => !document.querySelector('input[aria-label=\"Distance cutoff (code cosine)\"]').disabled", timeout=WAIT_MS
+    )
     before = int(_metric(page, "Matches").inner_text().replace(",", ""))
     images_before = page.locator('[data-testid="stImage"]').count()
     slider.focus()
@@ -178,7 +207,9 @@ def test_upload_then_cutoff_slider_updates_the_grid(server, browser, tiny_worksp
     page.wait_for_function(
         "(n) => { const m = [...document.querySelectorAll('[data-testid=\"stMetric\"]')].find(e => e.innerText.startsWith('Matches'));"
         " return m && parseInt(m.querySelector('[data-testid=\"stMetricValue\"]').innerText.replace(/,/g, '')) > n; }",
-        arg=before, timeout=WAIT_MS)
+        arg=before,
+        timeout=WAIT_MS,
+    )
     _settled(page)
     after = int(_metric(page, "Matches").inner_text().replace(",", ""))
     assert after > before
@@ -222,9 +253,9 @@ def test_eight_sessions_search_at_once_with_one_index(server, browser, tiny_work
     for page in pages:
         _metric(page, "Matches").wait_for(timeout=WAIT_MS)
     files = [_query_file(home, n) for n in range(8)]
-    for page, file in zip(pages, files):  # all eight uploads in flight together
+    for page, file in zip(pages, files, strict=False):  # all eight uploads in flight together
         page.locator('input[type="file"]').set_input_files(files=[file])
-    for page, file in zip(pages, files):
+    for page, file in zip(pages, files, strict=False):
         page.get_by_text(f"query: {file['name']}").wait_for(timeout=WAIT_MS)
         _settled(page)
         assert _metric(page, "Matches").inner_text() == "10"

@@ -28,11 +28,23 @@ def broken(tiny_catalog, tmp_path) -> Path:
 
 
 def _frames(titles=("a", "b")) -> dict[str, pd.DataFrame]:
-    train = pd.DataFrame({"image_id": ["t1", "t2"], "meta": ["m", "m"], "level2": ["l", "l"], "leaf": ["x", "y"],
-                          "title": list(titles), "path": ["i/1.jpg", "i/2.jpg"], "brand": ["007", "NA"]})
-    return {"train": train, "query": pd.DataFrame({"image_id": ["q1"], "path": ["i/q.jpg"], "note": [""]}),
-            "index": pd.DataFrame({"image_id": ["x1"], "path": ["i/x.jpg"]}),
-            "groundtruth": pd.DataFrame({"query_id": ["q1"], "index_id": ["x1"]})}
+    train = pd.DataFrame(
+        {
+            "image_id": ["t1", "t2"],
+            "meta": ["m", "m"],
+            "level2": ["l", "l"],
+            "leaf": ["x", "y"],
+            "title": list(titles),
+            "path": ["i/1.jpg", "i/2.jpg"],
+            "brand": ["007", "NA"],
+        }
+    )
+    return {
+        "train": train,
+        "query": pd.DataFrame({"image_id": ["q1"], "path": ["i/q.jpg"], "note": [""]}),
+        "index": pd.DataFrame({"image_id": ["x1"], "path": ["i/x.jpg"]}),
+        "groundtruth": pd.DataFrame({"query_id": ["q1"], "index_id": ["x1"]}),
+    }
 
 
 def test_write_read_round_trip_keeps_extra_columns_and_strings(tmp_path):
@@ -75,6 +87,7 @@ def _set(row: int, column: str, value: str):
     def change(frame: pd.DataFrame) -> pd.DataFrame:
         frame.loc[row, column] = value
         return frame
+
     return change
 
 
@@ -83,24 +96,55 @@ def _insert_line_3(lines: list[bytes]) -> list[bytes]:
 
 
 CASES = {  # name: (how to break the copy, file, message fragment, expected lines)
-    "missing columns": (lambda r: _edit(r, "val.csv", lambda f: f.drop(columns=["title", "leaf"])),
-                        "val.csv", "missing columns ['leaf', 'title']", ()),
-    "duplicate ids": (lambda r: _edit(r, "train.csv", _set(5, "image_id", "tr000002")),
-                      "train.csv", "duplicate image_id values", (3, 7)),
-    "missing image": (lambda r: (r / "images/index/000004.jpg").unlink(),
-                      "index.csv", "image files that do not exist", (5,)),
-    "unreadable image": (lambda r: (r / "images/query/000003.jpg").write_text("not a photo"),
-                         "query.csv", "image files that cannot be read (first: Image", (4,)),
-    "leaf under two parents": (lambda r: _edit(r, "train.csv", _set(0, "level2", "bags")),
-                               "train.csv", "sits under several level2 classes", None),
-    "unknown groundtruth ids": (lambda r: _edit(r, "groundtruth.csv", _set(2, "index_id", "ix999999")),
-                                "groundtruth.csv", "index_id values not in index.csv", (4,)),
-    "empty split": (lambda r: (r / "query.csv").write_text("image_id,path\n"),
-                    "query.csv", "has no rows", ()),
-    "non-utf8": (lambda r: (r / "val.csv").write_bytes(b"\n".join(_insert_line_3((r / "val.csv").read_bytes().split(b"\n")))),
-                 "val.csv", "line 3 is not UTF-8", ()),
-    "huge field": (lambda r: _edit(r, "train.csv", _set(9, "title", "x" * (MAX_FIELD + 1))),
-                   "train.csv", f"fields longer than {MAX_FIELD} characters", (11,)),
+    "missing columns": (
+        lambda r: _edit(r, "val.csv", lambda f: f.drop(columns=["title", "leaf"])),
+        "val.csv",
+        "missing columns ['leaf', 'title']",
+        (),
+    ),
+    "duplicate ids": (
+        lambda r: _edit(r, "train.csv", _set(5, "image_id", "tr000002")),
+        "train.csv",
+        "duplicate image_id values",
+        (3, 7),
+    ),
+    "missing image": (
+        lambda r: (r / "images/index/000004.jpg").unlink(),
+        "index.csv",
+        "image files that do not exist",
+        (5,),
+    ),
+    "unreadable image": (
+        lambda r: (r / "images/query/000003.jpg").write_text("not a photo"),
+        "query.csv",
+        "image files that cannot be read (first: Image",
+        (4,),
+    ),
+    "leaf under two parents": (
+        lambda r: _edit(r, "train.csv", _set(0, "level2", "bags")),
+        "train.csv",
+        "sits under several level2 classes",
+        None,
+    ),
+    "unknown groundtruth ids": (
+        lambda r: _edit(r, "groundtruth.csv", _set(2, "index_id", "ix999999")),
+        "groundtruth.csv",
+        "index_id values not in index.csv",
+        (4,),
+    ),
+    "empty split": (lambda r: (r / "query.csv").write_text("image_id,path\n"), "query.csv", "has no rows", ()),
+    "non-utf8": (
+        lambda r: (r / "val.csv").write_bytes(b"\n".join(_insert_line_3((r / "val.csv").read_bytes().split(b"\n")))),
+        "val.csv",
+        "line 3 is not UTF-8",
+        (),
+    ),
+    "huge field": (
+        lambda r: _edit(r, "train.csv", _set(9, "title", "x" * (MAX_FIELD + 1))),
+        "train.csv",
+        f"fields longer than {MAX_FIELD} characters",
+        (11,),
+    ),
 }
 
 
@@ -153,8 +197,12 @@ def test_cli_sample_and_skip_files(broken, capsys, monkeypatch):
 
 def test_cli_validate_in_a_subprocess(broken):
     CASES["missing columns"][0](broken)
-    done = subprocess.run([sys.executable, "-m", "eproduct_core", "catalog", "validate", str(broken), "--skip-files"],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "eproduct_core", "catalog", "validate", str(broken), "--skip-files"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 1
     assert "val.csv: missing columns ['leaf', 'title']" in done.stdout
 
@@ -171,19 +219,36 @@ TEXT = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=40
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(st.tuples(TEXT, TEXT, TEXT), min_size=1, max_size=5))
 def test_any_text_fields_round_trip(tmp_path, rows):
-    train = pd.DataFrame({"image_id": [f"t{i}" for i in range(len(rows))], "meta": [r[0] for r in rows],
-                          "level2": "l", "leaf": "x", "title": [r[1] for r in rows], "path": "p.jpg",
-                          "extra": [r[2] for r in rows]})
-    frames = {"train": train, "query": pd.DataFrame({"image_id": ["q"], "path": ["q.jpg"]}),
-              "index": pd.DataFrame({"image_id": ["x"], "path": ["x.jpg"]})}
+    train = pd.DataFrame(
+        {
+            "image_id": [f"t{i}" for i in range(len(rows))],
+            "meta": [r[0] for r in rows],
+            "level2": "l",
+            "leaf": "x",
+            "title": [r[1] for r in rows],
+            "path": "p.jpg",
+            "extra": [r[2] for r in rows],
+        }
+    )
+    frames = {
+        "train": train,
+        "query": pd.DataFrame({"image_id": ["q"], "path": ["q.jpg"]}),
+        "index": pd.DataFrame({"image_id": ["x"], "path": ["x.jpg"]}),
+    }
     loaded = read_catalog(write_catalog(tmp_path / "rt", **frames))
     pd.testing.assert_frame_equal(loaded.train, train)
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.one_of(st.binary(max_size=300), TEXT.map(lambda t: t.encode("utf-8")),
-                 st.lists(st.sampled_from(["a", ",", '"', "\n", "\r", "é", "\x00", " ", "b,c"]), max_size=40)
-                 .map(lambda parts: "".join(parts).encode("utf-8"))))
+@given(
+    st.one_of(
+        st.binary(max_size=300),
+        TEXT.map(lambda t: t.encode("utf-8")),
+        st.lists(st.sampled_from(["a", ",", '"', "\n", "\r", "é", "\x00", " ", "b,c"]), max_size=40).map(
+            lambda parts: "".join(parts).encode("utf-8")
+        ),
+    )
+)
 def test_random_bytes_never_crash_read_csv(tmp_path, data):
     path = tmp_path / "train.csv"
     path.write_bytes(data)

@@ -35,8 +35,17 @@ def test_json_round_trip(name):
 
 @pytest.mark.parametrize(
     "field, value",
-    [("image_size", 8), ("epochs", 0), ("lr", 0.0), ("backbone", "vgg"), ("dependence", "maybe"), ("alphas", (1.0,)),
-     ("freeze_fraction", 1.5), ("device", "tpu"), ("metric_labels", "colour")],
+    [
+        ("image_size", 8),
+        ("epochs", 0),
+        ("lr", 0.0),
+        ("backbone", "vgg"),
+        ("dependence", "maybe"),
+        ("alphas", (1.0,)),
+        ("freeze_fraction", 1.5),
+        ("device", "tpu"),
+        ("metric_labels", "colour"),
+    ],
 )
 def test_invalid_values_name_the_field(field, value):
     with pytest.raises(EproductError, match=field):
@@ -58,16 +67,33 @@ def test_metric_kind_needs_a_metric_head():
 
 
 def test_overrides_parse_strings_by_field_type():
-    config = with_overrides(preset("seed"), {"epochs": "2", "metric": "true", "embed_kind": "metric", "lr": "1e-3",
-                                              "alphas": "1,0.5,0.25", "search.bits": "64", "search.mode": "topk"})
+    config = with_overrides(
+        preset("seed"),
+        {
+            "epochs": "2",
+            "metric": "true",
+            "embed_kind": "metric",
+            "lr": "1e-3",
+            "alphas": "1,0.5,0.25",
+            "search.bits": "64",
+            "search.mode": "topk",
+        },
+    )
     assert config.epochs == 2 and config.metric is True and config.lr == 1e-3
     assert config.alphas == (1.0, 0.5, 0.25)
     assert config.search.bits == 64 and config.search.mode == "topk" and config.search.shard_size == 8000
     assert preset("seed").epochs == 12  # presets are not mutated
 
 
-@pytest.mark.parametrize("overrides, match", [({"colour": "red"}, "colour"), ({"epochs": "two"}, "epochs"),
-                                              ({"search.colour": "1"}, "colour"), ({"metric": "perhaps"}, "metric")])
+@pytest.mark.parametrize(
+    "overrides, match",
+    [
+        ({"colour": "red"}, "colour"),
+        ({"epochs": "two"}, "epochs"),
+        ({"search.colour": "1"}, "colour"),
+        ({"metric": "perhaps"}, "metric"),
+    ],
+)
 def test_bad_overrides_are_user_errors(overrides, match):
     with pytest.raises(EproductError, match=match):
         with_overrides(preset("seed"), overrides)

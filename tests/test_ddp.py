@@ -10,8 +10,17 @@ import torch.multiprocessing as mp
 
 from eproduct_core.config import TrainConfig
 
-CONFIG = TrainConfig(backbone="tiny", image_size=32, epochs=2, batch_size=16, lr=3e-3, device="cpu", metric=True,
-                     instance_weight=0.5, max_train_images=96)
+CONFIG = TrainConfig(
+    backbone="tiny",
+    image_size=32,
+    epochs=2,
+    batch_size=16,
+    lr=3e-3,
+    device="cpu",
+    metric=True,
+    instance_weight=0.5,
+    max_train_images=96,
+)
 
 
 def _free_port() -> int:
@@ -21,7 +30,9 @@ def _free_port() -> int:
 
 
 def _worker(rank: int, world: int, port: int, catalog: str, out: str) -> None:
-    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    os.environ.update(
+        RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
+    )
     torch.set_num_threads(1)
     from pathlib import Path
 
@@ -42,7 +53,9 @@ def _worker(rank: int, world: int, port: int, catalog: str, out: str) -> None:
 
 def test_two_gloo_ranks_end_with_identical_weights(tiny_catalog, tmp_path):
     out = tmp_path / "run"
-    mp.start_processes(_worker, args=(2, _free_port(), str(tiny_catalog), str(out)), nprocs=2, start_method="spawn", join=True)
+    mp.start_processes(
+        _worker, args=(2, _free_port(), str(tiny_catalog), str(out)), nprocs=2, start_method="spawn", join=True
+    )
     a = torch.load(tmp_path / "rank0.pt", weights_only=True)
     b = torch.load(tmp_path / "rank1.pt", weights_only=True)
     assert a["seen"] and b["seen"] and not set(a["seen"]) & set(b["seen"])  # each rank trains on its own shard

@@ -23,10 +23,25 @@ torch.set_num_threads(1)
 @pytest.fixture(scope="module")
 def runs(tiny_catalog, tmp_path_factory):
     root = tmp_path_factory.mktemp("embed-runs")
-    both = train(TrainConfig(backbone="tiny", image_size=32, epochs=1, batch_size=32, device="cpu", metric=True,
-                             metric_dim=24, max_train_images=64), tiny_catalog, root / "both")
-    dhc_only = train(TrainConfig(backbone="tiny", image_size=32, epochs=1, batch_size=32, device="cpu",
-                                 max_train_images=64), tiny_catalog, root / "dhc")
+    both = train(
+        TrainConfig(
+            backbone="tiny",
+            image_size=32,
+            epochs=1,
+            batch_size=32,
+            device="cpu",
+            metric=True,
+            metric_dim=24,
+            max_train_images=64,
+        ),
+        tiny_catalog,
+        root / "both",
+    )
+    dhc_only = train(
+        TrainConfig(backbone="tiny", image_size=32, epochs=1, batch_size=32, device="cpu", max_train_images=64),
+        tiny_catalog,
+        root / "dhc",
+    )
     return {"both": both, "dhc": dhc_only}
 
 
@@ -47,7 +62,9 @@ def test_kinds_have_the_right_dims(runs, tiny_catalog, tmp_path):
     assert (ids3 >= 0).all() and (ids3 < np.array(sizes)).all() and np.allclose(ids3, np.round(ids3))
     assert np.allclose(seed[:, 2:].sum(axis=1), 1.0, atol=1e-2)  # then the leaf probability vector
     parents = bundle.taxonomy.parent_array(2)
-    assert np.allclose(np.linalg.norm(read_embeddings(tmp_path / "metric").vectors.astype(np.float32), axis=1), 1.0, atol=1e-2)
+    assert np.allclose(
+        np.linalg.norm(read_embeddings(tmp_path / "metric").vectors.astype(np.float32), axis=1), 1.0, atol=1e-2
+    )
     assert parents.shape == (n_leaf,)
 
 
@@ -100,12 +117,48 @@ def test_cli_embed(runs, tiny_catalog, tmp_path):
     from eproduct_core.cli import main
 
     out = tmp_path / "cli"
-    assert main(["embed", "--run", str(runs["both"]), "--catalog", str(tiny_catalog), "--split", "query",
-                 "--kind", "penultimate", "--out", str(out), "--device", "cpu", "--part", "0/2"]) == 0
+    assert (
+        main(
+            [
+                "embed",
+                "--run",
+                str(runs["both"]),
+                "--catalog",
+                str(tiny_catalog),
+                "--split",
+                "query",
+                "--kind",
+                "penultimate",
+                "--out",
+                str(out),
+                "--device",
+                "cpu",
+                "--part",
+                "0/2",
+            ]
+        )
+        == 0
+    )
     meta = json.loads((out / "meta.json").read_text())
     assert meta["kind"] == "penultimate" and meta["parts"] == 2
-    assert main(["embed", "--run", str(tmp_path / "nope"), "--catalog", str(tiny_catalog), "--split", "query",
-                 "--kind", "seed", "--out", str(out)]) == 2
+    assert (
+        main(
+            [
+                "embed",
+                "--run",
+                str(tmp_path / "nope"),
+                "--catalog",
+                str(tiny_catalog),
+                "--split",
+                "query",
+                "--kind",
+                "seed",
+                "--out",
+                str(out),
+            ]
+        )
+        == 2
+    )
 
 
 def test_embed_kinds_in_one_pass_matches_embed_split(runs, tiny_catalog, tmp_path):

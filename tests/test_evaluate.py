@@ -22,13 +22,16 @@ TOPK = SearchSettings(kind="external", bits=64, mode="topk", k=10, rerank=30)
 @pytest.fixture(scope="module")
 def retrieval(tmp_path_factory):
     """40 products, 3 noisy index photos each, 200 random distractors; one noisy query per product."""
-    return noisy_product_index(tmp_path_factory.mktemp("ix") / "index", seed=0, products=40, dim=24, noise=0.5, distractors=200, shard_size=64)
+    return noisy_product_index(
+        tmp_path_factory.mktemp("ix") / "index", seed=0, products=40, dim=24, noise=0.5, distractors=200, shard_size=64
+    )
 
 
 def test_evaluate_results_hand_computed():
     truth = {"a": {"x", "y"}, "b": {"z"}, "c": set()}
-    result = evaluate_results(["a", "b", "c"], [["x", "n", "y"], [], ["x"]], truth, candidates=[7, 0, 3],
-                              latencies_ms=[1.0, 2.0, 3.0])
+    result = evaluate_results(
+        ["a", "b", "c"], [["x", "n", "y"], [], ["x"]], truth, candidates=[7, 0, 3], latencies_ms=[1.0, 2.0, 3.0]
+    )
     s = result.summary
     assert s["queries"] == 3 and s["scored_queries"] == 2
     assert s["mar@10_G"] == pytest.approx((1.0 + 0.0) / 2)
@@ -44,8 +47,14 @@ def test_evaluate_results_hand_computed():
 def test_evaluate_search_scores_what_search_returns(retrieval, settings):
     index, queries, query_ids, truth = retrieval
     result = evaluate_search(index, queries, query_ids, truth, settings)
-    found = index.search(queries, bits=settings.bits, mode=settings.mode, k=settings.k,
-                         cutoff=settings.cutoff if settings.mode == "cutoff" else None, rerank=settings.rerank)
+    found = index.search(
+        queries,
+        bits=settings.bits,
+        mode=settings.mode,
+        k=settings.k,
+        cutoff=settings.cutoff if settings.mode == "cutoff" else None,
+        rerank=settings.rerank,
+    )
     ids = [r.ids for r in found]
     assert result.summary["mar@10_G"] == pytest.approx(mar_at_k(ids, [truth[q] for q in query_ids], 10, "G"))
     assert result.summary["mean_candidates"] == pytest.approx(np.mean([r.candidates for r in found]))
@@ -68,11 +77,16 @@ def test_submission_scores_equal_in_process(retrieval, tmp_path):
 def _csv_catalog(root, query_ids, truth):
     """A catalog of CSVs only (scoring a submission opens no image)."""
     root.mkdir()
-    pd.DataFrame({"image_id": ["t1"], "meta": ["m"], "level2": ["l"], "leaf": ["f"], "title": ["t"],
-                  "path": ["t1.jpg"]}).to_csv(root / "train.csv", index=False)
-    pd.DataFrame({"image_id": query_ids, "path": [f"{q}.jpg" for q in query_ids]}).to_csv(root / "query.csv", index=False)
+    pd.DataFrame(
+        {"image_id": ["t1"], "meta": ["m"], "level2": ["l"], "leaf": ["f"], "title": ["t"], "path": ["t1.jpg"]}
+    ).to_csv(root / "train.csv", index=False)
+    pd.DataFrame({"image_id": query_ids, "path": [f"{q}.jpg" for q in query_ids]}).to_csv(
+        root / "query.csv", index=False
+    )
     index_ids = sorted({i for ids in truth.values() for i in ids})
-    pd.DataFrame({"image_id": index_ids, "path": [f"{i}.jpg" for i in index_ids]}).to_csv(root / "index.csv", index=False)
+    pd.DataFrame({"image_id": index_ids, "path": [f"{i}.jpg" for i in index_ids]}).to_csv(
+        root / "index.csv", index=False
+    )
     pairs = [(q, i) for q in query_ids for i in sorted(truth[q])]
     pd.DataFrame(pairs, columns=["query_id", "index_id"]).to_csv(root / "groundtruth.csv", index=False)
     return root
@@ -104,12 +118,21 @@ def test_cli_evaluate_without_groundtruth_is_a_user_error(retrieval, tmp_path, c
 def test_sweep_cells_agree_with_single_evaluations(retrieval):
     index, queries, query_ids, truth = retrieval
     base = SearchSettings(kind="external", mode="cutoff", rerank=0)
-    table = sweep(index, queries, query_ids, truth, base, {"bits": [16, 20, 32, 128], "cutoff": [0.1, 0.3]},
-                  batch_size=len(queries))
+    table = sweep(
+        index,
+        queries,
+        query_ids,
+        truth,
+        base,
+        {"bits": [16, 20, 32, 128], "cutoff": [0.1, 0.3]},
+        batch_size=len(queries),
+    )
     assert len(table) == 6  # 128 bits is skipped: the index stores 64
     assert table["mar@10_G"].max() > table["mar@10_G"].min()
     for _, cell in table.iterrows():
-        settings = SearchSettings(kind="external", mode="cutoff", rerank=0, bits=int(cell["bits"]), cutoff=cell["cutoff"])
+        settings = SearchSettings(
+            kind="external", mode="cutoff", rerank=0, bits=int(cell["bits"]), cutoff=cell["cutoff"]
+        )
         single = evaluate_search(index, queries, query_ids, truth, settings).summary
         for key in ("mar@10_G", "mar@10_min", "mean_candidates", "no_result"):
             assert cell[key] == pytest.approx(single[key]), (key, settings)
@@ -134,19 +157,44 @@ def test_cli_sweep_and_evaluate_with_query_embeddings(retrieval, tmp_path, capsy
     write_shard(emb, "00000", queries, query_ids)
     catalog = _csv_catalog(tmp_path / "cat", query_ids, truth)
     common = ["--queries", str(emb), "--index", str(index.path), "--catalog", str(catalog)]
-    assert main(["sweep", *common, "--bits-list", "16,32", "--cutoffs", "0.1,0.3", "--mode", "cutoff",
-                 "--rerank", "0", "--out", str(tmp_path / "sweep.csv")]) == 0
+    assert (
+        main(
+            [
+                "sweep",
+                *common,
+                "--bits-list",
+                "16,32",
+                "--cutoffs",
+                "0.1,0.3",
+                "--mode",
+                "cutoff",
+                "--rerank",
+                "0",
+                "--out",
+                str(tmp_path / "sweep.csv"),
+            ]
+        )
+        == 0
+    )
     table = pd.read_csv(tmp_path / "sweep.csv")
-    assert list(zip(table["bits"], table["cutoff"])) == [(16, 0.1), (16, 0.3), (32, 0.1), (32, 0.3)]
+    assert list(zip(table["bits"], table["cutoff"], strict=False)) == [(16, 0.1), (16, 0.3), (32, 0.1), (32, 0.3)]
     # float16 storage of the query vectors can flip a sign bit, so compare with the same stored vectors
     from eproduct_core.embeddings import read_embeddings
 
     stored = read_embeddings(emb).vectors.astype(np.float32)
-    expected = sweep(index, stored, query_ids, truth, SearchSettings(kind="external", mode="cutoff", rerank=0),
-                     {"bits": [16, 32], "cutoff": [0.1, 0.3]})
+    expected = sweep(
+        index,
+        stored,
+        query_ids,
+        truth,
+        SearchSettings(kind="external", mode="cutoff", rerank=0),
+        {"bits": [16, 32], "cutoff": [0.1, 0.3]},
+    )
     assert table["mar@10_G"].to_numpy() == pytest.approx(expected["mar@10_G"].to_numpy())
-    assert main(["evaluate", *common, "--bits", "64", "--mode", "topk", "--rerank", "30",
-                 "--out", str(tmp_path / "ev")]) == 0
+    assert (
+        main(["evaluate", *common, "--bits", "64", "--mode", "topk", "--rerank", "30", "--out", str(tmp_path / "ev")])
+        == 0
+    )
     summary = json.loads((tmp_path / "ev" / "summary.json").read_text())
     assert summary["settings"]["rerank"] == 30 and summary["mar@10_G"] > 0.5
     assert "MAR@10 (/min(10,|G|))" in capsys.readouterr().out
@@ -156,8 +204,10 @@ def test_evaluation_modules_do_not_import_torch():
     import subprocess
     import sys
 
-    code = ("import sys\nimport eproduct_core.metrics, eproduct_core.evaluate, eproduct_core.analysis, "
-            "eproduct_core.class_analysis, eproduct_core.why_missed, eproduct_core.run_cache, eproduct_core.submit\n"
-            "from eproduct_core.cli import build_parser\nbuild_parser()\nprint('torch' in sys.modules)")
+    code = (
+        "import sys\nimport eproduct_core.metrics, eproduct_core.evaluate, eproduct_core.analysis, "
+        "eproduct_core.class_analysis, eproduct_core.why_missed, eproduct_core.run_cache, eproduct_core.submit\n"
+        "from eproduct_core.cli import build_parser\nbuild_parser()\nprint('torch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"

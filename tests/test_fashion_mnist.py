@@ -78,9 +78,14 @@ def test_train_and_val_come_from_the_train_split_only(fm_catalog):
 def test_query_and_index_images_come_from_the_test_split_only(monkeypatch, tmp_path):
     """With black train-split items and bright test-split items, train/val are black and query/index bright."""
     labels = np.repeat(np.arange(10, dtype=np.uint8), 40)
-    fake = {"train": (np.zeros((400, 28, 28), np.uint8), labels), "test": (np.full((200, 28, 28), 200, np.uint8), labels[::2])}
+    fake = {
+        "train": (np.zeros((400, 28, 28), np.uint8), labels),
+        "test": (np.full((200, 28, 28), 200, np.uint8), labels[::2]),
+    }
     monkeypatch.setattr(fashion_mnist, "load_fashion_mnist", lambda source=None: fake)
-    catalog = read_catalog(make_fashion_mnist_catalog(tmp_path / "c", train_per_class=20, val_per_class=5, queries=10, distractors=20))
+    catalog = read_catalog(
+        make_fashion_mnist_catalog(tmp_path / "c", train_per_class=20, val_per_class=5, queries=10, distractors=20)
+    )
     assert len(catalog.train) == 200 and len(catalog.val) == 50
     for split, bright in (("train", False), ("val", False), ("query", True), ("index", True)):
         means = [_gray(catalog, p).mean() for p in catalog.split(split)["path"]]
@@ -151,8 +156,24 @@ def test_cli_fashion_mnist(tmp_path, capsys):
     from eproduct_core.cli import main
 
     out = tmp_path / "cli"
-    argv = ["catalog", "fashion-mnist", str(out), "--train-per-class", "10", "--queries", "8", "--views", "2",
-            "--distractors", "10", "--seed", "1", "--long-tail", "--source", str(SOURCE)]
+    argv = [
+        "catalog",
+        "fashion-mnist",
+        str(out),
+        "--train-per-class",
+        "10",
+        "--queries",
+        "8",
+        "--views",
+        "2",
+        "--distractors",
+        "10",
+        "--seed",
+        "1",
+        "--long-tail",
+        "--source",
+        str(SOURCE),
+    ]
     assert main(argv) == 0
     catalog = read_catalog(out)
     assert len(catalog.query) == 8 and max(len(m) for m in catalog.matches().values()) <= 2

@@ -22,8 +22,9 @@ def _vectors(n=500, d=16, seed=0):
 @pytest.fixture()
 def index_dir(tmp_path):
     x = _vectors()
-    return build_index(x, [f"p{i}" for i in range(len(x))], tmp_path / "idx", bits=64, shard_size=120, seed=5,
-                       kind="metric"), x
+    return build_index(
+        x, [f"p{i}" for i in range(len(x))], tmp_path / "idx", bits=64, shard_size=120, seed=5, kind="metric"
+    ), x
 
 
 def test_layout_manifest_and_round_trip(index_dir):
@@ -31,7 +32,12 @@ def test_layout_manifest_and_round_trip(index_dir):
     manifest = json.loads((path / "manifest.json").read_text())
     assert manifest["format"] == "eproduct-index" and manifest["version"] == 1
     assert (manifest["kind"], manifest["dim"], manifest["seed"], manifest["bits"], manifest["rows"]) == (
-        "metric", 16, 5, 64, 500)
+        "metric",
+        16,
+        5,
+        64,
+        500,
+    )
     assert [s["rows"] for s in manifest["shards"]] == [120, 120, 120, 120, 20]
     assert [s["name"] for s in manifest["shards"]] == ["00000", "00001", "00002", "00003", "00004"]
     assert all(len(f["sha256"]) == 64 for s in manifest["shards"] for f in s["files"].values())
@@ -135,8 +141,26 @@ def test_build_from_embeddings_folder_takes_its_kind(tmp_path):
     write_shard(emb, "b", x[30:], [f"b{i}" for i in range(30)])
     index = open_index(build_index_from_embeddings(emb, tmp_path / "idx", bits=32, shard_size=25))
     assert index.kind == "penultimate" and index.size == 60 and index.ids([29, 30]) == ["a29", "b0"]
-    assert main(["index", "build", "--embeddings", str(emb), "--bits", "32", "--shard-size", "7", "--seed", "4",
-                 "--out", str(tmp_path / "cli"), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "index",
+                "build",
+                "--embeddings",
+                str(emb),
+                "--bits",
+                "32",
+                "--shard-size",
+                "7",
+                "--seed",
+                "4",
+                "--out",
+                str(tmp_path / "cli"),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     cli = open_index(tmp_path / "cli")
     assert (cli.kind, cli.size, cli.manifest["seed"], len(cli.manifest["shards"])) == ("penultimate", 60, 4, 9)
 
@@ -145,10 +169,40 @@ def test_cli_build_from_vectors_with_and_without_ids_info_and_search(tmp_path, c
     x = _vectors(200)
     np.save(tmp_path / "vectors.npy", x.astype(np.float16))
     (tmp_path / "ids.txt").write_text("".join(f"sku{i}\n" for i in range(200)))
-    assert main(["index", "build", "--vectors", str(tmp_path / "vectors.npy"), "--ids", str(tmp_path / "ids.txt"),
-                 "--bits", "64", "--shard-size", "50", "--out", str(tmp_path / "named")]) == 0
-    assert main(["index", "build", "--vectors", str(tmp_path / "vectors.npy"), "--bits", "64",
-                 "--out", str(tmp_path / "plain")]) == 0
+    assert (
+        main(
+            [
+                "index",
+                "build",
+                "--vectors",
+                str(tmp_path / "vectors.npy"),
+                "--ids",
+                str(tmp_path / "ids.txt"),
+                "--bits",
+                "64",
+                "--shard-size",
+                "50",
+                "--out",
+                str(tmp_path / "named"),
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "index",
+                "build",
+                "--vectors",
+                str(tmp_path / "vectors.npy"),
+                "--bits",
+                "64",
+                "--out",
+                str(tmp_path / "plain"),
+            ]
+        )
+        == 0
+    )
     assert open_index(tmp_path / "named").ids([5]) == ["sku5"]
     assert open_index(tmp_path / "plain").ids([5]) == ["5"]
     assert open_index(tmp_path / "plain").kind == "external"
@@ -159,21 +213,69 @@ def test_cli_build_from_vectors_with_and_without_ids_info_and_search(tmp_path, c
 
     queries = x[[3, 77, 150]] + 0.01
     np.save(tmp_path / "q.npy", queries)
-    assert main(["search", "--index", str(tmp_path / "named"), "--vectors", str(tmp_path / "q.npy"), "--k", "5",
-                 "--rerank", "20", "--out", str(tmp_path / "results.csv")]) == 0
+    assert (
+        main(
+            [
+                "search",
+                "--index",
+                str(tmp_path / "named"),
+                "--vectors",
+                str(tmp_path / "q.npy"),
+                "--k",
+                "5",
+                "--rerank",
+                "20",
+                "--out",
+                str(tmp_path / "results.csv"),
+            ]
+        )
+        == 0
+    )
     written = read_submission(tmp_path / "results.csv")
     expected = open_index(tmp_path / "named").search(queries, k=5, rerank=20)
     assert written == {str(i): r.ids for i, r in enumerate(expected)}
     assert written["0"][0] == "sku3" and written["2"][0] == "sku150"
 
-    assert main(["search", "--index", str(tmp_path / "named"), "--vectors", str(tmp_path / "q.npy"), "--mode",
-                 "cutoff", "--bits", "20", "--cutoff", "0.1", "--k", "10", "--out", str(tmp_path / "seed.csv")]) == 0
+    assert (
+        main(
+            [
+                "search",
+                "--index",
+                str(tmp_path / "named"),
+                "--vectors",
+                str(tmp_path / "q.npy"),
+                "--mode",
+                "cutoff",
+                "--bits",
+                "20",
+                "--cutoff",
+                "0.1",
+                "--k",
+                "10",
+                "--out",
+                str(tmp_path / "seed.csv"),
+            ]
+        )
+        == 0
+    )
     seed = open_index(tmp_path / "named").search(queries, mode="cutoff", bits=20, cutoff=0.1, k=10)
     assert read_submission(tmp_path / "seed.csv") == {str(i): r.ids for i, r in enumerate(seed)}
 
     np.save(tmp_path / "bad.npy", x[:, :5])
-    assert main(["search", "--index", str(tmp_path / "named"), "--vectors", str(tmp_path / "bad.npy"),
-                 "--out", str(tmp_path / "bad.csv")]) == 2
+    assert (
+        main(
+            [
+                "search",
+                "--index",
+                str(tmp_path / "named"),
+                "--vectors",
+                str(tmp_path / "bad.npy"),
+                "--out",
+                str(tmp_path / "bad.csv"),
+            ]
+        )
+        == 2
+    )
     assert "dimension 5" in capsys.readouterr().err
 
 

@@ -14,7 +14,7 @@ PARENTS = [torch.zeros(0, dtype=torch.long), torch.tensor([0, 0, 1, 1]), torch.t
 
 def one_hot_logits(predicted: list[int], sizes=(2, 4, 4)) -> list[torch.Tensor]:
     """Logits (1, n) per level whose argmax is `predicted[level]`."""
-    return [F.one_hot(torch.tensor([p]), n).float() * 5.0 for p, n in zip(predicted, sizes)]
+    return [F.one_hot(torch.tensor([p]), n).float() * 5.0 for p, n in zip(predicted, sizes, strict=False)]
 
 
 def eq2_plus_one(d: int, i_prev: int, i_cur: int, ploss: float) -> float:
@@ -50,7 +50,7 @@ def test_faithful_dependence_is_zero_when_predictions_are_consistent():
     torch.manual_seed(0)
     leaf = torch.randint(0, 4, (32,))
     predicted = [PARENTS[1][PARENTS[2][leaf]], PARENTS[2][leaf], leaf]
-    logits = [F.one_hot(p, n).float() for p, n in zip(predicted, (2, 4, 4))]
+    logits = [F.one_hot(p, n).float() for p, n in zip(predicted, (2, 4, 4), strict=False)]
     labels = torch.randint(0, 2, (32, 3))  # right or wrong does not matter when D = 0
     assert losses.dependence_faithful(logits, labels, PARENTS, (1.0, 1.0), 3.0).item() == 0.0
 
@@ -87,7 +87,10 @@ def test_layer_loss_is_alpha_weighted_cross_entropy():
     torch.manual_seed(1)
     logits = [torch.randn(5, 2), torch.randn(5, 4), torch.randn(5, 4)]
     labels = torch.stack([torch.randint(0, 2, (5,)), torch.randint(0, 4, (5,)), torch.randint(0, 4, (5,))], 1)
-    expected = sum(a * F.cross_entropy(l, labels[:, i]) for i, (l, a) in enumerate(zip(logits, (1.0, 0.5, 2.0))))
+    expected = sum(
+        a * F.cross_entropy(logit, labels[:, i])
+        for i, (logit, a) in enumerate(zip(logits, (1.0, 0.5, 2.0), strict=False))
+    )
     assert losses.layer_loss(logits, labels, (1.0, 0.5, 2.0)).item() == pytest.approx(expected.item())
 
 

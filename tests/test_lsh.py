@@ -79,8 +79,10 @@ def test_weighted_hamming_orders_by_cosine_better_than_hamming():
     words = lsh.to_words(lsh.encode(x, planes))
     cosine_rank = np.argsort(np.argsort(lsh.cosine_distance(query, x)))
     agreement = {}
-    for name, dist in (("hamming", lsh.hamming(lsh.to_words(lsh.encode(query[None, :], planes))[0], words, 64)),
-                       ("weighted", lsh.weighted_hamming(lsh.project(query[None, :], planes)[0], words, 64))):
+    for name, dist in (
+        ("hamming", lsh.hamming(lsh.to_words(lsh.encode(query[None, :], planes))[0], words, 64)),
+        ("weighted", lsh.weighted_hamming(lsh.project(query[None, :], planes)[0], words, 64)),
+    ):
         agreement[name] = np.corrcoef(np.argsort(np.argsort(dist, kind="stable")), cosine_rank)[0, 1]
     assert agreement["weighted"] > agreement["hamming"] + 0.02
 

@@ -11,7 +11,11 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SOURCES = [p for p in ROOT.rglob("*.py") if not any(part.startswith(".") or part in ("build", "tests") for part in p.relative_to(ROOT).parts)]
+SOURCES = [
+    p
+    for p in ROOT.rglob("*.py")
+    if not any(part.startswith(".") or part in ("build", "tests") for part in p.relative_to(ROOT).parts)
+]
 FORBIDDEN_MODULES = {"pickle", "cPickle", "dill", "joblib", "shelve", "marshal"}
 
 
@@ -64,5 +68,7 @@ def test_the_scanner_catches_unsafe_loads():
 
 def test_no_pickle_capable_load_in_the_project():
     assert SOURCES, "no project sources found"
-    findings = [f for path in SOURCES for f in find_unsafe_loads(path.read_text(encoding="utf-8"), str(path.relative_to(ROOT)))]
+    findings = [
+        f for path in SOURCES for f in find_unsafe_loads(path.read_text(encoding="utf-8"), str(path.relative_to(ROOT)))
+    ]
     assert findings == []

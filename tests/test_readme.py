@@ -18,7 +18,11 @@ def _fenced_commands(text: str) -> list[str]:
 
 def test_ci_runs_readme_test_command():
     readme = _fenced_commands((ROOT / "README.md").read_text(encoding="utf-8"))
-    ci_lines = [l.strip() for l in (ROOT / ".ci" / "run").read_text().splitlines() if l.strip() and not l.lstrip().startswith("#")]
+    ci_lines = [
+        line.strip()
+        for line in (ROOT / ".ci" / "run").read_text().splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
     test_command = ci_lines[-1]
     assert "pytest" in test_command
     assert test_command in readme, f"README does not show the CI test command {test_command!r}"

@@ -59,10 +59,14 @@ def test_sharded_exact_hamming_ranking_equals_brute_force(built, data, bits):
 def test_one_shard_and_fifty_shards_agree_in_every_mode(built, data):
     _, q = data
     one, many = built
-    for options in ({}, {"rerank": 0}, {"mode": "cutoff", "bits": 20, "cutoff": 0.1, "k": None},
-                    {"bits": 48, "rerank": 40, "shortlist": 150, "candidates": 300},
-                    {"bits": 48, "rerank": 40, "shortlist": 40, "candidates": 100}):
-        for a, b in zip(one.search(q, **options), many.search(q, **options)):
+    for options in (
+        {},
+        {"rerank": 0},
+        {"mode": "cutoff", "bits": 20, "cutoff": 0.1, "k": None},
+        {"bits": 48, "rerank": 40, "shortlist": 150, "candidates": 300},
+        {"bits": 48, "rerank": 40, "shortlist": 40, "candidates": 100},
+    ):
+        for a, b in zip(one.search(q, **options), many.search(q, **options), strict=False):
             assert a.ids == b.ids
             np.testing.assert_array_equal(a.hamming, b.hamming)
             np.testing.assert_array_equal(a.code_cosine, b.code_cosine)
@@ -147,7 +151,11 @@ def test_hash_length_change_needs_no_rebuild(tmp_path, data):
     x, q = data
     long_index = open_index(build_index(x, None, tmp_path / "long", bits=256, seed=3))
     short_index = open_index(build_index(x, None, tmp_path / "short", bits=24, seed=3))
-    for a, b in zip(long_index.search(q, bits=24, rerank=0, k=20, probe_bits=24), short_index.search(q, k=20, rerank=0)):
+    for a, b in zip(
+        long_index.search(q, bits=24, rerank=0, k=20, probe_bits=24),
+        short_index.search(q, k=20, rerank=0),
+        strict=False,
+    ):
         assert a.ids == b.ids
         np.testing.assert_array_equal(a.hamming, b.hamming)
 
@@ -157,7 +165,7 @@ def test_explain_ranks_and_thresholds_agree_with_search(built, data):
     one, _ = built
     result = one.search(q[:1], bits=64, k=40, rerank=0, probe_bits=64)[0]
     rows = result.rows[[0, 5, 39]]
-    for position, info in zip([0, 5, 39], one.explain(q[0], rows, bits=64, cutoff=0.1)):
+    for position, info in zip([0, 5, 39], one.explain(q[0], rows, bits=64, cutoff=0.1), strict=False):
         assert info.hamming_rank == position
         assert info.hamming == result.hamming[position]
         assert info.code_cosine == pytest.approx(result.code_cosine[position])
@@ -186,7 +194,7 @@ def test_parallel_queries_equal_serial(built, data):
     _, q = data
     one, _ = built
     many = np.concatenate([q] * 12)  # 144 queries: three parts over two threads (search.PART_QUERIES)
-    for a, b in zip(one.search(many, threads=2), one.search(many, threads=1)):
+    for a, b in zip(one.search(many, threads=2), one.search(many, threads=1), strict=False):
         assert a.ids == b.ids
 
 
@@ -251,13 +259,19 @@ def test_compiled_and_numpy_kernels_return_the_same_results(built, data):
     for kernel in KERNELS:
         one.kernel = kernel
         try:
-            results[kernel] = [one.search(q, **options) for options in
-                               ({}, {"bits": 100, "rerank": 30, "shortlist": 200, "candidates": 400, "probe_bits": 64},
-                                {"bits": 96, "rerank": 0, "k": 25}, {"rerank": 20, "shortlist": 20})]
+            results[kernel] = [
+                one.search(q, **options)
+                for options in (
+                    {},
+                    {"bits": 100, "rerank": 30, "shortlist": 200, "candidates": 400, "probe_bits": 64},
+                    {"bits": 96, "rerank": 0, "k": 25},
+                    {"rerank": 20, "shortlist": 20},
+                )
+            ]
         finally:
             one.kernel = "auto"
-    for numpy_results, numba_results in zip(results["numpy"], results["numba"]):
-        for a, b in zip(numpy_results, numba_results):
+    for numpy_results, numba_results in zip(results["numpy"], results["numba"], strict=False):
+        for a, b in zip(numpy_results, numba_results, strict=False):
             assert a.ids == b.ids and a.candidates == b.candidates
             np.testing.assert_array_equal(a.hamming, b.hamming)
             if a.cosine is not None:
@@ -274,7 +288,7 @@ def test_search_without_numba_falls_back_to_numpy_with_the_same_results(built, d
     monkeypatch.setattr(search_kernels, "_kernels_checked", True)
     monkeypatch.setattr(search_kernels, "_prepared", False)
     assert not search_kernels.prepare()
-    for a, b in zip(one.search(q, k=10, threads=2), compiled):
+    for a, b in zip(one.search(q, k=10, threads=2), compiled, strict=False):
         assert a.ids == b.ids
         np.testing.assert_allclose(a.cosine, b.cosine, atol=1e-6)
 
@@ -290,7 +304,7 @@ def test_probed_search_is_consistent_and_close_to_exact(built, data, kernel):
         one.kernel = "auto"
     exact = one.search(q, k=20, rerank=0, probe_bits=128)
     overlap = []
-    for i, (a, b) in enumerate(zip(probed, exact)):
+    for i, (a, b) in enumerate(zip(probed, exact, strict=False)):
         rows, dist = brute_force_hamming(one, x, q[i], 128, len(x))
         full = np.empty(len(x), np.int64)
         full[rows] = dist

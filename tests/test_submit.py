@@ -38,30 +38,68 @@ def test_submit_writes_top10_with_the_seed_settings(seed_run, tiny_catalog, tmp_
     assert len(cached) == 1 and cached[0].startswith("seed-") and cached[0].endswith("-64b-8000r-s0")
 
     # scoring the file agrees with the score printed by submit (same results, scored two ways)
-    assert main(["evaluate", "--submission", str(out), "--catalog", str(tiny_catalog), "--out", str(tmp_path / "ev")]) == 0
+    assert (
+        main(["evaluate", "--submission", str(out), "--catalog", str(tiny_catalog), "--out", str(tmp_path / "ev")]) == 0
+    )
     scored = json.loads((tmp_path / "ev" / "summary.json").read_text())
-    line = next(l for l in printed.splitlines() if l.startswith("MAR@10 (/|G|"))
+    line = next(row for row in printed.splitlines() if row.startswith("MAR@10 (/|G|"))
     assert float(line.split()[-1]) == pytest.approx(scored["mar@10_G"], abs=1e-4)
 
     # evaluate --run --index with the same settings searches the same cached index: same score again
     index = next((seed_run / "cache" / "indexes").iterdir())
-    assert main(["evaluate", "--run", str(seed_run), "--index", str(index), "--catalog", str(tiny_catalog),
-                 "--out", str(tmp_path / "ev2")]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--run",
+                str(seed_run),
+                "--index",
+                str(index),
+                "--catalog",
+                str(tiny_catalog),
+                "--out",
+                str(tmp_path / "ev2"),
+            ]
+        )
+        == 0
+    )
     again = json.loads((tmp_path / "ev2" / "summary.json").read_text())
     assert again["mar@10_G"] == pytest.approx(scored["mar@10_G"])
     assert again["settings"]["bits"] == 20 and again["settings"]["mode"] == "cutoff"
 
 
 def test_submit_reuses_the_cache_and_applies_overrides(seed_run, tiny_catalog, tmp_path, monkeypatch, capsys):
-    assert main(["submit", "--run", str(seed_run), "--catalog", str(tiny_catalog), "--out", str(tmp_path / "a.csv")]) == 0
+    assert (
+        main(["submit", "--run", str(seed_run), "--catalog", str(tiny_catalog), "--out", str(tmp_path / "a.csv")]) == 0
+    )
 
     def no_embedding(*args, **kwargs):
         raise AssertionError("embedded again although the cache holds the vectors")
 
     monkeypatch.setattr("eproduct_core.embed.embed_split", no_embedding)
     capsys.readouterr()
-    assert main(["submit", "--run", str(seed_run), "--catalog", str(tiny_catalog), "--out", str(tmp_path / "b.csv"),
-                 "--bits", "48", "--mode", "topk", "--rerank", "5", "--k", "3"]) == 0
+    assert (
+        main(
+            [
+                "submit",
+                "--run",
+                str(seed_run),
+                "--catalog",
+                str(tiny_catalog),
+                "--out",
+                str(tmp_path / "b.csv"),
+                "--bits",
+                "48",
+                "--mode",
+                "topk",
+                "--rerank",
+                "5",
+                "--k",
+                "3",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "bits=48" in printed and "mode=topk" in printed and "rerank=5" in printed
     assert all(len(ids) <= 3 for ids in read_submission(tmp_path / "b.csv").values())
@@ -81,6 +119,18 @@ def test_cache_key_follows_catalog_and_checkpoint(seed_run, tiny_catalog, tmp_pa
 
 
 def test_submit_without_a_run_is_a_user_error(tiny_catalog, tmp_path, capsys):
-    assert main(["submit", "--run", str(tmp_path / "nothing"), "--catalog", str(tiny_catalog),
-                 "--out", str(tmp_path / "s.csv")]) == 2
+    assert (
+        main(
+            [
+                "submit",
+                "--run",
+                str(tmp_path / "nothing"),
+                "--catalog",
+                str(tiny_catalog),
+                "--out",
+                str(tmp_path / "s.csv"),
+            ]
+        )
+        == 2
+    )
     assert "config.json" in capsys.readouterr().err

@@ -92,8 +92,15 @@ def test_index_holds_same_leaf_lookalikes_of_queries():
     for query in queries.values():
         same_leaf = {p.number for p in index if p.leaf == query.leaf and p.number != query.number}
         assert same_leaf, f"query product {query.number} has no same-leaf distractor"
-    lookalikes = [p for p in index if p.number not in queries and any(
-        p.leaf == q.leaf and p.glyph == q.glyph and p.freq == q.freq and p.colours[0] == q.colours[0] for q in queries.values())]
+    lookalikes = [
+        p
+        for p in index
+        if p.number not in queries
+        and any(
+            p.leaf == q.leaf and p.glyph == q.glyph and p.freq == q.freq and p.colours[0] == q.colours[0]
+            for q in queries.values()
+        )
+    ]
     assert len(lookalikes) >= len(queries) // 3
 
 
@@ -118,11 +125,25 @@ def test_refuses_non_empty_folder_and_unknown_size(tmp_path):
 
 def test_size_config_is_validated():
     with pytest.raises(ValueError, match="n_leaves"):
-        SynthSize(n_level2=3, n_leaves=2, train_products=20, val_products=1, query_products=1,
-                  lookalikes=(0, 1), random_distractors=1)
+        SynthSize(
+            n_level2=3,
+            n_leaves=2,
+            train_products=20,
+            val_products=1,
+            query_products=1,
+            lookalikes=(0, 1),
+            random_distractors=1,
+        )
     with pytest.raises(ValueError, match="lookalikes"):
-        SynthSize(n_level2=3, n_leaves=6, train_products=20, val_products=1, query_products=1,
-                  lookalikes=(2, 1), random_distractors=1)
+        SynthSize(
+            n_level2=3,
+            n_leaves=6,
+            train_products=20,
+            val_products=1,
+            query_products=1,
+            lookalikes=(2, 1),
+            random_distractors=1,
+        )
 
 
 def test_cli_synth_writes_a_valid_catalog(tmp_path, capsys):

@@ -18,8 +18,19 @@ from eproduct_core.train import lr_factor, train
 
 torch.set_num_threads(1)
 
-TINY = dict(backbone="tiny", image_size=32, batch_size=32, lr=3e-3, device="cpu", dhc=True, metric=True,
-            dependence="soft", instance_weight=0.5, metric_labels="product", augment="light")
+TINY = dict(
+    backbone="tiny",
+    image_size=32,
+    batch_size=32,
+    lr=3e-3,
+    device="cpu",
+    dhc=True,
+    metric=True,
+    dependence="soft",
+    instance_weight=0.5,
+    metric_labels="product",
+    augment="light",
+)
 
 
 def metrics(run) -> list[dict]:
@@ -118,8 +129,16 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(tiny_catalog, tmp_path):
 
 
 def test_seed_style_faithful_dhc_run_and_balanced_sampling(tiny_catalog, tmp_path):
-    config = TrainConfig(backbone="tiny", image_size=32, epochs=1, batch_size=32, device="cpu", dependence="faithful",
-                         balanced=True, max_train_images=60)
+    config = TrainConfig(
+        backbone="tiny",
+        image_size=32,
+        epochs=1,
+        batch_size=32,
+        device="cpu",
+        dependence="faithful",
+        balanced=True,
+        max_train_images=60,
+    )
     run = train(config, tiny_catalog, tmp_path / "seedlike")
     record = metrics(run)[0]
     assert np.isfinite(record["train_loss"]) and record["images_per_s"] > 0
@@ -130,9 +149,33 @@ def test_cli_train_with_overrides(tiny_catalog, tmp_path):
     from eproduct_core.cli import main
 
     out = tmp_path / "cli"
-    code = main(["train", "--catalog", str(tiny_catalog), "--preset", "fast-demo", "--out", str(out), "--epochs", "1",
-                 "--backbone", "tiny", "--weights", "none", "--image-size", "32", "--device", "cpu",
-                 "--max-train-images", "40", "--set", "instance_weight=0", "--set", "search.bits=64"])
+    code = main(
+        [
+            "train",
+            "--catalog",
+            str(tiny_catalog),
+            "--preset",
+            "fast-demo",
+            "--out",
+            str(out),
+            "--epochs",
+            "1",
+            "--backbone",
+            "tiny",
+            "--weights",
+            "none",
+            "--image-size",
+            "32",
+            "--device",
+            "cpu",
+            "--max-train-images",
+            "40",
+            "--set",
+            "instance_weight=0",
+            "--set",
+            "search.bits=64",
+        ]
+    )
     assert code == 0
     config = json.loads((out / "config.json").read_text())
     assert config["preset"] == "fast-demo" and config["epochs"] == 1 and config["instance_weight"] == 0.0
@@ -150,8 +193,17 @@ def test_cosine_schedule_is_a_pure_function():
 def test_frozen_prefix_and_batchnorm_statistics_do_not_move(tiny_catalog, tmp_path):
     from eproduct_core.model import ModelSpec, ProductModel
 
-    config = TrainConfig(backbone="tiny", image_size=32, epochs=1, batch_size=32, device="cpu", max_train_images=64,
-                         freeze_fraction=0.5, freeze_bn=True, seed=5)
+    config = TrainConfig(
+        backbone="tiny",
+        image_size=32,
+        epochs=1,
+        batch_size=32,
+        device="cpu",
+        max_train_images=64,
+        freeze_fraction=0.5,
+        freeze_bn=True,
+        seed=5,
+    )
     run = train(config, tiny_catalog, tmp_path / "frozen")
     state = torch.load(run / "checkpoint.pt", weights_only=True)
     torch.manual_seed(5)

@@ -45,7 +45,9 @@ def _synth(args: argparse.Namespace) -> int:
 
     update, close = _progress_bar("drawing images")
     try:
-        out = make_synthetic_catalog(args.dir, seed=args.seed, size=args.size, progress=update, overwrite=args.overwrite)
+        out = make_synthetic_catalog(
+            args.dir, seed=args.seed, size=args.size, progress=update, overwrite=args.overwrite
+        )
     finally:
         close()
     print(f"synthetic catalog ({args.size}, seed {args.seed}) written to {out}")
@@ -58,9 +60,17 @@ def _fashion_mnist(args: argparse.Namespace) -> int:
     update, close = _progress_bar("writing images")
     try:
         out = make_fashion_mnist_catalog(
-            args.dir, source=args.source, train_per_class=args.train_per_class, long_tail=args.long_tail,
-            queries=args.queries, views=args.views, seed=args.seed, distractors=args.distractors,
-            val_per_class=args.val_per_class, progress=update, overwrite=args.overwrite,
+            args.dir,
+            source=args.source,
+            train_per_class=args.train_per_class,
+            long_tail=args.long_tail,
+            queries=args.queries,
+            views=args.views,
+            seed=args.seed,
+            distractors=args.distractors,
+            val_per_class=args.val_per_class,
+            progress=update,
+            overwrite=args.overwrite,
         )
     finally:
         close()
@@ -80,7 +90,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     validate.set_defaults(func=_validate)
 
     synth = commands.add_parser(
-        "synth", help="draw the synthetic demo catalog (deterministic by seed)",
+        "synth",
+        help="draw the synthetic demo catalog (deterministic by seed)",
         description="Draw an eProduct-like catalog: 3-level taxonomy, long-tailed leaves, lookalike products "
         "that differ in fine details, several photos per product, query/index/groundtruth. "
         "tiny ~400 images (tests), small ~5,000 (the demo), medium ~25,000.",
@@ -92,7 +103,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     synth.set_defaults(func=_synth)
 
     fashion = commands.add_parser(
-        "fashion-mnist", help="make a catalog of real product photos from Fashion-MNIST",
+        "fashion-mnist",
+        help="make a catalog of real product photos from Fashion-MNIST",
         description="Train/val from Fashion-MNIST's train split (3-level taxonomy over its 10 classes); "
         "query/index from its test split as augmented views (mild affine warp, scale, shift, "
         "brightness/contrast, slight blur and noise): one view per query item is the query, 1..--views "
@@ -102,12 +114,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     fashion.add_argument("dir", help="output folder (new or empty)")
     fashion.add_argument("--source", metavar="DIR", help="folder with the *-idx?-ubyte(.gz) files")
-    fashion.add_argument("--train-per-class", type=int, default=400, metavar="N", help="train items per class (default 400)")
-    fashion.add_argument("--val-per-class", type=int, metavar="N", help="val items per class (default train-per-class / 6)")
+    fashion.add_argument(
+        "--train-per-class", type=int, default=400, metavar="N", help="train items per class (default 400)"
+    )
+    fashion.add_argument(
+        "--val-per-class", type=int, metavar="N", help="val items per class (default train-per-class / 6)"
+    )
     fashion.add_argument("--long-tail", action="store_true", help="keep 1/(k+1) of the train items of the k-th class")
-    fashion.add_argument("--queries", type=int, default=500, metavar="N", help="query items from the test split (default 500)")
-    fashion.add_argument("--views", type=int, default=4, metavar="N", help="index views per query item: 1..N, N <= 4 (default 4)")
-    fashion.add_argument("--distractors", type=int, default=2000, metavar="N", help="distractor test items in the index (default 2000)")
+    fashion.add_argument(
+        "--queries", type=int, default=500, metavar="N", help="query items from the test split (default 500)"
+    )
+    fashion.add_argument(
+        "--views", type=int, default=4, metavar="N", help="index views per query item: 1..N, N <= 4 (default 4)"
+    )
+    fashion.add_argument(
+        "--distractors", type=int, default=2000, metavar="N", help="distractor test items in the index (default 2000)"
+    )
     fashion.add_argument("--seed", type=int, default=0, help="picks items and augmentations (default 0)")
     fashion.add_argument("--overwrite", action="store_true", help="write into a non-empty folder")
     fashion.set_defaults(func=_fashion_mnist)

@@ -29,8 +29,16 @@ def _demo(args: argparse.Namespace) -> int:
             bar.set_postfix_str(message[:60], refresh=False)
             bar.refresh()
 
-        built = build_demo(target.parent, preset=args.preset, progress=progress, name=target.name,
-                           size=args.size, seed=args.seed, train_overrides=overrides, catalog=args.catalog)
+        built = build_demo(
+            target.parent,
+            preset=args.preset,
+            progress=progress,
+            name=target.name,
+            size=args.size,
+            seed=args.seed,
+            train_overrides=overrides,
+            catalog=args.catalog,
+        )
     seconds = time.monotonic() - started
     indexes = ", ".join(built.indexes)
     print(f"demo workspace ready in {built.path} ({seconds:.1f} s); indexes: {indexes}")
@@ -43,8 +51,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     demo.add_argument("--workspace", metavar="DIR", help="workspace folder to create (default $EPRODUCT_HOME/demo)")
     demo.add_argument("--preset", default="fast-demo", help="training preset (default fast-demo)")
     demo.add_argument("--size", default="small", choices=("tiny", "small", "medium"), help="synthetic catalog size")
-    demo.add_argument("--catalog", metavar="DIR|fashion-mnist",
-                      help="build from a copy of this catalog folder (your own), or 'fashion-mnist', instead of a synthetic one")
+    demo.add_argument(
+        "--catalog",
+        metavar="DIR|fashion-mnist",
+        help="build from a copy of this catalog folder (your own), or 'fashion-mnist', instead of a synthetic one",
+    )
     demo.add_argument("--seed", type=int, default=0, help="seeds the catalog and the hyperplanes")
     demo.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a training setting, e.g. epochs=1")
     demo.set_defaults(func=_demo)

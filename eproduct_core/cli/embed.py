@@ -18,8 +18,19 @@ def _embed(args: argparse.Namespace) -> int:
         bar.set_postfix_str(message)
         bar.refresh()
 
-    out = embed_split(args.run, args.catalog, args.split, args.kind, args.out, batch_size=args.batch_size,
-                      device=args.device, part=part, progress=progress, strict=args.strict, workers=args.workers)
+    out = embed_split(
+        args.run,
+        args.catalog,
+        args.split,
+        args.kind,
+        args.out,
+        batch_size=args.batch_size,
+        device=args.device,
+        part=part,
+        progress=progress,
+        strict=args.strict,
+        workers=args.workers,
+    )
     bar.close()
     print(f"embeddings written to {out} (part {part[0]}/{part[1]})")
     return 0
@@ -35,7 +46,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes for decoding")
-    parser.add_argument("--part", default=None, help="i/n: embed only the i-th (from 0) of n row blocks "
-                        "(default under torchrun: this rank's block)")
-    parser.add_argument("--strict", action="store_true", help="stop at the first unreadable image instead of skipping it")
+    parser.add_argument(
+        "--part",
+        default=None,
+        help="i/n: embed only the i-th (from 0) of n row blocks (default under torchrun: this rank's block)",
+    )
+    parser.add_argument(
+        "--strict", action="store_true", help="stop at the first unreadable image instead of skipping it"
+    )
     parser.set_defaults(func=_embed)

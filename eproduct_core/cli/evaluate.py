@@ -22,7 +22,9 @@ def add_search_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--bits", type=int, help="hash length searched (a prefix of the stored codes)")
     group.add_argument("--cutoff", type=float, help="code-cosine cutoff of mode cutoff (the seed: 0.1)")
     group.add_argument("--k", type=int, help="results per query")
-    group.add_argument("--rerank", type=int, help="rows re-ranked by exact cosine, picked by weighted Hamming (0 = off)")
+    group.add_argument(
+        "--rerank", type=int, help="rows re-ranked by exact cosine, picked by weighted Hamming (0 = off)"
+    )
     group.add_argument("--mode", choices=("cutoff", "topk"), help="cutoff (the seed's) or topk")
 
 
@@ -38,8 +40,11 @@ def resolve_settings(args: argparse.Namespace, index_kind: str | None = None):
         base = SearchSettings(kind=index_kind or "external")
         if index_kind:
             base = dataclasses.replace(base, kind=index_kind)
-    overrides = {name: getattr(args, name) for name in ("kind", "bits", "cutoff", "k", "rerank", "mode")
-                 if getattr(args, name, None) is not None}
+    overrides = {
+        name: getattr(args, name)
+        for name in ("kind", "bits", "cutoff", "k", "rerank", "mode")
+        if getattr(args, name, None) is not None
+    }
     return dataclasses.replace(base, **overrides)
 
 
@@ -63,8 +68,10 @@ def load_groundtruth(catalog) -> dict[str, set[str]]:
 
     truth = catalog.matches()
     if not truth:
-        raise EproductError(f"Catalog {catalog.root} has no groundtruth.csv (query_id, index_id), so there is "
-                            "nothing to score against. Use a catalog with groundtruth, e.g. `eproduct catalog synth`.")
+        raise EproductError(
+            f"Catalog {catalog.root} has no groundtruth.csv (query_id, index_id), so there is "
+            "nothing to score against. Use a catalog with groundtruth, e.g. `eproduct catalog synth`."
+        )
     return truth
 
 
@@ -79,11 +86,14 @@ def load_queries(args: argparse.Namespace, catalog_dir: str, kind: str):
             log.warning("query embeddings are %r but the settings say %r", emb.kind, kind)
         return emb.vectors.astype("float32"), emb.ids
     if not getattr(args, "run", None):
-        raise EproductError("Give --run RUN (embed the queries with a training run) or --queries EMB (an embeddings folder).")
+        raise EproductError(
+            "Give --run RUN (embed the queries with a training run) or --queries EMB (an embeddings folder)."
+        )
     from ..run_cache import split_embeddings
 
-    emb = split_embeddings(args.run, catalog_dir, "query", kind, device=args.device,
-                           progress=_tqdm_progress("embedding queries"))
+    emb = split_embeddings(
+        args.run, catalog_dir, "query", kind, device=args.device, progress=_tqdm_progress("embedding queries")
+    )
     return emb.vectors.astype("float32"), emb.ids
 
 
@@ -159,7 +169,9 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    evaluate = subparsers.add_parser("evaluate", help="MAR@10, recall@k, candidates and latency on a catalog's groundtruth")
+    evaluate = subparsers.add_parser(
+        "evaluate", help="MAR@10, recall@k, candidates and latency on a catalog's groundtruth"
+    )
     evaluate.add_argument("--catalog", required=True, help="catalog folder with query.csv and groundtruth.csv")
     source = evaluate.add_mutually_exclusive_group()
     source.add_argument("--run", help="training run folder: embeds the queries (cached in RUN/cache/)")
@@ -171,7 +183,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_search_flags(evaluate)
     evaluate.set_defaults(func=_evaluate)
 
-    sweeper = subparsers.add_parser("sweep", help="MAR@10, candidates and latency over hash length x cutoff (x re-rank, k)")
+    sweeper = subparsers.add_parser(
+        "sweep", help="MAR@10, candidates and latency over hash length x cutoff (x re-rank, k)"
+    )
     sweeper.add_argument("--catalog", required=True, help="catalog folder with groundtruth.csv")
     sweeper.add_argument("--index", required=True, help="index folder (stores the longest hash length swept)")
     source = sweeper.add_mutually_exclusive_group()

@@ -24,8 +24,9 @@ def _load_vectors(path: str):
     except (OSError, ValueError) as err:
         raise EproductError(f"Cannot read {path} as a .npy matrix ({err}). Save it with numpy.save.") from err
     if vectors.ndim != 2 or vectors.dtype.kind != "f":
-        raise EproductError(f"{path} holds a {vectors.dtype} array of shape {vectors.shape}; "
-                            "give a float16/float32 (rows, dim) matrix.")
+        raise EproductError(
+            f"{path} holds a {vectors.dtype} array of shape {vectors.shape}; give a float16/float32 (rows, dim) matrix."
+        )
     return vectors
 
 
@@ -44,13 +45,23 @@ def _build(args: argparse.Namespace) -> int:
         vectors = _load_vectors(args.vectors)
         ids = read_ids(args.ids) if args.ids else None
         if ids is not None and len(ids) != len(vectors):
-            raise EproductError(f"{args.ids} has {len(ids)} ids for {len(vectors)} rows in {args.vectors}; "
-                                "give one id per line, one per row.")
+            raise EproductError(
+                f"{args.ids} has {len(ids)} ids for {len(vectors)} rows in {args.vectors}; "
+                "give one id per line, one per row."
+            )
         kind = args.kind or "external"
     with tqdm(total=len(vectors), unit="row", desc="index build", disable=args.quiet) as bar:
-        out = build_index(vectors, ids, args.out, bits=args.bits, shard_size=args.shard_size, seed=args.seed,
-                          kind=kind, vectors_fp16=not args.no_vectors,
-                          progress=lambda done, total: bar.update(done - bar.n))
+        out = build_index(
+            vectors,
+            ids,
+            args.out,
+            bits=args.bits,
+            shard_size=args.shard_size,
+            seed=args.seed,
+            kind=kind,
+            vectors_fp16=not args.no_vectors,
+            progress=lambda done, total: bar.update(done - bar.n),
+        )
     print(f"{out}: {len(vectors)} rows, {args.bits} bits")
     return 0
 
@@ -73,9 +84,11 @@ def _info(args: argparse.Namespace) -> int:
     index = open_index(args.dir)
     m = index.manifest
     disk = sum((index.path / f["file"]).stat().st_size for s in m["shards"] for f in s["files"].values())
-    print(f"{index.path}: {index.size} rows, kind {index.kind!r}, dim {index.dim}, {index.bits} bits "
-          f"(seed {m['seed']}), {len(m['shards'])} shards of up to {m['shard_size']} rows, "
-          f"vectors {'stored' if index.has_vectors else 'not stored'}, {disk / 2**20:.1f} MiB, created {m['created']}")
+    print(
+        f"{index.path}: {index.size} rows, kind {index.kind!r}, dim {index.dim}, {index.bits} bits "
+        f"(seed {m['seed']}), {len(m['shards'])} shards of up to {m['shard_size']} rows, "
+        f"vectors {'stored' if index.has_vectors else 'not stored'}, {disk / 2**20:.1f} MiB, created {m['created']}"
+    )
     return 0
 
 
@@ -87,10 +100,18 @@ def _search(args: argparse.Namespace) -> int:
     index = open_index(args.index)
     queries = _load_vectors(args.vectors)
     index.check_compatible(args.kind, queries.shape[1])
-    results = index.search(queries, bits=args.bits, mode=args.mode, k=args.k, cutoff=args.cutoff,
-                           rerank=args.rerank, shortlist=args.shortlist, probe_bits=args.probe_bits,
-                           candidates=args.candidates,
-                           threads=args.threads)
+    results = index.search(
+        queries,
+        bits=args.bits,
+        mode=args.mode,
+        k=args.k,
+        cutoff=args.cutoff,
+        rerank=args.rerank,
+        shortlist=args.shortlist,
+        probe_bits=args.probe_bits,
+        candidates=args.candidates,
+        threads=args.threads,
+    )
     write_submission(args.out, ((str(i), r.ids) for i, r in enumerate(results)))
     print(f"{args.out}: {len(results)} queries")
     return 0
@@ -124,16 +145,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     search = subparsers.add_parser("search", help="search an index with query vectors; write a submission CSV")
     search.add_argument("--index", required=True, metavar="IDX", help="index folder")
-    search.add_argument("--vectors", required=True, metavar="Q.npy", help="query matrix (rows, dim); ids are row numbers")
+    search.add_argument(
+        "--vectors", required=True, metavar="Q.npy", help="query matrix (rows, dim); ids are row numbers"
+    )
     search.add_argument("--kind", help="embedding kind of the queries (refused if it differs from the index's)")
     search.add_argument("--k", type=int, default=10, help="results per query")
     search.add_argument("--bits", type=int, help="hash length to search (default: the stored length)")
     search.add_argument("--mode", choices=("topk", "cutoff"), default="topk", help="Hamming top-k or the seed's cutoff")
     search.add_argument("--rerank", type=int, help="exact-cosine re-rank depth (default 256 in topk, 0 in cutoff)")
-    search.add_argument("--shortlist", type=int, help="rows ranked by weighted Hamming to pick the re-ranked ones "
-                        "(default max(1536, 6 x rerank); <= rerank: none)")
-    search.add_argument("--cutoff", type=float, help="cutoff mode: code cosine cutoff (default 0.1); "
-                        "topk: keep exact cosine distance < cutoff")
+    search.add_argument(
+        "--shortlist",
+        type=int,
+        help="rows ranked by weighted Hamming to pick the re-ranked ones "
+        "(default max(1536, 6 x rerank); <= rerank: none)",
+    )
+    search.add_argument(
+        "--cutoff",
+        type=float,
+        help="cutoff mode: code cosine cutoff (default 0.1); topk: keep exact cosine distance < cutoff",
+    )
     search.add_argument("--probe-bits", type=int, help="prefix bits scanned to pick candidates (default 128)")
     search.add_argument("--candidates", type=int, help="rows kept by the prefix scan")
     search.add_argument("--threads", type=int, default=1, help="queries searched in parallel")

@@ -13,8 +13,16 @@ def _submit(args: argparse.Namespace) -> int:
     from ..evaluate import format_summary
     from ..submit import make_submission, run_settings
 
-    settings = run_settings(args.run, kind=args.kind, bits=args.bits, cutoff=args.cutoff, k=args.k,
-                            rerank=args.rerank, mode=args.mode, shard_size=args.shard_size)
+    settings = run_settings(
+        args.run,
+        kind=args.kind,
+        bits=args.bits,
+        cutoff=args.cutoff,
+        k=args.k,
+        rerank=args.rerank,
+        mode=args.mode,
+        shard_size=args.shard_size,
+    )
     bars: dict[str, tqdm] = {}
 
     def progress(stage: str, done: int, total: int) -> None:
@@ -26,8 +34,9 @@ def _submit(args: argparse.Namespace) -> int:
         if done >= total:
             bar.close()
 
-    report = make_submission(args.run, args.catalog, args.out, index=args.index, settings=settings,
-                             device=args.device, progress=progress)
+    report = make_submission(
+        args.run, args.catalog, args.out, index=args.index, settings=settings, device=args.device, progress=progress
+    )
     print(f"settings: {', '.join(f'{k}={v}' for k, v in vars(report.settings).items())}")
     print(f"index: {report.index_path}")
     if report.evaluation is not None:

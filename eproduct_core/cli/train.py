@@ -6,8 +6,16 @@ import argparse
 
 # flag -> TrainConfig field, for the common overrides; anything else goes through --set key=value
 OVERRIDES = {
-    "epochs": int, "batch_size": int, "backbone": str, "weights": str, "image_size": int, "lr": float,
-    "max_train_images": int, "device": str, "workers": int, "seed": int,
+    "epochs": int,
+    "batch_size": int,
+    "backbone": str,
+    "weights": str,
+    "image_size": int,
+    "lr": float,
+    "max_train_images": int,
+    "device": str,
+    "workers": int,
+    "seed": int,
 }
 
 
@@ -27,7 +35,9 @@ def _train(args: argparse.Namespace) -> int:
     overrides = {key: getattr(args, key) for key in OVERRIDES if getattr(args, key) is not None}
     for item in args.set or []:
         if "=" not in item:
-            raise EproductError(f"--set {item!r} must look like key=value (e.g. --set metric=true). Presets: {sorted(PRESETS)}.")
+            raise EproductError(
+                f"--set {item!r} must look like key=value (e.g. --set metric=true). Presets: {sorted(PRESETS)}."
+            )
         key, value = item.split("=", 1)
         overrides[key.strip().replace("-", "_")] = value.strip()
     config = with_overrides(config, overrides)
@@ -45,6 +55,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--resume", action="store_true", help="continue a killed run from its last saved epoch")
     for key, kind in OVERRIDES.items():
         parser.add_argument(f"--{key.replace('_', '-')}", dest=key, type=kind, default=None, help=f"override {key}")
-    parser.add_argument("--set", action="append", metavar="KEY=VALUE",
-                        help="override any config field, e.g. --set metric=true --set search.bits=64 (repeatable)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override any config field, e.g. --set metric=true --set search.bits=64 (repeatable)",
+    )
     parser.set_defaults(func=_train)

@@ -32,7 +32,7 @@ def _summary(catalog) -> None:
 def _imbalance(train: pd.DataFrame, log_scale: bool) -> None:
     st.subheader("Class imbalance")
     tabs = st.tabs([f"{level}" for level in LEVELS])
-    for tab, level in zip(tabs, LEVELS):
+    for tab, level in zip(tabs, LEVELS, strict=False):
         with tab:
             counts = class_counts(train, level)
             ratio = counts["images"].iloc[0] / max(counts["images"].iloc[-1], 1)
@@ -70,7 +70,7 @@ def class_images(catalog, level: str, name: str) -> None:
     rows = catalog.train[members].head(SAMPLES)
     st.markdown(f"**Training images of {level} `{name}`** ({int(members.sum())} in all)")
     columns = st.columns(SAMPLES)
-    for column, (_, row) in zip(columns, rows.iterrows()):
+    for column, (_, row) in zip(columns, rows.iterrows(), strict=False):
         image = loaders.thumbnail(str(catalog.image_path(row["path"])))
         if image is not None:
             column.image(image, caption=str(row.get("title", ""))[:40], width="stretch")

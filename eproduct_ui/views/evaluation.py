@@ -27,8 +27,10 @@ def _queries(workspace, index_name: str, catalog):
     """(vectors, ids, groundtruth) of the queries with true matches, from the workspace's embeddings."""
     name = workspace.query_embeddings_for(index_name)
     if name is None:
-        raise EproductError(f"Workspace {workspace.path} has no query embeddings for index {index_name}. "
-                            "Embed the query split with `eproduct embed` (same run and kind as the index).")
+        raise EproductError(
+            f"Workspace {workspace.path} has no query embeddings for index {index_name}. "
+            "Embed the query split with `eproduct embed` (same run and kind as the index)."
+        )
     vectors, ids = loaders.embeddings(workspace.embeddings_dir(name))
     truth = catalog.matches()
     if not truth:
@@ -74,7 +76,9 @@ def _side_by_side(workspace, catalog) -> None:
             vectors, ids, truth = _queries(workspace, name, catalog)
         except EproductError:
             continue
-        settings = _settings_of(workspace, name, index, SEED_SEARCH if index.kind == "seed" else SearchSettings(kind=index.kind))
+        settings = _settings_of(
+            workspace, name, index, SEED_SEARCH if index.kind == "seed" else SearchSettings(kind=index.kind)
+        )
         key = loaders.stamp(workspace.index_dir(name) / "manifest.json")
         result = _evaluate(str(workspace.index_dir(name)), key, index, vectors, tuple(ids), truth, settings)
         cards.append((name, settings, result.summary))
@@ -82,22 +86,30 @@ def _side_by_side(workspace, catalog) -> None:
         st.info("No index here has query embeddings to score.")
         return
     columns = st.columns(len(cards))
-    for column, (name, settings, summary) in zip(columns, cards):
+    for column, (name, settings, summary) in zip(columns, cards, strict=False):
         with column:
             st.markdown(f"**{name}** · {workspace.index_info(name).get('label', '')}")
             st.metric("MAR@10", f"{summary.get('mar@10_G', float('nan')):.3f}")
-            st.caption(f"{settings.kind} embedding, {settings.bits} bits, mode {settings.mode}"
-                       + (f", cutoff {settings.cutoff}" if settings.mode == "cutoff" else f", k {settings.k}, re-rank {settings.rerank}"))
-            st.caption(f"recall@1 {summary.get('recall@1', float('nan')):.3f} · mean candidates "
-                       f"{summary.get('mean_candidates', float('nan')):.1f} · queries without a result "
-                       f"{summary.get('no_result', 0)}")
+            st.caption(
+                f"{settings.kind} embedding, {settings.bits} bits, mode {settings.mode}"
+                + (
+                    f", cutoff {settings.cutoff}"
+                    if settings.mode == "cutoff"
+                    else f", k {settings.k}, re-rank {settings.rerank}"
+                )
+            )
+            st.caption(
+                f"recall@1 {summary.get('recall@1', float('nan')):.3f} · mean candidates "
+                f"{summary.get('mean_candidates', float('nan')):.1f} · queries without a result "
+                f"{summary.get('no_result', 0)}"
+            )
 
 
 def _worst(catalog, result) -> None:
     st.subheader(f"Worst {WORST} queries")
     per_query = result.per_query.sort_values(["recall@10", "query_id"]).head(WORST)
-    query_paths = dict(zip(catalog.query["image_id"], catalog.query["path"]))
-    index_paths = dict(zip(catalog.index["image_id"], catalog.index["path"]))
+    query_paths = dict(zip(catalog.query["image_id"], catalog.query["path"], strict=False))
+    index_paths = dict(zip(catalog.index["image_id"], catalog.index["path"], strict=False))
     truth = catalog.matches()
     order = list(result.per_query["query_id"])
     for _, row in per_query.iterrows():
@@ -106,13 +118,16 @@ def _worst(catalog, result) -> None:
         image = loaders.thumbnail(str(catalog.image_path(query_paths[row["query_id"]])))
         if image is not None:
             columns[0].image(image, caption=f"query {row['query_id']}", width="stretch")
-        columns[1].markdown(f"recall@10 **{row['recall@10']:.2f}**  \n{int(row['n_true'])} true matches, "
-                            f"{int(row['n_results'])} results")
-        for column, item in zip(columns[2:], found):
+        columns[1].markdown(
+            f"recall@10 **{row['recall@10']:.2f}**  \n{int(row['n_true'])} true matches, "
+            f"{int(row['n_results'])} results"
+        )
+        for column, item in zip(columns[2:], found, strict=False):
             thumb = loaders.thumbnail(str(catalog.image_path(index_paths[item]))) if item in index_paths else None
             if thumb is not None:
-                column.image(thumb, caption=("✓ " if item in truth.get(row["query_id"], set()) else "✗ ") + item,
-                             width="stretch")
+                column.image(
+                    thumb, caption=("✓ " if item in truth.get(row["query_id"], set()) else "✗ ") + item, width="stretch"
+                )
 
 
 def render() -> None:
@@ -125,7 +140,9 @@ def render() -> None:
     vectors, ids, truth = _queries(workspace, index_name, catalog)
     key = loaders.stamp(workspace.index_dir(index_name) / "manifest.json")
     path = str(workspace.index_dir(index_name))
-    st.caption(f"{len(ids)} queries with groundtruth (at most {MAX_QUERIES}) against `{index_name}` ({index.size:,} items, {index.kind}).")
+    st.caption(
+        f"{len(ids)} queries with groundtruth (at most {MAX_QUERIES}) against `{index_name}` ({index.size:,} items, {index.kind})."
+    )
     _side_by_side(workspace, catalog)
 
     st.subheader("MAR@10 by hash length and cutoff (cutoff mode, as the seed)")
@@ -140,12 +157,21 @@ def render() -> None:
     if distances.empty:
         st.info("No distances to show.")
     else:
-        st.altair_chart(charts.distance_histogram(distances, chosen["cutoff"], "code_cosine",
-                                                  f"Code cosine at {chosen['bits']} bits; the cutoff in red"),
-                        width="stretch")
+        st.altair_chart(
+            charts.distance_histogram(
+                distances, chosen["cutoff"], "code_cosine", f"Code cosine at {chosen['bits']} bits; the cutoff in red"
+            ),
+            width="stretch",
+        )
 
-    settings = SearchSettings(kind=index.kind, bits=chosen["bits"], cutoff=chosen["cutoff"], mode=chosen["mode"],
-                              k=chosen["k"], rerank=chosen["rerank"])
+    settings = SearchSettings(
+        kind=index.kind,
+        bits=chosen["bits"],
+        cutoff=chosen["cutoff"],
+        mode=chosen["mode"],
+        k=chosen["k"],
+        rerank=chosen["rerank"],
+    )
     result = _evaluate(path, key, index, vectors, tuple(ids), truth, settings)
     st.subheader("Per-query recall with the sidebar's settings")
     st.metric("MAR@10", f"{result.summary.get('mar@10_G', float('nan')):.3f}")

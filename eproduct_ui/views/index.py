@@ -51,8 +51,10 @@ def _overview(index) -> None:
     table = shard_table(index)
     total = int(table.drop(columns=["shard", "rows"]).to_numpy().sum()) if len(table) else 0
     cols[4].metric("On disk", f"{total / 2**20:.1f} MiB")
-    st.caption(f"Hyperplane seed {manifest.get('seed')}, shard size {manifest.get('shard_size')}, "
-               f"built {manifest.get('created', '?')}, re-rank vectors {'stored' if index.has_vectors else 'absent'}.")
+    st.caption(
+        f"Hyperplane seed {manifest.get('seed')}, shard size {manifest.get('shard_size')}, "
+        f"built {manifest.get('created', '?')}, re-rank vectors {'stored' if index.has_vectors else 'absent'}."
+    )
     st.dataframe(table, hide_index=True, width="stretch")
 
 
@@ -80,8 +82,13 @@ def _build_form(workspace) -> None:
         return
     with st.form("build_index"):
         source = st.selectbox("Embeddings", sources, key="new_index_source")
-        bits = st.select_slider("Stored hash length (bits)", key="new_index_bits", options=[b for b in controls.BIT_CHOICES if b % 8 == 0 and b <= 1024], value=64,
-                                help="Stored in whole bytes; any shorter length can be searched without a rebuild.")
+        bits = st.select_slider(
+            "Stored hash length (bits)",
+            key="new_index_bits",
+            options=[b for b in controls.BIT_CHOICES if b % 8 == 0 and b <= 1024],
+            value=64,
+            help="Stored in whole bytes; any shorter length can be searched without a rebuild.",
+        )
         shard_size = st.number_input("Rows per shard", 100, 1_000_000, 8000, step=100)
         name = st.text_input("Index name", value=f"{source.removesuffix('-index')}-custom", key="new_index_name")
         submitted = st.form_submit_button("Build index", key="build_index_button")
@@ -92,13 +99,37 @@ def _build_form(workspace) -> None:
     vectors, ids = loaders.embeddings(workspace.embeddings_dir(source))
     kind = workspace.embeddings_info(source).get("kind", "external")
     bar = st.progress(0.0, text="Hashing")
-    build_index(vectors, ids, workspace.index_dir(name), bits=int(bits), shard_size=int(shard_size), kind=kind,
-                progress=lambda done, total: bar.progress(done / max(total, 1), text=f"Hashed {done:,}/{total:,} rows"))
+    build_index(
+        vectors,
+        ids,
+        workspace.index_dir(name),
+        bits=int(bits),
+        shard_size=int(shard_size),
+        kind=kind,
+        progress=lambda done, total: bar.progress(done / max(total, 1), text=f"Hashed {done:,}/{total:,} rows"),
+    )
     run = workspace.embeddings_info(source).get("run")
-    ws.record_index(workspace, name, {"embeddings": source, "kind": kind, "run": run, "bits": int(bits),
-                                      "shard_size": int(shard_size), "label": "built in the app",
-                                      "search": {"kind": kind, "bits": int(bits), "mode": "topk", "k": 10,
-                                                 "rerank": 100, "cutoff": 0.1, "shard_size": int(shard_size)}})
+    ws.record_index(
+        workspace,
+        name,
+        {
+            "embeddings": source,
+            "kind": kind,
+            "run": run,
+            "bits": int(bits),
+            "shard_size": int(shard_size),
+            "label": "built in the app",
+            "search": {
+                "kind": kind,
+                "bits": int(bits),
+                "mode": "topk",
+                "k": 10,
+                "rerank": 100,
+                "cutoff": 0.1,
+                "shard_size": int(shard_size),
+            },
+        },
+    )
     st.success(f"Built index {name}: {len(ids):,} rows, {bits} bits. Pick it in the sidebar.")
 
 
@@ -112,13 +143,20 @@ def render() -> None:
     _overview(index)
     _verify(path)
     st.subheader("Bucket occupancy")
-    bits = st.select_slider("Bucket code length (bits)", options=[b for b in controls.bit_options(index.bits) if b <= MAX_BUCKET_BITS],
-                            value=min(20, index.bits) if min(20, index.bits) in controls.bit_options(index.bits) else controls.bit_options(index.bits)[0],
-                            key="bucket_bits")
+    bits = st.select_slider(
+        "Bucket code length (bits)",
+        options=[b for b in controls.bit_options(index.bits) if b <= MAX_BUCKET_BITS],
+        value=min(20, index.bits)
+        if min(20, index.bits) in controls.bit_options(index.bits)
+        else controls.bit_options(index.bits)[0],
+        key="bucket_bits",
+    )
     sizes = bucket_sizes(index, int(bits))
     occupied = int(sizes["buckets"].sum())
-    st.caption(f"{occupied:,} occupied buckets of {2 ** int(bits):,} possible; the fullest holds {int(sizes['items'].max()):,} "
-               f"items. The seed's cutoff 0.1 at 20 bits admits Hamming distance ≤ {hamming_radius(0.1, 20)} "
-               "(for codes with half their bits set): an almost exact bucket match.")
+    st.caption(
+        f"{occupied:,} occupied buckets of {2 ** int(bits):,} possible; the fullest holds {int(sizes['items'].max()):,} "
+        f"items. The seed's cutoff 0.1 at 20 bits admits Hamming distance ≤ {hamming_radius(0.1, 20)} "
+        "(for codes with half their bits set): an almost exact bucket match."
+    )
     st.altair_chart(charts.bucket_occupancy(sizes), width="stretch")
     _build_form(workspace)

@@ -46,14 +46,21 @@ def render() -> None:
     frame = accuracy[accuracy["level"] == level].dropna(subset=["accuracy"])
     fit = trend[trend["level"] == level]
     if not fit.empty and not math.isnan(float(fit["r"].iloc[0])):
-        st.caption(f"Trend: accuracy ≈ {fit['slope'].iloc[0]:.3f}·log10(count) + {fit['intercept'].iloc[0]:.3f}, "
-                   f"Pearson r = {fit['r'].iloc[0]:.2f} over {int(fit['points'].iloc[0])} classes.")
-    event = st.altair_chart(charts.accuracy_scatter(frame, level), width="stretch", on_select="rerun",
-                            key=f"scatter::{level}")
+        st.caption(
+            f"Trend: accuracy ≈ {fit['slope'].iloc[0]:.3f}·log10(count) + {fit['intercept'].iloc[0]:.3f}, "
+            f"Pearson r = {fit['r'].iloc[0]:.2f} over {int(fit['points'].iloc[0])} classes."
+        )
+    event = st.altair_chart(
+        charts.accuracy_scatter(frame, level), width="stretch", on_select="rerun", key=f"scatter::{level}"
+    )
     classes = frame.sort_values("accuracy")["class"].tolist()
     if classes:
-        chosen = st.selectbox("Show the images of a class (or click a point)", classes, key=f"class::{level}",
-                              format_func=lambda c: f"{c}  (accuracy {float(frame.loc[frame['class'] == c, 'accuracy'].iloc[0]):.2f})")
+        chosen = st.selectbox(
+            "Show the images of a class (or click a point)",
+            classes,
+            key=f"class::{level}",
+            format_func=lambda c: f"{c}  (accuracy {float(frame.loc[frame['class'] == c, 'accuracy'].iloc[0]):.2f})",
+        )
         class_images(loaders.catalog(workspace.catalog_dir), level, _picked(event, chosen))
     st.subheader("Training curves")
     metrics = loaders.run_metrics(str(run_dir), loaders.stamp(run_dir / "metrics.jsonl"))

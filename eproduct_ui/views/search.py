@@ -25,8 +25,12 @@ UPLOAD_TYPES = ["jpg", "jpeg", "png", "gif", "bmp", "webp", "tif", "tiff"]
 def _query_source(workspace, catalog, index_name: str):
     """(vector, label, image, query_id) of the chosen query, or None before one is chosen."""
     info = workspace.index_info(index_name)
-    upload = st.file_uploader("Drop a product photo here, or browse", type=UPLOAD_TYPES, key="upload",
-                              help="Decoded in memory and never saved. JPEG, PNG, GIF, BMP, WebP or TIFF.")
+    upload = st.file_uploader(
+        "Drop a product photo here, or browse",
+        type=UPLOAD_TYPES,
+        key="upload",
+        help="Decoded in memory and never saved. JPEG, PNG, GIF, BMP, WebP or TIFF.",
+    )
     if upload is not None:
         data = upload.getvalue()
         from eproduct_core.images import load_image
@@ -34,8 +38,10 @@ def _query_source(workspace, catalog, index_name: str):
         image = load_image(data, name=upload.name)  # refuses a bad upload with a clear message
         run = info.get("run") or (workspace.runs[0] if workspace.runs else None)
         if run is None:
-            raise EproductError("This workspace has no training run, so an uploaded photo cannot be embedded. "
-                                "Pick a sample query, or train a run with `eproduct train`.")
+            raise EproductError(
+                "This workspace has no training run, so an uploaded photo cannot be embedded. "
+                "Pick a sample query, or train a run with `eproduct train`."
+            )
         kind = loaders.index(workspace.index_dir(index_name)).kind
         started = time.perf_counter()
         vector = loaders.embed_upload(workspace.run_dir(run), kind, data, upload.name)
@@ -74,11 +80,11 @@ def hamming_radius(cutoff: float, bits: int) -> int:
 
 
 def _grid(catalog, result, truth: set[str], distance: np.ndarray, label: str) -> None:
-    paths = dict(zip(catalog.index["image_id"], catalog.index["path"]))
-    shown = list(zip(result.ids, distance, result.hamming))[:MAX_SHOWN]
+    paths = dict(zip(catalog.index["image_id"], catalog.index["path"], strict=False))
+    shown = list(zip(result.ids, distance, result.hamming, strict=False))[:MAX_SHOWN]
     for start in range(0, len(shown), GRID_COLUMNS):
         columns = st.columns(GRID_COLUMNS)
-        for column, (item, dist, ham) in zip(columns, shown[start : start + GRID_COLUMNS]):
+        for column, (item, dist, ham) in zip(columns, shown[start : start + GRID_COLUMNS], strict=False):
             with column:
                 image = loaders.thumbnail(str(catalog.image_path(paths[item]))) if item in paths else None
                 if image is not None:
@@ -92,16 +98,23 @@ def _missed(index, vector, truth: set[str], settings: dict) -> None:
     from eproduct_core.config import SearchSettings
     from eproduct_core.why_missed import why_missed
 
-    search = SearchSettings(kind=index.kind, bits=settings["bits"], cutoff=settings["cutoff"], mode=settings["mode"],
-                            k=10 if settings["mode"] == "cutoff" else settings["k"], rerank=settings["rerank"],
-                            shard_size=int(index.manifest.get("shard_size", 8000)))
+    search = SearchSettings(
+        kind=index.kind,
+        bits=settings["bits"],
+        cutoff=settings["cutoff"],
+        mode=settings["mode"],
+        k=10 if settings["mode"] == "cutoff" else settings["k"],
+        rerank=settings["rerank"],
+        shard_size=int(index.manifest.get("shard_size", 8000)),
+    )
     table = why_missed(index, np.asarray(vector, dtype=np.float32), truth, search)
     missed = table[~table["retrieved"].fillna(False).astype(bool)]
     if missed.empty:
         return
     st.markdown(f"**Missed true matches ({len(missed)} of {len(truth)})**")
     shown = missed[["index_id", "hamming", "code_cosine", "cosine", "shard", "reason"]].rename(
-        columns={"index_id": "index id", "code_cosine": "code cosine", "reason": "why missed"})
+        columns={"index_id": "index id", "code_cosine": "code cosine", "reason": "why missed"}
+    )
     st.dataframe(shown.round(4), hide_index=True, width="stretch")
 
 
@@ -123,19 +136,28 @@ def render() -> None:
             st.image(image, caption=f"query: {label}", width="stretch")
     index.check_compatible(None, int(np.asarray(vector).shape[0]))
     started = time.perf_counter()
-    result = index.search(vector[None, :].astype(np.float32), bits=settings["bits"], mode=settings["mode"],
-                          k=None if settings["mode"] == "cutoff" else settings["k"],
-                          cutoff=settings["cutoff"] if settings["mode"] == "cutoff" else None,
-                          rerank=settings["rerank"])[0]
+    result = index.search(
+        vector[None, :].astype(np.float32),
+        bits=settings["bits"],
+        mode=settings["mode"],
+        k=None if settings["mode"] == "cutoff" else settings["k"],
+        cutoff=settings["cutoff"] if settings["mode"] == "cutoff" else None,
+        rerank=settings["rerank"],
+    )[0]
     search_ms = (time.perf_counter() - started) * 1000
     truth = catalog.matches().get(query_id, set()) if query_id else set()
     distance, label_d = (result.cosine, "cos") if result.cosine is not None else (result.code_cosine, "code-cos")
     with right:
         cols = st.columns(4)
         cols[0].metric("Matches", len(result.ids))
-        cols[1].metric("True matches in top 10", f"{len(truth & set(result.ids[:10]))} / {len(truth)}" if truth else "n/a")
-        cols[2].metric("Hamming radius", hamming_radius(settings["cutoff"], settings["bits"]),
-                       help="The cutoff's equivalent Hamming radius at this hash length, for codes with half their bits set.")
+        cols[1].metric(
+            "True matches in top 10", f"{len(truth & set(result.ids[:10]))} / {len(truth)}" if truth else "n/a"
+        )
+        cols[2].metric(
+            "Hamming radius",
+            hamming_radius(settings["cutoff"], settings["bits"]),
+            help="The cutoff's equivalent Hamming radius at this hash length, for codes with half their bits set.",
+        )
         cols[3].metric("Search time", f"{search_ms:.1f} ms", help=f"{result.candidates} candidates considered")
         if not result.ids:
             st.warning("No index item passes the cutoff at this hash length. Raise the cutoff or shorten the hash.")
@@ -146,6 +168,12 @@ def render() -> None:
             _missed(index, vector, truth, settings)
         qwords = index.encode(np.asarray(vector, dtype=np.float32)[None, :])[0]
         every = charts.binned(lsh.code_cosine(qwords, index.words, settings["bits"]))
-        st.altair_chart(charts.binned_histogram(every, settings["cutoff"], "code-cosine distance",
-                                                f"Distance to every index item at {settings['bits']} bits; cutoff in red"),
-                        width="stretch")
+        st.altair_chart(
+            charts.binned_histogram(
+                every,
+                settings["cutoff"],
+                "code-cosine distance",
+                f"Distance to every index item at {settings['bits']} bits; cutoff in red",
+            ),
+            width="stretch",
+        )
