@@ -77,7 +77,7 @@ def top10_mar(
 def baseline_vectors(
     catalog_dir: Path, split: str, how: str, cache: Path | None = None
 ) -> tuple[np.ndarray, list[str]]:
-    """Raw pixels (32 px, centred) or frozen pretrained EfficientNet-Lite0 features (64 px); cached as .npy."""
+    """Raw pixels (32 px, centred), or frozen pretrained EfficientNet-Lite0 features ("lite0-<px>"); cached as .npy."""
     if cache is not None and (cache / f"{how}-{split}.npy").is_file():
         ids = (cache / f"{how}-{split}.txt").read_text(encoding="utf-8").splitlines()
         return np.load(cache / f"{how}-{split}.npy", allow_pickle=False), ids
@@ -89,14 +89,19 @@ def baseline_vectors(
     return vectors, ids
 
 
+def frozen_vectors(catalog_dir: Path, split: str, size: int, cache: Path | None = None) -> tuple[np.ndarray, list[str]]:
+    """Frozen ImageNet EfficientNet-Lite0 pooled features at `size` px (cached)."""
+    return baseline_vectors(catalog_dir, split, f"lite0-{size}", cache)
+
+
 def _baseline_vectors(catalog_dir: Path, split: str, how: str) -> tuple[np.ndarray, list[str]]:
     catalog = read_catalog(catalog_dir)
     frame = catalog.split(split)
-    size = 32 if how == "raw" else 64
+    size = 32 if how == "raw" else int(how.split("-")[1])
     dataset = CatalogImages(catalog, frame, size)
     loader = torch.utils.data.DataLoader(dataset, batch_size=128)
     model = None
-    if how == "pretrained":
+    if how != "raw":
         from eproduct_core.backbones import build_backbone
 
         backbone = build_backbone("efficientnet-lite0", "imagenet", size)
@@ -183,8 +188,12 @@ def main(argv: list[str] | None = None) -> int:
             if how in skip:
                 continue
             start = time.perf_counter()
-            query, qids = baseline_vectors(cdir, "query", how, work / "baselines" / cname)
-            index, iids = baseline_vectors(cdir, "index", how, work / "baselines" / cname)
+            query, qids = baseline_vectors(
+                cdir, "query", how if how == "raw" else "lite0-64", work / "baselines" / cname
+            )
+            index, iids = baseline_vectors(
+                cdir, "index", how if how == "raw" else "lite0-64", work / "baselines" / cname
+            )
             label = "raw pixels (32 px)" if how == "raw" else "frozen EfficientNet-Lite0 ImageNet (64 px)"
             rows.append(
                 (

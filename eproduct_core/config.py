@@ -16,6 +16,10 @@ from typing import Any
 from .errors import EproductError
 
 BACKBONES = ("resnet18", "resnet50", "efficientnet-lite0", "tiny")
+AUGMENT_FAMILIES = "affine,rotate,flip,perspective,colour,blur,jpeg,erase"  # data.FAMILIES, as a config string
+METRIC_LOSSES = ("normsoftmax", "cosface", "proxy-anchor")
+INSTANCE_LOSSES = ("ntxent", "supcon")
+TTA_MODES = ("none", "flip")
 EMBED_KINDS = ("seed", "seed-3d", "penultimate", "metric", "raw", "external")
 
 
@@ -70,7 +74,10 @@ class TrainConfig:
     weight_decay: float = 0.0  # L2 / decoupled weight decay; the seed used none
     optimizer: str = "adam"  # "adam" (seed) or "adamw"
     schedule: str = "constant"  # "constant" (seed) or "cosine" decay to 0 over the run
-    augment: str = "none"  # "none" (seed), "light" (flip + small shift/scale), "strong" (+ colour, larger crops)
+    augment: str = "none"  # "none" (seed), "light" (small shift/scale), "strong" (+ colour), "robust" (families)
+    augment_families: str = (
+        AUGMENT_FAMILIES  # comma list of data.FAMILIES used by augment="robust" (ablations drop some)
+    )
     dhc: bool = True  # carry the Deep Hierarchical Classification heads (needed for kinds seed / seed-3d)
     dhc_hidden: int = 256  # width of each level's representation in the DHC heads
     alphas: tuple[float, ...] = (1.0, 1.0, 1.0)  # per-level weight of the cross-entropy layer loss
@@ -82,8 +89,13 @@ class TrainConfig:
     metric_dim: int = 128  # dimension of the L2-normalised metric embedding
     temperature: float = 0.05  # normalized-softmax temperature (Zhai & Wu 2018 use 0.05)
     metric_weight: float = 1.0  # weight of the normalized-softmax loss in the total
-    instance_weight: float = 0.0  # weight of the NT-Xent term between two views of an image (0 = off)
-    instance_temperature: float = 0.1  # NT-Xent temperature
+    metric_loss: str = "normsoftmax"  # proxy loss of the metric head: "normsoftmax", "cosface" (margin), "proxy-anchor"
+    metric_margin: float = 0.2  # CosFace additive cosine margin (metric_loss="cosface")
+    instance_weight: float = 0.0  # weight of the two-view term between views of the batch (0 = off)
+    instance_loss: str = "ntxent"  # "ntxent" (a view finds its own partner) or "supcon" (all views of its product)
+    instance_temperature: float = 0.1  # NT-Xent / SupCon temperature
+    title_weight: float = 0.0  # weight of the title pseudo-attribute BCE head (titles.py; 0 = no head)
+    title_min_count: int = 5  # a title token becomes an attribute when at least this many training titles hold it
     balanced: bool = False  # class-balanced sampling on leaf labels, for the long tail
     max_train_images: int = 0  # use at most this many training images (0 = all); for quick runs
     val_fraction: float = 0.1  # held-out share of train.csv when the catalog has no val.csv
@@ -91,6 +103,7 @@ class TrainConfig:
     device: str = "auto"  # "auto" (CUDA when present, else CPU), "cpu" or "cuda"
     workers: int = 0  # DataLoader worker processes (0 loads in the main process; fine for small catalogs)
     embed_kind: str = "seed"  # the embedding kind this preset is meant to be searched with
+    embed_tta: str = "none"  # test-time augmentation when embedding: "none", or "flip" (mean with the mirror)
     search: SearchSettings = field(default_factory=SearchSettings)  # index/search defaults for this preset
 
     def __post_init__(self) -> None:
@@ -107,7 +120,7 @@ class TrainConfig:
         for key in ("lr", "temperature", "instance_temperature"):
             if not getattr(self, key) > 0:
                 _fail(name, key, getattr(self, key), "must be positive")
-        for key in ("backbone_lr_scale", "weight_decay", "metric_weight", "instance_weight", "ploss"):
+        for key in ("backbone_lr_scale", "weight_decay", "metric_weight", "instance_weight", "ploss", "title_weight"):
             if getattr(self, key) < 0:
                 _fail(name, key, getattr(self, key), "must not be negative")
         if not 0.0 <= self.freeze_fraction <= 1.0:
@@ -116,8 +129,21 @@ class TrainConfig:
             _fail(name, "optimizer", self.optimizer, "must be 'adam' or 'adamw'")
         if self.schedule not in ("constant", "cosine"):
             _fail(name, "schedule", self.schedule, "must be 'constant' or 'cosine'")
-        if self.augment not in ("none", "light", "strong"):
-            _fail(name, "augment", self.augment, "must be 'none', 'light' or 'strong'")
+        if self.augment not in ("none", "light", "strong", "robust"):
+            _fail(name, "augment", self.augment, "must be 'none', 'light', 'strong' or 'robust'")
+        unknown = sorted(set(filter(None, self.augment_families.split(","))) - set(AUGMENT_FAMILIES.split(",")))
+        if unknown:
+            _fail(name, "augment_families", self.augment_families, f"unknown {unknown}; choose from {AUGMENT_FAMILIES}")
+        if self.metric_loss not in METRIC_LOSSES:
+            _fail(name, "metric_loss", self.metric_loss, f"must be one of {METRIC_LOSSES}")
+        if self.instance_loss not in INSTANCE_LOSSES:
+            _fail(name, "instance_loss", self.instance_loss, f"must be one of {INSTANCE_LOSSES}")
+        if not 0.0 <= self.metric_margin < 1.0:
+            _fail(name, "metric_margin", self.metric_margin, "a cosine margin lies in [0, 1)")
+        if self.title_min_count < 1:
+            _fail(name, "title_min_count", self.title_min_count, "must be at least 1")
+        if self.embed_tta not in TTA_MODES:
+            _fail(name, "embed_tta", self.embed_tta, f"must be one of {TTA_MODES}")
         if self.metric_labels not in ("leaf", "product"):
             _fail(name, "metric_labels", self.metric_labels, "must be 'leaf' or 'product'")
         if self.dependence not in ("faithful", "soft", "none"):

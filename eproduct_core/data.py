@@ -3,12 +3,15 @@
 Images are decoded with `images.load_image`, resized to the run's square input size and kept as uint8
 (3, S, S) tensors (an in-memory cache makes later epochs free when `workers` is 0). The model takes
 float images in [0, 1] and normalises them itself. Augmentation runs on whole batches (one random
-affine per image via `affine_grid`), which is far cheaper on a CPU than per-image PIL transforms.
+affine or homography per image via `grid_sample`), which is far cheaper on a CPU than per-image PIL
+transforms; only blur, JPEG and erasing go image by image. These training augmentations share no code or
+parameters with the catalogs' photo models (`photo_models.py`; a test checks it).
 A file that cannot be decoded is reported and skipped (`valid` False), never fatal unless strict.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 import math
 
@@ -94,14 +97,30 @@ def split_train_val(
     return train, val
 
 
-def augment(images: torch.Tensor, mode: str, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Random scale, rotation, shear and shift (+ colour for "strong") on a float (B, 3, S, S) batch in [0, 1].
+FAMILIES = ("affine", "rotate", "flip", "perspective", "colour", "blur", "jpeg", "erase")  # for mode "robust"
 
-    No flips: a mirrored product is a different product for instance retrieval (a print on the left
-    vs. on the right), and catalog photos keep their orientation.
+
+def augment(
+    images: torch.Tensor,
+    mode: str,
+    generator: torch.Generator | None = None,
+    families: tuple[str, ...] | str = FAMILIES,
+) -> torch.Tensor:
+    """Augment a float (B, 3, S, S) batch in [0, 1].
+
+    "light"/"strong": random scale, rotation, shear and shift (+ colour and noise for "strong"), no flips.
+    "robust": the chosen `families` (a tuple or a comma list of FAMILIES), each drawn per image:
+    affine (scale 0.6-1.05, shear, shift), rotate (up to +-40 deg), flip (mirror, p 0.5), perspective
+    (random homography), colour (per-channel gains: grey items become coloured; brightness, contrast,
+    saturation), blur (down- and up-sampling, p 0.5), jpeg (quality 10-60, p 0.5), erase (a random
+    rectangle of noise or colour, p 0.5).
     """
     if mode == "none":
         return images
+    if mode == "robust":
+        return _robust(
+            images, generator, tuple(f for f in (families.split(",") if isinstance(families, str) else families) if f)
+        )
     b, device = images.shape[0], images.device
 
     def uniform(low: float, high: float) -> torch.Tensor:
@@ -125,6 +144,93 @@ def augment(images: torch.Tensor, mode: str, generator: torch.Generator | None =
     if mode == "strong":
         noise = torch.randn(out.shape, generator=generator).to(device) * 0.03
         out = out + noise * (uniform(0, 1) < 0.3).float().view(b, 1, 1, 1)
+    return out.clamp_(0.0, 1.0)
+
+
+def _rand(shape: tuple[int, ...], low: float, high: float, generator: torch.Generator | None) -> torch.Tensor:
+    return torch.rand(shape, generator=generator) * (high - low) + low
+
+
+def _geometry(images: torch.Tensor, generator: torch.Generator | None, families: tuple[str, ...]) -> torch.Tensor:
+    """One sampling grid per image: a homography built from the geometric families asked for."""
+    b, _, h, w = images.shape
+    matrix = torch.eye(3).repeat(b, 1, 1)
+    if "affine" in families:
+        scale, shear = _rand((b,), 0.6, 1.05, generator), _rand((b,), -0.15, 0.15, generator)
+        matrix[:, 0, 0], matrix[:, 1, 1] = 1 / scale, 1 / scale
+        matrix[:, 0, 1] = shear / scale
+        matrix[:, :2, 2] = _rand((b, 2), -0.15, 0.15, generator)
+    if "rotate" in families:
+        angle = _rand((b,), -0.7, 0.7, generator)
+        turn = torch.zeros(b, 3, 3)
+        turn[:, 0, 0], turn[:, 0, 1], turn[:, 1, 0], turn[:, 1, 1] = angle.cos(), -angle.sin(), angle.sin(), angle.cos()
+        turn[:, 2, 2] = 1
+        matrix = turn @ matrix
+    if "flip" in families:
+        mirror = torch.where(torch.rand(b, generator=generator) < 0.5, -1.0, 1.0)
+        matrix[:, :, 0] = matrix[:, :, 0] * mirror.view(b, 1)
+    if "perspective" in families:
+        matrix[:, 2, :2] = _rand((b, 2), -0.2, 0.2, generator)
+    ys, xs = torch.meshgrid(torch.linspace(-1, 1, h), torch.linspace(-1, 1, w), indexing="ij")
+    points = torch.stack([xs, ys, torch.ones_like(xs)], dim=-1).view(1, -1, 3)
+    mapped = points @ matrix.transpose(1, 2)
+    grid = (mapped[..., :2] / mapped[..., 2:].clamp(min=0.2)).view(b, h, w, 2)
+    return F.grid_sample(images, grid.to(images.device), mode="bilinear", padding_mode="zeros", align_corners=True)
+
+
+def _colour(images: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    b = images.shape[0]
+    gains = _rand((b, 3, 1, 1), 0.3, 1.3, generator).to(images.device)
+    grey = images.mean(dim=1, keepdim=True)
+    saturation = _rand((b, 1, 1, 1), 0.0, 1.5, generator).to(images.device)
+    out = (grey + (images - grey) * saturation) * gains
+    mean = out.mean(dim=(1, 2, 3), keepdim=True)
+    contrast = _rand((b, 1, 1, 1), 0.5, 1.4, generator).to(images.device)
+    brightness = _rand((b, 1, 1, 1), 0.6, 1.3, generator).to(images.device)
+    return ((out - mean) * contrast + mean) * brightness
+
+
+def _per_image(images: torch.Tensor, generator: torch.Generator | None, family: str) -> torch.Tensor:
+    """blur / jpeg / erase: one image at a time, each with probability 0.5."""
+    out = images.clone()
+    size = images.shape[-1]
+    for i in torch.nonzero(torch.rand(images.shape[0], generator=generator) < 0.5).flatten().tolist():
+        if family == "blur":
+            side = max(8, int(size * float(_rand((1,), 0.25, 0.8, generator))))
+            low = F.interpolate(out[i : i + 1], size=(side, side), mode="bilinear", antialias=True, align_corners=False)
+            out[i] = F.interpolate(low, size=(size, size), mode="bilinear", align_corners=False)[0]
+        elif family == "jpeg":
+            quality = int(torch.randint(10, 61, (1,), generator=generator))
+            pixels = (out[i].clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
+            buffer = io.BytesIO()
+            Image.fromarray(pixels).save(buffer, "JPEG", quality=quality)
+            decoded = np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"), dtype=np.uint8)
+            out[i] = torch.from_numpy(decoded.copy()).permute(2, 0, 1).float().div(255.0).to(out.device)
+        else:  # erase
+            eh, ew = (int(size * float(_rand((1,), 0.15, 0.5, generator))) for _ in range(2))
+            top, left = (int(torch.randint(0, size - e + 1, (1,), generator=generator)) for e in (eh, ew))
+            fill = (
+                torch.rand((3, eh, ew), generator=generator)
+                if float(torch.rand(1, generator=generator)) < 0.5
+                else (torch.rand((3, 1, 1), generator=generator).expand(3, eh, ew))
+            )
+            out[i, :, top : top + eh, left : left + ew] = fill.to(out.device)
+    return out
+
+
+def _robust(images: torch.Tensor, generator: torch.Generator | None, families: tuple[str, ...]) -> torch.Tensor:
+    unknown = sorted(set(families) - set(FAMILIES))
+    if unknown:
+        raise EproductError(f"Unknown augmentation families {unknown}. Choose from {', '.join(FAMILIES)}.")
+    out = images
+    if {"affine", "rotate", "flip", "perspective"} & set(families):
+        out = _geometry(out, generator, families)
+    if "colour" in families:
+        out = _colour(out, generator)
+    out = out.clamp(0.0, 1.0)
+    for family in ("erase", "blur", "jpeg"):
+        if family in families:
+            out = _per_image(out, generator, family)
     return out.clamp_(0.0, 1.0)
 
 

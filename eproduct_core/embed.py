@@ -25,7 +25,7 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from .catalog import read_catalog
-from .config import TrainConfig
+from .config import TTA_MODES, TrainConfig
 from .data import CatalogImages, to_float, to_uint8_tensor
 from .distributed import resolve_device
 from .embeddings import write_meta, write_shard
@@ -111,21 +111,49 @@ def vectors_from_outputs(outputs: dict, kind: str) -> torch.Tensor:
     return torch.cat([ids[0], ids[1], logits[-1].float().softmax(dim=1)], dim=1)
 
 
+def check_tta(tta: str) -> str:
+    if tta not in TTA_MODES:
+        raise EproductError(f"Unknown test-time augmentation {tta!r}. Choose one of {', '.join(TTA_MODES)}.")
+    return tta
+
+
 @torch.inference_mode()
-def _embed_batch(bundle: RunBundle, batch: torch.Tensor, kind: str) -> np.ndarray:
-    images = to_float(batch).to(bundle.device)
+def batch_vectors(bundle: RunBundle, images: torch.Tensor, kinds: Sequence[str], tta: str = "none") -> dict:
+    """{kind: float32 (B, d) tensor} for a float image batch; tta "flip" averages penultimate/metric
+    vectors of each image and its mirror (seed kinds are class predictions and stay unaveraged)."""
+    images = images.to(bundle.device)
     if bundle.device.type == "cuda":
         images = images.contiguous(memory_format=torch.channels_last)
     with torch.autocast(bundle.device.type, dtype=torch.bfloat16, enabled=bundle.device.type == "cuda"):
         outputs = bundle.model(images)
-    return vectors_from_outputs(outputs, kind).float().cpu().numpy()
+        mirrored = bundle.model(images.flip(-1)) if check_tta(tta) == "flip" else None
+    vectors = {}
+    for kind in kinds:
+        vector = vectors_from_outputs(outputs, kind).float()
+        if mirrored is not None and kind in ("penultimate", "metric"):
+            other = vectors_from_outputs(mirrored, kind).float()
+            if kind == "metric":
+                vector, other = (
+                    torch.nn.functional.normalize(vector, dim=1),
+                    torch.nn.functional.normalize(other, dim=1),
+                )
+            vector = (vector + other) / 2
+        vectors[kind] = vector
+    return vectors
 
 
-def embed_images(bundle: RunBundle, images: Sequence[Image.Image], kind: str, threads: int | None = None) -> np.ndarray:
+def _embed_batch(bundle: RunBundle, batch: torch.Tensor, kind: str, tta: str = "none") -> np.ndarray:
+    return batch_vectors(bundle, to_float(batch), [kind], tta)[kind].cpu().numpy()
+
+
+def embed_images(
+    bundle: RunBundle, images: Sequence[Image.Image], kind: str, threads: int | None = None, tta: str | None = None
+) -> np.ndarray:
     """float32 (n, d) embeddings of PIL images (e.g. the app's uploaded query).
 
     `threads`: CPU threads for this call (restored afterwards); None uses 1 thread for a few images
     (one query on a shared machine is fastest without thread hand-offs) and leaves larger batches alone.
+    `tta`: test-time augmentation ("none" or "flip"); None takes the run's `embed_tta`.
     """
     check_kind(bundle, kind)
     if not images:
@@ -137,16 +165,23 @@ def embed_images(bundle: RunBundle, images: Sequence[Image.Image], kind: str, th
     if change:
         torch.set_num_threads(wanted)
     try:
-        return _embed_batch(bundle, batch, kind).astype(np.float32)
+        return _embed_batch(bundle, batch, kind, tta or bundle.config.embed_tta).astype(np.float32)
     finally:
         if change:
             torch.set_num_threads(previous)
 
 
 def embed_kinds(
-    bundle: RunBundle, catalog_dir: str | Path, split: str, kinds: Sequence[str], batch_size: int = 128
+    bundle: RunBundle,
+    catalog_dir: str | Path,
+    split: str,
+    kinds: Sequence[str],
+    batch_size: int = 128,
+    tta: str | None = None,
 ) -> tuple[dict[str, np.ndarray], list[str]]:
-    """In memory, one pass: {kind: float32 (n, d)} for every readable image of a split, and their ids."""
+    """In memory, one pass: {kind: float32 (n, d)} for every readable image of a split, and their ids.
+
+    `tta`: "none" or "flip" (see `batch_vectors`); None takes the run's `embed_tta`."""
     for kind in kinds:
         check_kind(bundle, kind)
     catalog = read_catalog(catalog_dir)
@@ -156,9 +191,9 @@ def embed_kinds(
     ids: list[str] = []
     with torch.inference_mode():
         for images, index, valid in loader:
-            outputs = bundle.model(to_float(images[valid]).to(bundle.device))
+            vectors = batch_vectors(bundle, to_float(images[valid]), kinds, tta or bundle.config.embed_tta)
             for kind in kinds:
-                blocks[kind].append(vectors_from_outputs(outputs, kind).float().cpu().numpy())
+                blocks[kind].append(vectors[kind].cpu().numpy())
             ids.extend(frame["image_id"].iat[int(r)] for r in index[valid].tolist())
     return {kind: np.concatenate(parts) for kind, parts in blocks.items()}, ids
 
@@ -188,13 +223,17 @@ def embed_split(
     progress: Callable[[float, str], None] | None = None,
     strict: bool = False,
     workers: int = 0,
+    tta: str | None = None,
 ) -> Path:
-    """Embed one split (index, query, train, val) of a catalog into the embeddings folder `out_dir`."""
+    """Embed one split (index, query, train, val) of a catalog into the embeddings folder `out_dir`.
+
+    `tta`: test-time augmentation ("none" or "flip"); None takes the run's `embed_tta`."""
     i, n = part
     if split not in ("index", "query", "train", "val"):
         raise EproductError(f"Unknown split {split!r}. Choose index, query, train or val.")
     bundle = load_run(run_dir, device)
     check_kind(bundle, kind)
+    tta = check_tta(tta or bundle.config.embed_tta)
     catalog = read_catalog(catalog_dir)
     frame = catalog.split(split)
     rows = np.array_split(np.arange(len(frame)), n)[i]
@@ -214,7 +253,7 @@ def embed_split(
             shard, blocks, ids = shard + 1, [], []
 
     for images, index, valid in loader:
-        vectors = _embed_batch(bundle, images, kind)
+        vectors = _embed_batch(bundle, images, kind, tta)
         keep = valid.numpy()
         bad.extend(frame["path"].iat[int(r)] for r in index[~valid].tolist())
         blocks.append(vectors[keep])
@@ -245,6 +284,7 @@ def embed_split(
         catalog=str(Path(catalog_dir).resolve()),
         backbone=bundle.spec.backbone,
         image_size=bundle.spec.image_size,
+        tta=tta,
         parts=n,
         **extra,
     )

@@ -9,9 +9,10 @@ torchvision's FashionMNIST download (online users only; the raw IDX files it fet
 - train.csv: `train_per_class` items per class from the *train* split (optionally long-tailed: class k
   of a seeded order keeps 1/(k+1) of them); val.csv: other train-split items, balanced per class.
 - query/index: items from the *test* split only, so query products are never trained on. Each query
-  item is shown as independent *augmented views* (mild affine warp: rotation, shear, scale, shift;
-  brightness/contrast; sometimes a slight blur and noise; realistic photo variation, not destruction):
-  one view is the query, 1..`views` other views go to the index. Distractor items (other test items,
+  item is shown as independent *views* through a photo model (`photo_models.py`): `studio` (mild affine
+  warp, brightness/contrast, slight blur and noise; the default) or `field` (a product colour, textured
+  backdrops, mirror, rotation, perspective, occluders, low resolution, strong JPEG; shares nothing with
+  the training augmentations): one view is the query, 1..`views` other views go to the index. Distractor items (other test items,
   many of the same class: lookalikes) add 1-2 views each. groundtruth.csv lists the true matches.
 - Images are PNGs upscaled from 28 px to 56 px (bicubic); models resize anyway. train/val images are
   the originals upscaled; query/index images are augmented views. train/val carry an extra
@@ -30,14 +31,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from PIL import Image, ImageFilter
+from PIL import Image
 
 from .errors import EproductError
+from .photo_models import IMAGE_PX, PHOTO_MODELS, photo_view
 
 log = logging.getLogger(__name__)
 DEBIAN_SOURCE = Path("/usr/share/datasets/fashion-mnist")
-IMAGE_PX = 56  # saved image side (2x the original 28 px)
-WORK_PX = 112  # augmentation works at 4x, then downsamples to IMAGE_PX
 # (leaf, level2, meta) for Fashion-MNIST labels 0..9
 CLASSES = [
     ("t-shirt", "tops", "clothing"),
@@ -68,6 +68,7 @@ class FashionOptions:
     views: int = 4  # each query item gets 1..views index views (uniform), 1 <= views <= 4
     distractors: int = 2000  # other test items whose 1-2 views pad the index
     seed: int = 0  # picks items and augmentations; same seed -> same files
+    photo_model: str = "studio"  # how query/index photos are made (photo_models.py): "studio" or "field"
 
     def __post_init__(self) -> None:
         if self.val_per_class is None:
@@ -79,6 +80,8 @@ class FashionOptions:
             raise EproductError(
                 "train_per_class + val_per_class must be at most 6000 (the train split has 6000 per class)"
             )
+        if self.photo_model not in PHOTO_MODELS:
+            raise EproductError(f"photo_model must be one of {PHOTO_MODELS}, got {self.photo_model!r}")
         if self.seed < 0:
             raise EproductError(f"seed must be 0 or more, got {self.seed}")
         if not 1 <= self.views <= 4:
@@ -158,30 +161,6 @@ def load_fashion_mnist(
     return result
 
 
-def augment(item: np.ndarray, rng: np.random.Generator) -> Image.Image:
-    """One mild, realistic view of a 28x28 item: affine warp, scale, shift, brightness/contrast, blur, noise."""
-    big = Image.fromarray(item).resize((WORK_PX, WORK_PX), Image.BICUBIC)
-    angle = math.radians(rng.uniform(-8, 8))
-    shear, scale = rng.uniform(-0.06, 0.06), rng.uniform(0.9, 1.1)
-    shift = rng.uniform(-0.06, 0.06, size=2) * WORK_PX
-    forward = (
-        scale
-        * np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
-        @ np.array([[1, shear], [0, 1]])
-    )
-    inverse = np.linalg.inv(forward)
-    centre = np.array([WORK_PX / 2, WORK_PX / 2])
-    offset = centre - inverse @ (centre + shift)
-    warped = big.transform(big.size, Image.AFFINE, (*inverse[0], offset[0], *inverse[1], offset[1]), Image.BILINEAR)
-    pixels = np.asarray(warped.resize((IMAGE_PX, IMAGE_PX), Image.BILINEAR), float)
-    pixels = (pixels - pixels.mean()) * rng.uniform(0.8, 1.2) + pixels.mean() * rng.uniform(0.8, 1.2)
-    pixels += rng.normal(0, rng.uniform(0, 4), size=pixels.shape)
-    image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "L")
-    if rng.random() < 0.5:
-        image = image.filter(ImageFilter.GaussianBlur(rng.uniform(0.2, 0.7)))
-    return image
-
-
 def _pick_train(labels: np.ndarray, options: FashionOptions, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     order = rng.permutation(10)
     train, val = [], []
@@ -233,12 +212,13 @@ def make_fashion_mnist_catalog(
     val_per_class: int | None = None,
     progress: Callable[[int, int], None] | None = None,
     overwrite: bool = False,
+    photo_model: str = "studio",
 ) -> Path:
     """Write a Fashion-MNIST catalog into `out` (see the module docstring) and return it."""
     from .catalog import write_catalog
     from .synthetic import prepare_output
 
-    options = FashionOptions(train_per_class, long_tail, val_per_class, queries, views, distractors, seed)
+    options = FashionOptions(train_per_class, long_tail, val_per_class, queries, views, distractors, seed, photo_model)
     data = load_fashion_mnist(source)
     out = prepare_output(out, overwrite)
     rng = np.random.default_rng([seed, 2718])
@@ -274,7 +254,7 @@ def make_fashion_mnist_catalog(
         for row, (item, _) in zip(frames["index"], index_shots, strict=False)
         if item in query_of
     )
-    _write_images(out, jobs, seed, progress)
+    _write_images(out, jobs, seed, photo_model, progress)
     tables = {name: pd.DataFrame(rows) for name, rows in frames.items()}
     write_catalog(out, groundtruth=pd.DataFrame(truth, columns=["query_id", "index_id"]), **tables)
     info = {
@@ -287,12 +267,14 @@ def make_fashion_mnist_catalog(
     return out
 
 
-def _write_images(out: Path, jobs: list, seed: int, progress: Callable[[int, int], None] | None) -> None:
+def _write_images(
+    out: Path, jobs: list, seed: int, photo_model: str, progress: Callable[[int, int], None] | None
+) -> None:
     for done, (relative, item, view) in enumerate(jobs, start=1):
         if view is None:
             image = Image.fromarray(item).resize((IMAGE_PX, IMAGE_PX), Image.BICUBIC)
         else:
-            image = augment(item, np.random.default_rng([seed, view[0], view[1]]))
+            image = photo_view(photo_model, item, seed, view[0], view[1])
         path = out / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         image.save(path, "PNG")

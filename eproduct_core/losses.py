@@ -1,4 +1,5 @@
-"""Training losses: DHC layer and dependence losses, normalized softmax, NT-Xent.
+"""Training losses: DHC layer and dependence losses, normalized softmax and its margin/proxy-anchor variants,
+NT-Xent and supervised contrastive, and the title pseudo-attribute BCE.
 
 Deep Hierarchical Classification (Goyal & Ghosh 2020) as the seed report describes it:
   layer loss       sum_l alpha_l * CE(logits_l, y_l)
@@ -19,7 +20,10 @@ Either way training is unaffected, which is part of why the seed's hierarchy con
 level l assigns to classes outside the children of level (l-1)'s predicted class.
 
 Normalized softmax (Zhai & Wu 2018): cosine logits against L2-normalised class proxies divided by a
-temperature (0.05). NT-Xent (SimCLR): two augmented views of one image must find each other in a batch.
+temperature (0.05); CosFace subtracts an additive margin from the true proxy's cosine; Proxy-Anchor
+(Kim et al. 2020) uses each proxy as an anchor over the batch. NT-Xent (SimCLR): two augmented views of
+one image must find each other in a batch; supervised contrastive (Khosla et al. 2020) pulls every view
+of the same label together.
 """
 
 from __future__ import annotations
@@ -111,3 +115,61 @@ def nt_xent(view_a: torch.Tensor, view_b: torch.Tensor, temperature: float = 0.1
     similarity.fill_diagonal_(float("-inf"))
     targets = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(z.device)
     return F.cross_entropy(similarity, targets)
+
+
+def supervised_contrastive(embeddings: torch.Tensor, labels: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
+    """Khosla et al. (2020), SupCon "out": every row is pulled towards all rows of its label, pushed from the rest.
+
+    Rows without any positive (a label seen once in the batch) are left out of the mean.
+    """
+    z = F.normalize(embeddings.float(), dim=1)
+    n = z.shape[0]
+    self_mask = torch.eye(n, dtype=torch.bool, device=z.device)
+    similarity = (z @ z.t() / temperature).masked_fill(self_mask, float("-inf"))
+    log_prob = similarity - torch.logsumexp(similarity, dim=1, keepdim=True)
+    positives = (labels.view(-1, 1) == labels.view(1, -1)) & ~self_mask
+    count = positives.sum(dim=1)
+    keep = count > 0
+    if not keep.any():
+        return z.new_zeros(())
+    mean_log_prob = log_prob.masked_fill(~positives, 0.0).sum(dim=1)[keep] / count[keep]
+    return -mean_log_prob.mean()
+
+
+def margin_softmax(
+    embeddings: torch.Tensor,
+    proxies: torch.Tensor,
+    labels: torch.Tensor,
+    temperature: float = 0.05,
+    margin: float = 0.2,
+) -> torch.Tensor:
+    """CosFace (Wang et al. 2018): normalized softmax with an additive margin taken off the true class's cosine."""
+    cosine = F.normalize(embeddings.float(), dim=1) @ F.normalize(proxies.float(), dim=1).t()
+    return cosine_margin_loss(cosine, labels, temperature, margin)
+
+
+def cosine_margin_loss(cosine: torch.Tensor, labels: torch.Tensor, temperature: float, margin: float) -> torch.Tensor:
+    """CE over (cosine - margin * onehot(label)) / temperature, for precomputed (B, C) cosines."""
+    shifted = cosine - margin * F.one_hot(labels, cosine.shape[1]).to(cosine.dtype)
+    return F.cross_entropy(shifted / temperature, labels)
+
+
+def proxy_anchor(cosine: torch.Tensor, labels: torch.Tensor, margin: float = 0.1, alpha: float = 32.0) -> torch.Tensor:
+    """Proxy-Anchor (Kim et al. 2020) on precomputed (B, C) cosines to the proxies.
+
+    Each proxy with positives in the batch pulls them (softplus of the log-sum-exp of -alpha (s - margin));
+    every proxy pushes its negatives (alpha (s + margin)); both terms averaged over proxies as in the paper.
+    """
+    positive = F.one_hot(labels, cosine.shape[1]).bool()
+    pos_exp = torch.where(positive, -alpha * (cosine - margin), torch.full_like(cosine, float("-inf")))
+    neg_exp = torch.where(~positive, alpha * (cosine + margin), torch.full_like(cosine, float("-inf")))
+    with_positives = positive.any(dim=0)
+    pos_term = F.softplus(torch.logsumexp(pos_exp, dim=0))[with_positives].sum() / with_positives.sum().clamp(min=1)
+    neg_lse = torch.logsumexp(neg_exp, dim=0)
+    neg_term = F.softplus(neg_lse[torch.isfinite(neg_lse)]).sum() / cosine.shape[1]
+    return pos_term + neg_term
+
+
+def title_bce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Multi-label binary cross-entropy of title pseudo-attributes (one logit per mined title token)."""
+    return F.binary_cross_entropy_with_logits(logits.float(), targets.float())

@@ -7,6 +7,7 @@ itself with its backbone's mean/std, so callers never need to know which backbon
 DHC heads (as the seed report): one head per level; level l's head input is
 [backbone features, level-(l-1) representation]; rep_l = ReLU(Linear(input_l)), logits_l = Linear(rep_l).
 Metric head: Linear(features) -> L2-normalised embedding, scored against L2-normalised class proxies.
+Title head (optional): Linear(features) -> one logit per title pseudo-attribute (`titles.py`).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ class ModelSpec:
     metric: bool
     metric_dim: int
     metric_classes: int = 0  # proxies in the metric head (leaf classes, or training products); 0 = leaves
+    title_attributes: int = 0  # outputs of the title pseudo-attribute head (mined title tokens); 0 = no head
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -43,7 +45,9 @@ class ModelSpec:
         return cls(**{**data, "sizes": tuple(int(s) for s in data["sizes"])})
 
     @classmethod
-    def from_config(cls, config, sizes: tuple[int, ...], metric_classes: int = 0) -> ModelSpec:
+    def from_config(
+        cls, config, sizes: tuple[int, ...], metric_classes: int = 0, title_attributes: int = 0
+    ) -> ModelSpec:
         return cls(
             backbone=config.backbone,
             image_size=config.image_size,
@@ -53,6 +57,7 @@ class ModelSpec:
             metric=config.metric,
             metric_dim=config.metric_dim,
             metric_classes=int(metric_classes),
+            title_attributes=int(title_attributes),
         )
 
 
@@ -92,7 +97,7 @@ class MetricHead(nn.Module):
 
 
 class ProductModel(nn.Module):
-    """Backbone + heads. `forward` returns a dict: features, logits (list per level), embedding, cosine."""
+    """Backbone + heads. `forward` returns a dict: features, logits (per level), embedding, cosine, title_logits."""
 
     def __init__(self, spec: ModelSpec, weights: str = "none") -> None:
         super().__init__()
@@ -105,6 +110,8 @@ class ProductModel(nn.Module):
         self.dhc = DHCHeads(backbone.dim, spec.dhc_hidden, spec.sizes) if spec.dhc else None
         proxies = spec.metric_classes or spec.sizes[-1]
         self.metric = MetricHead(backbone.dim, spec.metric_dim, proxies) if spec.metric else None
+        # title head: one logit per mined title token, trained with multi-label BCE beside the other heads
+        self.title = nn.Linear(backbone.dim, spec.title_attributes) if spec.title_attributes else None
 
     def forward(self, images: torch.Tensor) -> dict:
         features = self.backbone((images - self.mean) / self.std).float()
@@ -113,6 +120,8 @@ class ProductModel(nn.Module):
             out["logits"] = self.dhc(features)
         if self.metric is not None:
             out["embedding"], out["cosine"] = self.metric(features)
+        if self.title is not None:
+            out["title_logits"] = self.title(features)
         return out
 
     def freeze(self, fraction: float, batchnorm: bool = False) -> None:

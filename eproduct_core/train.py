@@ -24,7 +24,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
-from . import distributed, losses
+from . import distributed, losses, titles
 from .catalog import read_catalog
 from .config import TrainConfig
 from .data import CatalogImages, EpochSampler, augment, split_train_val, to_float
@@ -53,11 +53,12 @@ def compute_loss(
     parents: list[torch.Tensor],
     config: TrainConfig,
     n_views: int,
+    title_targets: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """All loss terms for one batch; 'total' sums them.
 
-    labels (B, L) class ids per level, metric_labels (B,) proxy ids; outputs cover n_views * B images
-    (the views of one image are B rows apart).
+    labels (B, L) class ids per level, metric_labels (B,) proxy ids, title_targets (B, T) 0/1 title
+    attributes (or None); outputs cover n_views * B images (the views of one image are B rows apart).
     """
     labels_all = labels.repeat(n_views, 1)
     metric_all = metric_labels.repeat(n_views)
@@ -71,13 +72,27 @@ def compute_loss(
         elif config.dependence == "soft":
             parts["dependence"] = losses.dependence_soft(outputs["logits"], parents, config.betas)
     if "cosine" in outputs:
-        logits = outputs["cosine"] / config.temperature
-        parts["metric"] = config.metric_weight * torch.nn.functional.cross_entropy(logits, metric_all)
+        parts["metric"] = config.metric_weight * _metric_loss(outputs["cosine"], metric_all, config)
         if n_views > 1 and config.instance_weight > 0:
-            view_a, view_b = outputs["embedding"].chunk(2)
-            parts["instance"] = config.instance_weight * losses.nt_xent(view_a, view_b, config.instance_temperature)
+            if config.instance_loss == "supcon":
+                instance = losses.supervised_contrastive(outputs["embedding"], metric_all, config.instance_temperature)
+            else:
+                view_a, view_b = outputs["embedding"].chunk(2)
+                instance = losses.nt_xent(view_a, view_b, config.instance_temperature)
+            parts["instance"] = config.instance_weight * instance
+    if "title_logits" in outputs and title_targets is not None and config.title_weight > 0:
+        parts["title"] = config.title_weight * losses.title_bce(
+            outputs["title_logits"], title_targets.repeat(n_views, 1)
+        )
     parts["total"] = sum(parts.values())
     return parts
+
+
+def _metric_loss(cosine: torch.Tensor, labels: torch.Tensor, config: TrainConfig) -> torch.Tensor:
+    if config.metric_loss == "proxy-anchor":
+        return losses.proxy_anchor(cosine, labels)
+    margin = config.metric_margin if config.metric_loss == "cosface" else 0.0
+    return losses.cosine_margin_loss(cosine, labels, config.temperature, margin)
 
 
 def _atomic_save(obj: dict, path: Path) -> None:
@@ -121,6 +136,16 @@ def _metric_labels(config: TrainConfig, frame, labels: np.ndarray, taxonomy: Tax
     return labels[:, -1].copy(), np.arange(taxonomy.sizes[-1], dtype=np.int64)
 
 
+def _title_targets(config: TrainConfig, frame: pd.DataFrame) -> np.ndarray:
+    """(rows, attributes) 0/1 title pseudo-attributes when title_weight > 0 (else (rows, 0))."""
+    if config.title_weight <= 0 or "title" not in frame.columns:
+        return np.zeros((len(frame), 0), np.float32)
+    titles_list = frame["title"].fillna("").astype(str).tolist()
+    vocabulary = titles.mine_attributes(titles_list, config.title_min_count)
+    log.info("title head: %d attributes mined from %d titles", len(vocabulary), len(titles_list))
+    return titles.attribute_matrix(titles_list, vocabulary)
+
+
 class _Trainer:
     """State of one training run (kept small: setup, one epoch, validation, saving)."""
 
@@ -143,7 +168,8 @@ class _Trainer:
         ]
         self.parents = [torch.as_tensor(p, device=self.device) for p in self.parents_np]
         self.metric_labels, proxy_leaf = _metric_labels(config, train_frame, self.train_labels, self.taxonomy)
-        self.spec = ModelSpec.from_config(config, self.taxonomy.sizes, len(proxy_leaf))
+        self.title_targets = _title_targets(config, train_frame)
+        self.spec = ModelSpec.from_config(config, self.taxonomy.sizes, len(proxy_leaf), self.title_targets.shape[1])
         self.model = ProductModel(self.spec, config.weights)
         if self.model.metric is not None:
             self.model.metric.proxy_leaf.copy_(torch.as_tensor(proxy_leaf))
@@ -219,13 +245,14 @@ class _Trainer:
             batch = to_float(images[keep]).to(self.device, non_blocking=True)
             n_views = 2 if config.metric and config.instance_weight > 0 else 1
             mode = "light" if config.augment == "none" and n_views > 1 else config.augment  # two views must differ
-            views = [augment(batch, mode, generator) for _ in range(n_views)]
+            views = [augment(batch, mode, generator, config.augment_families) for _ in range(n_views)]
             inputs = torch.cat(views)
             if self.device.type == "cuda":
                 inputs = inputs.contiguous(memory_format=torch.channels_last)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
                 outputs = net(inputs)
-            parts = compute_loss(outputs, labels, metric_labels, self.parents, config, n_views)
+            titles_batch = torch.as_tensor(self.title_targets[rows], device=self.device)
+            parts = compute_loss(outputs, labels, metric_labels, self.parents, config, n_views, titles_batch)
             self.optimizer.zero_grad(set_to_none=True)
             parts["total"].backward()
             self.optimizer.step()

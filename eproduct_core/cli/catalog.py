@@ -71,10 +71,11 @@ def _fashion_mnist(args: argparse.Namespace) -> int:
             val_per_class=args.val_per_class,
             progress=update,
             overwrite=args.overwrite,
+            photo_model=args.photo_model,
         )
     finally:
         close()
-    print(f"Fashion-MNIST catalog written to {out}")
+    print(f"Fashion-MNIST catalog ({args.photo_model} photos) written to {out}")
     return 0
 
 
@@ -131,5 +132,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--distractors", type=int, default=2000, metavar="N", help="distractor test items in the index (default 2000)"
     )
     fashion.add_argument("--seed", type=int, default=0, help="picks items and augmentations (default 0)")
+    fashion.add_argument(
+        "--photo-model",
+        choices=["studio", "field"],
+        default="studio",
+        help="how query/index photos are made: studio (mild, the default) or field (colour, backdrops, mirror, "
+        "rotation +-35, perspective, occluders, low resolution, strong JPEG; shares no code with training)",
+    )
     fashion.add_argument("--overwrite", action="store_true", help="write into a non-empty folder")
     fashion.set_defaults(func=_fashion_mnist)

@@ -1,0 +1,105 @@
+"""Quick ablations of the `best` preset's levers, one at a time, scored on held-out photo models.
+
+Each variant is the `best` preset with a few `key=value` overrides, trained briefly (default: 1 epoch on
+1,000 training images) on one Fashion-MNIST train split and scored by MAR@10 (exact cosine top-10) on the
+query/index photos of the catalogs given (e.g. the studio and the field photo model, which share that
+train split). Frozen EfficientNet-Lite0 at the same resolution is measured in the same run. Prints one
+markdown table; runs and embeddings go under --work (a finished run is reused).
+
+    python benchmarks/ablation.py --train /tmp/fm-studio --eval studio=/tmp/fm-studio,field=/tmp/fm-field \\
+        --variant base: --variant res96:image_size=96 --variant supcon:instance_loss=supcon
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from quality import frozen_vectors, top10_mar  # noqa: E402
+
+from eproduct_core.config import preset, with_overrides  # noqa: E402
+from eproduct_core.embed import embed_kinds, load_run  # noqa: E402
+
+log = logging.getLogger("ablation")
+
+
+def run_variant(
+    name: str, overrides: dict, train_catalog: Path, evals: dict[str, Path], work: Path, tta: str
+) -> dict[str, float | str]:
+    from eproduct_core.train import train
+
+    config = with_overrides(preset("best"), overrides)
+    run_dir = work / "runs" / name
+    metrics = run_dir / "metrics.jsonl"
+    if not (metrics.is_file() and len(metrics.read_text().splitlines()) >= config.epochs):
+        train(config, train_catalog, run_dir, resume=(run_dir / "checkpoint.pt").is_file())
+    records = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+    row: dict[str, float | str] = {
+        "train_s": sum(r["seconds"] for r in records),
+        "images_per_s": float(np.median([r["images_per_s"] for r in records])),
+    }
+    bundle = load_run(run_dir, "cpu")
+    for cname, cdir in evals.items():
+        query, qids = embed_kinds(bundle, cdir, "query", ["penultimate", "metric"], tta=tta)
+        index, iids = embed_kinds(bundle, cdir, "index", ["penultimate", "metric"], tta=tta)
+        for kind in ("penultimate", "metric"):
+            row[f"{cname}/{kind}"] = top10_mar(cdir, query[kind], qids, index[kind], iids)
+        log.info("%s %s: %s", name, cname, row)
+    return row
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--train", required=True, help="catalog folder to train on")
+    parser.add_argument("--eval", required=True, help="comma list NAME=CATALOG to score on")
+    parser.add_argument("--work", default="/tmp/eproduct-ablation")
+    parser.add_argument("--variant", action="append", default=[], help="NAME:key=value,key=value (repeatable)")
+    parser.add_argument("--set", action="append", default=["max_train_images=1000", "epochs=1"], help="for all")
+    parser.add_argument("--frozen", default="64", help="comma list of frozen Lite0 resolutions to measure")
+    parser.add_argument("--tta", default="none", choices=["none", "flip"])
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    torch.set_num_threads(args.threads)
+    work = Path(args.work)
+    evals = {k: Path(v) for k, v in (item.split("=", 1) for item in args.eval.split(","))}
+    common = dict(item.split("=", 1) for item in args.set)
+    lines = []
+    for size in filter(None, args.frozen.split(",")):
+        cells = []
+        for cname, cdir in evals.items():
+            q, qids = frozen_vectors(cdir, "query", int(size), work / "frozen" / cname)
+            x, iids = frozen_vectors(cdir, "index", int(size), work / "frozen" / cname)
+            cells.append(f"{cname} {top10_mar(cdir, q, qids, x, iids):.3f}")
+        lines.append(f"| frozen Lite0 {size} px | - | {' / '.join(cells)} | - | - |")
+        print(lines[-1], flush=True)
+    for spec in args.variant:
+        name, _, body = spec.partition(":")
+        overrides = {"device": "cpu", **common, **dict(kv.split("=", 1) for kv in body.split(",") if kv)}
+        start = time.perf_counter()
+        row = run_variant(name, overrides, Path(args.train), evals, work, args.tta)
+        cells = " / ".join(f"{k} {v:.3f}" for k, v in row.items() if "/" in k)
+        lines.append(
+            f"| {name} | {body or '(preset)'} | {cells} | {row['train_s']:.0f} | {row['images_per_s']:.1f} |"
+            f" <!-- wall {time.perf_counter() - start:.0f}s -->"
+        )
+        print(lines[-1], flush=True)
+    print("\n| variant | overrides | MAR@10 | train s | images/s |\n|---|---|---|---|---|")
+    print("\n".join(lines))
+    print(f"\nload average {os.getloadavg()[0]:.1f}; common: {common}, tta {args.tta}")
+    print("Rerun: `python benchmarks/ablation.py " + " ".join(argv if argv is not None else sys.argv[1:]) + "`")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
