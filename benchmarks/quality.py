@@ -1,20 +1,25 @@
-"""Retrieval quality, side by side: MAR@10 of the seed preset, the best preset and two baselines.
+"""Retrieval quality, side by side, on photos this project did not make: one markdown table, every method.
 
-On a Fashion-MNIST catalog and on the synthetic "small" catalog, this script
-  1. builds the catalogs (once, under --work),
-  2. measures two baselines: raw pixels, and frozen ImageNet-pretrained EfficientNet-Lite0 features,
-  3. trains the `seed` preset (ResNet50, 64 px, DHC faithful; --seed-epochs to shorten it) and the
-     `best` preset, embeds query and index with `eproduct_core.embed` (all kinds in one pass),
-  4. scores MAR@10 by exact cosine top-10 (numpy brute force) with `eproduct_core.metrics.mar_at_k`,
-and prints one markdown table (also written to benchmarks/RESULTS-quality.md) with training throughput.
+Columns: a Fashion-MNIST catalog through the `studio` photo model, the same products through the `field`
+photo model (photo_models.py: shares no code or parameters with the training augmentations), and the
+synthetic "small" catalog. The two Fashion-MNIST catalogs share one train split, so one training run
+serves both. Rows:
+  raw pixels; frozen ImageNet EfficientNet-Lite0 at each --frozen-sizes resolution;
+  the seed preset from finished faithful runs (--seed-run-fmnist / --seed-run-synth): its `seed`
+  embedding by exact cosine and through the real index/search path with the seed's settings (20 bits,
+  one table per 8,000 rows, cutoff 0.1); the `best` preset (trained here, or --best-run-* reused) by exact
+  cosine; then `best` + each search-side post-processing step (postprocess.py) with its cost in ms/query.
+MAR@10 is exact cosine top-10 (numpy brute force) scored by `eproduct_core.metrics.mar_at_k`.
 
-    python benchmarks/quality.py                      # everything (CPU: about an hour on 2 cores)
-    python benchmarks/quality.py --seed-epochs 3      # a shorter seed run, said so in the table
+    python benchmarks/quality.py --work /tmp/eq      # makes the catalogs and trains what it needs
+    python benchmarks/quality.py --seed-run-fmnist /work/seed/runs/seed-fmnist --seed-run-synth ... \
+        --studio /work/seed/fmnist --synth /work/seed/synth
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import logging
 import os
@@ -26,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from eproduct_core import postprocess as pp
 from eproduct_core.catalog import read_catalog
 from eproduct_core.config import preset, with_overrides
 from eproduct_core.data import CatalogImages, to_float
@@ -34,25 +40,9 @@ from eproduct_core.metrics import mar_at_k
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS-quality.md"
 log = logging.getLogger("quality")
-
-
-def make_catalogs(work: Path, names: list[str]) -> dict[str, Path]:
-    catalogs = {}
-    if "fashion-mnist" in names:
-        path = work / "fashion-mnist"
-        if not (path / "groundtruth.csv").is_file():
-            from eproduct_core.fashion_mnist import make_fashion_mnist_catalog
-
-            make_fashion_mnist_catalog(path, seed=0, overwrite=True)
-        catalogs["fashion-mnist"] = path
-    if "synthetic" in names:
-        path = work / "synthetic-small"
-        if not (path / "groundtruth.csv").is_file():
-            from eproduct_core.synthetic import make_synthetic_catalog
-
-            make_synthetic_catalog(path, seed=0, size="small")
-        catalogs["synthetic"] = path
-    return catalogs
+COLUMNS = ("studio", "field", "synth")
+TRAINING = {"studio": "fmnist", "field": "fmnist", "synth": "synth"}  # the train split each column uses
+EXTRA = ("train s (fmnist / synth)", "train images/s (fmnist / synth)", "cost ms/query (studio / field / synth)")
 
 
 def top10_mar(
@@ -119,170 +109,264 @@ def _baseline_vectors(catalog_dir: Path, split: str, how: str) -> tuple[np.ndarr
     return np.concatenate(blocks), frame["image_id"].tolist()
 
 
-def run_preset(name: str, catalog_dir: Path, work: Path, overrides: dict, kinds: list[str]) -> dict:
-    """Train a preset (or reuse a finished run) and score each embedding kind."""
+def make_catalogs(work: Path, given: dict[str, str | None]) -> dict[str, Path]:
+    """The three catalog folders: given ones as they are, the others made once under `work`."""
+    from eproduct_core.fashion_mnist import make_fashion_mnist_catalog
+    from eproduct_core.synthetic import make_synthetic_catalog
+
+    catalogs = {}
+    for name in COLUMNS:
+        path = Path(given[name]) if given.get(name) else work / f"catalog-{name}"
+        if not (path / "groundtruth.csv").is_file():
+            if name == "synth":
+                make_synthetic_catalog(path, seed=0, size="small", overwrite=True)
+            else:
+                make_fashion_mnist_catalog(path, seed=0, overwrite=True, photo_model=name)
+        catalogs[name] = path
+    if (catalogs["studio"] / "train.csv").read_bytes() != (catalogs["field"] / "train.csv").read_bytes():
+        raise SystemExit("The studio and field catalogs must share one train split (same seed and options).")
+    return catalogs
+
+
+def run_stats(run_dir: Path) -> dict:
+    """Training seconds, median images/s, epochs and config of a finished run folder."""
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines if line.strip()]
+    return {
+        "train_s": sum(r["seconds"] for r in records),
+        "images_per_s": float(np.median([r["images_per_s"] for r in records])),
+        "epochs": len(records),
+        "config": json.loads((run_dir / "config.json").read_text()),
+    }
+
+
+def trained_run(name: str, catalog: Path, work: Path, given: str | None, overrides: dict) -> Path:
+    """A finished run folder of preset `name` on `catalog`: `given`, or trained (or resumed) under `work`."""
+    if given:
+        return Path(given)
     from eproduct_core.train import train
 
-    config = with_overrides(preset(name), overrides)
-    run_dir = (
-        work
-        / "runs"
-        / f"{catalog_dir.name}-{name}-{'-'.join(f'{k}{v}' for k, v in sorted(overrides.items())) or 'default'}"
+    config = with_overrides(preset(name), {"device": "cpu", **overrides})
+    run_dir = work / "runs" / f"{catalog.name}-{name}"
+    metrics = run_dir / "metrics.jsonl"
+    if not (metrics.is_file() and len(metrics.read_text().splitlines()) >= config.epochs):
+        train(config, catalog, run_dir, resume=(run_dir / "checkpoint.pt").is_file())
+    return run_dir
+
+
+def search_mar(catalog_dir: Path, query, qids, index, iids, folder: Path) -> float:
+    """MAR@10 through the real index/search path with the seed's settings (20 bits, 8,000/shard, cutoff 0.1)."""
+    from eproduct_core.index import build_index, open_index
+    from eproduct_core.search import search
+    from eproduct_core.settings import SEED_INDEX, SEED_SETTINGS
+
+    built = build_index(
+        index.astype(np.float32), iids, folder, bits=SEED_INDEX.bits, shard_size=SEED_INDEX.shard_size, kind="seed"
     )
-    done = (run_dir / "metrics.jsonl").is_file() and len(
-        (run_dir / "metrics.jsonl").read_text().splitlines()
-    ) >= config.epochs
+    opened = open_index(built)
+    queries = query.astype(np.float32)
+    if "settings" in inspect.signature(search).parameters:  # the settings-object API
+        found = search(opened, queries, SEED_SETTINGS)
+    else:
+        found = search(opened, queries, bits=20, mode="cutoff", k=10, cutoff=0.1, rerank=0)
+    matches = read_catalog(catalog_dir).matches()
+    return mar_at_k([list(r.ids)[:10] for r in found], [matches.get(q, set()) for q in qids], k=10)
+
+
+POST_STEPS = {
+    "whiten": "+ PCA-whitening (fitted on the index)",
+    "qe": "+ alpha-QE (k 2, alpha 3)",
+    "dba": "+ DBA (k 2, alpha 3; index side, once per index)",
+    "dba+qe": "+ DBA + alpha-QE",
+    "krr": "+ k-reciprocal re-ranking of the top 100 (k1 20, k2 6, lambda 0.3)",
+}
+
+
+def post_mar(step: str, catalog_dir: Path, query, qids, index, iids) -> tuple[float, float]:
+    """(MAR@10, ms per query) of exact cosine search after one post-processing step."""
     start = time.perf_counter()
-    if not done:
-        train(config, catalog_dir, run_dir, resume=(run_dir / "checkpoint.pt").is_file())
-    seconds = time.perf_counter() - start
-    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    result = {
-        "run": str(run_dir),
-        "epochs": config.epochs,
-        "backbone": config.backbone,
-        "image_size": config.image_size,
-        "train_seconds": sum(r["seconds"] for r in records),
-        "wall_seconds": seconds,
-        "images_per_s": float(np.median([r["images_per_s"] for r in records])),
-        "val_acc": records[-1]["val_acc"],
-        "mar": {},
-    }
+    q, x = pp.normalize(query), pp.normalize(index)
+    if step == "krr":
+        rows, _ = pp.k_reciprocal_rerank(q, x, top=100)
+        ms = (time.perf_counter() - start) * 1000 / max(1, len(q))
+        matches = read_catalog(catalog_dir).matches()
+        retrieved = [[iids[j] for j in row[:10]] for row in rows]
+        return mar_at_k(retrieved, [matches.get(qid, set()) for qid in qids], k=10), ms
+    if step == "whiten":
+        mean, projection = pp.fit_whitening(x)
+        q, x = pp.apply_whitening(q, mean, projection), pp.apply_whitening(x, mean, projection)
+    if "dba" in step:
+        x = pp.database_augmentation(x, k=2)
+    if "qe" in step:
+        q = pp.query_expansion(q, x, k=2)
+    ms = (time.perf_counter() - start) * 1000 / max(1, len(q))
+    return top10_mar(catalog_dir, q, qids, x, iids), ms
+
+
+class Table:
+    """MAR@10 per row and column, plus notes; written to --results after every cell (partial runs count)."""
+
+    def __init__(self, args: argparse.Namespace, argv: list[str] | None) -> None:
+        self.args, self.argv = args, argv
+        self.rows: dict[str, dict[str, str]] = {}
+        self.notes: list[str] = []
+
+    def set(self, row: str, column: str, value: str) -> None:
+        self.rows.setdefault(row, {})[column] = value
+        self.write()
+
+    def part(self, row: str, column: str, slot: int, slots: int, value: str) -> None:
+        """Fill one slot of an 'a / b' cell."""
+        cell = self.rows.setdefault(row, {}).get(column, " / ".join("-" * slots)).split(" / ")
+        cell[slot] = value
+        self.set(row, column, " / ".join(cell))
+
+    def text(self) -> str:
+        header = ["method", *COLUMNS, *EXTRA]
+        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for row, cells in self.rows.items():
+            lines.append(f"| {row} | " + " | ".join(cells.get(c, "not run") for c in header[1:]) + " |")
+        command = "python benchmarks/quality.py " + " ".join(self.argv if self.argv is not None else sys.argv[1:])
+        machine = f"{platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}"
+        return "\n".join(
+            [
+                "# Retrieval quality (MAR@10; exact cosine top-10 unless the row says otherwise)",
+                "",
+                f"Machine: {machine}, {self.args.threads} threads, no GPU. Load average when written: "
+                f"{os.getloadavg()[0]:.1f} (a shared machine: throughput is what we got).",
+                "",
+                "Columns: studio = Fashion-MNIST test products through the catalog's mild photo model; field = the "
+                "same products through the independent field photo model (product colour, textured backdrops, "
+                "mirror, rotation, perspective, occluders, low resolution, strong JPEG); synth = the synthetic "
+                "small catalog. `not run` = not measured in this run (see the notes).",
+                "",
+                *lines,
+                "",
+                *[f"- {note}" for note in self.notes],
+                "",
+                f"Rerun: `{command.strip()}`",
+                "",
+            ]
+        )
+
+    def write(self) -> None:
+        Path(self.args.results).write_text(self.text(), encoding="utf-8")
+
+
+def embed_columns(run_dir: Path, catalogs: dict[str, Path], columns: list[str], kinds: list[str]) -> dict:
+    """{column: (query vectors by kind, query ids, index vectors by kind, index ids)} with a run's model."""
     bundle = load_run(run_dir, "cpu")
-    query, query_ids = embed_kinds(bundle, catalog_dir, "query", kinds)
-    index, index_ids = embed_kinds(bundle, catalog_dir, "index", kinds)
-    for kind in kinds:
-        result["mar"][kind] = top10_mar(catalog_dir, query[kind], query_ids, index[kind], index_ids)
-        log.info("%s %s %s: MAR@10 %.4f", catalog_dir.name, name, kind, result["mar"][kind])
-    return result
+    out = {}
+    for column in columns:
+        query, qids = embed_kinds(bundle, catalogs[column], "query", kinds)
+        index, iids = embed_kinds(bundle, catalogs[column], "index", kinds)
+        out[column] = (query, qids, index, iids)
+        log.info("embedded %s with %s", column, run_dir)
+    return out
+
+
+def baselines(table: Table, catalogs: dict[str, Path], columns: list[str], work: Path, sizes: list[int], skip):
+    for column in columns:
+        cdir = catalogs[column]
+        cache = work / "baselines" / column
+        hows = ([] if "raw" in skip else ["raw"]) + ([] if "frozen" in skip else [f"lite0-{s}" for s in sizes])
+        for how in hows:
+            q, qids = baseline_vectors(cdir, "query", how, cache)
+            x, iids = baseline_vectors(cdir, "index", how, cache)
+            label = "raw pixels (32 px)" if how == "raw" else f"frozen EfficientNet-Lite0 ImageNet, {how[6:]} px"
+            table.set(label, column, f"{top10_mar(cdir, q, qids, x, iids):.3f}")
+
+
+def seed_rows(table: Table, catalogs, columns, work: Path, given: dict[str, str | None]) -> None:
+    for split, run in given.items():
+        cols = [c for c in columns if TRAINING[c] == split]
+        if not cols:
+            continue
+        if not run or not (Path(run) / "checkpoint.pt").is_file():
+            table.notes.append(f"seed preset on {split}: no finished faithful run given (--seed-run-{split}): not run.")
+            continue
+        stats = run_stats(Path(run))
+        config = stats["config"]
+        label = f"seed preset, faithful ({config['backbone']}, {config['image_size']} px, {stats['epochs']} epochs)"
+        slot = 0 if split == "fmnist" else 1
+        for column, (query, qids, index, iids) in embed_columns(Path(run), catalogs, cols, ["seed"]).items():
+            cdir = catalogs[column]
+            table.set(f"{label}, `seed`", column, f"{top10_mar(cdir, query['seed'], qids, index['seed'], iids):.3f}")
+            mar = search_mar(cdir, query["seed"], qids, index["seed"], iids, work / "seed-index" / column)
+            table.set(f"{label}, `seed`, seed search (20 bits, cutoff 0.1, index + search)", column, f"{mar:.3f}")
+        table.part(f"{label}, `seed`", EXTRA[0], slot, 2, f"{stats['train_s']:.0f}")
+        table.part(f"{label}, `seed`", EXTRA[1], slot, 2, f"{stats['images_per_s']:.1f}")
+        table.notes.append(
+            f"seed preset on {split}: the faithful run {run} ({config['preset']} preset, {stats['epochs']} epochs, "
+            f"trained on the {split} train split, {'shared by the studio and field columns' if split == 'fmnist' else 'synth'})."
+        )
+
+
+def best_rows(table: Table, catalogs, columns, work: Path, given: dict[str, str | None], overrides: dict, skip):
+    for split, run in given.items():
+        cols = [c for c in columns if TRAINING[c] == split]
+        if not cols:
+            continue
+        run_dir = trained_run("best", catalogs[cols[0]], work, run, overrides)
+        stats = run_stats(run_dir)
+        config = stats["config"]
+        kind = config["embed_kind"]
+        label = (
+            f"best preset ({config['backbone']}, {config['image_size']} px, {stats['epochs']} ep, "
+            f"{config.get('augment')} augment, test-time {config.get('embed_tta', 'none')}), `{kind}`"
+        )
+        slot = 0 if split == "fmnist" else 1
+        table.part(label, EXTRA[0], slot, 2, f"{stats['train_s']:.0f}")
+        table.part(label, EXTRA[1], slot, 2, f"{stats['images_per_s']:.1f}")
+        for column, (query, qids, index, iids) in embed_columns(run_dir, catalogs, cols, [kind]).items():
+            cdir = catalogs[column]
+            table.set(label, column, f"{top10_mar(cdir, query[kind], qids, index[kind], iids):.3f}")
+            if "post" in skip:
+                continue
+            for step, step_label in POST_STEPS.items():
+                mar, ms = post_mar(step, cdir, query[kind], qids, index[kind], iids)
+                table.set(f"best {step_label}", column, f"{mar:.3f}")
+                table.part(f"best {step_label}", EXTRA[2], COLUMNS.index(column), 3, f"{ms:.2f}")
+        table.notes.append(f"best on {split}: run {run_dir} (config overrides: {overrides or 'none'}).")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", default="/tmp/eproduct-quality", help="folder for catalogs, runs and embeddings")
-    parser.add_argument("--catalogs", default="fashion-mnist,synthetic", help="comma list: fashion-mnist, synthetic")
-    parser.add_argument(
-        "--seed-epochs", type=int, default=None, help="train the seed preset for this many epochs (default: its 12)"
-    )
-    parser.add_argument("--best-epochs", type=int, default=None, help="override the best preset's epochs")
-    parser.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="extra config override for both trained presets (e.g. max_train_images=1000)",
-    )
+    for name in COLUMNS:
+        parser.add_argument(f"--{name}", metavar="DIR", help=f"an existing {name} catalog (else made under --work)")
+    for split in ("fmnist", "synth"):
+        parser.add_argument(
+            f"--seed-run-{split}", metavar="DIR", help=f"finished faithful seed run ({split} train split)"
+        )
+        parser.add_argument(
+            f"--best-run-{split}", metavar="DIR", help=f"reuse a finished best run ({split} train split)"
+        )
+    parser.add_argument("--frozen-sizes", default="64,96,128", help="frozen Lite0 input sizes (default 64,96,128)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for the best preset")
+    parser.add_argument("--columns", default=",".join(COLUMNS), help="comma list of columns to measure")
+    parser.add_argument("--skip", default="", help="comma list of rows to skip: raw, frozen, seed, best, post")
     parser.add_argument("--results", default=str(RESULTS), help="markdown file to write the table to")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    parser.add_argument("--skip", default="", help="comma list of rows to skip: raw, pretrained, seed, best")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     torch.set_num_threads(args.threads)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     skip = set(filter(None, args.skip.split(",")))
-    catalogs = make_catalogs(work, args.catalogs.split(","))
-    rows = []
-    for cname, cdir in catalogs.items():
-        for how in ("raw", "pretrained"):
-            if how in skip:
-                continue
-            start = time.perf_counter()
-            query, qids = baseline_vectors(
-                cdir, "query", how if how == "raw" else "lite0-64", work / "baselines" / cname
-            )
-            index, iids = baseline_vectors(
-                cdir, "index", how if how == "raw" else "lite0-64", work / "baselines" / cname
-            )
-            label = "raw pixels (32 px)" if how == "raw" else "frozen EfficientNet-Lite0 ImageNet (64 px)"
-            rows.append(
-                (
-                    cname,
-                    label,
-                    "-",
-                    f"{top10_mar(cdir, query, qids, index, iids):.3f}",
-                    "-",
-                    "-",
-                    f"{time.perf_counter() - start:.0f}",
-                )
-            )
-            log.info("%s", rows[-1])
-            write_table(rows, args, argv)
-        for name, epochs, kinds in (
-            ("best", args.best_epochs, ["metric", "seed", "penultimate"]),
-            ("seed", args.seed_epochs, ["seed", "seed-3d"]),
-        ):
-            if name in skip:
-                continue
-            overrides = {
-                "device": "cpu",
-                **({"epochs": epochs} if epochs else {}),
-                **dict(item.split("=", 1) for item in args.set),
-            }
-            result = run_preset(name, cdir, work, overrides, kinds)
-            for kind, value in result["mar"].items():
-                extra = "".join(f", {k}={v}" for k, v in overrides.items() if k not in ("device", "epochs"))
-                rows.append(
-                    (
-                        cname,
-                        f"{name} preset ({result['backbone']}, {result['image_size']} px, {result['epochs']} ep{extra})",
-                        kind,
-                        f"{value:.3f}",
-                        f"{result['val_acc']['leaf']:.3f}",
-                        f"{result['images_per_s']:.0f}",
-                        f"{result['train_seconds']:.0f}",
-                    )
-                )
-                log.info("%s", rows[-1])
-                write_table(rows, args, argv)
-            write_table(rows, args, argv)
-    print(write_table(rows, args, argv))
+    columns = [c for c in args.columns.split(",") if c]
+    catalogs = make_catalogs(work, {"studio": args.studio, "field": args.field, "synth": args.synth})
+    table = Table(args, argv)
+    sizes = [int(s) for s in args.frozen_sizes.split(",") if s]
+    baselines(table, catalogs, columns, work, sizes, skip)
+    if "seed" not in skip:
+        seed_rows(table, catalogs, columns, work, {"fmnist": args.seed_run_fmnist, "synth": args.seed_run_synth})
+    if "best" not in skip:
+        overrides = dict(item.split("=", 1) for item in args.set)
+        given = {"fmnist": args.best_run_fmnist, "synth": args.best_run_synth}
+        best_rows(table, catalogs, columns, work, given, overrides, skip)
+    print(table.text())
     return 0
-
-
-def write_table(rows: list[tuple], args: argparse.Namespace, argv: list[str] | None) -> str:
-    """The markdown table of `rows` (written to RESULTS-quality.md after every row, so partial runs count)."""
-    header = ("catalog", "model", "embedding", "MAR@10", "val leaf acc", "train images/s", "train s")
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
-    command = "python benchmarks/quality.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    text = "\n".join(
-        [
-            "# Retrieval quality (MAR@10, exact cosine top-10)",
-            "",
-            f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, {args.threads} threads, no GPU"
-            if not torch.cuda.is_available()
-            else f"Machine: {torch.cuda.get_device_name()}",
-            "",
-            *lines,
-            "",
-            *(
-                [
-                    f"Shortened from the presets for this run: {', '.join(notes)} (full: seed 12 epochs, best 3 epochs, all training images)."
-                ]
-                if (
-                    notes := [
-                        n
-                        for n in (
-                            f"seed {args.seed_epochs} epoch(s)" if args.seed_epochs else "",
-                            f"best {args.best_epochs} epoch(s)" if args.best_epochs else "",
-                            *args.set,
-                        )
-                        if n
-                    ]
-                )
-                else []
-            ),
-            "",
-            f"Load average when the table was written: {os.getloadavg()[0]:.1f} (the machine is shared; throughput is what we got).",
-            "",
-            "Training throughput counts training images per second (two augmented views each for the best preset).",
-            "",
-            f"Rerun: `{command.strip()}`",
-            "",
-        ]
-    )
-    Path(getattr(args, "results", RESULTS)).write_text(text, encoding="utf-8")
-    return text
 
 
 if __name__ == "__main__":

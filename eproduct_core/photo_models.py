@@ -7,10 +7,10 @@ Two cameras, chosen with `make_fashion_mnist_catalog(..., photo_model=...)`:
 - `field`: a camera this project's training never imitates, written independently of the training
   augmentations (`data.py`) and sharing no code or parameters with them (a test inspects both modules):
   each *product* gets its own colour (query and index views of one product share it); each *view* gets a
-  textured backdrop (two-tone stripes, checks or blotches), a horizontal mirror half of the time, a rotation
-  up to +-35 deg, a perspective warp (corners moved up to 14% of the side), a scale of 0.7-1.0, a partial
-  occluder (a bar or disc over ~8-20% of the frame) half of the time, a low-resolution capture (down to
-  18-32 px and back) and a strong JPEG (quality 8-30).
+  textured backdrop (stripes, checks or blotches in two nearby tones), a horizontal mirror half of the time,
+  a rotation up to +-35 deg, a perspective warp (corners moved up to 10% of the side), a scale of 0.75-1.0,
+  a partial occluder (a bar or disc over ~5-13% of the frame) 40% of the time, a low-resolution capture
+  (down to 24-40 px and back) and a strong JPEG (quality 12-35).
 
 Both return a PIL image of `IMAGE_PX` x `IMAGE_PX`; the randomness comes from the generators passed in,
 so a catalog is reproducible from its seed.
@@ -65,8 +65,9 @@ def _product_colour(rng: np.random.Generator) -> np.ndarray:
 
 
 def _backdrop(rng: np.random.Generator) -> np.ndarray:
-    """A (WORK_PX, WORK_PX, 3) float texture: stripes, checks or soft blotches in two random tones."""
-    tone_a, tone_b = rng.uniform(0, 1, 3), rng.uniform(0, 1, 3)
+    """A (WORK_PX, WORK_PX, 3) float texture: stripes, checks or soft blotches in two nearby random tones."""
+    tone_a = rng.uniform(0.1, 0.9, 3)
+    tone_b = np.clip(tone_a + rng.uniform(-0.3, 0.3, 3), 0, 1)
     ys, xs = np.mgrid[0:WORK_PX, 0:WORK_PX] / WORK_PX
     pattern = int(rng.integers(0, 3))
     period = rng.uniform(0.06, 0.2)
@@ -97,13 +98,13 @@ def _place(layer: Image.Image, rng: np.random.Generator) -> Image.Image:
     if rng.random() < 0.5:
         layer = layer.transpose(Image.FLIP_LEFT_RIGHT)
     layer = layer.rotate(rng.uniform(-35, 35), resample=Image.BICUBIC, expand=False)
-    side = max(8, int(WORK_PX * rng.uniform(0.7, 1.0)))
+    side = max(8, int(WORK_PX * rng.uniform(0.75, 1.0)))
     small = layer.resize((side, side), Image.BICUBIC)
     canvas = Image.new(layer.mode, (WORK_PX, WORK_PX), (0,) * len(layer.getbands()))
     corner = rng.integers(0, WORK_PX - side + 1, size=2)
     canvas.paste(small, (int(corner[0]), int(corner[1])))
     square = np.array([[0, 0], [WORK_PX, 0], [WORK_PX, WORK_PX], [0, WORK_PX]], float)
-    moved = square + rng.uniform(-0.14, 0.14, size=(4, 2)) * WORK_PX
+    moved = square + rng.uniform(-0.1, 0.1, size=(4, 2)) * WORK_PX
     return canvas.transform(canvas.size, Image.PERSPECTIVE, _perspective_coefficients(square, moved), Image.BICUBIC)
 
 
@@ -111,7 +112,7 @@ def _occlude(image: Image.Image, rng: np.random.Generator) -> None:
     """Draw a bar or a disc of a random colour over part of the frame (in place)."""
     draw = ImageDraw.Draw(image)
     colour = tuple(int(c) for c in rng.integers(0, 256, 3))
-    extent = rng.uniform(0.28, 0.45) * WORK_PX
+    extent = rng.uniform(0.25, 0.4) * WORK_PX
     x, y = rng.uniform(0, WORK_PX, 2)
     if rng.random() < 0.5:
         draw.ellipse([x - extent / 2, y - extent / 2, x + extent / 2, y + extent / 2], fill=colour)
@@ -138,12 +139,12 @@ def field_view(item: np.ndarray, product_rng: np.random.Generator, view_rng: np.
     light = rng.uniform(0.7, 1.2)
     photo = (placed[..., :3] * mask + _backdrop(rng) * (1 - mask)) * light
     image = Image.fromarray((np.clip(photo, 0, 1) * 255).astype(np.uint8), "RGB")
-    if rng.random() < 0.5:
+    if rng.random() < 0.4:
         _occlude(image, rng)
-    low = int(rng.integers(18, 33))
+    low = int(rng.integers(24, 41))
     image = image.resize((low, low), Image.BILINEAR).resize((IMAGE_PX, IMAGE_PX), Image.BICUBIC)
     buffer = io.BytesIO()
-    image.save(buffer, "JPEG", quality=int(rng.integers(8, 31)))
+    image.save(buffer, "JPEG", quality=int(rng.integers(12, 36)))
     buffer.seek(0)
     return Image.open(buffer).convert("RGB")
 

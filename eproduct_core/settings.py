@@ -55,6 +55,11 @@ class SearchSettings:
     shortlist: int | None = None  # rows ranked by weighted Hamming before the re-rank
     probe_bits: int | None = None  # code prefix scanned over every row (probe_bits >= bits: exact Hamming ranking)
     candidates: int | None = None  # rows kept by the prefix scan
+    # Post-processing (eproduct_core/postprocess.py), measured in benchmarks/quality.py:
+    whiten: bool = False  # PCA-whiten queries and index rows with a whitening fitted on the index embeddings
+    query_expansion: int = 0  # alpha-QE over this many top results before the final ranking (0 = off)
+    dba: int = 0  # database-side augmentation: index rows averaged over their top-dba neighbours (0 = off)
+    kreciprocal: bool = False  # k-reciprocal re-ranking of the top 100 exact-cosine results
 
     def __post_init__(self) -> None:
         name = type(self).__name__
@@ -70,6 +75,10 @@ class SearchSettings:
             _fail(name, "cutoff", self.cutoff, "a cosine distance lies between 0 and 2")
         if self.rerank is not None and self.rerank < 0:
             _fail(name, "rerank", self.rerank, "must be 0 (off) or a positive number of rows")
+        for key in ("query_expansion", "dba"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                _fail(name, key, value, "must be 0 (off) or a positive number of neighbours")
         for key in ("shortlist", "probe_bits", "candidates"):
             value = getattr(self, key)
             if value is not None and value < 1:

@@ -113,3 +113,63 @@ def test_nt_xent_prefers_matching_views():
     b = torch.randn(16, 32, requires_grad=True)
     losses.nt_xent(a, b).backward()
     assert b.grad.abs().sum() > 0
+
+
+def _fit(loss_of, params, steps: int = 30, lr: float = 0.05) -> tuple[float, float]:
+    """(first loss, last loss) of `steps` Adam steps on `params` minimising `loss_of()`."""
+    optimizer = torch.optim.Adam(params, lr=lr)
+    first = None
+    for _ in range(steps):
+        loss = loss_of()
+        first = float(loss.detach()) if first is None else first
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return first, float(loss_of().detach())
+
+
+def _tiny_batch():
+    torch.manual_seed(0)
+    labels = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
+    embeddings = torch.randn(8, 16, requires_grad=True)
+    proxies = torch.randn(4, 16, requires_grad=True)
+    return embeddings, proxies, labels
+
+
+def test_supervised_contrastive_goes_down_and_ignores_rows_without_positives():
+    embeddings, _, labels = _tiny_batch()
+    first, last = _fit(lambda: losses.supervised_contrastive(embeddings, labels, 0.1), [embeddings])
+    assert last < 0.5 * first
+    assert float(losses.supervised_contrastive(torch.randn(4, 8), torch.arange(4))) == 0.0
+    # all positives identical and negatives orthogonal: the loss is log(#positives) at its minimum
+    z = torch.tensor([[1.0, 0], [1.0, 0], [0, 1.0], [0, 1.0]])
+    assert float(losses.supervised_contrastive(z, torch.tensor([0, 0, 1, 1]), 0.01)) == pytest.approx(0.0, abs=1e-3)
+
+
+def test_margin_softmax_goes_down_and_a_margin_costs_more():
+    embeddings, proxies, labels = _tiny_batch()
+    plain = float(losses.margin_softmax(embeddings, proxies, labels, 0.05, margin=0.0))
+    assert plain == pytest.approx(float(losses.normalized_softmax(embeddings, proxies, labels, 0.05)), rel=1e-5)
+    assert float(losses.margin_softmax(embeddings, proxies, labels, 0.05, margin=0.2)) > plain
+    first, last = _fit(lambda: losses.margin_softmax(embeddings, proxies, labels, 0.05, 0.2), [embeddings, proxies])
+    assert last < 0.5 * first
+
+
+def test_proxy_anchor_goes_down():
+    embeddings, proxies, labels = _tiny_batch()
+
+    def loss():
+        cosine = F.normalize(embeddings, dim=1) @ F.normalize(proxies, dim=1).t()
+        return losses.proxy_anchor(cosine, labels)
+
+    first, last = _fit(loss, [embeddings, proxies])
+    assert last < 0.5 * first
+
+
+def test_title_bce_goes_down():
+    torch.manual_seed(0)
+    features = torch.randn(8, 12)
+    targets = (torch.rand(8, 5) < 0.4).float()
+    head = torch.nn.Linear(12, 5)
+    first, last = _fit(lambda: losses.title_bce(head(features), targets), list(head.parameters()))
+    assert last < 0.5 * first
