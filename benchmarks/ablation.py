@@ -1,6 +1,6 @@
-"""Quick ablations of the `best` preset's levers, one at a time, scored on held-out photo models.
+"""Quick ablations of a preset's levers, one at a time, scored on held-out photo models.
 
-Each variant is the `best` preset with a few `key=value` overrides, trained briefly (default: 1 epoch on
+Each variant is the `best` preset (or --preset) with a few `key=value` overrides, trained briefly (default: 1 epoch on
 1,000 training images) on one Fashion-MNIST train split and scored by MAR@10 (exact cosine top-10) on the
 query/index photos of the catalogs given (e.g. the studio and the field photo model, which share that
 train split). Frozen EfficientNet-Lite0 at the same resolution is measured in the same run. Prints one
@@ -34,11 +34,11 @@ log = logging.getLogger("ablation")
 
 
 def run_variant(
-    name: str, overrides: dict, train_catalog: Path, evals: dict[str, Path], work: Path, tta: str
+    name: str, overrides: dict, train_catalog: Path, evals: dict[str, Path], work: Path, tta: str, base: str = "best"
 ) -> dict[str, float | str]:
     from eproduct_core.train import train
 
-    config = with_overrides(preset("best"), overrides)
+    config = with_overrides(preset(base), overrides)
     run_dir = work / "runs" / name
     metrics = run_dir / "metrics.jsonl"
     if not (metrics.is_file() and len(metrics.read_text().splitlines()) >= config.epochs):
@@ -67,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", action="append", default=["max_train_images=1000", "epochs=1"], help="for all")
     parser.add_argument("--frozen", default="64", help="comma list of frozen Lite0 resolutions to measure")
     parser.add_argument("--tta", default="none", choices=["none", "flip"])
+    parser.add_argument("--preset", default="best", help="the preset the variants start from (best, fast-demo)")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -87,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         name, _, body = spec.partition(":")
         overrides = {"device": "cpu", **common, **dict(kv.split("=", 1) for kv in body.split(",") if kv)}
         start = time.perf_counter()
-        row = run_variant(name, overrides, Path(args.train), evals, work, args.tta)
+        row = run_variant(name, overrides, Path(args.train), evals, work, args.tta, args.preset)
         cells = " / ".join(f"{k} {v:.3f}" for k, v in row.items() if "/" in k)
         lines.append(
             f"| {name} | {body or '(preset)'} | {cells} | {row['train_s']:.0f} | {row['images_per_s']:.1f} |"
@@ -96,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         print(lines[-1], flush=True)
     print("\n| variant | overrides | MAR@10 | train s | images/s |\n|---|---|---|---|---|")
     print("\n".join(lines))
-    print(f"\nload average {os.getloadavg()[0]:.1f}; common: {common}, tta {args.tta}")
+    print(f"\nload average {os.getloadavg()[0]:.1f}; preset {args.preset}; common: {common}, tta {args.tta}")
     print("Rerun: `python benchmarks/ablation.py " + " ".join(argv if argv is not None else sys.argv[1:]) + "`")
     return 0
 

