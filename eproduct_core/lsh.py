@@ -224,7 +224,7 @@ def below_cutoff(both, a, b, cutoff: float) -> np.ndarray:
         p2, q2 = t.numerator**2, t.denominator**2
         big = int(both.max(initial=0)) ** 2 * q2 >= 1 << 62 or int(norm.max(initial=0)) * p2 >= 1 << 62
         if big:  # Python integers: exact for any decimal
-            admitted = (both.astype(object) ** 2 * q2 > norm.astype(object) * p2).astype(bool)
+            admitted = np.asarray(both.astype(object) ** 2 * q2 > norm.astype(object) * p2, dtype=bool)
         else:
             admitted = both * both * q2 > norm * p2
     return np.where(norm > 0, admitted, c > 1)
