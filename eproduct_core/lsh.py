@@ -262,6 +262,17 @@ def hamming_radius(cutoff: float, bits: int) -> int:
     return admitted[-1] if admitted else -1
 
 
+def bucket_sizes(word0: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """Bucket occupancy of `bits`-bit (1..64) code prefixes, from each code's first word (`to_words`[:, 0]):
+    (items, buckets), ascending in items: `buckets[i]` distinct prefixes are shared by exactly `items[i]` codes."""
+    if not 1 <= bits <= 64:
+        raise ValueError(f"bucket prefixes are 1 to 64 bits; got {bits}")
+    keys = np.asarray(word0, dtype=np.uint64) >> np.uint64(64 - bits)
+    _, counts = np.unique(keys, return_counts=True)
+    items, buckets = np.unique(counts, return_counts=True)
+    return items.astype(np.int64), buckets.astype(np.int64)
+
+
 def code_cosine(query_words: np.ndarray, words: np.ndarray, bits: int) -> np.ndarray:
     """Code cosine distance (n,) float64, eq. (4), over the first `bits` bits (see module doc)."""
     masks = word_masks(bits)

@@ -185,3 +185,17 @@ def test_weighted_hamming_sums_in_the_compiled_kernels_order():
     for b in range(32):
         expected += table[b, code_bytes[:, b]].astype(np.float64)
     np.testing.assert_array_equal(lsh.weighted_hamming(projections, words, 256), expected)
+
+
+def test_bucket_sizes_count_every_code_prefix():
+    rng = np.random.default_rng(5)
+    codes = lsh.pack(rng.random((3000, 64)) < 0.5)
+    codes[100:400] = codes[7]  # one crowded bucket
+    word0 = lsh.to_words(codes)[:, 0]
+    for bits in (4, 8, 20, 64):
+        items, buckets = lsh.bucket_sizes(word0, bits)
+        _, counts = np.unique(lsh.unpack(codes, bits), axis=0, return_counts=True)
+        assert int((items * buckets).sum()) == len(codes)
+        assert sorted(np.repeat(items, buckets).tolist()) == sorted(counts.tolist())
+    with pytest.raises(ValueError):
+        lsh.bucket_sizes(word0, 65)

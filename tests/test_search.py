@@ -480,3 +480,16 @@ def test_untuned_defaults_come_from_settings_py(built):
     assert plan.candidates == max(settings.DEFAULT_CANDIDATES, 4 * plan.shortlist)
     assert resolve(one, S(mode="cutoff", k=None)).cutoff == settings.SEED_CUTOFF
     assert not hasattr(one, "search")  # search lives in search.py, not on the storage object
+
+
+def test_code_cosines_to_every_row_match_eq4(built, data):
+    from eproduct_core.search import code_cosines
+
+    one, _ = built
+    x, q = data
+    codes = lsh.unpack(lsh.encode(x, one.planes), one.bits)[:, :20].astype(np.int64)
+    qbits = lsh.unpack(lsh.encode(q[:1], one.planes), one.bits)[0, :20].astype(np.int64)
+    expected = lsh.code_cosine_from_counts(codes @ qbits, codes.sum(axis=1), int(qbits.sum()))
+    np.testing.assert_array_equal(code_cosines(one, q[0], 20), expected)
+    with pytest.raises(EproductError, match="bits = 200"):
+        code_cosines(one, q[0], 200)
