@@ -11,7 +11,7 @@ Old run folders: before the settings split, config.json held one `search` dict m
 fields (kind, bits, shard_size, cutoff, mode, k, rerank) and no `index`. `TrainConfig.from_dict` reads it
 as (see `_migrate_search`): index = IndexSpec(kind=embed_kind, bits, shard_size) -- the old code always
 searched the run's embed_kind -- and search = SearchSettings(mode, bits, k, rerank, cutoff in mode
-cutoff only; the old top-k search ignored the cutoff).
+cutoff only; the old top-k search ignored the cutoff). `search_from_dict` does the same for workspace.json.
 """
 
 from __future__ import annotations
@@ -163,27 +163,25 @@ OLD_BUILD_KEYS = ("kind", "shard_size")  # keys only the old mixed `search` dict
 
 
 def _migrate_search(old: dict, embed_kind: str) -> tuple[IndexSpec, SearchSettings]:
-    """An old config.json `search` dict (build + search fields in one) as (IndexSpec, SearchSettings).
-
-    A dict without the old build keys is taken as a new-style search dict (no migration needed).
-    """
+    """A config.json `search` dict without an `index` beside it as (IndexSpec, SearchSettings)."""
     if not any(key in old for key in OLD_BUILD_KEYS):
         return IndexSpec(kind=embed_kind), SearchSettings.from_dict(old)
     bits, shard_size = int(old.get("bits", DEFAULT_BITS)), int(old.get("shard_size", DEFAULT_SHARD_SIZE))
-    index = IndexSpec(kind=embed_kind, bits=bits, shard_size=shard_size)
-    return index, migrate_search_dict(old)
+    return IndexSpec(kind=embed_kind, bits=bits, shard_size=shard_size), search_from_dict(old)
 
 
-def migrate_search_dict(old: dict) -> SearchSettings:
-    """Old `SearchSettings` fields (config.json or a workspace.json index entry) as a new SearchSettings.
+def search_from_dict(data: dict) -> SearchSettings:
+    """A SearchSettings from `to_dict`'s output, or from an old mixed dict (config.json, a workspace.json entry).
 
-    Drops the build fields (kind, shard_size) and, in mode topk, the cutoff the old top-k search ignored.
+    An old dict is one holding a build key (kind, shard_size): those are dropped, and so is its cutoff in
+    mode topk (the old top-k search ignored it; now it would filter by exact cosine).
     """
-    fields = {f.name for f in dataclasses.fields(SearchSettings)}
-    values = {k: v for k, v in old.items() if k in fields}
+    if not any(key in data for key in OLD_BUILD_KEYS):
+        return SearchSettings.from_dict(data)
+    values = {key: value for key, value in data.items() if key not in OLD_BUILD_KEYS}
     if values.get("mode", "topk") != "cutoff":
         values.pop("cutoff", None)
-    return SearchSettings(**values)
+    return SearchSettings.from_dict(values)
 
 
 def _parse(kind: type | str, text: str, key: str) -> Any:
