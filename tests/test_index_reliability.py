@@ -11,6 +11,8 @@ import pytest
 
 from eproduct_core.index import build_index, open_index, verify_index
 from eproduct_core.index_format import recover
+from eproduct_core.search import search
+from eproduct_core.settings import SearchSettings as S
 
 CHILD = textwrap.dedent("""
     import sys, time
@@ -52,7 +54,7 @@ def _assert_sound(path, expected_size, x=None):
     assert index.size == expected_size
     assert verify_index(path) == []
     if x is not None:
-        assert index.search(x[:3], k=1)[0].ids == ["old0"]
+        assert search(index, x[:3], S(k=1))[0].ids == ["old0"]
 
 
 def test_sigkill_during_builds_leaves_the_previous_index_intact(old_index):

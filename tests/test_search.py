@@ -5,7 +5,9 @@ import pytest
 
 from eproduct_core import lsh
 from eproduct_core.errors import EproductError
-from eproduct_core.index import build_index, open_index
+from eproduct_core.index import build_index, open_index, unit_float16
+from eproduct_core.search import explain, search
+from eproduct_core.settings import SearchSettings as S
 
 
 def clustered(n=1200, d=32, seed=0, spread=0.15):
@@ -48,7 +50,7 @@ def test_sharded_exact_hamming_ranking_equals_brute_force(built, data, bits):
     one, many = built
     assert len(many.manifest["shards"]) == 50
     for index in (one, many):
-        results = index.search(q, bits=bits, k=30, rerank=0, probe_bits=bits)
+        results = search(index, q, S(bits=bits, k=30, rerank=0, probe_bits=bits))
         for i, result in enumerate(results):
             rows, dist = brute_force_hamming(index, x, q[i], bits, 30)
             np.testing.assert_array_equal(result.rows, rows)
@@ -66,7 +68,7 @@ def test_one_shard_and_fifty_shards_agree_in_every_mode(built, data):
         {"bits": 48, "rerank": 40, "shortlist": 150, "candidates": 300},
         {"bits": 48, "rerank": 40, "shortlist": 40, "candidates": 100},
     ):
-        for a, b in zip(one.search(q, **options), many.search(q, **options), strict=False):
+        for a, b in zip(search(one, q, S(**options)), search(many, q, S(**options)), strict=False):
             assert a.ids == b.ids
             np.testing.assert_array_equal(a.hamming, b.hamming)
             np.testing.assert_array_equal(a.code_cosine, b.code_cosine)
@@ -78,7 +80,7 @@ def test_seed_cutoff_mode_returns_exactly_what_eq4_admits(built, data):
     _, index = built
     h = lsh.unpack(lsh.encode(x, index.planes), 128)[:, :20].astype(np.int64)
     total = 0
-    for i, result in enumerate(index.search(q, mode="cutoff", bits=20, cutoff=0.1, k=None)):
+    for i, result in enumerate(search(index, q, S(mode="cutoff", bits=20, cutoff=0.1, k=None))):
         hq = lsh.unpack(lsh.encode(q[i : i + 1], index.planes), 128)[0, :20].astype(np.int64)
         c, a, b = h @ hq, h.sum(axis=1), hq.sum()
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -90,15 +92,15 @@ def test_seed_cutoff_mode_returns_exactly_what_eq4_admits(built, data):
         assert result.candidates == len(expected) and result.cosine is None
         total += len(expected)
     assert total > 12  # the near-duplicates are admitted; the test is not vacuous
-    truncated = index.search(q, mode="cutoff", bits=20, cutoff=0.1, k=2)
+    truncated = search(index, q, S(mode="cutoff", bits=20, cutoff=0.1, k=2))
     assert all(len(r.rows) <= 2 for r in truncated)
 
 
 def test_topk_rerank_returns_exact_cosine_order_of_the_candidates(built, data):
     x, q = data
     one, _ = built
-    vectors16 = x.astype(np.float16).astype(np.float32)
-    for i, result in enumerate(one.search(q, k=10, rerank=len(x), probe_bits=128)):
+    vectors16 = unit_float16(x).astype(np.float32)  # what the index stores
+    for i, result in enumerate(search(one, q, S(k=10, rerank=len(x), probe_bits=128))):
         exact = lsh.cosine_distance(q[i], vectors16)
         expected = np.lexsort((np.arange(len(x)), exact))[:10]
         np.testing.assert_array_equal(result.rows, expected)
@@ -108,9 +110,9 @@ def test_topk_rerank_returns_exact_cosine_order_of_the_candidates(built, data):
 def test_exact_rerank_takes_the_weighted_hamming_best_of_the_shortlist(built, data):
     x, q = data
     one, _ = built
-    vectors16 = x.astype(np.float16).astype(np.float32)
+    vectors16 = unit_float16(x).astype(np.float32)  # what the index stores
     words = lsh.to_words(lsh.encode(x, one.planes))
-    for i, result in enumerate(one.search(q, bits=96, k=10, rerank=40, shortlist=len(x), probe_bits=96)):
+    for i, result in enumerate(search(one, q, S(bits=96, k=10, rerank=40, shortlist=len(x), probe_bits=96))):
         weighted = lsh.weighted_hamming(one.project(q[i : i + 1])[0], words, 96)
         reranked = np.lexsort((np.arange(len(x)), weighted))[:40]
         exact = lsh.cosine_distance(q[i], vectors16[reranked])
@@ -121,8 +123,8 @@ def test_exact_rerank_takes_the_weighted_hamming_best_of_the_shortlist(built, da
 def test_a_shortlist_no_longer_than_the_rerank_skips_the_weighted_stage(built, data):
     x, q = data
     one, _ = built
-    vectors16 = x.astype(np.float16).astype(np.float32)
-    for i, result in enumerate(one.search(q, bits=96, k=10, rerank=40, shortlist=40, probe_bits=96)):
+    vectors16 = unit_float16(x).astype(np.float32)  # what the index stores
+    for i, result in enumerate(search(one, q, S(bits=96, k=10, rerank=40, shortlist=40, probe_bits=96))):
         rows, _ = brute_force_hamming(one, x, q[i], 96, 40)
         exact = lsh.cosine_distance(q[i], vectors16[rows])
         np.testing.assert_array_equal(result.rows, rows[np.lexsort((rows, exact))][:10])
@@ -131,7 +133,7 @@ def test_a_shortlist_no_longer_than_the_rerank_skips_the_weighted_stage(built, d
 def test_default_search_finds_the_near_duplicates(built, data):
     x, q = data
     one, _ = built
-    results = one.search(q, k=4)
+    results = search(one, q, S(k=4))
     for i, result in enumerate(results):
         assert result.cosine is not None and np.all(np.diff(result.cosine) >= 0)
         group = {f"item{r}" for r in range(i % 300, len(x), 300)}
@@ -141,9 +143,9 @@ def test_default_search_finds_the_near_duplicates(built, data):
 def test_topk_cutoff_filters_on_exact_cosine_or_code_cosine(built, data):
     _, q = data
     one, _ = built
-    for result in one.search(q, k=10, rerank=50, cutoff=0.05):
+    for result in search(one, q, S(k=10, rerank=50, cutoff=0.05)):
         assert len(result.rows) < 10 and np.all(result.cosine < 0.05)
-    for result in one.search(q, k=10, rerank=0, cutoff=0.2):
+    for result in search(one, q, S(k=10, rerank=0, cutoff=0.2)):
         assert np.all(result.code_cosine < 0.2)
 
 
@@ -152,8 +154,8 @@ def test_hash_length_change_needs_no_rebuild(tmp_path, data):
     long_index = open_index(build_index(x, None, tmp_path / "long", bits=256, seed=3))
     short_index = open_index(build_index(x, None, tmp_path / "short", bits=24, seed=3))
     for a, b in zip(
-        long_index.search(q, bits=24, rerank=0, k=20, probe_bits=24),
-        short_index.search(q, k=20, rerank=0),
+        search(long_index, q, S(bits=24, rerank=0, k=20, probe_bits=24)),
+        search(short_index, q, S(k=20, rerank=0)),
         strict=False,
     ):
         assert a.ids == b.ids
@@ -163,18 +165,18 @@ def test_hash_length_change_needs_no_rebuild(tmp_path, data):
 def test_explain_ranks_and_thresholds_agree_with_search(built, data):
     _, q = data
     one, _ = built
-    result = one.search(q[:1], bits=64, k=40, rerank=0, probe_bits=64)[0]
+    result = search(one, q[:1], S(bits=64, k=40, rerank=0, probe_bits=64))[0]
     rows = result.rows[[0, 5, 39]]
-    for position, info in zip([0, 5, 39], one.explain(q[0], rows, bits=64, cutoff=0.1), strict=False):
+    for position, info in zip([0, 5, 39], explain(one, q[0], rows, S(bits=64, cutoff=0.1)), strict=False):
         assert info.hamming_rank == position
         assert info.hamming == result.hamming[position]
         assert info.code_cosine == pytest.approx(result.code_cosine[position])
         assert info.shard == 0 and info.id == result.ids[position]
         if info.shortest_bits is not None:
-            admitted = one.search(q[:1], mode="cutoff", bits=info.shortest_bits, cutoff=0.1, k=None)[0]
+            admitted = search(one, q[:1], S(mode="cutoff", bits=info.shortest_bits, cutoff=0.1, k=None))[0]
             assert info.row in admitted.rows
             if info.shortest_bits > 1:
-                earlier = one.search(q[:1], mode="cutoff", bits=info.shortest_bits - 1, cutoff=0.1, k=None)[0]
+                earlier = search(one, q[:1], S(mode="cutoff", bits=info.shortest_bits - 1, cutoff=0.1, k=None))[0]
                 assert info.row not in earlier.rows
 
 
@@ -182,19 +184,19 @@ def test_queries_of_another_dim_or_kind_are_refused(built, data):
     _, q = data
     one, _ = built
     with pytest.raises(EproductError, match=r"dimension 31 .*dimension 32"):
-        one.search(q[:, :31])
+        search(one, q[:, :31], S())
     with pytest.raises(EproductError, match=r"'metric' embeddings .*'external' embeddings"):
         one.check_compatible("metric", 32)
     one.check_compatible("external", 32)
-    with pytest.raises(EproductError, match="bits must be between"):
-        one.search(q, bits=129)
+    with pytest.raises(EproductError, match="bits = 129: must be between 1 and the index.s stored 128"):
+        search(one, q, S(bits=129))
 
 
 def test_parallel_queries_equal_serial(built, data):
     _, q = data
     one, _ = built
     many = np.concatenate([q] * 12)  # 144 queries: three parts over two threads (search.PART_QUERIES)
-    for a, b in zip(one.search(many, threads=2), one.search(many, threads=1), strict=False):
+    for a, b in zip(search(one, many, S(), threads=2), search(one, many, S(), threads=1), strict=False):
         assert a.ids == b.ids
 
 
@@ -260,7 +262,7 @@ def test_compiled_and_numpy_kernels_return_the_same_results(built, data):
         one.kernel = kernel
         try:
             results[kernel] = [
-                one.search(q, **options)
+                search(one, q, S(**options))
                 for options in (
                     {},
                     {"bits": 100, "rerank": 30, "shortlist": 200, "candidates": 400, "probe_bits": 64},
@@ -283,12 +285,12 @@ def test_search_without_numba_falls_back_to_numpy_with_the_same_results(built, d
 
     _, q = data
     one, _ = built
-    compiled = one.search(q, k=10)
+    compiled = search(one, q, S(k=10))
     monkeypatch.setattr(search_kernels, "_kernels", None)  # as if `import numba` had failed
     monkeypatch.setattr(search_kernels, "_kernels_checked", True)
     monkeypatch.setattr(search_kernels, "_prepared", False)
     assert not search_kernels.prepare()
-    for a, b in zip(one.search(q, k=10, threads=2), compiled, strict=False):
+    for a, b in zip(search(one, q, S(k=10), threads=2), compiled, strict=False):
         assert a.ids == b.ids
         np.testing.assert_allclose(a.cosine, b.cosine, atol=1e-6)
 
@@ -299,10 +301,10 @@ def test_probed_search_is_consistent_and_close_to_exact(built, data, kernel):
     one, _ = built
     one.kernel = kernel
     try:
-        probed = one.search(q, k=20, rerank=0, probe_bits=64, candidates=200)
+        probed = search(one, q, S(k=20, rerank=0, probe_bits=64, candidates=200))
     finally:
         one.kernel = "auto"
-    exact = one.search(q, k=20, rerank=0, probe_bits=128)
+    exact = search(one, q, S(k=20, rerank=0, probe_bits=128))
     overlap = []
     for i, (a, b) in enumerate(zip(probed, exact, strict=False)):
         rows, dist = brute_force_hamming(one, x, q[i], 128, len(x))
