@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .search import explain, resolve, search
+from .search import explain, search
 from .settings import SearchSettings
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,6 @@ def distance_table(
     # code cosine lies in [0, 1], so cutoff 1.5 admits every item, ranked by code cosine
     ranking = SearchSettings(mode="cutoff", cutoff=1.5) if nearest_by == "code_cosine" else SearchSettings()
     ranking = ranking.replace(bits=bits, rerank=0)
-    bits = resolve(index, ranking).bits
     row_of = index.row_numbers()
     rows = []
     vectors = np.asarray(query_vectors, dtype=np.float32)
@@ -68,7 +67,7 @@ def distance_table(
         match_rows = [row_of[i] for i in sorted(truth) if i in row_of]
         found = search(index, vector[None, :], ranking.replace(k=len(truth) + nonmatches))[0]
         near = [(int(r), i) for r, i in zip(found.rows, found.ids, strict=False) if i not in truth][:nonmatches]
-        rows += _explained(index, vector, query_id, "match", match_rows, [np.nan] * len(match_rows), bits)
+        rows += _explained(index, vector, query_id, "match", match_rows, [np.nan] * len(match_rows), ranking)
         rows += _explained(
             index,
             vector,
@@ -76,16 +75,16 @@ def distance_table(
             "non-match",
             [r for r, _ in near],
             [rank for rank, _ in enumerate(near, start=1)],
-            bits,
+            ranking,
         )
     return pd.DataFrame(rows, columns=TABLE_COLUMNS)
 
 
-def _explained(index, vector, query_id, pair, rows, ranks, bits) -> list[dict]:
+def _explained(index, vector, query_id, pair, rows, ranks, settings: SearchSettings) -> list[dict]:
     if not rows:
         return []
     out = []
-    for rank, info in zip(ranks, explain(index, vector, np.asarray(rows, dtype=np.int64), bits=bits), strict=False):
+    for rank, info in zip(ranks, explain(index, vector, np.asarray(rows, dtype=np.int64), settings), strict=False):
         out.append(
             {
                 "query_id": str(query_id),

@@ -78,8 +78,7 @@ def why_missed(
     row_of = index.row_numbers()
     present = sorted(i for i in truth if i in row_of)
     resolved = resolve(index, settings)
-    within = {} if resolved.cutoff is None else {"cutoff": resolved.cutoff}
-    explained = explain(index, query, [row_of[i] for i in present], bits=resolved.bits, **within)
+    explained = explain(index, query, [row_of[i] for i in present], settings)
     lengths = [b for b in bit_lengths if b <= index.bits]
     by_bits = {b: set(_ids_found(index, query, settings.replace(bits=b))) for b in lengths}
     rows = [_row(index, query, info, rank_of.get(info.id), settings, resolved, by_bits) for info in explained]
