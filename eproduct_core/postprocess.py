@@ -119,6 +119,13 @@ def _neighbours(rank: np.ndarray, k: int) -> np.ndarray:
     return rank < k
 
 
+def kreciprocal_distance(
+    query: np.ndarray, candidates: np.ndarray, k1: int = 20, k2: int = 6, lam: float = 0.3
+) -> np.ndarray:
+    """k-reciprocal distance of one query (d,) to each of its candidate rows (m, d) (see `k_reciprocal_rerank`)."""
+    return _local_rerank(np.vstack([normalize(query[None]), normalize(candidates)]), k1, k2, lam)
+
+
 def _local_rerank(local: np.ndarray, k1: int, k2: int, lam: float) -> np.ndarray:
     """Final distance of the query (row 0 of `local`) to each other row, k-reciprocal style."""
     m = len(local)

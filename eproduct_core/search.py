@@ -15,6 +15,11 @@ Modes, at hash length `bits` (any prefix of the stored codes; default the stored
   with shortlist <= rerank, stage 3 is skipped: the exact re-rank takes the `rerank` best by Hamming.
   Stages 1-4 run as one compiled, GIL-free call per batch of queries (search_kernels.reranked).
   An optional `cutoff` keeps results with exact cosine distance < cutoff (code cosine when rerank=0).
+- post-processing (settings whiten / query_expansion / dba / kreciprocal, postprocess.py), a final stage
+  on a top-k search: the top POST_DEPTH rows of the search above are re-scored on their stored vectors,
+  PCA-whitened (a whitening fitted once per opened index on its stored vectors), averaged with their
+  top-`dba` neighbours among those rows (DBA, local to the candidates), against an alpha-expanded
+  query (QE over its top `query_expansion`), and ranked by k-reciprocal or plain cosine distance.
 - "cutoff" (the seed pipeline's): every item whose code cosine distance (eq. 4, see lsh.py) is
   < `cutoff`, ranked by that distance; `k` truncates (k=None keeps all). With rerank=R > 0 the
   first R admitted items are re-ranked by exact cosine.
@@ -23,13 +28,14 @@ Ties are broken by row number everywhere, so results are deterministic and shard
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
-from . import lsh, search_kernels
+from . import lsh, postprocess, search_kernels
 from .errors import EproductError
 from .index_store import Index
 from .settings import (
@@ -41,6 +47,9 @@ from .settings import (
     SearchSettings,
 )
 
+POST_DEPTH = 100  # rows the post-processing stage re-scores (k-reciprocal re-ranks the top 100)
+WHITEN_SAMPLE = 100_000  # stored rows (seeded sample) a whitening is fitted on
+_WHITENINGS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # opened index -> (mean, projection)
 PART_QUERIES = 64  # queries per part when a batch is split over threads (16-300 measured alike, 64 a little best)
 
 
@@ -301,6 +310,8 @@ def search(index: Index, queries: np.ndarray, settings: SearchSettings, *, threa
             f"Query row {bad} holds NaN or infinite values: no distance to it means anything. "
             "Embed that query again (a corrupt image or a diverged model gives these)."
         )
+    if _post_on(settings):
+        return _postprocessed(index, queries, settings, threads)
     plan = _plan(index, settings)
     projections = index.project(queries)
     qwords = lsh.to_words(lsh.pack(projections > 0))
@@ -314,6 +325,65 @@ def search(index: Index, queries: np.ndarray, settings: SearchSettings, *, threa
             )
             return [result for chunk in chunks for result in chunk]
     return _search_many(index, queries, qwords, projections, plan)
+
+
+def _post_on(settings: SearchSettings) -> bool:
+    return bool(settings.whiten or settings.query_expansion or settings.dba or settings.kreciprocal)
+
+
+def _whitening(index: Index) -> tuple[np.ndarray, np.ndarray]:
+    """PCA-whitening fitted on the index's stored vectors (a seeded sample of WHITEN_SAMPLE rows), once."""
+    if index not in _WHITENINGS:
+        rows = np.arange(index.size)
+        if len(rows) > WHITEN_SAMPLE:
+            rows = np.sort(np.random.default_rng(0).choice(len(rows), WHITEN_SAMPLE, replace=False))
+        _WHITENINGS[index] = postprocess.fit_whitening(np.asarray(index.vectors[rows], np.float32))
+    return _WHITENINGS[index]
+
+
+def _postprocessed(index: Index, queries: np.ndarray, settings: SearchSettings, threads: int) -> list[SearchResult]:
+    """The post-processing stage (module doc) over the top POST_DEPTH rows of the same search without it."""
+    if settings.mode != "topk" or settings.k is None:
+        raise EproductError("Post-processing (whiten, query_expansion, dba, kreciprocal) needs mode 'topk' with k.")
+    if not index.has_vectors:
+        raise EproductError(
+            f"Post-processing re-scores stored vectors, but index {index.path} was built without them: "
+            "rebuild it with vectors or turn whiten/query_expansion/dba/kreciprocal off."
+        )
+    k = settings.k
+    base = settings.replace(
+        k=max(POST_DEPTH, k), cutoff=None, whiten=False, query_expansion=0, dba=0, kreciprocal=False
+    )
+    whitening = _whitening(index) if settings.whiten else None
+    out = []
+    for query, found in zip(queries, search(index, queries, base, threads=threads), strict=True):
+        rows = found.rows
+        q, x = postprocess.normalize(query[None]), postprocess.normalize(np.asarray(index.vectors[rows], np.float32))
+        if whitening is not None:
+            q, x = postprocess.apply_whitening(q, *whitening), postprocess.apply_whitening(x, *whitening)
+        if settings.dba:
+            x = postprocess.database_augmentation(x, settings.dba)
+        if settings.query_expansion:
+            q = postprocess.query_expansion(q, x, settings.query_expansion)
+        if settings.kreciprocal:
+            distance = postprocess.kreciprocal_distance(q[0], x).astype(np.float64)
+        else:
+            distance = 1.0 - (x @ q[0]).astype(np.float64)
+        order = _order(distance, rows)
+        if settings.cutoff is not None:
+            order = order[distance[order] < settings.cutoff]
+        order = order[:k]
+        out.append(
+            SearchResult(
+                index.ids(rows[order]),
+                rows[order].astype(np.int64),
+                found.hamming[order],
+                found.code_cosine[order],
+                distance[order],
+                found.candidates,
+            )
+        )
+    return out
 
 
 def _search_many(index: Index, queries, qwords, projections, plan: _Plan) -> list[SearchResult]:

@@ -84,3 +84,39 @@ def test_postprocess_settings_round_trip_and_validate():
         SearchSettings(query_expansion=-1)
     with pytest.raises(EproductError, match="dba"):
         SearchSettings(dba=True)
+
+
+def test_search_post_processing_stage_matches_the_pure_functions(tmp_path):
+    """search.search with post-processing settings = the pure functions on the top POST_DEPTH rows."""
+    from conftest import noisy_product_index
+
+    from eproduct_core.search import POST_DEPTH, search
+
+    index, queries, query_ids, truth = noisy_product_index(
+        tmp_path / "ix", seed=3, products=20, dim=32, noise=0.6, distractors=300, shard_size=128
+    )
+    plain = SearchSettings(k=10, rerank=POST_DEPTH)
+    base = search(index, queries, plain.replace(k=POST_DEPTH))
+    vectors = np.asarray(index.vectors, np.float32)
+    mean, projection = postprocess.fit_whitening(vectors)
+    for changes in ({"query_expansion": 2}, {"whiten": True}, {"dba": 3}, {"kreciprocal": True}):
+        found = search(index, queries, plain.replace(**changes))
+        for query, result, first in zip(queries, found, base, strict=True):
+            q = postprocess.normalize(query[None])
+            x = postprocess.normalize(vectors[first.rows])
+            if changes.get("whiten"):
+                q, x = (
+                    postprocess.apply_whitening(q, mean, projection),
+                    postprocess.apply_whitening(x, mean, projection),
+                )
+            x = postprocess.database_augmentation(x, changes.get("dba", 0))
+            q = postprocess.query_expansion(q, x, changes.get("query_expansion", 0))
+            if changes.get("kreciprocal"):
+                distance = postprocess.kreciprocal_distance(q[0], x)
+            else:
+                distance = 1 - x @ q[0]
+            expected = first.rows[np.lexsort((first.rows, distance))][:10]
+            assert result.rows.tolist() == expected.tolist(), changes
+            assert len(result.ids) == 10 and np.all(np.diff(result.cosine) >= 0)
+    with pytest.raises(EproductError, match="topk"):
+        search(index, queries, SearchSettings(mode="cutoff", k=10, query_expansion=2))
