@@ -180,3 +180,25 @@ def test_cli_fashion_mnist(tmp_path, capsys):
     assert main(["catalog", "validate", str(out)]) == 0
     assert main(["catalog", "fashion-mnist", str(tmp_path / "x"), "--views", "5"]) == 2
     assert "views must be 1..4" in capsys.readouterr().err
+
+
+def test_field_photo_model_keeps_the_split_and_changes_only_query_and_index_photos(fm_catalog, tmp_path, capsys):
+    from eproduct_core.cli import main
+
+    out = tmp_path / "field"
+    argv = ["catalog", "fashion-mnist", str(out), "--photo-model", "field", "--source", str(SOURCE)]
+    argv += ["--train-per-class", "30", "--queries", "20", "--distractors", "40", "--seed", "3"]
+    assert main(argv) == 0
+    assert "field photos" in capsys.readouterr().out
+    assert validate_catalog(out) == []
+    for name in ("train.csv", "val.csv", "query.csv", "index.csv", "groundtruth.csv"):
+        assert filecmp.cmp(fm_catalog / name, out / name, shallow=False), name
+    field, studio = read_catalog(out), read_catalog(fm_catalog)
+    first_train = field.train["path"].iat[0]
+    assert filecmp.cmp(studio.image_path(first_train), field.image_path(first_train), shallow=False)
+    query = field.query["path"].iat[0]
+    colour = np.asarray(load_image(field.image_path(query)), float)
+    assert colour.shape == (56, 56, 3) and np.abs(colour[..., 0] - colour[..., 2]).mean() > 3
+    assert np.abs(colour.mean(axis=2) - _gray(studio, query)).mean() > 10
+    with pytest.raises(EproductError, match="photo_model"):
+        make_fashion_mnist_catalog(tmp_path / "bad", photo_model="phone", **SMALL)
