@@ -345,8 +345,10 @@ def best_rows(table: Table, catalogs, columns, work: Path, given: dict[str, str 
         stats = run_stats(run_dir)
         config = stats["config"]
         kind = config["embed_kind"]
+        images = config.get("max_train_images") or "all"
         label = (
-            f"best preset ({config['backbone']}, {config['image_size']} px, {stats['epochs']} ep, "
+            f"best preset ({config['backbone']}, {config['image_size']} px, {stats['epochs']} ep on {images} "
+            f"train images, "
             f"{config.get('augment')} augment, test-time {config.get('embed_tta', 'none')}), `{kind}`"
         )
         slot = 0 if split == "fmnist" else 1
@@ -382,6 +384,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.add_argument(
             f"--best-run-{split}", metavar="DIR", help=f"reuse a finished best run ({split} train split)"
         )
+    parser.add_argument("--best-splits", default="fmnist,synth", help="train splits to give a best row (fmnist, synth)")
     parser.add_argument("--frozen-sizes", default="64,96,128", help="frozen Lite0 input sizes (default 64,96,128)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for the best preset")
     parser.add_argument("--columns", default=",".join(COLUMNS), help="comma list of columns to measure")
@@ -404,6 +407,10 @@ def main(argv: list[str] | None = None) -> int:
     if "best" not in skip:
         overrides = dict(item.split("=", 1) for item in args.set)
         given = {"fmnist": args.best_run_fmnist, "synth": args.best_run_synth}
+        wanted = set(args.best_splits.split(","))
+        for split in sorted(set(given) - wanted):
+            table.notes.append(f"best on {split}: not run (left out with --best-splits).")
+        given = {split: run for split, run in given.items() if split in wanted}
         best_rows(table, catalogs, columns, work, given, overrides, skip)
     print(table.text())
     return 0

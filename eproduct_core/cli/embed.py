@@ -30,6 +30,7 @@ def _embed(args: argparse.Namespace) -> int:
         progress=progress,
         strict=args.strict,
         workers=args.workers,
+        tta=args.tta,
     )
     bar.close()
     print(f"embeddings written to {out} (part {part[0]}/{part[1]})")
@@ -46,6 +47,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes for decoding")
+    parser.add_argument(
+        "--tta",
+        choices=["none", "flip"],
+        default=None,
+        help="test-time augmentation: flip averages each penultimate/metric vector with its mirror's "
+        "(default: the run's embed_tta)",
+    )
     parser.add_argument(
         "--part",
         default=None,
