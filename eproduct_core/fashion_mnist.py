@@ -272,7 +272,7 @@ def _write_images(
 ) -> None:
     for done, (relative, item, view) in enumerate(jobs, start=1):
         if view is None:
-            image = Image.fromarray(item).resize((IMAGE_PX, IMAGE_PX), Image.BICUBIC)
+            image = Image.fromarray(item).resize((IMAGE_PX, IMAGE_PX), Image.Resampling.BICUBIC)
         else:
             image = photo_view(photo_model, item, seed, view[0], view[1])
         path = out / relative

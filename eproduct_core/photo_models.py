@@ -34,7 +34,7 @@ def studio_view(item: np.ndarray, product_rng: np.random.Generator, view_rng: np
     """One mild, realistic grayscale view: affine warp, scale, shift, brightness/contrast, blur, noise."""
     del product_rng  # the studio camera has no per-product parameters
     rng = view_rng
-    big = Image.fromarray(item).resize((WORK_PX, WORK_PX), Image.BICUBIC)
+    big = Image.fromarray(item).resize((WORK_PX, WORK_PX), Image.Resampling.BICUBIC)
     angle = math.radians(rng.uniform(-8, 8))
     shear, scale = rng.uniform(-0.06, 0.06), rng.uniform(0.9, 1.1)
     shift = rng.uniform(-0.06, 0.06, size=2) * WORK_PX
@@ -46,8 +46,10 @@ def studio_view(item: np.ndarray, product_rng: np.random.Generator, view_rng: np
     inverse = np.linalg.inv(forward)
     centre = np.array([WORK_PX / 2, WORK_PX / 2])
     offset = centre - inverse @ (centre + shift)
-    warped = big.transform(big.size, Image.AFFINE, (*inverse[0], offset[0], *inverse[1], offset[1]), Image.BILINEAR)
-    pixels = np.asarray(warped.resize((IMAGE_PX, IMAGE_PX), Image.BILINEAR), float)
+    warped = big.transform(
+        big.size, Image.Transform.AFFINE, (*inverse[0], offset[0], *inverse[1], offset[1]), Image.Resampling.BILINEAR
+    )
+    pixels = np.asarray(warped.resize((IMAGE_PX, IMAGE_PX), Image.Resampling.BILINEAR), np.float64)
     pixels = (pixels - pixels.mean()) * rng.uniform(0.8, 1.2) + pixels.mean() * rng.uniform(0.8, 1.2)
     pixels += rng.normal(0, rng.uniform(0, 4), size=pixels.shape)
     image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "L")
@@ -78,7 +80,9 @@ def _backdrop(rng: np.random.Generator) -> np.ndarray:
         mix = ((np.floor(xs / period) + np.floor(ys / period)) % 2).astype(float)
     else:  # blotches: a coarse random field, smoothly upsampled
         coarse = rng.uniform(0, 1, (6, 6))
-        mix = np.asarray(Image.fromarray((coarse * 255).astype(np.uint8)).resize((WORK_PX, WORK_PX), Image.BICUBIC))
+        mix = np.asarray(
+            Image.fromarray((coarse * 255).astype(np.uint8)).resize((WORK_PX, WORK_PX), Image.Resampling.BICUBIC)
+        )
         mix = mix / 255.0
     return tone_a * mix[..., None] + tone_b * (1 - mix[..., None])
 
@@ -89,23 +93,25 @@ def _perspective_coefficients(source: np.ndarray, target: np.ndarray) -> tuple[f
     for (x, y), (u, v) in zip(target, source, strict=True):
         rows.append([x, y, 1, 0, 0, 0, -u * x, -u * y])
         rows.append([0, 0, 0, x, y, 1, -v * x, -v * y])
-    solution = np.linalg.solve(np.array(rows, float), source.reshape(-1).astype(float))
+    solution = np.linalg.solve(np.array(rows, np.float64), source.reshape(-1).astype(float))
     return tuple(float(c) for c in solution)
 
 
 def _place(layer: Image.Image, rng: np.random.Generator) -> Image.Image:
     """Mirror (half the time), rotate +-35 deg, scale 0.7-1.0, then a random perspective warp."""
     if rng.random() < 0.5:
-        layer = layer.transpose(Image.FLIP_LEFT_RIGHT)
-    layer = layer.rotate(rng.uniform(-35, 35), resample=Image.BICUBIC, expand=False)
+        layer = layer.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    layer = layer.rotate(rng.uniform(-35, 35), resample=Image.Resampling.BICUBIC, expand=False)
     side = max(8, int(WORK_PX * rng.uniform(0.75, 1.0)))
-    small = layer.resize((side, side), Image.BICUBIC)
+    small = layer.resize((side, side), Image.Resampling.BICUBIC)
     canvas = Image.new(layer.mode, (WORK_PX, WORK_PX), (0,) * len(layer.getbands()))
     corner = rng.integers(0, WORK_PX - side + 1, size=2)
     canvas.paste(small, (int(corner[0]), int(corner[1])))
-    square = np.array([[0, 0], [WORK_PX, 0], [WORK_PX, WORK_PX], [0, WORK_PX]], float)
+    square = np.array([[0, 0], [WORK_PX, 0], [WORK_PX, WORK_PX], [0, WORK_PX]], np.float64)
     moved = square + rng.uniform(-0.1, 0.1, size=(4, 2)) * WORK_PX
-    return canvas.transform(canvas.size, Image.PERSPECTIVE, _perspective_coefficients(square, moved), Image.BICUBIC)
+    return canvas.transform(
+        canvas.size, Image.Transform.PERSPECTIVE, _perspective_coefficients(square, moved), Image.Resampling.BICUBIC
+    )
 
 
 def _occlude(image: Image.Image, rng: np.random.Generator) -> None:
@@ -128,13 +134,13 @@ def field_view(item: np.ndarray, product_rng: np.random.Generator, view_rng: np.
     """A hard, independent "field" photo of one item (see the module docstring); RGB."""
     colour = _product_colour(product_rng)
     rng = view_rng
-    big = np.asarray(Image.fromarray(item).resize((WORK_PX, WORK_PX), Image.BICUBIC), float) / 255.0
+    big = np.asarray(Image.fromarray(item).resize((WORK_PX, WORK_PX), Image.Resampling.BICUBIC), np.float64) / 255.0
     shade = np.clip(big, 0, 1)
     product = np.clip(shade[..., None] * colour * 1.25, 0, 1)
     alpha = np.clip(shade * 3.0, 0, 1)  # Fashion-MNIST items are bright on black: brightness is the mask
     rgba = np.dstack([product, alpha])
     layer = _place(Image.fromarray((rgba * 255).astype(np.uint8), "RGBA"), rng)
-    placed = np.asarray(layer, float) / 255.0
+    placed = np.asarray(layer, np.float64) / 255.0
     mask = placed[..., 3:4]
     light = rng.uniform(0.7, 1.2)
     photo = (placed[..., :3] * mask + _backdrop(rng) * (1 - mask)) * light
@@ -142,7 +148,7 @@ def field_view(item: np.ndarray, product_rng: np.random.Generator, view_rng: np.
     if rng.random() < 0.4:
         _occlude(image, rng)
     low = int(rng.integers(24, 41))
-    image = image.resize((low, low), Image.BILINEAR).resize((IMAGE_PX, IMAGE_PX), Image.BICUBIC)
+    image = image.resize((low, low), Image.Resampling.BILINEAR).resize((IMAGE_PX, IMAGE_PX), Image.Resampling.BICUBIC)
     buffer = io.BytesIO()
     image.save(buffer, "JPEG", quality=int(rng.integers(12, 36)))
     buffer.seek(0)
