@@ -333,8 +333,8 @@ def explain(index: Index, query: np.ndarray, rows: Sequence[int], settings: Sear
     cutoff = SEED_CUTOFF if plan.cutoff is None else plan.cutoff
     query = np.asarray(query).ravel()
     index.check_compatible(None, query.shape[0])
-    rows = np.asarray(rows, dtype=np.int64).ravel()
-    if len(rows) and (rows.min() < 0 or rows.max() >= index.size):
+    wanted = np.asarray(rows, dtype=np.int64).ravel()
+    if len(wanted) and (wanted.min() < 0 or wanted.max() >= index.size):
         raise EproductError(f"Rows must be between 0 and {index.size - 1}.")
     projections = index.project(query[None, :])[0]
     qwords = lsh.to_words(lsh.pack(projections[None, :] > 0))[0]
@@ -342,19 +342,19 @@ def explain(index: Index, query: np.ndarray, rows: Sequence[int], settings: Sear
     weighted = search_kernels.rows_weighted(index.words, np.arange(index.size), projections, bits, index.kernel)
     prefix_dist = _hamming_rows(index, qwords, None, probe_bits)
     qbits = lsh.unpack(lsh.encode(query[None, :], index.planes), index.bits)[0, :bits].astype(np.int64)
-    rbits = lsh.unpack(lsh.prefix(_row_codes(index, rows), index.bits), index.bits)[:, :bits].astype(np.int64)
+    rbits = lsh.unpack(lsh.prefix(_row_codes(index, wanted), index.bits), index.bits)[:, :bits].astype(np.int64)
     both, weights, qweights = np.cumsum(rbits & qbits, axis=1), np.cumsum(rbits, axis=1), np.cumsum(qbits)[None, :]
     per_length = lsh.code_cosine_from_counts(both, weights, qweights)
     admitted = lsh.below_cutoff(both, weights, qweights, cutoff)  # (rows, lengths), decided exactly
     if index.has_vectors:
-        cosine: list[float | None] = list(search_kernels.rows_cosine(index.vectors, rows, query, index.kernel))
+        cosine: list[float | None] = list(search_kernels.rows_cosine(index.vectors, wanted, query, index.kernel))
     else:
-        cosine = [None] * len(rows)
-    shards = index.shard_of(rows)
+        cosine = [None] * len(wanted)
+    shards = index.shard_of(wanted)
     out = []
-    for i, row in enumerate(rows):
+    for i, row in enumerate(wanted):
         d, p, w = all_dist[row], prefix_dist[row], weighted[row]
-        admits = np.flatnonzero(admitted[i])
+        admits, exact = np.flatnonzero(admitted[i]), cosine[i]
         out.append(
             RowExplanation(
                 row=int(row),
@@ -362,7 +362,7 @@ def explain(index: Index, query: np.ndarray, rows: Sequence[int], settings: Sear
                 shard=int(shards[i]),
                 hamming=int(d),
                 code_cosine=float(per_length[i, -1]),
-                cosine=None if cosine[i] is None else float(cosine[i]),
+                cosine=None if exact is None else float(exact),
                 hamming_rank=int(np.count_nonzero(all_dist < d) + np.count_nonzero(all_dist[:row] == d)),
                 weighted_rank=int(np.count_nonzero(weighted < w) + np.count_nonzero(weighted[:row] == w)),
                 probe_rank=int(np.count_nonzero(prefix_dist < p) + np.count_nonzero(prefix_dist[:row] == p)),
