@@ -55,7 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--index", help="index folder; default: embed the index split and build one in RUN/cache/")
     parser.add_argument("--out", required=True, help="submission file to write")
     parser.add_argument("--kind", help="embedding kind of a built index and the queries (default: the run's)")
-    parser.add_argument("--shard-size", type=int, help="rows per shard of a built index (default: the run's, 8000)")
+    parser.add_argument("--shard-size", type=int, help="rows per shard of a built index (default: the run's)")
     parser.add_argument("--device", default="auto", help="embedding device: auto, cpu or cuda")
     add_search_flags(parser, "the run preset's")
     parser.set_defaults(func=_submit)
