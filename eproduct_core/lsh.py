@@ -224,7 +224,7 @@ def below_cutoff(both, a, b, cutoff: float) -> np.ndarray:
         p2, q2 = t.numerator**2, t.denominator**2
         big = int(both.max(initial=0)) ** 2 * q2 >= 1 << 62 or int(norm.max(initial=0)) * p2 >= 1 << 62
         if big:  # Python integers: exact for any decimal
-            admitted = (both.astype(object) ** 2 * q2 > norm.astype(object) * p2).astype(bool)
+            admitted = np.asarray(both.astype(object) ** 2 * q2 > norm.astype(object) * p2, dtype=bool)
         else:
             admitted = both * both * q2 > norm * p2
     return np.where(norm > 0, admitted, c > 1)
@@ -260,6 +260,17 @@ def hamming_radius(cutoff: float, bits: int) -> int:
     c = decimal_cutoff(cutoff)
     admitted = [d for d in range(bits + 1) if Fraction(d, bits) < c]
     return admitted[-1] if admitted else -1
+
+
+def bucket_sizes(word0: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """Bucket occupancy of `bits`-bit (1..64) code prefixes, from each code's first word (`to_words`[:, 0]):
+    (items, buckets), ascending in items: `buckets[i]` distinct prefixes are shared by exactly `items[i]` codes."""
+    if not 1 <= bits <= 64:
+        raise ValueError(f"bucket prefixes are 1 to 64 bits; got {bits}")
+    keys = np.asarray(word0, dtype=np.uint64) >> np.uint64(64 - bits)
+    _, counts = np.unique(keys, return_counts=True)
+    items, buckets = np.unique(counts, return_counts=True)
+    return items.astype(np.int64), buckets.astype(np.int64)
 
 
 def code_cosine(query_words: np.ndarray, words: np.ndarray, bits: int) -> np.ndarray:

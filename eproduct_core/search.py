@@ -373,6 +373,16 @@ def explain(index: Index, query: np.ndarray, rows: Sequence[int], settings: Sear
     return out
 
 
+def code_cosines(index: Index, query: np.ndarray, bits: int) -> np.ndarray:
+    """Code cosine distance, eq. (4), from one query (dim,) to every row at hash length `bits` (rows,) float64:
+    the data of the app's "distance to every item" histogram."""
+    query = np.asarray(query, dtype=np.float32).ravel()
+    index.check_compatible(None, query.shape[0])
+    if not 1 <= bits <= index.bits:
+        raise EproductError(f"bits = {bits}: must be between 1 and the index's stored {index.bits}.")
+    return lsh.code_cosine(index.encode(query[None, :])[0], index.words, bits)
+
+
 def _row_codes(index: Index, rows: np.ndarray) -> np.ndarray:
     """Packed uint8 codes of rows, rebuilt from the word view."""
     words = index.words[rows]

@@ -6,16 +6,16 @@ from __future__ import annotations
 
 import re
 
-import numpy as np
 import pandas as pd
 import streamlit as st
 
+from eproduct_core import lsh
 from eproduct_core import workspace as ws
 from eproduct_core.errors import EproductError
+from eproduct_core.lsh import hamming_radius
 from eproduct_core.settings import DEFAULT_SHARD_SIZE, IndexSpec, SearchSettings
 from eproduct_ui import charts, controls, loaders
 from eproduct_ui.state import current_workspace
-from eproduct_ui.views.search import hamming_radius
 
 MAX_BUCKET_BITS = 32  # bucket occupancy is counted on a code prefix of at most this many bits
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -35,10 +35,7 @@ def shard_table(index) -> pd.DataFrame:
 
 def bucket_sizes(index, bits: int) -> pd.DataFrame:
     """items, buckets: how many buckets (distinct `bits`-bit codes) hold each number of items."""
-    bits = min(bits, MAX_BUCKET_BITS, index.bits)
-    keys = index.word0 >> np.uint64(64 - bits)
-    _, counts = np.unique(keys, return_counts=True)
-    items, buckets = np.unique(counts, return_counts=True)
+    items, buckets = lsh.bucket_sizes(index.word0, min(bits, MAX_BUCKET_BITS, index.bits))
     return pd.DataFrame({"items": items, "buckets": buckets})
 
 

@@ -12,9 +12,9 @@ import time
 import numpy as np
 import streamlit as st
 
-from eproduct_core import lsh
 from eproduct_core.errors import EproductError
-from eproduct_core.search import search
+from eproduct_core.lsh import hamming_radius
+from eproduct_core.search import code_cosines, search
 from eproduct_core.settings import SearchSettings
 from eproduct_ui import charts, controls, loaders
 from eproduct_ui.state import current_workspace
@@ -66,19 +66,6 @@ def _query_source(workspace, catalog, index_name: str):
     data = catalog.image_path(catalog.query["path"].iat[position]).read_bytes()
     kind = loaders.index(workspace.index_dir(index_name)).kind
     return loaders.embed_upload(workspace.run_dir(run), kind, data, query_id), query_id, image, query_id
-
-
-def hamming_radius(cutoff: float, bits: int) -> int:
-    """Largest Hamming distance d the cutoff admits between two codes with half their bits set each.
-
-    Then code cosine = d / bits, evaluated here in the same float arithmetic as the search (lsh.py), so
-    float rounding is honoured: at 20 bits the seed's 0.1 admits d = 2 (1 - 9/10 = 0.0999...). -1: none.
-    """
-    half = bits / 2.0
-    hamming = np.arange(bits + 1)
-    distance = lsh.code_cosine_from_counts((bits - hamming) / 2.0, half, half)
-    admitted = hamming[distance < cutoff]
-    return int(admitted.max()) if admitted.size else -1
 
 
 def _grid(catalog, result, truth: set[str], distance: np.ndarray, label: str) -> None:
@@ -152,8 +139,7 @@ def render() -> None:
             st.caption(f"Showing the first {MAX_SHOWN} of {len(result.ids)} matches (sorted by distance).")
         if truth:
             _missed(index, vector, truth, settings)
-        qwords = index.encode(np.asarray(vector, dtype=np.float32)[None, :])[0]
-        every = charts.binned(lsh.code_cosine(qwords, index.words, settings.bits))
+        every = charts.binned(code_cosines(index, vector, settings.bits or index.bits))
         st.altair_chart(
             charts.binned_histogram(
                 every,
