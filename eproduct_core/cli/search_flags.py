@@ -43,19 +43,23 @@ def add_search_flags(parser: argparse.ArgumentParser, default: str) -> None:
         "topk: keep exact cosine distance < cutoff",
     )
     group.add_argument(
-        "--rerank", type=int, help=f"rows re-ranked by exact cosine (0 = off; default {DEFAULT_RERANK} in topk)"
+        "--rerank",
+        type=int,
+        help=f"rows re-ranked by exact cosine (0 = off; default: the index's, else {DEFAULT_RERANK} in topk)",
     )
     group.add_argument(
         "--shortlist",
         type=int,
-        help=f"rows ranked by weighted Hamming to pick the re-ranked ones (default {DEFAULT_SHORTLIST})",
+        help=f"rows ranked by weighted Hamming to pick the re-ranked ones (default: the index's, else {DEFAULT_SHORTLIST})",
     )
     group.add_argument(
         "--probe-bits",
         type=int,
-        help=f"code prefix scanned over every row (default {DEFAULT_PROBE_BITS}; >= bits: exact Hamming)",
+        help=f"code prefix scanned over every row (default: the index's, else {DEFAULT_PROBE_BITS}; >= bits: exact Hamming)",
     )
-    group.add_argument("--candidates", type=int, help=f"rows kept by the prefix scan (default {DEFAULT_CANDIDATES})")
+    group.add_argument(
+        "--candidates", type=int, help=f"rows kept by the prefix scan (default: the index's, else {DEFAULT_CANDIDATES})"
+    )
 
 
 def search_settings(args: argparse.Namespace, base: SearchSettings | None = None) -> SearchSettings:
