@@ -13,6 +13,13 @@ def _submit(args: argparse.Namespace) -> int:
     from ..evaluate import format_summary
     from ..submit import make_submission, run_defaults
 
+    if args.index and (args.kind or args.shard_size):
+        from ..errors import EproductError
+
+        raise EproductError(
+            "--kind and --shard-size describe the index submit builds; with --index the index's own are used. "
+            "Leave them out, or leave out --index."
+        )
     spec, preset_settings = run_defaults(args.run)
     settings = search_settings(args, preset_settings)
     index_changes = {"kind": args.kind, "shard_size": args.shard_size}
