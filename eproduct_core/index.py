@@ -39,7 +39,7 @@ from .index_format import (
     write_manifest,
 )
 from .index_store import Index
-from .settings import DEFAULT_BITS, DEFAULT_SHARD_SIZE
+from .settings import DEFAULT_BITS, DEFAULT_SHARD_SIZE, MAX_BITS
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +51,8 @@ def _check_build_args(vectors: np.ndarray, ids: Sequence[str], bits: int, shard_
         raise EproductError(f"Index vectors must be a non-empty (rows, dim) matrix; got shape {np.shape(vectors)}.")
     if len(ids) != len(vectors):
         raise EproductError(f"{len(ids)} ids for {len(vectors)} vectors; give one id per vector row.")
-    if not 8 <= bits <= lsh.MAX_BITS or bits % 8:
-        raise EproductError(f"bits must be a multiple of 8 between 8 and {lsh.MAX_BITS}; got {bits}.")
+    if not 8 <= bits <= MAX_BITS or bits % 8:
+        raise EproductError(f"bits must be a multiple of 8 between 8 and {MAX_BITS}; got {bits}.")
     if shard_size < 1:
         raise EproductError(f"shard_size must be at least 1; got {shard_size}.")
     joined = "\n".join(ids)  # one C-speed pass instead of a Python loop per id (1.1M ids: ~1.5 s -> ~0.05 s)
