@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
             q, qids = frozen_vectors(cdir, "query", int(size), work / "frozen" / cname)
             x, iids = frozen_vectors(cdir, "index", int(size), work / "frozen" / cname)
             cells.append(f"{cname} {top10_mar(cdir, q, qids, x, iids):.3f}")
-        lines.append(f"| frozen Lite0 {size} px | - | {' / '.join(cells)} | - | - |")
+        lines.append(f"| frozen Lite0 {size} px | - | {' / '.join(cells)} | - | - | - |")
         print(lines[-1], flush=True)
     for spec in args.variant:
         name, _, body = spec.partition(":")
@@ -90,12 +90,12 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         row = run_variant(name, overrides, Path(args.train), evals, work, args.tta, args.preset)
         cells = " / ".join(f"{k} {v:.3f}" for k, v in row.items() if "/" in k)
+        wall = time.perf_counter() - start
         lines.append(
-            f"| {name} | {body or '(preset)'} | {cells} | {row['train_s']:.0f} | {row['images_per_s']:.1f} |"
-            f" <!-- wall {time.perf_counter() - start:.0f}s -->"
+            f"| {name} | {body or '(preset)'} | {cells} | {row['train_s']:.0f} | {row['images_per_s']:.1f} | {wall:.0f} |"
         )
         print(lines[-1], flush=True)
-    print("\n| variant | overrides | MAR@10 | train s | images/s |\n|---|---|---|---|---|")
+    print("\n| variant | overrides | MAR@10 | train s | images/s | wall s (train + embed) |\n|---|---|---|---|---|---|")
     print("\n".join(lines))
     print(f"\nload average {os.getloadavg()[0]:.1f}; preset {args.preset}; common: {common}, tta {args.tta}")
     print("Rerun: `python benchmarks/ablation.py " + " ".join(argv if argv is not None else sys.argv[1:]) + "`")

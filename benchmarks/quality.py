@@ -331,7 +331,7 @@ def seed_rows(table: Table, catalogs, columns, work: Path, given: dict[str, str 
         table.part(f"{label}, `seed`", EXTRA[0], slot, 2, f"{stats['train_s']:.0f}")
         table.part(f"{label}, `seed`", EXTRA[1], slot, 2, f"{stats['images_per_s']:.1f}")
         table.notes.append(
-            f"seed preset on {split}: the faithful run {run} ({config['preset']} preset, {stats['epochs']} epochs, "
+            f"seed preset on {split}: the run {run} ({config['preset']} preset, {stats['epochs']} of {config['epochs']} epochs, "
             f"trained on the {split} train split, {'shared by the studio and field columns' if split == 'fmnist' else 'synth'})."
         )
 
@@ -412,6 +412,7 @@ def main(argv: list[str] | None = None) -> int:
             table.notes.append(f"best on {split}: not run (left out with --best-splits).")
         given = {split: run for split, run in given.items() if split in wanted}
         best_rows(table, catalogs, columns, work, given, overrides, skip)
+    table.write()
     print(table.text())
     return 0
 
