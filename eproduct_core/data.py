@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import Dataset, Sampler
 
-from .catalog import Catalog
+from .catalog import Catalog, resolve_image
 from .errors import EproductError
 from .images import load_image
 
@@ -43,7 +43,7 @@ class CatalogImages(Dataset):
     def __init__(
         self, catalog: Catalog, frame: pd.DataFrame, size: int, strict: bool = False, cache: bool = False
     ) -> None:
-        self.root = catalog.root
+        self.root = catalog.images  # image paths resolve here (catalog.json's image_root, else the folder)
         self.paths = frame["path"].tolist()
         self.size = size
         self.strict = strict
@@ -58,7 +58,7 @@ class CatalogImages(Dataset):
             image, valid = self.cache[i]
             return image, i, valid
         try:
-            image, valid = to_uint8_tensor(load_image(self.root / self.paths[i]), self.size), True
+            image, valid = to_uint8_tensor(load_image(resolve_image(self.root, self.paths[i])), self.size), True
         except EproductError as err:
             if self.strict:
                 raise

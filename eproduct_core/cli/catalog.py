@@ -1,4 +1,5 @@
-"""`eproduct catalog ...`: validate a catalog folder, or make one (synthetic demo, Fashion-MNIST)."""
+"""`eproduct catalog ...`: validate a catalog folder, or make one (synthetic demo, Fashion-MNIST, the real
+eProduct dataset imported in place, a proxy query/index split with groundtruth)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,16 @@ def _validate(args: argparse.Namespace) -> int:
         print(f"{len(problems)} problem(s) in {args.dir}")
         return 1
     print(f"{args.dir}: catalog is valid")
+    return 0
+
+
+def _import_eproduct(args: argparse.Namespace) -> int:
+    from ..eproduct_import import import_eproduct
+
+    report = import_eproduct(args.root, args.out, query_split=args.query_split)
+    for line in report.lines():
+        print(line)
+    print(f"next: eproduct catalog validate {args.out} --sample 2000")
     return 0
 
 
@@ -88,6 +99,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     files.add_argument("--sample", type=_count, metavar="N", help="open only N random images per split")
     files.add_argument("--skip-files", action="store_true", help="do not open image files at all")
     validate.set_defaults(func=_validate)
+
+    imported = commands.add_parser(
+        "import-eproduct",
+        help="make a catalog of the eProduct dataset as it ships (images stay where they are)",
+        description="Reads ROOT/metadata/{train,val,index,QUERY}.csv (UUID, IMAGE_PATH; train/val also AUCT_TITL, "
+        "META_CATEG_ID, CATEG_LVL2_ID, LEAF_CATEG_ID) and writes a catalog whose catalog.json points at ROOT/Images "
+        "(no image is copied). Titles are kept exactly; extra columns are kept. Prints rows per split and "
+        "classes per level. The query split has no groundtruth: see `catalog proxy-split`.",
+    )
+    imported.add_argument("root", help="the eProduct folder holding metadata/ and Images/")
+    imported.add_argument("out", help="catalog folder to write (new or empty)")
+    imported.add_argument(
+        "--query-split", default="query_part1", help="metadata/<NAME>.csv to use as query.csv (default query_part1)"
+    )
+    imported.set_defaults(func=_import_eproduct)
 
     synth = commands.add_parser(
         "synth",
