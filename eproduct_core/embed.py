@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +24,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
+from .atomic import write_text_atomic
 from .catalog import read_catalog
 from .config import TrainConfig
 from .data import CatalogImages, to_float, to_uint8_tensor
@@ -31,8 +32,9 @@ from .distributed import resolve_device
 from .embeddings import write_meta, write_shard
 from .errors import EproductError
 from .model import ModelSpec, ProductModel
+from .progress import Progress
+from .run_folder import load_checkpoint
 from .taxonomy import Taxonomy
-from .train import load_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +187,7 @@ def embed_split(
     batch_size: int = 64,
     device: str = "auto",
     part: tuple[int, int] = (0, 1),
-    progress: Callable[[float, str], None] | None = None,
+    progress: Progress | None = None,
     strict: bool = False,
     workers: int = 0,
 ) -> Path:
@@ -234,7 +236,7 @@ def embed_split(
     # meta.json must be identical from every part; with several parts each lists its bad files beside it
     extra = {"bad_files": bad} if n == 1 else {"bad_files": f"bad-files-part{i:04d}-of{n:04d}.json (one per part)"}
     if n > 1:
-        (out / f"bad-files-part{i:04d}-of{n:04d}.json").write_text(json.dumps(bad), encoding="utf-8")
+        write_text_atomic(out / f"bad-files-part{i:04d}-of{n:04d}.json", json.dumps(bad))
     write_meta(
         out,
         kind,

@@ -10,12 +10,9 @@ run sees the same batches an uninterrupted one would.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import os
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -24,19 +21,17 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
-from . import distributed, losses
+from . import distributed, losses, run_folder
 from .catalog import read_catalog
 from .config import TrainConfig
 from .data import CatalogImages, EpochSampler, augment, split_train_val, to_float
 from .errors import EproductError
 from .model import ModelSpec, ProductModel
+from .progress import Progress
 from .taxonomy import Taxonomy
 from .validation import class_accuracy_table, level_accuracy, predict_dataset
 
 log = logging.getLogger(__name__)
-
-CHECKPOINT = "checkpoint.pt"
-Progress = Callable[[float, str], None]
 
 
 def lr_factor(step: int, total: int, schedule: str) -> float:
@@ -78,35 +73,6 @@ def compute_loss(
             parts["instance"] = config.instance_weight * losses.nt_xent(view_a, view_b, config.instance_temperature)
     parts["total"] = sum(parts.values())
     return parts
-
-
-def _atomic_save(obj: dict, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
-    """A run checkpoint (tensors and plain values only), or an `EproductError` saying what to do."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / CHECKPOINT
-    if not path.is_file():
-        raise EproductError(f"No checkpoint at {path}. Train one with `eproduct train --out {path.parent}`.")
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # noqa: BLE001 - a truncated or foreign file
-        raise EproductError(f"Cannot read checkpoint {path} ({err}). Re-run `eproduct train` for this run.") from err
-
-
-def _append_metrics(path: Path, record: dict, keep_before: int | None = None) -> None:
-    lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
-    if keep_before is not None:
-        lines = [line for line in lines if line.strip() and json.loads(line).get("epoch", 0) < keep_before]
-    lines.append(json.dumps(record))
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def _metric_labels(config: TrainConfig, frame, labels: np.ndarray, taxonomy: Taxonomy) -> tuple[np.ndarray, np.ndarray]:
@@ -180,11 +146,11 @@ class _Trainer:
         self.start_epoch = 0
 
     def resume(self) -> None:
-        path = self.out / CHECKPOINT
-        if not path.is_file():
+        if not run_folder.has_checkpoint(self.out):
             log.info("no checkpoint in %s: starting from epoch 1", self.out)
             return
-        state = load_checkpoint(path, self.device)
+        path = run_folder.checkpoint_path(self.out)
+        state = run_folder.load_checkpoint(path, self.device)
         if state.get("model_spec") != self.spec.to_dict():
             raise EproductError(
                 f"{path} was trained with a different model ({state.get('model_spec')}); use a new --out folder."
@@ -254,10 +220,10 @@ class _Trainer:
             "val_images": int(len(labels)),
         }
         table = class_accuracy_table(self.taxonomy, predicted, labels, self.train_labels)
-        table.to_csv(self.out / ".class_accuracy.csv.tmp", index=False)
-        os.replace(self.out / ".class_accuracy.csv.tmp", self.out / "class_accuracy.csv")
-        _append_metrics(self.out / "metrics.jsonl", record, keep_before=epoch + 1)
-        _atomic_save(
+        run_folder.write_class_accuracy(self.out, table)
+        run_folder.append_metrics(self.out, record)
+        run_folder.save_checkpoint(
+            self.out,
             {
                 "model_state": self.model.state_dict(),
                 "optimizer_state": self.optimizer.state_dict(),
@@ -267,7 +233,6 @@ class _Trainer:
                 "model_spec": self.spec.to_dict(),
                 "bad_train_files": sorted(self.train_set.paths[i] for i in self.train_set.bad),
             },
-            self.out / CHECKPOINT,
         )
         return record
 
@@ -303,11 +268,11 @@ def train(
     out = Path(out_dir)
     trainer = _Trainer(config, catalog_dir, out, progress)
     try:
-        if not resume and (out / CHECKPOINT).exists():
+        if not resume and run_folder.has_checkpoint(out):
             raise EproductError(f"{out} already holds a run. Use --resume to continue it, or a new --out folder.")
         if trainer.dist.main:
             out.mkdir(parents=True, exist_ok=True)
-            (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2), encoding="utf-8")
+            run_folder.write_config(out, config)
         distributed.barrier(trainer.dist)
         if resume:
             trainer.resume()

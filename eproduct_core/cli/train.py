@@ -23,13 +23,14 @@ def _train(args: argparse.Namespace) -> int:
     import logging
     from pathlib import Path
 
-    from ..config import PRESETS, load_config, preset, with_overrides
+    from .. import run_folder
+    from ..config import PRESETS, preset, with_overrides
     from ..errors import EproductError
     from ..train import train
 
     out = Path(args.out)
-    if args.resume and args.preset is None and (out / "config.json").is_file():
-        config = load_config(out / "config.json")
+    if args.resume and args.preset is None and (out / run_folder.CONFIG).is_file():
+        config = run_folder.read_config(out)
     else:
         config = preset(args.preset or "seed")
     overrides = {key: getattr(args, key) for key in OVERRIDES if getattr(args, key) is not None}
