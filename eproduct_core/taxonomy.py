@@ -92,8 +92,14 @@ def hierarchy_conflicts(frame: pd.DataFrame, levels: tuple[str, ...] = LEVELS) -
     found = []
     for level in range(1, len(levels)):
         pairs = frame[[levels[level - 1], levels[level]]].astype(str).drop_duplicates()
-        grouped = pairs.groupby(levels[level])[levels[level - 1]].apply(lambda s: sorted(s))
-        for child, parents in grouped.items():
-            if len(parents) > 1:
-                found.append((levels[level], str(child), parents))
+        several = pairs[pairs.duplicated(levels[level], keep=False)]  # children with more than one parent
+        for child, parents in several.groupby(levels[level])[levels[level - 1]]:
+            found.append((levels[level], str(child), sorted(parents)))
     return found
+
+
+def class_counts(frame: pd.DataFrame, level: str) -> pd.DataFrame:
+    """Images per class at one level, largest first: class, images, share (the Catalog page's chart data)."""
+    counts = frame[level].value_counts().rename_axis("class").reset_index(name="images")
+    counts["share"] = counts["images"] / max(int(counts["images"].sum()), 1)
+    return counts

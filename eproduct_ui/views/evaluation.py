@@ -137,6 +137,8 @@ def render() -> None:
     index = loaders.index(workspace.index_dir(index_name))
     chosen = controls.search_settings(workspace, index_name, index)
     st.title("Evaluation")
+    if catalog.groundtruth_kind == "proxy":  # `catalog proxy-split`: an estimate, not the challenge's answers
+        st.warning("Proxy groundtruth (near-duplicate val photos, see README): every number here is a proxy score.")
     vectors, ids, truth = _queries(workspace, index_name, catalog)
     key = loaders.stamp(workspace.index_dir(index_name) / "manifest.json")
     path = str(workspace.index_dir(index_name))
