@@ -133,11 +133,6 @@ def _lines(mask: pd.Series) -> tuple[int, ...]:
 
 def _undecodable_line(path: Path) -> int | None:
     data = path.read_bytes()
-    try:
-        data.decode("utf-8")
-        return None
-    except UnicodeDecodeError:
-        pass
     for number, raw in enumerate(data.split(b"\n"), start=1):
         try:
             raw.decode("utf-8")
@@ -150,11 +145,11 @@ def read_csv(path: Path) -> pd.DataFrame:
     """Read one catalog CSV as strings, or raise `EproductError` saying what is wrong."""
     if not path.is_file():
         raise EproductError(f"{path} does not exist. A catalog folder needs {', '.join(REQUIRED)}.")
-    line = _undecodable_line(path)
-    if line is not None:
-        raise EproductError(f"{path.name} line {line} is not UTF-8 text. Re-save the file as UTF-8.")
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False, encoding="utf-8")
+    except UnicodeDecodeError as err:  # only then look for the line (one more read of the file)
+        line = _undecodable_line(path)
+        raise EproductError(f"{path.name} line {line} is not UTF-8 text. Re-save the file as UTF-8.") from err
     except pd.errors.EmptyDataError as err:
         raise EproductError(f"{path.name} is empty: it needs a header row ({', '.join(COLUMNS[path.name])}).") from err
     except (pd.errors.ParserError, ValueError) as err:
@@ -278,8 +273,9 @@ def _check_files(root: Path, name: str, frame: pd.DataFrame, check_files: str, s
     if check_files == "sample" and len(positions) > sample:
         positions = sorted(random.Random(seed).sample(positions, sample))
     missing, unreadable, reasons = [], [], []
+    paths = frame["path"].to_numpy()
     for position in positions:
-        relative = frame["path"].iat[position]
+        relative = paths[position]
         if not relative or path_escapes(relative):
             continue  # reported by _check_rows
         path = root / relative

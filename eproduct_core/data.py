@@ -9,6 +9,7 @@ A file that cannot be decoded is reported and skipped (`valid` False), never fat
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 
@@ -160,3 +161,25 @@ class EpochSampler(Sampler[int]):
             if len(order) < self.per_rank * self.world:
                 order = torch.cat([order, order[: self.per_rank * self.world - len(order)]])
         return iter(order[self.rank :: self.world].tolist())
+
+
+class ResumableSampler(Sampler[int]):
+    """Wraps a per-epoch sampler and skips the first `start` indices of the current epoch.
+
+    A run resumed at step s of an epoch sets `start = s * batch_size`, so the loader yields exactly the
+    batches s, s+1, ... that the uninterrupted run would have drawn in that epoch.
+    """
+
+    def __init__(self, base: Sampler[int]) -> None:
+        self.base = base
+        self.start = 0
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        self.base.set_epoch(epoch)  # type: ignore[attr-defined]
+        self.start = start
+
+    def __len__(self) -> int:
+        return max(0, len(self.base) - self.start)  # type: ignore[arg-type]
+
+    def __iter__(self):
+        return itertools.islice(iter(self.base), self.start, None)

@@ -36,16 +36,15 @@ class Taxonomy:
         """The (N, 3) int label array of `frame`'s meta/level2/leaf columns; unknown names raise."""
         columns = []
         for level, name in enumerate(self.levels):
-            lookup = {c: i for i, c in enumerate(self.classes[level])}
             values = frame[name].astype(str)
-            codes = values.map(lookup)
-            if codes.isna().any():
-                unknown = sorted(set(values[codes.isna()]))[:5]
+            codes = pd.Categorical(values, categories=list(self.classes[level])).codes  # -1: not a known class
+            if (codes < 0).any():
+                unknown = sorted(set(values[codes < 0]))[:5]
                 raise EproductError(
                     f"Column {name!r} has classes the model never saw in training: {unknown}. "
                     "Use a catalog with the same taxonomy as the training run."
                 )
-            columns.append(codes.to_numpy(dtype=np.int64))
+            columns.append(np.asarray(codes, dtype=np.int64))
         return np.stack(columns, axis=1) if columns else np.zeros((0, len(self.levels)), np.int64)
 
     def counts(self, labels: np.ndarray) -> list[np.ndarray]:
