@@ -40,7 +40,7 @@ _WORD = re.compile(r"\w+", re.UNICODE)
 
 @dataclass(frozen=True)
 class ProxySettings:
-    title_threshold: float = 0.6  # min Jaccard of title word sets for two photos to be the same product
+    title_threshold: float = 0.8  # min Jaccard of title word sets for two photos to be the same product
     image_threshold: float = 0.5  # min cosine of the colour signatures
     index_distractors: int = 0  # rows of the catalog's index split added to the proxy index (unlabelled)
     seed: int = 0  # picks each group's query photo and the index distractors

@@ -131,3 +131,15 @@ def test_submit_on_the_imported_catalog_writes_the_challenge_format(mock_root, i
     for line in lines:
         query, ids = line.split(",")
         assert len(query) == 16 and 1 <= len(ids.split(" ")) <= 10 and set(ids.split(" ")) <= index_uuids
+
+
+def test_proxy_split_of_the_imported_catalog_keeps_its_image_root(mock_root, imported, tmp_path):
+    from eproduct_core.proxy_split import proxy_split
+
+    root, frames = mock_root
+    report, _ = proxy_split(imported, tmp_path / "proxy")
+    proxy = read_catalog(tmp_path / "proxy")
+    assert proxy.image_root == (root / "Images").absolute() and proxy.groundtruth_kind == "proxy"
+    assert validate_catalog(tmp_path / "proxy") == []
+    assert report.groups == len(proxy.query) > 0
+    assert set(proxy.query["image_id"]) <= set(frames["val"]["UUID"])
