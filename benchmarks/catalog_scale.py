@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -106,8 +107,15 @@ def _stage(name: str, work: Path) -> dict:
         counts = {level: len(class_counts(catalog.train, level)) for level in LEVELS}
         info = {"classes": counts, "read_s": round(read, 1)}
     seconds = time.perf_counter() - start
+    usage = resource.getrusage(resource.RUSAGE_SELF)  # this process's CPU time (not the parent's)
     peak_mib = _peak_rss_mib()
-    return {"stage": name, "seconds": seconds, "peak_rss_mib": peak_mib, **info}
+    return {
+        "stage": name,
+        "seconds": seconds,
+        "cpu_s": usage.ru_utime + usage.ru_stime,
+        "peak_rss_mib": peak_mib,
+        **info,
+    }
 
 
 def main() -> None:

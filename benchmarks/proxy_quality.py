@@ -48,7 +48,7 @@ def main() -> None:
                 f"| {title}{mark} | {image} | {int((sizes >= 2).sum())} | {score['proxy_pairs']} | "
                 f"{score['precision']:.3f} | {score['recall']:.3f} |"
             )
-    print(f"\ncommand: python benchmarks/proxy_quality.py {args.catalog}")
+    print(f"\ncommand: python benchmarks/proxy_quality.py {' '.join(sys.argv[1:])}")
 
 
 if __name__ == "__main__":
