@@ -225,7 +225,9 @@ def embed_split(
         old.unlink(missing_ok=True)  # a re-run replaces this part
     ids_all = frame["image_id"].tolist()
     paths_all = frame["path"].tolist()
-    blocks, ids, shard, done, embedded = [], [], 0, 0, 0
+    blocks: list[np.ndarray] = []
+    ids: list[str] = []
+    shard, done, embedded = 0, 0, 0
     names: list[str] = []
     bad: list[str] = []
 

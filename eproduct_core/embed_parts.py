@@ -152,9 +152,9 @@ def merge_parts(folders: list[str | Path], out: str | Path) -> MergeReport:
     tmp.mkdir(parents=True)
     try:
         for _, _, shards in files:
-            for vectors, ids, _ in shards:
-                _link_or_copy(vectors, tmp / vectors.name)
-                _link_or_copy(ids, tmp / ids.name)
+            for vector_file, id_file, _ in shards:
+                _link_or_copy(vector_file, tmp / vector_file.name)
+                _link_or_copy(id_file, tmp / id_file.name)
         meta = {k: v for k, v in read_meta(markers[0][0]).items() if k not in ("format", "version", "kind", "dim")}
         meta.update(parts=1, merged_parts=parts, bad_files=bad)
         write_meta(tmp, str(first["kind"]), int(first["dim"]), **meta)

@@ -68,7 +68,9 @@ def signature(image: Image.Image) -> np.ndarray:
     """The colour signature of one photo: float32 (64,), unit norm."""
     w, h = image.size
     middle = image.convert("RGB").crop((w // 4, h // 4, w - w // 4, h - h // 4))
-    pixels = np.asarray(middle.resize((SIGNATURE_PX, SIGNATURE_PX), Image.BILINEAR)) // (256 // LEVELS_PER_CHANNEL)
+    pixels = np.asarray(middle.resize((SIGNATURE_PX, SIGNATURE_PX), Image.Resampling.BILINEAR)) // (
+        256 // LEVELS_PER_CHANNEL
+    )
     bins = (pixels[..., 0] * LEVELS_PER_CHANNEL + pixels[..., 1]) * LEVELS_PER_CHANNEL + pixels[..., 2]
     counts = np.sqrt(np.bincount(bins.ravel(), minlength=LEVELS_PER_CHANNEL**3).astype(np.float32))
     return counts / np.linalg.norm(counts)
@@ -103,7 +105,7 @@ def _links(rows: np.ndarray, thumbs: np.ndarray, words: list[set[str]], settings
     for i, r in enumerate(rows):
         bag[i, [vocab[w] for w in words[r]]] = 1.0
     sizes = bag.sum(axis=1)
-    pairs = []
+    pairs: list[tuple] = []
     for start in range(0, len(rows), BLOCK):
         block = slice(start, start + BLOCK)
         image_sim = thumbs[rows[block]] @ thumbs[rows].T
@@ -179,7 +181,8 @@ def proxy_split(
     thumbs, ok = thumbnails([catalog.image_path(p) for p in val["path"]], progress)
     groups = proxy_groups(val, thumbs, ok, settings)
     rng = np.random.default_rng(settings.seed)
-    queries, truth = [], []
+    queries: list[int] = []
+    truth: list[tuple[str, str]] = []
     for _group, members in pd.Series(np.arange(len(val))[ok]).groupby(groups[ok]):
         if len(members) < 2:
             continue
