@@ -154,12 +154,13 @@ def main() -> None:
         f"\n{sum(rows.values()):,} rows ({', '.join(f'{k} {v:,}' for k, v in rows.items())}), "
         f"paths over {args.files:,} real files per split\n"
     )
-    print("| stage | seconds | peak RSS (MiB) | load before | result |")
-    print("|---|---|---|---|---|")
+    print("| stage | wall s | CPU s | peak RSS (MiB) | load before | result |")
+    print("|---|---|---|---|---|---|")
     for r in results:
-        extra = {k: v for k, v in r.items() if k not in ("stage", "seconds", "peak_rss_mib", "load")}
+        extra = {k: v for k, v in r.items() if k not in ("stage", "seconds", "cpu_s", "peak_rss_mib", "load")}
         print(
-            f"| {r['stage']} | {r['seconds']:.1f} | {r['peak_rss_mib']:,.0f} | {r['load']:.1f} | {json.dumps(extra)} |"
+            f"| {r['stage']} | {r['seconds']:.1f} | {r['cpu_s']:.1f} | {r['peak_rss_mib']:,.0f} | {r['load']:.1f} "
+            f"| {json.dumps(extra, ensure_ascii=False)} |"
         )
     print(f"\ncommand: python benchmarks/catalog_scale.py --work {args.work}")
 

@@ -58,7 +58,8 @@ def _catalog(path: str, key: float):
 
 
 def catalog(path: str | Path):
-    return _catalog(str(path), stamp(Path(path) / "index.csv") + stamp(Path(path) / "train.csv"))
+    key = stamp(Path(path) / "index.csv") + stamp(Path(path) / "train.csv") + stamp(Path(path) / "catalog.json")
+    return _catalog(str(path), key)
 
 
 @st.cache_resource(show_spinner="Loading the model (first time only)...", max_entries=4)
