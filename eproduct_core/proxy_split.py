@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from PIL import Image
+from scipy.sparse import csr_matrix
 
 from .catalog import read_catalog, write_catalog, write_catalog_meta
 from .errors import EproductError
@@ -98,18 +99,16 @@ def _words(titles: pd.Series) -> list[set[str]]:
 def _links(rows: np.ndarray, thumbs: np.ndarray, words: list[set[str]], settings: ProxySettings) -> list[tuple]:
     """Pairs (a, b) of `rows` (one leaf) that pass both thresholds."""
     vocab: dict[str, int] = {}
-    for r in rows:
-        for w in words[r]:
-            vocab.setdefault(w, len(vocab))
-    bag = np.zeros((len(rows), max(1, len(vocab))), np.float32)
-    for i, r in enumerate(rows):
-        bag[i, [vocab[w] for w in words[r]]] = 1.0
-    sizes = bag.sum(axis=1)
+    columns = [[vocab.setdefault(w, len(vocab)) for w in words[r]] for r in rows]
+    pointers = np.cumsum([0] + [len(c) for c in columns])
+    flat = np.fromiter((c for row in columns for c in row), np.int64, count=int(pointers[-1]))
+    bag = csr_matrix((np.ones(len(flat), np.float32), flat, pointers), shape=(len(rows), max(1, len(vocab))))
+    sizes = np.asarray(bag.sum(axis=1)).ravel()
     pairs: list[tuple] = []
     for start in range(0, len(rows), BLOCK):
         block = slice(start, start + BLOCK)
         image_sim = thumbs[rows[block]] @ thumbs[rows].T
-        shared = bag[block] @ bag.T
+        shared = (bag[block] @ bag.T).toarray()  # sparse bag of words: memory ~ rows x distinct words used
         union = sizes[block, None] + sizes[None, :] - shared
         title_sim = np.where(union > 0, shared / np.maximum(union, 1), 0.0)
         hit = (image_sim >= settings.image_threshold) & (title_sim >= settings.title_threshold)
