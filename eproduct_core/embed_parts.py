@@ -124,14 +124,11 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         shutil.copy2(src, dst)
 
 
-def merge_parts(folders: list[str | Path], out: str | Path) -> MergeReport:
-    """Check every part, then write the merged embeddings folder `out` (new or empty)."""
-    paths = [Path(f) for f in folders]
-    out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        raise EproductError(f"{out} exists and is not empty. Choose a new --out folder.")
-    markers = sorted(_markers(paths), key=lambda item: int(item[1]["part"]))
-    parts = _check_agreement(markers)
+def check_parts(folders: list[str | Path]) -> tuple[list[tuple[Path, dict]], list[tuple[Path, dict, list]], int]:
+    """Every check of a merge, nothing written: (markers, per part its shard files, embedded ids); `EproductError`
+    naming the first problem (a missing, unfinished, repeated or inconsistent part; a missing or repeated id)."""
+    markers = sorted(_markers([Path(f) for f in folders]), key=lambda item: int(item[1]["part"]))
+    _check_agreement(markers)
     files = [(folder, marker, _part_files(folder, marker)) for folder, marker in markers]
     seen: set[str] = set()
     for folder, marker, shards in files:
@@ -147,6 +144,18 @@ def merge_parts(folders: list[str | Path], out: str | Path) -> MergeReport:
         raise EproductError(
             f"{len(seen)} embedded ids + {len(bad)} unreadable images != {first['split_rows']} rows of the split."
         )
+    return markers, files, len(seen)
+
+
+def merge_parts(folders: list[str | Path], out: str | Path) -> MergeReport:
+    """Check every part (`check_parts`), then write the merged embeddings folder `out` (new or empty)."""
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise EproductError(f"{out} exists and is not empty. Choose a new --out folder.")
+    markers, files, rows = check_parts(folders)
+    first = markers[0][1]
+    parts = int(first["parts"])
+    bad = [path for _, marker, _ in files for path in marker["bad_files"]]
     tmp = out.parent / f".{out.name}.merge-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -163,4 +172,4 @@ def merge_parts(folders: list[str | Path], out: str | Path) -> MergeReport:
         os.replace(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return MergeReport(out=out, parts=parts, rows=len(seen), bad_files=len(bad))
+    return MergeReport(out=out, parts=parts, rows=rows, bad_files=len(bad))
