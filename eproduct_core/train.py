@@ -352,6 +352,7 @@ class _Trainer:
         total = self.steps * (config.epochs - self.start_epoch) - self.start_step
         bar = tqdm(total=total, desc="train", unit="step", disable=not self.dist.main or total <= 0)
         self.tensorboard = tensorboard_writer(self.out) if self.dist.main else None
+        self.clock = _Clock()  # images/s and ETA from the first step of this session
         try:
             self._epochs(bar)
         finally:
