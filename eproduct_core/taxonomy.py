@@ -37,7 +37,7 @@ class Taxonomy:
         columns = []
         for level, name in enumerate(self.levels):
             values = frame[name].astype(str)
-            codes = pd.Categorical(values, categories=list(self.classes[level])).codes  # -1: not a known class
+            codes = pd.Index(self.classes[level]).get_indexer(values)  # -1: not a known class
             if (codes < 0).any():
                 unknown = sorted(set(values[codes < 0]))[:5]
                 raise EproductError(
