@@ -56,14 +56,24 @@ def bit_options(stored: int) -> list[int]:
     return sorted({b for b in BIT_CHOICES if b <= stored} | {stored})
 
 
+def scope_of(workspace, index_name: str) -> str:
+    """The widget-key scope of an index's search controls (each index remembers its own)."""
+    return f"{workspace.path.name}::{index_name}"
+
+
+def rerank_limit(index) -> int:
+    """Largest re-rank depth the control offers (0 for an index without stored vectors)."""
+    return 5000 if index.has_vectors else 0
+
+
 def search_settings(workspace, index_name: str, index) -> dict:
     """Draw the search controls in the sidebar; returns bits, mode, cutoff, k, rerank."""
     saved = workspace.index_info(index_name).get("search", {})
-    scope = f"{workspace.path.name}::{index_name}"
+    scope = scope_of(workspace, index_name)
     options = bit_options(index.bits)
     default_bits = saved.get("bits", index.bits)
     default_bits = default_bits if default_bits in options else options[-1]
-    rerank_max = 5000 if index.has_vectors else 0
+    rerank_max = rerank_limit(index)
     with st.sidebar:
         st.markdown("**Search settings**")
         modes = ["cutoff", "topk"]
