@@ -71,7 +71,7 @@ def build(folder: Path, size: str, progress) -> ws.Workspace:
                 0.05 * done / max(total, 1), f"Writing catalog images {done}/{total}"
             ),
         )
-        return ws.build_demo(
+        made = ws.build_demo(
             root,
             preset="fast-demo",
             name=NAME,
@@ -79,6 +79,10 @@ def build(folder: Path, size: str, progress) -> ws.Workspace:
             train_overrides=overrides,
             progress=lambda fraction, message: progress(0.05 + 0.95 * fraction, message),
         )
+        meta = ws.read_meta(made.path)
+        meta["title"] = f"Fashion-MNIST ({size.split(' (')[0].lower()}) · {meta.get('preset', 'fast-demo')}"
+        ws.write_meta(made.path, meta)
+        return ws.open_workspace(made.path)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 

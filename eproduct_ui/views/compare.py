@@ -147,5 +147,16 @@ def render() -> None:
             continue
         shown = frame.assign(open=[_link(workspace, name, q) for q in frame["query_id"]])
         st.dataframe(shown, hide_index=True, column_config={"open": link}, width="stretch")
+    scatter = (
+        alt.Chart(both)
+        .mark_circle(size=60, opacity=0.6)
+        .encode(
+            x=alt.X("recall@10 A:Q", title=f"recall@10 of {a}", scale=alt.Scale(domain=[0, 1])),
+            y=alt.Y("recall@10 B:Q", title=f"recall@10 of {b}", scale=alt.Scale(domain=[0, 1])),
+            tooltip=["query_id", "n_true", "recall@10 A", "recall@10 B"],
+        )
+        .properties(height=300, title="Recall@10 per query (above the diagonal: B does better)")
+    )
+    st.altair_chart(scatter, width="stretch")
     st.markdown("**Every query** (sorted by the difference A − B)")
     st.dataframe(both.sort_values(["difference", "query_id"]), hide_index=True, width="stretch")
