@@ -18,7 +18,7 @@ from .settings import SearchSettings
 def search(index, queries: np.ndarray, settings: SearchSettings, *, threads: int = 1) -> list:
     """`search.search(index, queries, settings)` on either API."""
     if "settings" in inspect.signature(search_module.search).parameters:
-        return search_module.search(index, queries, settings, threads=threads)
+        return search_module.search(index, queries, settings, threads=threads)  # type: ignore[call-arg, arg-type]
     options = {
         f: getattr(settings, f)
         for f in ("bits", "mode", "k", "cutoff", "rerank", "shortlist", "probe_bits", "candidates")

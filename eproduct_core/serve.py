@@ -64,7 +64,7 @@ class SearchService:
         from .index import open_index
 
         self.index = open_index(self.index_dir).warm()
-        self._bundle = None
+        self._bundle: Any = None  # embed.RunBundle, loaded on the first photo query
         self._lock = threading.Lock()
 
     def manifest(self) -> dict:
@@ -154,7 +154,8 @@ def _multipart_image(content_type: str, body: bytes) -> tuple[bytes, str]:
         raise HttpError(400, "The multipart body could not be read (check its boundary).")
     for part in message.iter_parts():
         if part.get_param("name", header="content-disposition") == "image":
-            return part.get_payload(decode=True) or b"", part.get_filename() or "upload"
+            payload = part.get_payload(decode=True)
+            return (payload if isinstance(payload, bytes) else b""), part.get_filename() or "upload"
     raise HttpError(400, 'The multipart body has no file field named "image".')
 
 

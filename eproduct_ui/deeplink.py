@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from eproduct_core.errors import EproductError
 from eproduct_core.settings import SearchSettings
@@ -99,7 +100,7 @@ def restore(workspace, index_names: list[str], query_ids: list[str], options_for
         view = view_from_params(params)
     except EproductError as err:
         st.warning(f"This link's search settings were not applied: {err}")
-        view = View(**{name: params[name] for name in PLACE if params.get(name)})
+        view = View(**{name: params[name] for name in PLACE if params.get(name)})  # type: ignore[arg-type]
         params = {name: params[name] for name in PLACE if name in params}
     name = view.index if view.index in index_names else None
     if view.index and name is None:
@@ -108,7 +109,7 @@ def restore(workspace, index_names: list[str], query_ids: list[str], options_for
         controls.remember(f"index::{workspace.path}", name)
     bits_options, rerank_max, scope = options_for(name or workspace.default_index)
     settings = view.settings
-    values = {"mode": settings.mode, "cutoff": settings.cutoff, "bits": settings.bits, "k": settings.k}
+    values: dict[str, Any] = {"mode": settings.mode, "cutoff": settings.cutoff, "bits": settings.bits, "k": settings.k}
     values["rerank"] = settings.rerank
     if values["bits"] is not None and values["bits"] not in bits_options:
         st.warning(

@@ -56,7 +56,7 @@ def _warm() -> None:
     for workspace in ws.list_workspaces():
         name = workspace.default_index
         run = workspace.index_info(name).get("run") if name else None
-        if not run:
+        if not name or not run:
             continue
         run_dir = workspace.run_dir(run)
         checkpoint = Path(run_dir) / "checkpoint.pt"

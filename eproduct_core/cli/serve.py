@@ -47,8 +47,11 @@ def _serve(args: argparse.Namespace) -> int:
 
     service = _service(args)
     server = make_server(service, args.host, args.port)
-    host, port = server.server_address[:2]
-    print(f"eproduct serve: http://{host}:{port}/ (index {service.index_dir}, {service.index.size:,} rows)", flush=True)
+    port = server.server_address[1]
+    print(
+        f"eproduct serve: http://{args.host}:{port}/ (index {service.index_dir}, {service.index.size:,} rows)",
+        flush=True,
+    )
     print(
         "  GET /health /manifest /settings · POST /search (JSON vector, image bytes or multipart 'image')", flush=True
     )
