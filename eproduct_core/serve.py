@@ -95,7 +95,7 @@ class SearchService:
             return np.asarray(embed_images(self._bundle, [image], self.index.kind), dtype=np.float32)
 
     def search(self, vectors: np.ndarray, settings: SearchSettings) -> list[dict]:
-        from .search_call import search
+        from .search import search
 
         vectors = np.asarray(vectors, dtype=np.float32)
         if vectors.ndim != 2 or vectors.shape[1] != self.index.dim:

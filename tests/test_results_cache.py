@@ -51,12 +51,12 @@ def test_index_checksum_changes_with_a_rebuild(tmp_path):
 def test_evaluation_read_back_equals_computed(tmp_path):
     import dataclasses
 
-    from eproduct_core import config
+    from eproduct_core.settings import SearchSettings
 
     index, queries, ids, truth = noisy_product_index(
         tmp_path / "ix", seed=2, products=12, dim=24, noise=0.2, distractors=60, shard_size=25
     )
-    settings = config.SearchSettings(kind="external", bits=64, mode="topk", k=10, rerank=0)
+    settings = SearchSettings(bits=64, mode="topk", k=10, rerank=0)
     key = {"settings": dataclasses.asdict(settings), "queries": rc.queries_digest(ids, queries)}
 
     def compute():

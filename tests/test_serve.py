@@ -10,7 +10,7 @@ import urllib.request
 import numpy as np
 import pytest
 
-from eproduct_core.search_call import search
+from eproduct_core.search import search
 from eproduct_core.serve import SearchService, make_server
 from eproduct_core.settings import SearchSettings
 from tests.conftest import noisy_product_index

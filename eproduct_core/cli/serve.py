@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 
 log = logging.getLogger(__name__)
@@ -12,10 +11,9 @@ log = logging.getLogger(__name__)
 def _service(args: argparse.Namespace):
     from ..errors import EproductError
     from ..serve import SearchService
-    from ..settings import SearchSettings
-    from ..url_params import PARAMS, settings_from_params
+    from .search_flags import search_settings
 
-    base = SearchSettings()
+    base = None
     run = args.run
     if args.workspace:
         from ..workspace import open_workspace
@@ -24,21 +22,15 @@ def _service(args: argparse.Namespace):
         name = args.index or workspace.default_index
         if name not in workspace.indexes:
             raise EproductError(f"Workspace {workspace.path} has no index {name!r}; it has {workspace.indexes}.")
-        info = workspace.index_info(name)
         index_dir = workspace.index_dir(name)
-        fields = {f.name for f in dataclasses.fields(SearchSettings)}
-        saved = {k: v for k, v in (info.get("search") or {}).items() if k in fields}
-        if saved.get("mode", "topk") == "topk":
-            saved.pop("cutoff", None)  # workspace.json's older settings keep the seed's cutoff unused in topk
-        base = SearchSettings.from_dict(saved) if saved else base
-        if run is None and info.get("run"):
-            run = str(workspace.run_dir(info["run"]))
+        base = workspace.search_settings(name)
+        if run is None and workspace.index_info(name).get("run"):
+            run = str(workspace.run_dir(workspace.index_info(name)["run"]))
     elif args.index:
         index_dir = args.index
     else:
         raise EproductError("Give --index INDEX_DIR, or --workspace WS [--index NAME].")
-    flags = {name: str(getattr(args, name)) for name in PARAMS if getattr(args, name) is not None}
-    settings = settings_from_params(flags, base=base)
+    settings = search_settings(args, base)
     return SearchService(index_dir=index_dir, settings=settings, run_dir=run, max_bytes=args.max_bytes)
 
 
@@ -66,6 +58,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from ..serve import DEFAULT_HOST, DEFAULT_PORT, MAX_BYTES
+    from .search_flags import add_search_flags
 
     serve = subparsers.add_parser("serve", help="an HTTP JSON API: POST an image or a vector, get the top-k ids")
     serve.add_argument("--index", help="index folder, or with --workspace the name of one of its indexes")
@@ -78,10 +71,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0 picks a free one)"
     )
     serve.add_argument("--max-bytes", type=int, default=MAX_BYTES, help="largest request body accepted (413 above)")
-    group = serve.add_argument_group("search settings (default: the index's)")
-    group.add_argument("--mode", choices=("topk", "cutoff"))
-    group.add_argument("--bits", type=int, help="hash length searched")
-    group.add_argument("--k", type=int, help="results per query")
-    group.add_argument("--cutoff", type=float, help="distance cutoff")
-    group.add_argument("--rerank", type=int, help="rows re-ranked by exact cosine (0 = off)")
+    add_search_flags(serve, "the workspace's recorded settings, else the index's own")
     serve.set_defaults(func=_serve)

@@ -14,8 +14,8 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from eproduct_core.config import SEED_SEARCH, SearchSettings
 from eproduct_core.errors import EproductError
+from eproduct_core.settings import SearchSettings
 from eproduct_ui import loaders
 from eproduct_ui.state import current_workspace
 from eproduct_ui.views import evaluation
@@ -32,11 +32,11 @@ def _evaluated(workspace, catalog, name: str):
     """(settings, EvaluationResult) of index `name` at its saved settings."""
     index = loaders.index(workspace.index_dir(name))
     vectors, ids, truth = evaluation._queries(workspace, name, catalog)
-    fallback = SEED_SEARCH if index.kind == "seed" else SearchSettings(kind=index.kind)
-    settings = evaluation._settings_of(workspace, name, index, fallback)
+    settings = evaluation._settings_of(workspace, name, index)
     stamp = loaders.stamp(workspace.index_dir(name) / "manifest.json")
     path = str(workspace.index_dir(name))
-    return settings, evaluation._evaluate(workspace, path, stamp, index, vectors, tuple(ids), truth, settings)
+    result = evaluation._evaluate(workspace, path, stamp, index, vectors, tuple(ids), truth, settings)
+    return SearchSettings.from_dict(result.summary["settings"]), result  # as resolved for this index
 
 
 def _classes(workspace, catalog, names: list[str], level: str) -> tuple[dict[str, str], str]:
@@ -85,7 +85,7 @@ def render() -> None:
         mar, mar_other = result.summary.get("mar@10_G", float("nan")), other.summary.get("mar@10_G", float("nan"))
         column.metric(f"MAR@10 of {name}", f"{mar:.3f}", delta=f"{mar - mar_other:+.3f} vs the other")
         column.caption(
-            f"{settings.kind}, {settings.bits} bits, {settings.mode}"
+            f"{workspace.index_info(name).get('kind', '?')}, {settings.bits} bits, {settings.mode}"
             + (
                 f", cutoff {settings.cutoff}"
                 if settings.mode == "cutoff"

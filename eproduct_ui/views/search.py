@@ -16,8 +16,9 @@ import time
 import numpy as np
 import streamlit as st
 
-from eproduct_core import lsh
 from eproduct_core.errors import EproductError
+from eproduct_core.lsh import hamming_radius
+from eproduct_core.search import code_cosines, search
 from eproduct_core.settings import SearchSettings
 from eproduct_ui import charts, controls, deeplink, loaders
 from eproduct_ui.state import current_workspace
@@ -102,19 +103,6 @@ def _query_source(workspace, catalog, index_name: str):
     return loaders.embed_upload(workspace.run_dir(run), kind, data, query_id), query_id, image, query_id
 
 
-def hamming_radius(cutoff: float, bits: int) -> int:
-    """Largest Hamming distance d the cutoff admits between two codes with half their bits set each.
-
-    Then code cosine = d / bits, evaluated here in the same float arithmetic as the search (lsh.py), so
-    float rounding is honoured: at 20 bits the seed's 0.1 admits d = 2 (1 - 9/10 = 0.0999...). -1: none.
-    """
-    half = bits / 2.0
-    hamming = np.arange(bits + 1)
-    distance = lsh.code_cosine_from_counts((bits - hamming) / 2.0, half, half)
-    admitted = hamming[distance < cutoff]
-    return int(admitted.max()) if admitted.size else -1
-
-
 def _grid(catalog, result, truth: set[str], distance: np.ndarray, label: str) -> None:
     """Rows of matches: one image (caption included) and one "More like this" button per match."""
     paths = dict(zip(catalog.index["image_id"], catalog.index["path"], strict=False))
@@ -135,21 +123,11 @@ def _grid(catalog, result, truth: set[str], distance: np.ndarray, label: str) ->
                     st.rerun()  # the whole page: the query column shows the new query
 
 
-def _missed(index, vector, truth: set[str], settings: dict) -> None:
+def _missed(index, vector, truth: set[str], settings: SearchSettings) -> None:
     """List the true matches missing from the top 10, with eproduct_core.why_missed's explanation."""
-    from eproduct_core.config import SearchSettings
     from eproduct_core.why_missed import why_missed
 
-    search = SearchSettings(
-        kind=index.kind,
-        bits=settings["bits"],
-        cutoff=settings["cutoff"],
-        mode=settings["mode"],
-        k=10 if settings["mode"] == "cutoff" else settings["k"],
-        rerank=settings["rerank"],
-        shard_size=int(index.manifest.get("shard_size", 8000)),
-    )
-    table = why_missed(index, np.asarray(vector, dtype=np.float32), truth, search)
+    table = why_missed(index, np.asarray(vector, dtype=np.float32), truth, settings)
     missed = table[~table["retrieved"].fillna(False).astype(bool)]
     if missed.empty:
         return
@@ -158,18 +136,6 @@ def _missed(index, vector, truth: set[str], settings: dict) -> None:
         columns={"index_id": "index id", "code_cosine": "code cosine", "reason": "why missed"}
     )
     st.dataframe(shown.round(4), hide_index=True, width="stretch")
-
-
-def _as_settings(chosen: dict) -> SearchSettings:
-    """The controls' choice as the one settings object (settings-wiring makes the controls return it)."""
-    cutoff_mode = chosen["mode"] == "cutoff"
-    return SearchSettings(
-        mode=chosen["mode"],
-        bits=chosen["bits"],
-        k=None if cutoff_mode else chosen["k"],
-        cutoff=chosen["cutoff"] if cutoff_mode else None,
-        rerank=chosen["rerank"],
-    )
 
 
 def _restore_link(workspace, catalog) -> None:
@@ -214,13 +180,11 @@ def _results(workspace, catalog, index_name: str, index, vector: np.ndarray, que
             index=index_name,
             query=None if upload or st.session_state.get(LIKE) else query_id,
             like=st.session_state.get(LIKE),
-            settings=_as_settings(settings),
+            settings=settings,
         )
     )
-    from eproduct_core.search_call import search
-
     started = time.perf_counter()
-    result = search(index, vector[None, :].astype(np.float32), _as_settings(settings))[0]
+    result = search(index, vector[None, :].astype(np.float32), settings)[0]
     search_ms = (time.perf_counter() - started) * 1000
     truth = catalog.matches().get(query_id, set()) if query_id else set()
     distance, label_d = (result.cosine, "cos") if result.cosine is not None else (result.code_cosine, "code-cos")
@@ -229,7 +193,7 @@ def _results(workspace, catalog, index_name: str, index, vector: np.ndarray, que
     cols[1].metric("True matches in top 10", f"{len(truth & set(result.ids[:10]))} / {len(truth)}" if truth else "n/a")
     cols[2].metric(
         "Hamming radius",
-        hamming_radius(settings["cutoff"], settings["bits"]),
+        hamming_radius(controls.shown_cutoff(settings), settings.bits),
         help="The cutoff's equivalent Hamming radius at this hash length, for codes with half their bits set.",
     )
     cols[3].metric("Search time", f"{search_ms:.1f} ms", help=f"{result.candidates} candidates considered")
@@ -240,14 +204,13 @@ def _results(workspace, catalog, index_name: str, index, vector: np.ndarray, que
         st.caption(f"Showing the first {MAX_SHOWN} of {len(result.ids)} matches (sorted by distance).")
     if truth:
         _missed(index, vector, truth, settings)
-    qwords = index.encode(np.asarray(vector, dtype=np.float32)[None, :])[0]
-    every = charts.binned(lsh.code_cosine(qwords, index.words, settings["bits"]))
+    every = charts.binned(code_cosines(index, vector, settings.bits or index.bits))
     st.altair_chart(
         charts.binned_histogram(
             every,
-            settings["cutoff"],
+            controls.shown_cutoff(settings),
             "code-cosine distance",
-            f"Distance to every index item at {settings['bits']} bits; cutoff in red",
+            f"Distance to every index item at {settings.bits} bits; cutoff in red",
         ),
         width="stretch",
     )
