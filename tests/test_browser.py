@@ -382,7 +382,7 @@ def test_map_draws_and_a_selection_shows_images(server, browser):
     page.get_by_text(re.compile(r"selected \(the first")).wait_for(timeout=WAIT_MS)
     _settled(page)
     _images_loaded(page)
-    assert page.locator('[data-testid="stImage"]').count() >= 1
+    assert page.locator('[data-testid="stMain"] img').count() >= 1  # the selected images
     _no_errors(page)
     shot = _shot(page, "map")
     if os.environ.get("EPRODUCT_UPDATE_SCREENSHOT") == "1":
