@@ -108,11 +108,12 @@ class SearchService:
             raise HttpError(400, "The vectors hold NaN or infinite numbers; send finite numbers.")
         answers = []
         for result in search(self.index, vectors, settings):
+            distances = result.cosine if result.cosine is not None else result.code_cosine
             exact = result.cosine is not None
             answers.append(
                 {
                     "ids": list(result.ids),
-                    "distances": [round(float(d), 6) for d in (result.cosine if exact else result.code_cosine)],
+                    "distances": [round(float(d), 6) for d in distances],
                     "distance": "cosine" if exact else "code_cosine",
                     "hamming": [int(h) for h in result.hamming],
                     "candidates": int(result.candidates),

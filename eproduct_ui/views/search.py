@@ -193,7 +193,7 @@ def _results(workspace, catalog, index_name: str, index, vector: np.ndarray, que
     cols[1].metric("True matches in top 10", f"{len(truth & set(result.ids[:10]))} / {len(truth)}" if truth else "n/a")
     cols[2].metric(
         "Hamming radius",
-        hamming_radius(controls.shown_cutoff(settings), settings.bits),
+        hamming_radius(controls.shown_cutoff(settings), settings.bits or index.bits),
         help="The cutoff's equivalent Hamming radius at this hash length, for codes with half their bits set.",
     )
     cols[3].metric("Search time", f"{search_ms:.1f} ms", help=f"{result.candidates} candidates considered")
