@@ -20,8 +20,9 @@ MEMORY = "remembered_controls"  # survives page switches (Streamlit drops the st
 def remembered(key: str, default):
     """Seed widget `key` from the session's memory (or `default`) before the widget is drawn."""
     memory = st.session_state.setdefault(MEMORY, {})
-    if key not in st.session_state:
-        st.session_state[key] = memory.get(key, default)
+    # Re-assigned every run: a widget value carried over from another page (or drawn there inside the Search
+    # page's fragment) is kept as the value, not reset to the widget's first option.
+    st.session_state[key] = st.session_state[key] if key in st.session_state else memory.get(key, default)
     return key
 
 

@@ -311,3 +311,19 @@ def test_fashion_mnist_missing_says_how_to_install(home, tmp_path, monkeypatch):
     _clean(at)
     assert any("apt-get install dataset-fashion-mnist" in i.value for i in at.info)
     assert not [b for b in at.button if b.key == "fashion_build"]
+
+
+def test_search_settings_carry_over_to_another_page(home):
+    """Fails on the old `remembered` (seeded a widget only when its key was missing): the Evaluation page's
+    hash length fell back to the first option (4 bits) after the Search page had drawn it."""
+    key = f"bits::{SCOPE}"
+    at = _app()
+    _clean(at)
+    at.select_slider(key=key).set_value(64).run()
+    at.switch_page("app_pages/evaluation.py")
+    at.run()
+    _clean(at)
+    assert at.select_slider(key=key).value == 64
+    at.switch_page("app_pages/search.py")
+    at.run()
+    assert at.select_slider(key=key).value == 64

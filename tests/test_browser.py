@@ -380,9 +380,10 @@ def test_map_draws_and_a_selection_shows_images(server, browser):
     page.mouse.move(box["x"] + box["width"] * 0.85, box["y"] + box["height"] * 0.85, steps=8)
     page.mouse.up()
     page.get_by_text(re.compile(r"selected \(the first")).wait_for(timeout=WAIT_MS)
+    page.locator('[data-testid="stImageContainer"] img').first.wait_for(timeout=WAIT_MS)  # the selected images
     _settled(page)
     _images_loaded(page)
-    assert page.locator('[data-testid="stMain"] img').count() >= 1  # the selected images
+    assert page.locator('[data-testid="stImageContainer"] img').count() >= 1
     _no_errors(page)
     shot = _shot(page, "map")
     if os.environ.get("EPRODUCT_UPDATE_SCREENSHOT") == "1":
