@@ -15,6 +15,8 @@ OVERRIDES = {
     "max_train_images": int,
     "device": str,
     "workers": int,
+    "prefetch_factor": int,
+    "checkpoint_every": int,
     "seed": int,
 }
 
@@ -23,13 +25,14 @@ def _train(args: argparse.Namespace) -> int:
     import logging
     from pathlib import Path
 
-    from ..config import PRESETS, load_config, preset, with_overrides
+    from .. import run_folder
+    from ..config import PRESETS, preset, with_overrides
     from ..errors import EproductError
     from ..train import train
 
     out = Path(args.out)
-    if args.resume and args.preset is None and (out / "config.json").is_file():
-        config = load_config(out / "config.json")
+    if args.resume and args.preset is None and (out / run_folder.CONFIG).is_file():
+        config = run_folder.read_config(out)
     else:
         config = preset(args.preset or "seed")
     overrides = {key: getattr(args, key) for key in OVERRIDES if getattr(args, key) is not None}
@@ -52,7 +55,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--catalog", required=True, help="catalog folder (train.csv, optional val.csv)")
     parser.add_argument("--preset", default=None, help="seed (the report, default), fast-demo or best")
     parser.add_argument("--out", required=True, help="run folder to write (config.json, metrics.jsonl, checkpoint.pt)")
-    parser.add_argument("--resume", action="store_true", help="continue a killed run from its last saved epoch")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue a killed run from its last checkpoint (an epoch's end, or mid-epoch with --checkpoint-every)",
+    )
     for key, kind in OVERRIDES.items():
         parser.add_argument(f"--{key.replace('_', '-')}", dest=key, type=kind, default=None, help=f"override {key}")
     parser.add_argument(
