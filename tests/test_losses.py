@@ -148,9 +148,11 @@ def test_supervised_contrastive_goes_down_and_ignores_rows_without_positives():
 
 def test_margin_softmax_goes_down_and_a_margin_costs_more():
     embeddings, proxies, labels = _tiny_batch()
-    plain = float(losses.margin_softmax(embeddings, proxies, labels, 0.05, margin=0.0))
-    assert plain == pytest.approx(float(losses.normalized_softmax(embeddings, proxies, labels, 0.05)), rel=1e-5)
-    assert float(losses.margin_softmax(embeddings, proxies, labels, 0.05, margin=0.2)) > plain
+    plain = float(losses.margin_softmax(embeddings, proxies, labels, 0.05, margin=0.0).detach())
+    assert plain == pytest.approx(
+        float(losses.normalized_softmax(embeddings, proxies, labels, 0.05).detach()), rel=1e-5
+    )
+    assert float(losses.margin_softmax(embeddings, proxies, labels, 0.05, margin=0.2).detach()) > plain
     first, last = _fit(lambda: losses.margin_softmax(embeddings, proxies, labels, 0.05, 0.2), [embeddings, proxies])
     assert last < 0.5 * first
 
