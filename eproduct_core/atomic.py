@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import EproductError
+
 
 def temp_name(path: str | Path) -> Path:
     """The temporary sibling a write of `path` goes through (unique per process)."""
@@ -35,6 +37,8 @@ def temp_name(path: str | Path) -> Path:
 def atomic_path(path: str | Path, *, fsync: bool = True) -> Iterator[Path]:
     """Yield a temporary path to write; on success it is synced and renamed to `path`, on error removed."""
     path = Path(path)
+    if path.is_dir():
+        raise EproductError(f"{path} is a folder; give the path of a file to write.")
     tmp = temp_name(path)
     try:
         yield tmp

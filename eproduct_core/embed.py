@@ -204,6 +204,8 @@ def embed_split(
     dataset = CatalogImages(catalog, frame, bundle.spec.image_size, strict=strict)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise EproductError(f"--out {out} is a file; give a folder for the embeddings.")
     out.mkdir(parents=True, exist_ok=True)
     ids_all = frame["image_id"].tolist()
     blocks, ids, shard, done = [], [], 0, 0

@@ -82,8 +82,22 @@ def read_meta(folder: str | Path) -> dict:
 
 
 def read_ids(path: str | Path) -> list[str]:
-    text = Path(path).read_text(encoding="utf-8")
-    return text.splitlines()
+    """One id per line of a UTF-8 text file, or an `EproductError` saying what is wrong."""
+    path = Path(path)
+    if not path.is_file():
+        raise EproductError(
+            f"Id file {path} does not exist{' (it is a folder)' if path.is_dir() else ''}. "
+            "Give a text file with one id per line."
+        )
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise EproductError(
+            f"Id file {path} is not UTF-8 text ({err.reason} at byte {err.start}). Re-save it as UTF-8."
+        ) from err
+    except OSError as err:
+        raise EproductError(f"Cannot read id file {path} ({err.strerror}).") from err
+    return text.removeprefix("\ufeff").splitlines()
 
 
 def read_embeddings(folder: str | Path, mmap: bool = False) -> Embeddings:

@@ -266,6 +266,8 @@ def train(
 ) -> Path:
     """Train a model on a catalog into the run folder `out_dir`; returns the folder."""
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise EproductError(f"--out {out} is a file; give a folder for the run (new, or one to --resume).")
     trainer = _Trainer(config, catalog_dir, out, progress)
     try:
         if not resume and run_folder.has_checkpoint(out):

@@ -101,6 +101,7 @@ def populate(
         source = "Fashion-MNIST"
     elif catalog is not None:
         catalog_report(0.0, f"Copying catalog {catalog}")
+        read_catalog(catalog)  # refuses a missing or incomplete folder, naming it (not the copy)
         shutil.copytree(catalog, folder / "catalog")
         source = f"catalog copied from {Path(catalog).name}"
     else:

@@ -106,9 +106,14 @@ def _evaluate(args: argparse.Namespace) -> int:
     truth = load_groundtruth(catalog)
     query_ids = [str(q) for q in catalog.query["image_id"]]
     if args.submission:
-        from ..submission import read_submission
+        import sys
 
-        result = evaluate_submission(read_submission(args.submission), truth, query_ids)
+        from ..submission import check_submission, read_submission_file
+
+        submission = read_submission_file(args.submission)
+        for warning in check_submission(submission, query_ids, catalog.index["image_id"].astype(str)):
+            print(f"warning: {warning}", file=sys.stderr)
+        result = evaluate_submission(submission.rows, truth, query_ids)
         out = Path(args.out) if args.out else Path(f"{args.submission}.eval")
     else:
         if not args.index:
@@ -151,6 +156,7 @@ def _sweep(args: argparse.Namespace) -> int:
     index = open_index(args.index)
     settings = resolve_settings(args, index.kind)
     vectors, ids = load_queries(args, args.catalog, settings.kind)
+    index.check_compatible(settings.kind, vectors.shape[1])
     grid = {"bits": _parse_list(args.bits_list, int) or [settings.bits]}
     if settings.mode == "cutoff":
         grid["cutoff"] = _parse_list(args.cutoffs, float) or [settings.cutoff]
