@@ -6,7 +6,8 @@ searching at once with one index opened by the server. Screenshots go to test-ar
 with EPRODUCT_UPDATE_SCREENSHOT=1 the Search screenshot is also copied to assets/screenshot-search.png.
 EPRODUCT_BROWSER_HOME points the tests at another workspace root (e.g. the full demo, for timing).
 
-Skipped cleanly when /usr/bin/chromium or the playwright package is missing. Never runs `playwright install`.
+Fails (never skips) when /usr/bin/chromium or the playwright package is missing: .ci/run installs chromium
+with apt and playwright comes with the `test` extra. Never runs `playwright install`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from conftest import require_system_file
+from playwright import sync_api
 
 CHROMIUM = "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,11 +42,12 @@ WAIT_MS = 90_000  # the first search imports torch in the server
 CHART = '[data-testid="stVegaLiteChart"] canvas, [data-testid="stVegaLiteChart"] svg.marks'
 PAGES = {"catalog": "Catalog", "model": "Model", "evaluation": "Evaluation", "index-info": "Index"}  # in nav order
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not Path(CHROMIUM).is_file(), reason=f"{CHROMIUM} is missing (apt install chromium)"),
-]
-sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright python package is not installed")
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(autouse=True)
+def _chromium_installed() -> None:
+    require_system_file(Path(CHROMIUM), "chromium")
 
 
 def _free_port() -> int:

@@ -6,11 +6,10 @@ import json
 import shutil
 
 import pytest
+import torch
 
 from eproduct_core.cli import main
 from eproduct_core.submission import read_submission
-
-torch = pytest.importorskip("torch")
 
 
 @pytest.fixture(scope="module")
