@@ -70,7 +70,8 @@ class TrainConfig:
     weight_decay: float = 0.0  # L2 / decoupled weight decay; the seed used none
     optimizer: str = "adam"  # "adam" (seed) or "adamw"
     schedule: str = "constant"  # "constant" (seed) or "cosine" decay to 0 over the run
-    augment: str = "none"  # "none" (seed), "light" (flip + small shift/scale), "strong" (+ colour, larger crops)
+    augment: str = "none"  # "none" (seed); "light": small scale/rotation/shear/shift + brightness/contrast;
+    # "strong": larger ones + occasional noise (data.augment; no flips: a mirrored product is another product)
     dhc: bool = True  # carry the Deep Hierarchical Classification heads (needed for kinds seed / seed-3d)
     dhc_hidden: int = 256  # width of each level's representation in the DHC heads
     alphas: tuple[float, ...] = (1.0, 1.0, 1.0)  # per-level weight of the cross-entropy layer loss

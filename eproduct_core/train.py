@@ -66,8 +66,9 @@ def compute_loss(
         elif config.dependence == "soft":
             parts["dependence"] = losses.dependence_soft(outputs["logits"], parents, config.betas)
     if "cosine" in outputs:
-        logits = outputs["cosine"] / config.temperature
-        parts["metric"] = config.metric_weight * torch.nn.functional.cross_entropy(logits, metric_all)
+        parts["metric"] = config.metric_weight * losses.normalized_softmax(
+            outputs["cosine"], metric_all, config.temperature
+        )
         if n_views > 1 and config.instance_weight > 0:
             view_a, view_b = outputs["embedding"].chunk(2)
             parts["instance"] = config.instance_weight * losses.nt_xent(view_a, view_b, config.instance_temperature)
