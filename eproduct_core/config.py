@@ -211,7 +211,8 @@ SEED_SEARCH = SearchSettings(kind="seed", bits=20, shard_size=8000, cutoff=0.1, 
 BETTER_SEARCH = SearchSettings(kind="metric", bits=256, shard_size=8000, cutoff=0.1, mode="topk", k=10, rerank=100)
 
 PRESETS: dict[str, TrainConfig] = {
-    # The published student pipeline, exactly: ResNet50 at 64 px, Adam 2e-4, 12 epochs, DHC (faithful).
+    # The published student pipeline: ResNet50 at 64 px, Adam 2e-4, 12 epochs, DHC (faithful). Assumed where the
+    # report is silent (README, "What the seed preset assumes"): random init, QR-orthonormalised hyperplanes.
     "seed": TrainConfig(
         preset="seed",
         backbone="resnet50",
