@@ -136,7 +136,7 @@ def embed_images(bundle: RunBundle, images: Sequence[Image.Image], kind: str, th
     wanted = threads if threads is not None else (1 if len(images) <= 8 else None)
     previous = torch.get_num_threads()
     change = bundle.device.type == "cpu" and wanted is not None and wanted != previous
-    if change:
+    if change and wanted is not None:
         torch.set_num_threads(wanted)
     try:
         return _embed_batch(bundle, batch, kind).astype(np.float32)
@@ -208,7 +208,9 @@ def embed_split(
         raise EproductError(f"--out {out} is a file; give a folder for the embeddings.")
     out.mkdir(parents=True, exist_ok=True)
     ids_all = frame["image_id"].tolist()
-    blocks, ids, shard, done = [], [], 0, 0
+    blocks: list[np.ndarray] = []
+    ids: list[str] = []
+    shard, done = 0, 0
     bad: list[str] = []
 
     def flush() -> None:

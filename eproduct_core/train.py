@@ -72,7 +72,11 @@ def compute_loss(
         if n_views > 1 and config.instance_weight > 0:
             view_a, view_b = outputs["embedding"].chunk(2)
             parts["instance"] = config.instance_weight * losses.nt_xent(view_a, view_b, config.instance_temperature)
-    parts["total"] = sum(parts.values())
+    terms = list(parts.values())
+    total = terms[0] if terms else torch.zeros((), device=labels.device)
+    for term in terms[1:]:
+        total = total + term
+    parts["total"] = total
     return parts
 
 
@@ -128,6 +132,7 @@ class _Trainer:
             if self.dist.enabled
             else self.model
         )
+        self.sampler: EpochSampler | DistributedSampler
         if config.balanced or not self.dist.enabled:
             self.sampler = EpochSampler(
                 self.train_labels[:, -1], config.balanced, config.seed, self.dist.rank, self.dist.world

@@ -35,7 +35,7 @@ def _progress_bar(description: str):
     """A `progress(done, total)` callback drawing a tqdm bar (opened on the first call), and a closer."""
     from tqdm import tqdm
 
-    bars = []
+    bars: list = []
 
     def update(done: int, total: int) -> None:
         if not bars:

@@ -39,6 +39,7 @@ def _build(args: argparse.Namespace) -> int:
     from ..errors import EproductError
     from ..index import build_index
 
+    ids: list[str] | None
     if args.embeddings:
         emb = read_embeddings(args.embeddings, mmap=True)
         vectors, ids, kind = emb.vectors, emb.ids, args.kind or emb.kind
