@@ -3,7 +3,7 @@
 Synthetic embeddings with real neighbour structure: products (4 images each) are points in a
 low-dimensional latent space; an image is normalize(U (centre + spread * e) + noise * n); queries are
 perturbed copies of index items. Compares, in one run: the seed layout (20 bits, 8,000 rows per shard,
-code cosine cutoff 0.1), this project's default (`build_index` / `Index.search` defaults) and variants, exact numpy
+code cosine cutoff 0.1), this project's default (`build_index` / `search.search` defaults) and variants, exact numpy
 brute force, faiss IndexRefine(IndexLSH 512 bits, SQfp16) with re-rank 1000, and faiss
 IndexBinaryFlat over the same 256-bit codes (Hamming top-10, no re-rank).
 
@@ -30,12 +30,15 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from eproduct_core.index import DEFAULT_BITS, build_index, open_index  # noqa: E402
-from eproduct_core.search import (  # noqa: E402
+from eproduct_core.index import build_index, open_index  # noqa: E402
+from eproduct_core.search import search  # noqa: E402
+from eproduct_core.settings import (  # noqa: E402
+    DEFAULT_BITS,
     DEFAULT_CANDIDATES,
     DEFAULT_PROBE_BITS,
     DEFAULT_RERANK,
     DEFAULT_SHORTLIST,
+    SearchSettings,
 )
 
 
@@ -138,15 +141,17 @@ def ours(x, q, work: Path, configs: list[tuple], threads: int, rounds: int, rows
     for _, folder, _, search_kw, kernel in configs:
         index = opened[folder] = opened.get(folder) or open_index(work / folder)
         index.kernel = kernel
-        index.search(q[:2], **search_kw)  # load codes, scan columns and vectors into memory; compile the kernels
+        # load codes, scan columns and vectors into memory; compile the kernels
+        search(index, q[:2], SearchSettings(**search_kw))
         ram.append(index.memory_bytes() + sum(sys.getsizeof(i) + 8 for i in index.all_ids()))  # arrays + ids
     measured: list[list] = [[] for _ in configs]
     for _ in range(rounds):
         for (_, folder, _, search_kw, kernel), runs in zip(configs, measured, strict=False):
             index = opened[folder]
             index.kernel = kernel
-            p50, p95, found = latency(lambda v: index.search(v, **search_kw)[0].rows, q)
-            qps = len(q) / _timed(lambda: index.search(q, threads=threads, **search_kw))
+            settings = SearchSettings(**search_kw)
+            p50, p95, found = latency(lambda v: search(index, v, settings)[0].rows, q)
+            qps = len(q) / _timed(lambda: search(index, q, settings, threads=threads))
             runs.append((p50, p95, qps, found))
     first_build = set()
     for (name, folder, _, _, _), runs, size in zip(configs, measured, ram, strict=False):
@@ -165,11 +170,14 @@ def _timed(f) -> float:
 
 
 def stage_profile(index, q: np.ndarray) -> list[tuple[str, float]]:
-    """p50 ms of each stage of the default search, one query at a time (the same calls `Index.search` makes)."""
-    from eproduct_core import lsh
+    """p50 ms of each stage of the default search, one query at a time (the same calls `search.search` makes)."""
+    from eproduct_core import lsh, search_kernels
     from eproduct_core import search as S
 
-    plan = S._resolve(index, None, "topk", 10, None, None, None, None, None)
+    plan = S._plan(index, SearchSettings())
+    stages = plan.stages(index)
+    columns, sample = index.scan_arrays(stages.probe_bits)
+    store = search_kernels.Store(columns, sample, index.words, index.vectors)
     times: dict[str, list[float]] = {}
 
     def timed(name, f):
@@ -182,22 +190,20 @@ def stage_profile(index, q: np.ndarray) -> list[tuple[str, float]]:
         projections = timed(f"hash the query ({index.bits} hyperplanes)", lambda: index.project(query[None, :]))
         qwords = lsh.to_words(lsh.pack(projections > 0))[0]
         timed(
-            f"stage 1 alone: {plan.probe_bits}-bit prefix scan of every row -> {plan.candidates} candidates "
+            f"stage 1 alone: {stages.probe_bits}-bit prefix scan of every row -> {stages.candidates} candidates "
             f"({'numba' if search_kernels_compiled() else 'numpy'} kernel)",
-            lambda: index.scan(qwords, plan.probe_bits, plan.scan_count),
+            lambda: search_kernels.scan(columns, qwords, stages.probe_bits, stages.candidates, index.kernel, sample),
         )
         rows, ham = timed(
-            f"stages 1-3: prefix scan, {plan.bits}-bit Hamming -> {plan.shortlist}, weighted Hamming "
-            f"-> {plan.rerank} (one compiled call)",
-            lambda: index.best_rows(
-                qwords, projections[0], plan.probe_bits, plan.bits, plan.scan_count, plan.depth, plan.rerank
-            ),
+            f"stages 1-3: prefix scan, {stages.bits}-bit Hamming -> {stages.shortlist}, weighted Hamming "
+            f"-> {stages.rerank} (one compiled call)",
+            lambda: search_kernels.best_rows(store, stages, qwords, projections[0], index.kernel),
         )
         timed(
-            f"stage 4: exact cosine on {plan.rerank} float16 rows -> top 10, ids",
+            f"stage 4: exact cosine on {stages.rerank} float16 rows -> top 10, ids",
             lambda: S._finish(index, query, qwords, rows, ham, plan, len(rows), True),
         )
-        timed("whole `Index.search` call", lambda: index.search(query))
+        timed("whole `search.search` call", lambda: search(index, query, SearchSettings()))
     return [(name, float(np.median(values) * 1e3)) for name, values in times.items()]
 
 
@@ -317,8 +323,9 @@ def run(args: argparse.Namespace) -> str:
         ]
         ours(x, q, work, configs, args.threads, args.rounds, rows)
         index = open_index(work / "default")
-        index.search(q[:2], bits=64, rerank=0)  # first use at 64 bits builds its scan structure (~0.1 s)
-        no_rebuild = _timed(lambda: index.search(q[:50], bits=64, rerank=0)) / 50 * 1e3
+        # first use at 64 bits builds its scan structure (~0.1 s)
+        search(index, q[:2], SearchSettings(bits=64, rerank=0))
+        no_rebuild = _timed(lambda: search(index, q[:50], SearchSettings(bits=64, rerank=0))) / 50 * 1e3
         stages = stage_profile(index, q)
         if not args.skip_faiss:
             faiss_peers(x, q, index, args.threads, rows)
