@@ -28,17 +28,16 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .config import search_from_dict
 from .documents import read_versioned_json
 from .errors import EproductError
+from .progress import Progress
 from .settings import IndexSpec, SearchSettings
 
 log = logging.getLogger(__name__)
-Progress = Callable[[float, str], None]
 
 ENV_HOME = "EPRODUCT_HOME"
 ENV_ROOTS = "EPRODUCT_ROOTS"
