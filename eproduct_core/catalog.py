@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .atomic import atomic_path
 from .errors import EproductError
 from .images import load_image
 from .taxonomy import LEVELS, hierarchy_conflicts
@@ -281,10 +282,9 @@ def write_catalog(
         if missing:
             raise ValueError(f"{name}: missing columns {missing}")
         ordered = frame[COLUMNS[name] + [c for c in frame.columns if c not in COLUMNS[name]]]
-        tmp = root / f".{name}.tmp"
         # csv leaves a lone "\r" unquoted (only "\n" is the line terminator), which readers take for a
         # line break: quote every field of a file that holds one.
         has_cr = ordered.astype(str).apply(lambda column: column.str.contains("\r", regex=False)).any(axis=None)
-        ordered.to_csv(tmp, index=False, encoding="utf-8", quoting=csv.QUOTE_ALL if has_cr else csv.QUOTE_MINIMAL)
-        tmp.replace(root / name)
+        with atomic_path(root / name) as tmp:
+            ordered.to_csv(tmp, index=False, encoding="utf-8", quoting=csv.QUOTE_ALL if has_cr else csv.QUOTE_MINIMAL)
     return root

@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .atomic import atomic_path, write_text_atomic
 from .errors import EproductError
 from .metrics import first_hit_rank, hits_at_k, recall_at_k
 from .progress import CountProgress
@@ -68,8 +69,9 @@ class EvaluationResult:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         csv_path, json_path = out / "per_query.csv", out / "summary.json"
-        self.per_query.to_csv(csv_path, index=False)
-        json_path.write_text(json.dumps(_jsonable(self.summary), indent=2) + "\n", encoding="utf-8")
+        with atomic_path(csv_path) as tmp:
+            self.per_query.to_csv(tmp, index=False)
+        write_text_atomic(json_path, json.dumps(_jsonable(self.summary), indent=2) + "\n")
         return csv_path, json_path
 
 

@@ -31,6 +31,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .atomic import write_text_atomic
 from .config import search_from_dict
 from .documents import read_versioned_json
 from .errors import EproductError
@@ -182,9 +183,7 @@ def write_meta(path: Path, meta: dict) -> Path:
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     full = {"format": FORMAT, "version": VERSION, **meta}
-    tmp = path / f".{META_FILE}.tmp-{os.getpid()}"
-    tmp.write_text(json.dumps(full, indent=2, sort_keys=False), encoding="utf-8")
-    os.replace(tmp, path / META_FILE)
+    write_text_atomic(path / META_FILE, json.dumps(full, indent=2, sort_keys=False))
     return path / META_FILE
 
 
