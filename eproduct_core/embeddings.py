@@ -88,7 +88,11 @@ def read_ids(path: str | Path) -> list[str]:
         ) from err
     except OSError as err:
         raise EproductError(f"Cannot read id file {path} ({err.strerror}).") from err
-    return text.removeprefix("\ufeff").splitlines()
+    # split on "\n" only: str.splitlines() also breaks at \u2028, \x85, \x0c ..., which ids may hold
+    lines = text.removeprefix("\ufeff").split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return [line.removesuffix("\r") for line in lines]
 
 
 def read_embeddings(folder: str | Path, mmap: bool = False) -> Embeddings:
