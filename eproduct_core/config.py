@@ -34,6 +34,7 @@ from .settings import (
 
 BACKBONES = ("resnet18", "resnet50", "efficientnet-lite0", "tiny")
 RUN_KINDS = ("seed", "seed-3d", "penultimate", "metric")  # the EMBED_KINDS a training run can produce itself
+DHC_KINDS = ("seed", "seed-3d")  # the RUN_KINDS read from the DHC heads
 assert set(RUN_KINDS) <= set(EMBED_KINDS)
 
 
@@ -130,7 +131,7 @@ class TrainConfig:
             _fail(name, "embed_kind", self.embed_kind, f"must be one of {RUN_KINDS}")
         if self.embed_kind == "metric" and not self.metric:
             _fail(name, "embed_kind", self.embed_kind, "needs metric=true (the run must carry a metric head)")
-        if self.embed_kind in ("seed", "seed-3d") and not self.dhc:
+        if self.embed_kind in DHC_KINDS and not self.dhc:
             _fail(name, "embed_kind", self.embed_kind, "needs dhc=true (the run must carry the DHC heads)")
         if not isinstance(self.index, IndexSpec) or not isinstance(self.search, SearchSettings):
             _fail(name, "index/search", (self.index, self.search), "must be an IndexSpec and a SearchSettings")

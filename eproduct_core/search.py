@@ -1,24 +1,31 @@
 """Search an opened index: Hamming ranking with weighted and exact re-ranks, and the seed's cutoff mode.
 
-numpy and the compiled loops of search_kernels.py (numba; numpy fallback); never torch.
+One entry point, `search(index, queries, settings: SearchSettings, *, threads=1)`; `resolve` fills the
+settings' `None` fields (the index's stored tuned defaults, else settings.py) and makes the stages
+consistent. numpy and the compiled loops of search_kernels.py (numba; numpy fallback); never torch.
 
 Modes, at hash length `bits` (any prefix of the stored codes; default the stored length):
 - "topk" (default), in up to four stages, each cheaper per row than the next and run on fewer rows:
   1. candidates: a scan of the first `probe_bits` bits of every code (search_kernels.py; default the
-     first 128 bits) keeps the `candidates` rows nearest in Hamming distance (`probe_bits=bits`:
-     an exact Hamming ranking of every row);
+     first 128 bits) keeps the `candidates` rows nearest in Hamming distance (`probe_bits=bits`, or an
+     index of no more than `candidates` rows: an exact Hamming ranking of every row);
   2. shortlist: their full `bits`-bit Hamming distances keep the best `shortlist`;
   3. weighted Hamming (lsh.py: each differing bit costs the query's margin on that hyperplane)
      keeps the best `rerank` of those;
   4. exact cosine distance on their float16 vectors returns the top `k`.
+  The re-rank covers at least k rows (rerank = max(rerank, k)): k is never silently capped.
   With rerank=0 (or an index without vectors) stages 3-4 are skipped: the top `k` by Hamming;
   with shortlist <= rerank, stage 3 is skipped: the exact re-rank takes the `rerank` best by Hamming.
-  Stages 1-4 run as one compiled, GIL-free call per batch of queries (search_kernels.reranked).
+  Stages 1-4 run as one compiled, GIL-free call per batch of queries (search_kernels.reranked), sized
+  by one `search_kernels.Stages` tuple.
   An optional `cutoff` keeps results with exact cosine distance < cutoff (code cosine when rerank=0).
 - "cutoff" (the seed pipeline's): every item whose code cosine distance (eq. 4, see lsh.py) is
-  < `cutoff`, ranked by that distance; `k` truncates (k=None keeps all). With rerank=R > 0 the
-  first R admitted items are re-ranked by exact cosine.
-Ties are broken by row number everywhere, so results are deterministic and shard-independent.
+  strictly below `cutoff`, decided exactly in integers (lsh.below_cutoff: a row exactly at the cutoff,
+  e.g. 1 - 9/10 at 0.1, is not admitted), ranked by that distance; `k` truncates (k=None keeps all).
+  With rerank=R > 0 the first max(R, k) admitted items (all of them when k=None) are re-ranked by
+  exact cosine.
+Ties are broken by row number everywhere, so results are deterministic and shard-independent; the numba
+and numpy kernels return the same rows and the same float64 distances.
 """
 
 from __future__ import annotations
@@ -222,7 +229,8 @@ def _stored_defaults(index: Index, mode: str) -> SearchSettings | None:
 def resolve(index: Index, settings: SearchSettings) -> SearchSettings:
     """`settings` with every `None` field filled for `index`, as the search runs them.
 
-    A `None` field takes the index's stored tuned default (manifest key "search", when its mode is the same),
+    `mode` and `k` always come from `settings`. Another `None` field takes the index's stored tuned default
+    (manifest key "search", a SearchSettings dict written by tuning, used when its mode is the same),
     else the constants of settings.py: bits = the stored length; cutoff = SEED_CUTOFF in cutoff mode (none in
     top-k); rerank = DEFAULT_RERANK in top-k with stored vectors, else 0; shortlist = max(DEFAULT_SHORTLIST,
     6 rerank); probe_bits = DEFAULT_PROBE_BITS; candidates = max(DEFAULT_CANDIDATES, 4 shortlist, 8 k).

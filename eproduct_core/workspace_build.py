@@ -114,7 +114,7 @@ def populate(
             progress=lambda done, total: catalog_report(done / max(total, 1), f"Drawing catalog images {done}/{total}"),
         )
         source = f"synthetic {size}"
-    catalog = read_catalog(folder / "catalog")
+    read_catalog(folder / "catalog")  # refuses a malformed catalog before training on it
 
     run_name = config.preset
     _train(config, folder / "catalog", folder / "runs" / run_name, _span(report, "train"))

@@ -29,10 +29,7 @@ def remember(key: str, value) -> None:
     st.session_state.setdefault(MEMORY, {})[key] = value
 
 
-BIT_CHOICES = tuple(
-    b for b in (4, 8, 12, 16, 20, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 1024, 2048) if b < MAX_BITS
-)
-BIT_CHOICES += (MAX_BITS,)
+BIT_CHOICES = (4, 8, 12, 16, 20, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 1024, 2048, MAX_BITS)
 
 
 def index_choice(workspace) -> str:

@@ -105,6 +105,8 @@ def test_every_page_draws(home, page):
 def test_sample_query_and_cutoff_slider_match_the_core_search(home):
     from eproduct_core.embeddings import read_embeddings
     from eproduct_core.index import open_index
+    from eproduct_core.search import search
+    from eproduct_core.settings import SearchSettings
 
     at = _app()
     _clean(at)
@@ -125,12 +127,12 @@ def test_sample_query_and_cutoff_slider_match_the_core_search(home):
         at.slider(key=f"cutoff::{SCOPE}").set_value(cutoff).run()
         _clean(at)
         counts[cutoff] = int(_metric(at, "Matches"))
-        expected = index.search(vector[None, :], bits=256, mode="cutoff", cutoff=cutoff, k=None, rerank=0)[0]
+        expected = search(index, vector, SearchSettings(mode="cutoff", bits=256, cutoff=cutoff, k=None, rerank=0))[0]
         assert counts[cutoff] == len(expected.ids)
     assert counts[low] < counts[high]
     at.slider(key=f"cutoff::{SCOPE}").set_value(0.3).run()
     at.select_slider(key=f"bits::{SCOPE}").set_value(16).run()
-    expected = index.search(vector[None, :], bits=16, mode="cutoff", cutoff=0.3, k=None, rerank=0)[0]
+    expected = search(index, vector, SearchSettings(mode="cutoff", bits=16, cutoff=0.3, k=None, rerank=0))[0]
     assert int(_metric(at, "Matches")) == len(expected.ids)
     assert _metric(at, "Hamming radius") == "4"  # d / 16 < 0.3  <=>  d <= 4
 
@@ -213,6 +215,10 @@ def test_index_page_builds_a_new_index(tiny_workspace, tmp_path, monkeypatch):
     demo = ws.open_workspace(home / "demo", allowed=[home])
     assert "metric-64" in demo.indexes and demo.index_info("metric-64")["bits"] == 64
     assert open_index(demo.index_dir("metric-64")).bits == 64
+    from eproduct_core.settings import IndexSpec, SearchSettings
+
+    assert demo.index_spec("metric-64") == IndexSpec(kind="metric", bits=64, shard_size=8000)
+    assert demo.search_settings("metric-64") == SearchSettings()  # the index's own defaults
     at.button(key="verify").click().run()
     assert any("match their sha256" in s.value for s in at.success)
 

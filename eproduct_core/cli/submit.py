@@ -13,6 +13,13 @@ def _submit(args: argparse.Namespace) -> int:
     from ..evaluate import format_summary
     from ..submit import make_submission, run_defaults
 
+    if args.index and (args.kind or args.shard_size):
+        from ..errors import EproductError
+
+        raise EproductError(
+            "--kind and --shard-size describe the index submit builds; with --index the index's own are used. "
+            "Leave them out, or leave out --index."
+        )
     spec, preset_settings = run_defaults(args.run)
     settings = search_settings(args, preset_settings)
     index_changes = {"kind": args.kind, "shard_size": args.shard_size}
@@ -59,7 +66,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--index", help="index folder; default: embed the index split and build one in RUN/cache/")
     parser.add_argument("--out", required=True, help="submission file to write")
     parser.add_argument("--kind", help="embedding kind of a built index and the queries (default: the run's)")
-    parser.add_argument("--shard-size", type=int, help="rows per shard of a built index (default: the run's, 8000)")
+    parser.add_argument("--shard-size", type=int, help="rows per shard of a built index (default: the run's)")
     parser.add_argument("--device", default="auto", help="embedding device: auto, cpu or cuda")
     add_search_flags(parser, "the run preset's")
     parser.set_defaults(func=_submit)

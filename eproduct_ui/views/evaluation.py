@@ -133,6 +133,7 @@ def render() -> None:
     index_name = controls.index_choice(workspace)
     index = loaders.index(workspace.index_dir(index_name))
     chosen = controls.search_settings(workspace, index_name, index)
+    assert chosen.bits is not None  # the controls always choose a hash length
     st.title("Evaluation")
     vectors, ids, truth = _queries(workspace, index_name, catalog)
     key = loaders.stamp(workspace.index_dir(index_name) / "manifest.json")

@@ -103,6 +103,7 @@ def render() -> None:
     index_name = controls.index_choice(workspace)
     index = loaders.index(workspace.index_dir(index_name))
     settings = controls.search_settings(workspace, index_name, index)
+    assert settings.bits is not None  # the controls always choose a hash length
     st.title("Search")
     left, right = st.columns([1, 3])
     with left:
