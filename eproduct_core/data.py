@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 def to_uint8_tensor(image: Image.Image, size: int) -> torch.Tensor:
     """An RGB PIL image resized to size x size as a uint8 (3, size, size) tensor (the seed's resize)."""
-    resized = image.convert("RGB").resize((size, size), Image.BILINEAR)
+    resized = image.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
     return torch.from_numpy(np.asarray(resized, dtype=np.uint8).copy()).permute(2, 0, 1).contiguous()
 
 

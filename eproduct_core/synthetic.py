@@ -269,7 +269,9 @@ def _write_images(out: Path, plan: SynthPlan, progress: CountProgress | None) ->
             current = (product.number, render_product(product, plan.leaves[product.leaf], side * 2))
         path = out / relative
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(shoot(current[1], np.random.default_rng([plan.seed, product.number, view]), side))
+        picture = current[1]
+        assert picture is not None  # rendered above for this product
+        path.write_bytes(shoot(picture, np.random.default_rng([plan.seed, product.number, view]), side))
         if progress is not None and (done % 50 == 0 or done == len(plan.jobs)):
             progress(done, len(plan.jobs))
 
