@@ -160,7 +160,7 @@ def load_fashion_mnist(
 
 def augment(item: np.ndarray, rng: np.random.Generator) -> Image.Image:
     """One mild, realistic view of a 28x28 item: affine warp, scale, shift, brightness/contrast, blur, noise."""
-    big = Image.fromarray(item).resize((WORK_PX, WORK_PX), Image.Resampling.BICUBIC)
+    big = Image.fromarray(item).resize((WORK_PX, WORK_PX), Image.BICUBIC)
     angle = math.radians(rng.uniform(-8, 8))
     shear, scale = rng.uniform(-0.06, 0.06), rng.uniform(0.9, 1.1)
     shift = rng.uniform(-0.06, 0.06, size=2) * WORK_PX
@@ -172,10 +172,8 @@ def augment(item: np.ndarray, rng: np.random.Generator) -> Image.Image:
     inverse = np.linalg.inv(forward)
     centre = np.array([WORK_PX / 2, WORK_PX / 2])
     offset = centre - inverse @ (centre + shift)
-    warped = big.transform(
-        big.size, Image.Transform.AFFINE, (*inverse[0], offset[0], *inverse[1], offset[1]), Image.Resampling.BILINEAR
-    )
-    pixels = np.asarray(warped.resize((IMAGE_PX, IMAGE_PX), Image.Resampling.BILINEAR), float)
+    warped = big.transform(big.size, Image.AFFINE, (*inverse[0], offset[0], *inverse[1], offset[1]), Image.BILINEAR)
+    pixels = np.asarray(warped.resize((IMAGE_PX, IMAGE_PX), Image.BILINEAR), float)
     pixels = (pixels - pixels.mean()) * rng.uniform(0.8, 1.2) + pixels.mean() * rng.uniform(0.8, 1.2)
     pixels += rng.normal(0, rng.uniform(0, 4), size=pixels.shape)
     image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "L")
@@ -292,7 +290,7 @@ def make_fashion_mnist_catalog(
 def _write_images(out: Path, jobs: list, seed: int, progress: CountProgress | None) -> None:
     for done, (relative, item, view) in enumerate(jobs, start=1):
         if view is None:
-            image = Image.fromarray(item).resize((IMAGE_PX, IMAGE_PX), Image.Resampling.BICUBIC)
+            image = Image.fromarray(item).resize((IMAGE_PX, IMAGE_PX), Image.BICUBIC)
         else:
             image = augment(item, np.random.default_rng([seed, view[0], view[1]]))
         path = out / relative
