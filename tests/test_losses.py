@@ -110,9 +110,7 @@ def test_training_uses_normalized_softmax_for_the_metric_head():
 
     torch.manual_seed(4)
     cosine, labels = torch.rand(5, 3) * 2 - 1, torch.randint(0, 3, (5,))
-    config = TrainConfig(
-        backbone="tiny", dhc=False, metric=True, embed_kind="metric", metric_weight=0.5, temperature=0.1
-    )
+    config = TrainConfig(backbone="tiny", metric=True, metric_weight=0.5, temperature=0.1)  # no DHC logits given
     parts = compute_loss({"cosine": cosine}, labels.view(-1, 1), labels, [], config, 1)
     expected = 0.5 * losses.normalized_softmax(cosine, labels, 0.1)
     assert parts["metric"].item() == pytest.approx(expected.item())
