@@ -20,8 +20,9 @@ MEMORY = "remembered_controls"  # survives page switches (Streamlit drops the st
 def remembered(key: str, default):
     """Seed widget `key` from the session's memory (or `default`) before the widget is drawn."""
     memory = st.session_state.setdefault(MEMORY, {})
-    if key not in st.session_state:
-        st.session_state[key] = memory.get(key, default)
+    # Re-assigned every run: a widget value carried over from another page (or drawn there inside the Search
+    # page's fragment) is kept as the value, not reset to the widget's first option.
+    st.session_state[key] = st.session_state[key] if key in st.session_state else memory.get(key, default)
     return key
 
 
@@ -59,6 +60,16 @@ def bit_options(stored: int) -> list[int]:
     return sorted({b for b in BIT_CHOICES if b <= stored} | {stored})
 
 
+def scope_of(workspace, index_name: str) -> str:
+    """The widget-key scope of an index's search controls (each index remembers its own)."""
+    return f"{workspace.path.name}::{index_name}"
+
+
+def rerank_limit(index) -> int:
+    """Largest re-rank depth the control offers (0 for an index without stored vectors)."""
+    return 5000 if index.has_vectors else 0
+
+
 def search_settings(workspace, index_name: str, index) -> SearchSettings:
     """Draw the search controls in the sidebar; returns the one SearchSettings they make.
 
@@ -67,10 +78,10 @@ def search_settings(workspace, index_name: str, index) -> SearchSettings:
     """
     saved = workspace.search_settings(index_name)
     shown = resolve(index, saved)
-    scope = f"{workspace.path.name}::{index_name}"
+    scope = scope_of(workspace, index_name)
     options = bit_options(index.bits)
     default_bits = shown.bits if shown.bits in options else options[-1]
-    rerank_max = 5000 if index.has_vectors else 0
+    rerank_max = rerank_limit(index)
     with st.sidebar:
         st.markdown("**Search settings**")
         mode = st.radio(

@@ -63,12 +63,9 @@ def catalog(path: str | Path):
 
 @st.cache_resource(show_spinner="Loading the model (first time only)...", max_entries=4)
 def _bundle(run_dir: str, key: float):
-    import torch
+    from eproduct_ui import preload
 
-    from eproduct_core.embed import load_run
-
-    torch.set_num_threads(1)
-    return load_run(run_dir, device="cpu")
+    return preload.bundle(run_dir, key)  # already loaded when the background warm-up got to it
 
 
 def bundle(run_dir: str | Path):
