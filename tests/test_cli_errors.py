@@ -120,6 +120,9 @@ CASES = {
     "search bits beyond stored": "search --index {idx} --vectors {vec} --out {new}/o5.csv --bits 999",
     "search --out is a folder": "search --index {idx} --vectors {vec} --out {dir}",
     "search wrong kind": "search --index {idx} --vectors {vec} --out {new}/o6.csv --kind seed",
+    # serve
+    "serve index missing": "serve --index {missing} --port 0",
+    "serve workspace outside the roots": "serve --workspace {missing} --port 0",
 }
 
 
