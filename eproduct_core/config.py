@@ -80,6 +80,8 @@ class TrainConfig:
     seed: int = 0  # seeds the split, sampling, augmentation and initialisation
     device: str = "auto"  # "auto" (CUDA when present, else CPU), "cpu" or "cuda"
     workers: int = 0  # DataLoader worker processes (0 loads in the main process; fine for small catalogs)
+    prefetch_factor: int = 2  # batches each worker loads ahead (workers > 0 only)
+    checkpoint_every: int = 0  # also save a resumable checkpoint every N steps (0: at the end of each epoch only)
     embed_kind: str = "seed"  # the embedding kind this preset is meant to be searched with
     index: IndexSpec = field(default_factory=lambda: IndexSpec(kind="seed"))  # how the run's index is built
     search: SearchSettings = field(default_factory=SearchSettings)  # search defaults (None: the index's own)
@@ -127,6 +129,10 @@ class TrainConfig:
             _fail(name, "device", self.device, "must be 'auto', 'cpu' or 'cuda'")
         if self.workers < 0:
             _fail(name, "workers", self.workers, "must not be negative")
+        if self.prefetch_factor < 1:
+            _fail(name, "prefetch_factor", self.prefetch_factor, "must be at least 1")
+        if self.checkpoint_every < 0:
+            _fail(name, "checkpoint_every", self.checkpoint_every, "must be 0 (per epoch) or a number of steps")
         if self.embed_kind not in RUN_KINDS:
             _fail(name, "embed_kind", self.embed_kind, f"must be one of {RUN_KINDS}")
         if self.embed_kind == "metric" and not self.metric:

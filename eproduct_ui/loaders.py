@@ -58,7 +58,8 @@ def _catalog(path: str, key: float):
 
 
 def catalog(path: str | Path):
-    return _catalog(str(path), stamp(Path(path) / "index.csv") + stamp(Path(path) / "train.csv"))
+    key = stamp(Path(path) / "index.csv") + stamp(Path(path) / "train.csv") + stamp(Path(path) / "catalog.json")
+    return _catalog(str(path), key)
 
 
 @st.cache_resource(show_spinner="Loading the model (first time only)...", max_entries=4)
@@ -133,7 +134,7 @@ def _file_digests(root: str, paths: tuple[str, ...], key: float) -> dict[str, in
 def query_for_bytes(catalog_obj, data: bytes) -> str | None:
     """The catalog query id whose image file has exactly these bytes (so an upload gets groundtruth)."""
     paths = tuple(catalog_obj.query["path"])
-    found = _file_digests(str(catalog_obj.root), paths, stamp(Path(catalog_obj.root) / "query.csv"))
+    found = _file_digests(str(catalog_obj.images), paths, stamp(Path(catalog_obj.root) / "query.csv"))
     position = found.get(digest(data))
     return None if position is None else str(catalog_obj.query["image_id"].iat[position])
 

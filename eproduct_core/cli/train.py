@@ -15,6 +15,8 @@ OVERRIDES = {
     "max_train_images": int,
     "device": str,
     "workers": int,
+    "prefetch_factor": int,
+    "checkpoint_every": int,
     "seed": int,
 }
 
@@ -61,7 +63,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--catalog", required=True, help="catalog folder (train.csv, optional val.csv)")
     parser.add_argument("--preset", default=None, help="seed (the report, default), fast-demo or best")
     parser.add_argument("--out", required=True, help="run folder to write (config.json, metrics.jsonl, checkpoint.pt)")
-    parser.add_argument("--resume", action="store_true", help="continue a killed run from its last saved epoch")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue a killed run from its last checkpoint (an epoch's end, or mid-epoch with --checkpoint-every)",
+    )
     for key, kind in OVERRIDES.items():
         parser.add_argument(f"--{key.replace('_', '-')}", dest=key, type=kind, default=None, help=f"override {key}")
     parser.add_argument(

@@ -234,6 +234,8 @@ def render() -> None:
     chosen = controls.search_settings(workspace, index_name, index)
     assert chosen.bits is not None  # the controls always choose a hash length
     st.title("Evaluation")
+    if catalog.groundtruth_kind == "proxy":  # `catalog proxy-split`: an estimate, not the challenge's answers
+        st.warning("Proxy groundtruth (near-duplicate val photos, see README): every number here is a proxy score.")
     vectors, ids, truth = _queries(workspace, index_name, catalog)
     key = loaders.stamp(workspace.index_dir(index_name) / "manifest.json")
     path = str(workspace.index_dir(index_name))
