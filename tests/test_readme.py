@@ -30,7 +30,7 @@ def test_ci_runs_readme_test_command():
 
 def test_ci_lints_and_type_checks_before_the_tests():
     lines = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines() if line.strip()]
-    position = {command: lines.index(command) for command in ("ruff check .", "ruff format --check .", "mypy")}
+    position = {command: lines.index(command) for command in ("python3 -m ruff check .", "python3 -m ruff format --check .", "python3 -m mypy")}
     install = next(i for i, line in enumerate(lines) if line.startswith("python3 -m pip install") and "lint" in line)
     assert install < min(position.values()) and max(position.values()) < len(lines) - 1
     pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
