@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import random
 import re
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
+from .atomic import atomic_path, write_text_atomic
 from .documents import read_versioned_json
 from .errors import EproductError
 from .images import load_image
@@ -202,10 +202,7 @@ def image_root_of(root: Path, meta: dict) -> Path | None:
 def write_catalog_meta(root: str | Path, **fields) -> Path:
     """Write catalog.json (format, version and `fields`) atomically; returns its path."""
     path = Path(root) / CATALOG_JSON
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps({"format": FORMAT, "version": VERSION, **fields}, indent=2), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return write_text_atomic(path, json.dumps({"format": FORMAT, "version": VERSION, **fields}, indent=2))
 
 
 def read_catalog(root: str | Path) -> Catalog:
@@ -388,10 +385,9 @@ def write_catalog(
         if missing:
             raise ValueError(f"{name}: missing columns {missing}")
         ordered = frame[COLUMNS[name] + [c for c in frame.columns if c not in COLUMNS[name]]]
-        tmp = root / f".{name}.tmp"
         # csv leaves a lone "\r" unquoted (only "\n" is the line terminator), which readers take for a
         # line break: quote every field of a file that holds one.
         has_cr = ordered.astype(str).apply(lambda column: column.str.contains("\r", regex=False)).any(axis=None)
-        ordered.to_csv(tmp, index=False, encoding="utf-8", quoting=csv.QUOTE_ALL if has_cr else csv.QUOTE_MINIMAL)
-        tmp.replace(root / name)
+        with atomic_path(root / name) as tmp:
+            ordered.to_csv(tmp, index=False, encoding="utf-8", quoting=csv.QUOTE_ALL if has_cr else csv.QUOTE_MINIMAL)
     return root

@@ -63,7 +63,8 @@ class TrainConfig:
     weight_decay: float = 0.0  # L2 / decoupled weight decay; the seed used none
     optimizer: str = "adam"  # "adam" (seed) or "adamw"
     schedule: str = "constant"  # "constant" (seed) or "cosine" decay to 0 over the run
-    augment: str = "none"  # "none" (seed), "light" (small shift/scale), "strong" (+ colour), "robust" (families)
+    augment: str = "none"  # "none" (seed); "light": small scale/rotation/shear/shift + brightness/contrast;
+    # "strong": larger ones + occasional noise (no flips); "robust": the augment_families below (data.augment)
     augment_families: str = (
         AUGMENT_FAMILIES  # comma list of data.FAMILIES used by augment="robust" (ablations drop some)
     )
@@ -277,7 +278,8 @@ BETTER_SETTINGS = SearchSettings(mode="topk", k=10)
 BETTER_INDEX = IndexSpec(kind="metric", bits=DEFAULT_BITS, shard_size=DEFAULT_SHARD_SIZE)
 
 PRESETS: dict[str, TrainConfig] = {
-    # The published student pipeline, exactly: ResNet50 at 64 px, Adam 2e-4, 12 epochs, DHC (faithful).
+    # The published student pipeline: ResNet50 at 64 px, Adam 2e-4, 12 epochs, DHC (faithful). Assumed where the
+    # report is silent (README, "What the seed preset assumes"): random init, QR-orthonormalised hyperplanes.
     "seed": TrainConfig(
         preset="seed",
         backbone="resnet50",

@@ -264,8 +264,9 @@ class EpochSampler(Sampler[int]):
             order = torch.multinomial(self.weights, self.per_rank * self.world, replacement=True, generator=generator)
         else:
             order = torch.randperm(self.n, generator=generator)
-            if len(order) < self.per_rank * self.world:
-                order = torch.cat([order, order[: self.per_rank * self.world - len(order)]])
+            need = self.per_rank * self.world
+            if len(order) < need:  # pad by repeating the permutation (more than once when world > n)
+                order = order.repeat(-(-need // len(order)))[:need]
         return iter(order[self.rank :: self.world].tolist())
 
 

@@ -165,7 +165,7 @@ def embed_images(
     wanted = threads if threads is not None else (1 if len(images) <= 8 else None)
     previous = torch.get_num_threads()
     change = bundle.device.type == "cpu" and wanted is not None and wanted != previous
-    if change:
+    if change and wanted is not None:
         torch.set_num_threads(wanted)
     try:
         return _embed_batch(bundle, batch, kind, tta or bundle.config.embed_tta).astype(np.float32)
@@ -257,6 +257,8 @@ def embed_split(
         pin_memory=bundle.device.type == "cuda",
     )
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise EproductError(f"--out {out} is a file; give a folder for the embeddings.")
     out.mkdir(parents=True, exist_ok=True)
     prefix = shard_prefix(i, n)
     for old in [out / marker_name(i, n), *out.glob(f"vectors-{prefix}*"), *out.glob(f"ids-{prefix}*")]:

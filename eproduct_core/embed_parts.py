@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic import write_text_atomic
 from .embeddings import read_ids, read_meta, write_meta
 from .errors import EproductError
 
@@ -38,10 +39,7 @@ def shard_prefix(part: int, parts: int) -> str:
 def write_marker(folder: Path, **fields) -> Path:
     """Write a finished part's marker atomically (after its shards)."""
     path = folder / marker_name(int(fields["part"]), int(fields["parts"]))
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(fields, indent=2), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return write_text_atomic(path, json.dumps(fields, indent=2))
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,6 @@ import gzip
 import json
 import logging
 import math
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -35,6 +34,7 @@ from PIL import Image
 
 from .errors import EproductError
 from .photo_models import IMAGE_PX, PHOTO_MODELS, photo_view
+from .progress import CountProgress
 
 log = logging.getLogger(__name__)
 DEBIAN_SOURCE = Path("/usr/share/datasets/fashion-mnist")
@@ -210,7 +210,7 @@ def make_fashion_mnist_catalog(
     seed: int = 0,
     distractors: int = 2000,
     val_per_class: int | None = None,
-    progress: Callable[[int, int], None] | None = None,
+    progress: CountProgress | None = None,
     overwrite: bool = False,
     photo_model: str = "studio",
 ) -> Path:
@@ -267,9 +267,7 @@ def make_fashion_mnist_catalog(
     return out
 
 
-def _write_images(
-    out: Path, jobs: list, seed: int, photo_model: str, progress: Callable[[int, int], None] | None
-) -> None:
+def _write_images(out: Path, jobs: list, seed: int, photo_model: str, progress: CountProgress | None) -> None:
     for done, (relative, item, view) in enumerate(jobs, start=1):
         if view is None:
             image = Image.fromarray(item).resize((IMAGE_PX, IMAGE_PX), Image.Resampling.BICUBIC)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -39,11 +39,10 @@ from .index_format import (
     write_manifest,
 )
 from .index_store import Index
+from .progress import CountProgress
 from .settings import DEFAULT_BITS, DEFAULT_SHARD_SIZE, MAX_BITS
 
 log = logging.getLogger(__name__)
-
-Progress = Callable[[int, int], None]  # progress(rows_done, rows_total)
 
 
 def _check_build_args(vectors: np.ndarray, ids: Sequence[str], bits: int, shard_size: int) -> None:
@@ -105,7 +104,7 @@ def build_index(
     shard_size: int = DEFAULT_SHARD_SIZE,
     seed: int = 0,
     kind: str = "external",
-    progress: Progress | None = None,
+    progress: CountProgress | None = None,
     vectors_fp16: bool = True,
     workers: int = 2,
 ) -> Path:

@@ -13,13 +13,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from .atomic import write_text_atomic
 
 log = logging.getLogger(__name__)
 CACHE_VERSION = 1  # bump when what a cached table holds changes
@@ -61,9 +62,7 @@ def entry_key(key: Mapping[str, Any]) -> tuple[dict, str]:
 
 def _atomic_write(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{id(text)}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomic(path, text, fsync=False)  # a cache: a lost entry is recomputed
 
 
 def _paths(folder: Path, name: str, short: str, suffix: str) -> tuple[Path, Path]:

@@ -35,6 +35,8 @@ def cache_key(run_dir: str | Path, catalog_dir: str | Path, split: str, kind: st
     run_dir, catalog_dir = Path(run_dir), Path(catalog_dir)
     checkpoint = run_folder.require_checkpoint(run_dir)
     csv = catalog_dir / f"{split}.csv"
+    if not catalog_dir.is_dir():
+        raise EproductError(f"Catalog folder {catalog_dir} does not exist. Give the folder holding {split}.csv.")
     if not csv.is_file():
         raise EproductError(f"Catalog {catalog_dir} has no {split}.csv.")
     digest = hashlib.sha256()

@@ -61,7 +61,11 @@ def load_checkpoint(run_dir: str | Path, map_location: str | torch.device = "cpu
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # noqa: BLE001 - a truncated or foreign file
-        raise EproductError(f"Cannot read checkpoint {path} ({err}). Re-run `eproduct train` for this run.") from err
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise EproductError(
+            f"Cannot read checkpoint {path} ({reason}). It is truncated or not an eproduct checkpoint; "
+            "re-run `eproduct train` for this run."
+        ) from err
     if not isinstance(state, dict):
         raise EproductError(f"{path} is not an eproduct checkpoint (no state dict). Re-run `eproduct train`.")
     return state

@@ -71,9 +71,9 @@ class Taxonomy:
         """Derive the hierarchy from train rows; raise if a child sits under two parents."""
         conflicts = hierarchy_conflicts(frame, levels)
         if conflicts:
-            child_level, child, parents = conflicts[0]
+            child_level, child, several = conflicts[0]
             raise EproductError(
-                f"{child_level} class {child!r} appears under several parents {parents}. "
+                f"{child_level} class {child!r} appears under several parents {several}. "
                 "Every class must have exactly one parent; fix train.csv (run `eproduct catalog validate`)."
             )
         classes = tuple(tuple(sorted(frame[name].astype(str).unique())) for name in levels)

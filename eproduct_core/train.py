@@ -86,7 +86,11 @@ def compute_loss(
         parts["title"] = config.title_weight * losses.title_bce(
             outputs["title_logits"], title_targets.repeat(n_views, 1)
         )
-    parts["total"] = sum(parts.values())
+    terms = list(parts.values())
+    total = terms[0] if terms else torch.zeros((), device=labels.device)
+    for term in terms[1:]:
+        total = total + term
+    parts["total"] = total
     return parts
 
 
@@ -409,6 +413,8 @@ def train(
 ) -> Path:
     """Train a model on a catalog into the run folder `out_dir`; returns the folder."""
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise EproductError(f"--out {out} is a file; give a folder for the run (new, or one to --resume).")
     trainer = _Trainer(config, catalog_dir, out, progress)
     try:
         if not resume and run_folder.has_checkpoint(out):

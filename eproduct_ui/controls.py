@@ -50,7 +50,10 @@ def index_choice(workspace) -> str:
     current = st.session_state.setdefault(MEMORY, {}).get(key, default)
     current = current if current in names else default
     # No widget key: its identity follows `index`, so the choice survives page switches unchanged.
-    chosen = st.sidebar.selectbox("Index (embedding kind)", names, index=names.index(current), format_func=labels.get)
+    chosen = st.sidebar.selectbox(
+        "Index (embedding kind)", names, index=names.index(current), format_func=labels.__getitem__
+    )
+    chosen = chosen if chosen is not None else current  # never None: the options are not empty
     remember(key, chosen)
     return chosen
 

@@ -170,12 +170,3 @@ def run_metrics(run_dir: str, key: float) -> pd.DataFrame:
                     flat.update({f"{key_}_{k}": v for k, v in value.items()})
             rows.append(flat)
     return pd.DataFrame(rows)
-
-
-@st.cache_resource(show_spinner=False, max_entries=16)
-def class_accuracy(run_dir: str, key: float) -> pd.DataFrame:
-    """class_accuracy.csv of a run (empty when missing)."""
-    path = Path(run_dir) / "class_accuracy.csv"
-    if not path.is_file():
-        return pd.DataFrame(columns=["level", "class", "train_count", "val_count", "accuracy"])
-    return pd.read_csv(path, dtype={"level": str, "class": str}, keep_default_na=False)

@@ -41,3 +41,27 @@ def test_object_arrays_are_refused_not_pickled(tmp_path):
 def test_temporary_names_are_hidden_siblings(tmp_path):
     tmp = temp_name(tmp_path / "meta.json")
     assert tmp.parent == tmp_path and tmp.name.startswith(".meta.json.tmp-")
+    assert tmp == temp_name(tmp_path / "meta.json")  # stable within a thread
+
+
+def test_concurrent_writers_of_one_file_never_share_a_temporary(tmp_path):
+    import threading
+
+    target = tmp_path / "cache.json"
+    errors: list[BaseException] = []
+
+    def write(text: str) -> None:
+        try:
+            for _ in range(50):
+                write_text_atomic(target, text, fsync=False)
+        except BaseException as err:  # noqa: BLE001 - reported below
+            errors.append(err)
+
+    threads = [threading.Thread(target=write, args=(str(i) * 1000,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert target.read_text(encoding="utf-8") in {str(i) * 1000 for i in range(4)}  # one whole write
+    assert [p.name for p in tmp_path.iterdir()] == ["cache.json"]

@@ -11,7 +11,8 @@ a small Fashion-MNIST workspace with progress (last: it adds a workspace). Scree
 with EPRODUCT_UPDATE_SCREENSHOT=1 the Search and Map screenshots are also copied to assets/.
 EPRODUCT_BROWSER_HOME points the tests at another workspace root (e.g. the full demo, for timing).
 
-Skipped cleanly when /usr/bin/chromium or the playwright package is missing. Never runs `playwright install`.
+Fails (never skips) when /usr/bin/chromium or the playwright package is missing: .ci/run installs chromium
+with apt and playwright comes with the `test` extra. Never runs `playwright install`.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from conftest import require_system_file
+from playwright import sync_api
 
 CHROMIUM = "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,11 +51,12 @@ CHART = '[data-testid="stVegaLiteChart"] canvas, [data-testid="stVegaLiteChart"]
 PAGES = {"catalog": "Catalog", "model": "Model", "evaluation": "Evaluation", "index-info": "Index"}
 NAV = ["Search", "Catalog", "Model", "Evaluation", "Map", "Compare", "Index"]  # in nav order
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not Path(CHROMIUM).is_file(), reason=f"{CHROMIUM} is missing (apt install chromium)"),
-]
-sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright python package is not installed")
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(autouse=True)
+def _chromium_installed() -> None:
+    require_system_file(Path(CHROMIUM), "chromium")
 
 
 def _free_port() -> int:

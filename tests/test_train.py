@@ -16,7 +16,11 @@ from eproduct_core.config import TrainConfig
 from eproduct_core.errors import EproductError
 from eproduct_core.train import lr_factor, train
 
+# Deterministic on one machine: one thread, deterministic kernels, seeded config (train() seeds torch).
+# Another CPU (AVX2 vs AVX-512) still rounds differently, and training amplifies that like another seed
+# would, so thresholds below hold for every seed measured (see test_loss_goes_down...).
 torch.set_num_threads(1)
+torch.use_deterministic_algorithms(True)
 
 TINY = dict(
     backbone="tiny",
@@ -50,20 +54,25 @@ def test_loss_goes_down_and_leaf_accuracy_beats_chance(trained, tiny_catalog):
     from eproduct_core.embed import load_run
     from eproduct_core.validation import predict_dataset
 
+    # Margins, from `python benchmarks/train_test_margins.py --seeds 0 1 2 3 4 5 6 7`: seeds 0-7 here gave
+    # loss ratio 0.57-0.65, val leaf accuracy 0.24-0.35 (chance 0.083) and balanced train leaf accuracy
+    # 0.18-0.22 (always answering the most common leaf: 0.083). Plain train leaf accuracy (0.34-0.41 vs
+    # the most common leaf's 0.29) is too close to assert: as `> majority + 0.1` it failed on an AVX2-only
+    # CPU (0.390 < 0.393) and fails for 5 of the 8 seeds here.
     records = metrics(trained)
     assert [r["epoch"] for r in records] == list(range(1, 9))
     assert records[-1]["train_loss"] < 0.8 * records[0]["train_loss"]
     train_frame = pd.read_csv(tiny_catalog / "train.csv")
     chance = 1 / train_frame["leaf"].nunique()
-    assert records[-1]["val_acc"]["leaf"] > chance
-    # it learned the training images far beyond always answering the most common leaf
+    assert records[-1]["val_acc"]["leaf"] > 2 * chance
+    # it learned the training images beyond answering the most common leaf (balanced: mean accuracy per class)
     bundle = load_run(trained, "cpu")
     catalog = read_catalog(tiny_catalog)
     parents = [np.zeros(0, np.int64)] + [bundle.taxonomy.parent_array(level) for level in (1, 2)]
     predicted, _ = predict_dataset(bundle.model, CatalogImages(catalog, catalog.train, 32), bundle.device, 64, parents)
-    labels = bundle.taxonomy.encode(catalog.train)
-    majority = train_frame["leaf"].value_counts(normalize=True).max()
-    assert (predicted[:, 2] == labels[:, 2]).mean() > majority + 0.1
+    leaf = bundle.taxonomy.encode(catalog.train)[:, 2]
+    balanced = np.mean([(predicted[leaf == c, 2] == c).mean() for c in np.unique(leaf)])
+    assert balanced > 1.6 * chance
 
 
 def test_run_folder_and_checkpoint_are_plain_values(trained):

@@ -16,8 +16,13 @@ def _count(text: str) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from ..catalog import validate_catalog
+    from pathlib import Path
 
+    from ..catalog import validate_catalog
+    from ..errors import EproductError
+
+    if not Path(args.dir).is_dir():
+        raise EproductError(f"Catalog folder {args.dir} does not exist. Create one with `eproduct catalog synth DIR`.")
     check = "none" if args.skip_files else ("sample" if args.sample is not None else "all")
     problems = validate_catalog(args.dir, check_files=check, sample=args.sample or 0)
     for problem in problems:
@@ -76,7 +81,7 @@ def _progress_bar(description: str):
     """A `progress(done, total)` callback drawing a tqdm bar (opened on the first call), and a closer."""
     from tqdm import tqdm
 
-    bars = []
+    bars: list = []
 
     def update(done: int, total: int) -> None:
         if not bars:

@@ -30,9 +30,14 @@ def _embed(args: argparse.Namespace) -> int:
         raise EproductError(f"eproduct embed needs {', '.join(missing)} (or: eproduct embed merge PARTS... --out DIR).")
 
     part = parse_part(args.part)
-    bar = tqdm(total=1000, desc=f"embed {args.split}", unit="‰", disable=part[0] != 0 and args.part is None)
+    bars: list = []  # opened on the first report, so an error before it prints on a line of its own
 
     def progress(fraction: float, message: str) -> None:
+        if not bars:
+            bars.append(
+                tqdm(total=1000, desc=f"embed {args.split}", unit="‰", disable=part[0] != 0 and args.part is None)
+            )
+        bar = bars[0]
         bar.n = int(fraction * 1000)
         bar.set_postfix_str(message)
         bar.refresh()
@@ -52,7 +57,8 @@ def _embed(args: argparse.Namespace) -> int:
         prefetch_factor=args.prefetch_factor,
         tta=args.tta,
     )
-    bar.close()
+    if bars:
+        bars[0].close()
     print(f"embeddings written to {out} (part {part[0]}/{part[1]})")
     return 0
 

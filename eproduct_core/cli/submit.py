@@ -24,16 +24,18 @@ def _submit(args: argparse.Namespace) -> int:
     settings = search_settings(args, preset_settings)
     index_changes = {"kind": args.kind, "shard_size": args.shard_size}
     spec = spec.replace(**{key: value for key, value in index_changes.items() if value is not None})
-    bars: dict[str, tqdm] = {}
+    bars: list = []  # opened on the first report, so an error before it prints on a line of its own
 
-    def progress(stage: str, done: int, total: int) -> None:
-        if stage == "searching":  # per query: too fast to be worth a bar
+    def progress(fraction: float, message: str) -> None:
+        if message.startswith("searching"):  # per query: too fast to be worth a bar
             return
-        bar = bars.setdefault(stage, tqdm(desc=stage, total=total, leave=False))
-        bar.n = done
-        bar.refresh()
-        if done >= total:
-            bar.close()
+        if not bars:
+            bars.append(tqdm(total=1000, unit="‰", leave=False, bar_format="{l_bar}{bar}| {postfix}"))
+        value = int(round(1000 * min(max(fraction, 0.0), 1.0)))
+        if value != bars[0].n:
+            bars[0].n = value
+            bars[0].set_postfix_str(message, refresh=False)
+            bars[0].refresh()
 
     report = make_submission(
         args.run,
@@ -45,6 +47,8 @@ def _submit(args: argparse.Namespace) -> int:
         device=args.device,
         progress=progress,
     )
+    if bars:
+        bars[0].close()
     print(f"settings: {', '.join(f'{k}={v}' for k, v in report.settings.to_dict().items())}")
     print(f"index: {report.index_path}")
     if report.not_embedded:

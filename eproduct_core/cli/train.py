@@ -21,13 +21,27 @@ OVERRIDES = {
 }
 
 
+def parse_set(items: list[str] | None) -> dict[str, str]:
+    """`--set key=value` items -> {field: text} (dashes in keys become underscores), or an `EproductError`."""
+    from ..errors import EproductError
+
+    overrides = {}
+    for item in items or []:
+        key, equals, value = item.partition("=")
+        if not equals or not key.strip():
+            raise EproductError(
+                f"--set {item!r} must look like key=value, e.g. --set epochs=1 or --set search.bits=64."
+            )
+        overrides[key.strip().replace("-", "_")] = value.strip()
+    return overrides
+
+
 def _train(args: argparse.Namespace) -> int:
     import logging
     from pathlib import Path
 
     from .. import run_folder
-    from ..config import PRESETS, preset, with_overrides
-    from ..errors import EproductError
+    from ..config import preset, with_overrides
     from ..train import train
 
     out = Path(args.out)
@@ -35,14 +49,8 @@ def _train(args: argparse.Namespace) -> int:
         config = run_folder.read_config(out)
     else:
         config = preset(args.preset or "seed")
-    overrides = {key: getattr(args, key) for key in OVERRIDES if getattr(args, key) is not None}
-    for item in args.set or []:
-        if "=" not in item:
-            raise EproductError(
-                f"--set {item!r} must look like key=value (e.g. --set metric=true). Presets: {sorted(PRESETS)}."
-            )
-        key, value = item.split("=", 1)
-        overrides[key.strip().replace("-", "_")] = value.strip()
+    overrides: dict[str, object] = {key: getattr(args, key) for key in OVERRIDES if getattr(args, key) is not None}
+    overrides.update(parse_set(args.set))
     config = with_overrides(config, overrides)
     logging.getLogger(__name__).info("training %s preset into %s", config.preset, out)
     train(config, args.catalog, out, resume=args.resume)

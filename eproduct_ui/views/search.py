@@ -15,6 +15,7 @@ import time
 
 import numpy as np
 import streamlit as st
+from PIL import Image
 
 from eproduct_core.errors import EproductError
 from eproduct_core.lsh import hamming_radius
@@ -74,7 +75,7 @@ def _query_source(workspace, catalog, index_name: str):
         data = upload.getvalue()
         from eproduct_core.images import load_image
 
-        image = load_image(data, name=upload.name)  # refuses a bad upload with a clear message
+        image: Image.Image | None = load_image(data, name=upload.name)  # refuses a bad upload with a clear message
         run = info.get("run") or (workspace.runs[0] if workspace.runs else None)
         if run is None:
             raise EproductError(
