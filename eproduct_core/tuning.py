@@ -84,11 +84,7 @@ def exact_neighbours(
 ) -> np.ndarray:
     """(q, k) rows of the k largest cosines to each query among the index's float16 vectors, best first;
     `exclude[i]` (a row number) is left out of query i's neighbours."""
-    if not index.has_vectors:
-        raise EproductError(
-            f"Tuning needs the index's stored vectors to find exact neighbours; {index.path} has none. "
-            "Rebuild it without --no-vectors."
-        )
+    _need_vectors(index)
     q = np.asarray(queries, dtype=np.float32)
     q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
     want = k + (exclude is not None)
@@ -108,6 +104,14 @@ def exact_neighbours(
         order = np.lexsort((row, -sim), axis=1)[:, :want]
         best_sim, best_row = np.take_along_axis(sim, order, axis=1), np.take_along_axis(row, order, axis=1)
     return best_row[:, :k]
+
+
+def _need_vectors(index) -> None:
+    if not index.has_vectors:
+        raise EproductError(
+            f"Tuning needs the index's stored vectors to find exact neighbours; {index.path} has none. "
+            "Rebuild it without --no-vectors."
+        )
 
 
 def held_out_rows(index, count: int, seed: int = 0) -> np.ndarray:
@@ -162,6 +166,7 @@ def tune(
     """The cheapest stage sizes reaching recall@k >= `target` on sample queries (see the module doc)."""
     if not 0.0 < target <= 1.0:
         raise EproductError(f"target recall {target!r}: give a number in (0, 1], e.g. 0.95.")
+    _need_vectors(index)
     if index.size <= k:
         raise EproductError(f"The index has {index.size} rows; tuning top-{k} needs more than {k}.")
     if queries is not None:
