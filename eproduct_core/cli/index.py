@@ -1,4 +1,4 @@
-"""`eproduct index build|verify|info` and `eproduct search`: the sharded LSH index from the command line."""
+"""`eproduct index build|verify|info|tune` and `eproduct search`: the sharded LSH index from the command line."""
 
 from __future__ import annotations
 
@@ -63,7 +63,76 @@ def _build(args: argparse.Namespace) -> int:
             progress=lambda done, total: bar.update(done - bar.n),
         )
     print(f"{out}: {len(vectors)} rows, {args.bits} bits")
+    if args.target_recall and not args.no_vectors:
+        _tune_into(out, args.target_recall, _tune_queries(args.tune_queries, args.embeddings), args.quiet)
     return 0
+
+
+# -- recall-targeted tuning (eproduct_core/tuning.py): `index build --target-recall`, `index tune` ----------
+
+
+def _tune_queries(path: str | None, embeddings: str | None):
+    """Sample queries for tuning: --tune-queries (.npy or embeddings folder), else the catalog's query
+    embeddings beside an index-split --embeddings folder (EMB/...-index -> ...-query), else None."""
+    from pathlib import Path
+
+    from ..embeddings import read_embeddings, read_meta
+
+    if path:
+        return _load_vectors(path) if path.endswith(".npy") else read_embeddings(path, mmap=True).vectors
+    if embeddings and Path(embeddings).name.endswith("index"):
+        sibling = Path(embeddings).with_name(Path(embeddings).name[: -len("index")] + "query")
+        if (sibling / "meta.json").is_file() and read_meta(sibling).get("split", "query") == "query":
+            return read_embeddings(sibling, mmap=True).vectors
+    return None
+
+
+def _tune_into(folder, target: float, queries, quiet: bool) -> None:
+    from ..index import open_index
+    from ..tuning import describe, store_tuned, tune
+
+    index = open_index(folder)
+    result = tune(index, target=target, queries=queries, progress=None if quiet else lambda line: print(f"  {line}"))
+    store_tuned(folder, result)
+    s = result.settings
+    print(
+        f"{folder}: default search settings probe_bits {s.probe_bits}, candidates {s.candidates}, "
+        f"shortlist {s.shortlist}, rerank {s.rerank}; {describe(result.estimate())}"
+    )
+
+
+def _tune(args: argparse.Namespace) -> int:
+    _one_blas_thread()
+    _tune_into(args.dir, args.target_recall, _tune_queries(args.queries, None), args.quiet)
+    return 0
+
+
+def _add_tuning(commands: argparse._SubParsersAction, build: argparse.ArgumentParser) -> None:
+    from ..tuning import DEFAULT_TARGET
+
+    build.add_argument(
+        "--target-recall",
+        type=float,
+        default=DEFAULT_TARGET,
+        metavar="R",
+        help=f"tune the default stage sizes for recall@10 >= R after the build (default {DEFAULT_TARGET}; 0: skip)",
+    )
+    build.add_argument(
+        "--tune-queries",
+        metavar="Q",
+        help="sample queries for tuning (.npy or embeddings folder; default: the catalog's query embeddings "
+        "beside --embeddings, else held-out index rows)",
+    )
+    tune = commands.add_parser(
+        "tune", help="pick the stage sizes reaching a recall@10 target and store them as the index's defaults"
+    )
+    tune.add_argument("dir", help="index folder (built with vectors)")
+    tune.add_argument("--target-recall", type=float, default=DEFAULT_TARGET, metavar="R", help="recall@10 to reach")
+    tune.add_argument(
+        "--queries", metavar="Q", help="sample queries (.npy or embeddings folder; default: held-out index rows)"
+    )
+    tune.add_argument("-q", "--quiet", action="store_true", help="no per-setting lines")
+    tune.set_defaults(func=_tune)
 
 
 def _verify(args: argparse.Namespace) -> int:
@@ -134,6 +203,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--out", required=True, metavar="IDX", help="index folder to write")
     build.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     build.set_defaults(func=_build)
+    _add_tuning(commands, build)
 
     verify = commands.add_parser("verify", help="check files, row counts and sha256 checksums; exit 1 on problems")
     verify.add_argument("dir", help="index folder")
@@ -166,6 +236,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     search.add_argument("--probe-bits", type=int, help="prefix bits scanned to pick candidates (default 128)")
     search.add_argument("--candidates", type=int, help="rows kept by the prefix scan")
-    search.add_argument("--threads", type=int, default=1, help="queries searched in parallel")
+    search.add_argument(
+        "--threads", type=int, default=os.cpu_count() or 1, help="queries searched in parallel (default: all cores)"
+    )
     search.add_argument("--out", required=True, help="results CSV: query_id,id1 id2 ...")
     search.set_defaults(func=_search)
