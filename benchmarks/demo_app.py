@@ -52,6 +52,7 @@ def _queries(target: Path, count: int) -> list[tuple[str, float]]:
     from eproduct_core.embed import embed_images, load_run
     from eproduct_core.images import load_image
     from eproduct_core.index import open_index
+    from eproduct_core.search import search
     from eproduct_core.workspace import open_workspace
 
     torch.set_num_threads(1)
@@ -62,20 +63,13 @@ def _queries(target: Path, count: int) -> list[tuple[str, float]]:
         info = demo.index_info(name)
         bundle = load_run(demo.run_dir(info["run"]), device="cpu")
         index = open_index(demo.index_dir(name)).warm()
-        search = info["search"]
+        settings = demo.search_settings(name)
         times = []
         for path in query["path"]:
             data = (demo.catalog_dir / path).read_bytes()
             started = time.perf_counter()
             vector = embed_images(bundle, [load_image(data)], info["kind"])
-            index.search(
-                np.asarray(vector, dtype=np.float32),
-                bits=search["bits"],
-                mode=search["mode"],
-                k=None if search["mode"] == "cutoff" else search["k"],
-                cutoff=search["cutoff"],
-                rerank=search["rerank"] if search["mode"] == "topk" else 0,
-            )
+            search(index, np.asarray(vector, dtype=np.float32), settings)
             times.append((time.perf_counter() - started) * 1000)
         rows.append((f"{name} ({index.size:,} rows)", statistics.median(times)))
     return rows

@@ -26,10 +26,11 @@ os.environ.setdefault("OMP_NUM_THREADS", "2")
 import pandas as pd  # noqa: E402
 
 from eproduct_core.catalog import read_catalog  # noqa: E402
-from eproduct_core.config import SearchSettings, preset, with_overrides  # noqa: E402
+from eproduct_core.config import preset, with_overrides  # noqa: E402
 from eproduct_core.evaluate import sweep  # noqa: E402
 from eproduct_core.run_cache import run_index, split_embeddings  # noqa: E402
-from eproduct_core.submit import make_submission, run_settings  # noqa: E402
+from eproduct_core.settings import IndexSpec, SearchSettings  # noqa: E402
+from eproduct_core.submit import make_submission, run_defaults  # noqa: E402
 
 CUTOFF_BITS = [8, 12, 16, 20, 24, 32, 48, 64]
 CUTOFFS = [0.05, 0.1, 0.2, 0.3, 0.4]
@@ -108,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
                 "training": note,
                 "train_s": seconds,
                 "val_leaf_acc": last["val_acc"]["leaf"],
-                "kind": report.settings.kind,
+                "kind": run_defaults(run)[0].kind,
                 "bits": report.settings.bits,
                 "mode": report.settings.mode,
                 "cutoff": report.settings.cutoff if report.settings.mode == "cutoff" else float("nan"),
@@ -122,9 +123,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{name}] {note}: MAR@10 = {s['mar@10_G']:.4f} (/|G|), {s['mar@10_min']:.4f} (/min(10,|G|))", flush=True)
     headline = pd.DataFrame(headline)
 
-    seed_settings = run_settings(runs["seed"])
+    seed_spec, seed_settings = run_defaults(runs["seed"])
     emb = split_embeddings(runs["seed"], catalog, "query", "seed")
-    index = run_index(runs["seed"], catalog, "seed", bits=64, shard_size=seed_settings.shard_size)
+    index = run_index(runs["seed"], catalog, seed_spec.replace(bits=64))
     table_a = sweep(
         index, emb.vectors.astype("float32"), emb.ids, truth, seed_settings, {"bits": CUTOFF_BITS, "cutoff": CUTOFFS}
     )
@@ -143,8 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     rows_b = []
     for run_name, kind in (("seed", "seed"), ("seed", "penultimate"), ("best", "metric")):
         q = split_embeddings(runs[run_name], catalog, "query", kind)
-        ix = run_index(runs[run_name], catalog, kind, bits=256, shard_size=8000)
-        base = SearchSettings(kind=kind, bits=256, shard_size=8000, mode="topk", k=10, rerank=0)
+        ix = run_index(runs[run_name], catalog, IndexSpec(kind=kind, bits=256))
+        base = SearchSettings(bits=256, mode="topk", k=10, rerank=0)
         table = sweep(ix, q.vectors.astype("float32"), q.ids, truth, base, {"bits": TOPK_BITS, "rerank": RERANKS})
         table.insert(0, "embedding", f"{run_name} run / {kind}")
         rows_b.append(table)

@@ -26,6 +26,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from .search import explain, search
+from .settings import SearchSettings
+
 log = logging.getLogger(__name__)
 METRICS = ("hamming", "code_cosine", "cosine")  # distance columns of a distance table
 TABLE_COLUMNS = ["query_id", "pair", "index_id", "rank", "hamming", "code_cosine", "cosine", "shard"]
@@ -51,8 +54,9 @@ def distance_table(
     """
     if nearest_by not in ("code_cosine", "hamming"):
         raise ValueError(f"nearest_by must be 'code_cosine' or 'hamming', not {nearest_by!r}")
-    bits = int(bits or index.bits)
-    ranking = {"mode": "cutoff", "cutoff": 1.5} if nearest_by == "code_cosine" else {"mode": "topk"}
+    # code cosine lies in [0, 1], so cutoff 1.5 admits every item, ranked by code cosine
+    ranking = SearchSettings(mode="cutoff", cutoff=1.5) if nearest_by == "code_cosine" else SearchSettings()
+    ranking = ranking.replace(bits=bits, rerank=0)
     row_of = index.row_numbers()
     rows = []
     vectors = np.asarray(query_vectors, dtype=np.float32)
@@ -61,10 +65,9 @@ def distance_table(
         if not truth:
             continue
         match_rows = [row_of[i] for i in sorted(truth) if i in row_of]
-        # code cosine lies in [0, 1], so cutoff 1.5 admits every item, ranked by code cosine
-        found = index.search(vector[None, :], bits=bits, k=len(truth) + nonmatches, rerank=0, **ranking)[0]
+        found = search(index, vector[None, :], ranking.replace(k=len(truth) + nonmatches))[0]
         near = [(int(r), i) for r, i in zip(found.rows, found.ids, strict=False) if i not in truth][:nonmatches]
-        rows += _explained(index, vector, query_id, "match", match_rows, [np.nan] * len(match_rows), bits)
+        rows += _explained(index, vector, query_id, "match", match_rows, [np.nan] * len(match_rows), ranking)
         rows += _explained(
             index,
             vector,
@@ -72,16 +75,16 @@ def distance_table(
             "non-match",
             [r for r, _ in near],
             [rank for rank, _ in enumerate(near, start=1)],
-            bits,
+            ranking,
         )
     return pd.DataFrame(rows, columns=TABLE_COLUMNS)
 
 
-def _explained(index, vector, query_id, pair, rows, ranks, bits) -> list[dict]:
+def _explained(index, vector, query_id, pair, rows, ranks, settings: SearchSettings) -> list[dict]:
     if not rows:
         return []
     out = []
-    for rank, info in zip(ranks, index.explain(vector, np.asarray(rows, dtype=np.int64), bits=bits), strict=False):
+    for rank, info in zip(ranks, explain(index, vector, np.asarray(rows, dtype=np.int64), settings), strict=False):
         out.append(
             {
                 "query_id": str(query_id),

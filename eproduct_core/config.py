@@ -1,9 +1,17 @@
-"""Run configuration: frozen dataclasses `TrainConfig` and `SearchSettings`, and the named `PRESETS`.
+"""Run configuration: the frozen dataclass `TrainConfig` and the named `PRESETS`.
 
 Every field carries a comment saying why it exists; `__post_init__` validates and names the field
-that is wrong. Configs round-trip through plain JSON dicts (`to_dict` / `from_dict`) so a run folder
-and a checkpoint can carry them, and `with_overrides` applies `key=value` strings from the CLI.
-No torch here: the app and the search side read configs without loading torch.
+that is wrong. A config carries the run's search defaults as one `settings.SearchSettings` (`search`)
+and how its index is built as one `settings.IndexSpec` (`index`; its kind is the run's `embed_kind`).
+Configs round-trip through plain JSON dicts (`to_dict` / `from_dict`) so a run folder and a checkpoint
+can carry them, and `with_overrides` applies `key=value` strings from the CLI (`search.bits=64`,
+`index.bits=512`). No torch here: the app and the search side read configs without loading torch.
+
+Old run folders: before the settings split, config.json held one `search` dict mixing build and search
+fields (kind, bits, shard_size, cutoff, mode, k, rerank) and no `index`. `TrainConfig.from_dict` reads it
+as (see `_migrate_search`): index = IndexSpec(kind=embed_kind, bits, shard_size) -- the old code always
+searched the run's embed_kind -- and search = SearchSettings(mode, bits, k, rerank, cutoff in mode
+cutoff only; the old top-k search ignored the cutoff). `search_from_dict` does the same for workspace.json.
 """
 
 from __future__ import annotations
@@ -14,43 +22,23 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import EproductError
+from .settings import (
+    DEFAULT_BITS,
+    DEFAULT_SHARD_SIZE,
+    EMBED_KINDS,
+    SEED_INDEX,
+    SEED_SETTINGS,
+    IndexSpec,
+    SearchSettings,
+)
 
 BACKBONES = ("resnet18", "resnet50", "efficientnet-lite0", "tiny")
-EMBED_KINDS = ("seed", "seed-3d", "penultimate", "metric", "raw", "external")
+RUN_KINDS = ("seed", "seed-3d", "penultimate", "metric")  # the EMBED_KINDS a training run can produce itself
+assert set(RUN_KINDS) <= set(EMBED_KINDS)
 
 
 def _fail(cls: str, name: str, value: Any, why: str) -> None:
     raise EproductError(f"{cls}.{name} = {value!r}: {why}")
-
-
-@dataclass(frozen=True)
-class SearchSettings:
-    """How an index is built and searched for a run's embeddings (what the app uses by default)."""
-
-    kind: str = "metric"  # embedding kind to index: the seed's class probabilities, or a better one
-    bits: int = 256  # LSH code length; the seed used 20, which collapses near-duplicates into one bucket
-    shard_size: int = 8000  # index rows per shard file; the seed wrote one table per 8,000 images
-    cutoff: float = 0.1  # code-cosine distance cutoff for mode "cutoff" (the seed's 0.1)
-    mode: str = "topk"  # "cutoff" keeps everything under `cutoff` (seed); "topk" keeps the k nearest
-    k: int = 10  # results per query; MAR@10 scores the first 10
-    rerank: int = 100  # rows re-ranked by exact cosine, picked by weighted Hamming (0 = no re-rank, as the seed)
-
-    def __post_init__(self) -> None:
-        name = type(self).__name__
-        if self.kind not in EMBED_KINDS:
-            _fail(name, "kind", self.kind, f"must be one of {EMBED_KINDS}")
-        if not 1 <= self.bits <= 4096:
-            _fail(name, "bits", self.bits, "must be between 1 and 4096")
-        if self.shard_size < 1:
-            _fail(name, "shard_size", self.shard_size, "must be at least 1")
-        if not 0.0 <= self.cutoff <= 2.0:
-            _fail(name, "cutoff", self.cutoff, "a cosine distance lies between 0 and 2")
-        if self.mode not in ("cutoff", "topk"):
-            _fail(name, "mode", self.mode, "must be 'cutoff' or 'topk'")
-        if self.k < 1:
-            _fail(name, "k", self.k, "must be at least 1")
-        if self.rerank < 0:
-            _fail(name, "rerank", self.rerank, "must be 0 (off) or a positive number of candidates")
 
 
 @dataclass(frozen=True)
@@ -91,7 +79,8 @@ class TrainConfig:
     device: str = "auto"  # "auto" (CUDA when present, else CPU), "cpu" or "cuda"
     workers: int = 0  # DataLoader worker processes (0 loads in the main process; fine for small catalogs)
     embed_kind: str = "seed"  # the embedding kind this preset is meant to be searched with
-    search: SearchSettings = field(default_factory=SearchSettings)  # index/search defaults for this preset
+    index: IndexSpec = field(default_factory=lambda: IndexSpec(kind="seed"))  # how the run's index is built
+    search: SearchSettings = field(default_factory=SearchSettings)  # search defaults (None: the index's own)
 
     def __post_init__(self) -> None:
         name = type(self).__name__
@@ -136,33 +125,71 @@ class TrainConfig:
             _fail(name, "device", self.device, "must be 'auto', 'cpu' or 'cuda'")
         if self.workers < 0:
             _fail(name, "workers", self.workers, "must not be negative")
-        if self.embed_kind not in ("seed", "seed-3d", "penultimate", "metric"):
-            _fail(name, "embed_kind", self.embed_kind, "must be seed, seed-3d, penultimate or metric")
+        if self.embed_kind not in RUN_KINDS:
+            _fail(name, "embed_kind", self.embed_kind, f"must be one of {RUN_KINDS}")
         if self.embed_kind == "metric" and not self.metric:
             _fail(name, "embed_kind", self.embed_kind, "needs metric=true (the run must carry a metric head)")
         if self.embed_kind in ("seed", "seed-3d") and not self.dhc:
             _fail(name, "embed_kind", self.embed_kind, "needs dhc=true (the run must carry the DHC heads)")
+        if not isinstance(self.index, IndexSpec) or not isinstance(self.search, SearchSettings):
+            _fail(name, "index/search", (self.index, self.search), "must be an IndexSpec and a SearchSettings")
+        if self.index.kind != self.embed_kind:
+            _fail(name, "index.kind", self.index.kind, f"must equal embed_kind {self.embed_kind!r} (the kind indexed)")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> TrainConfig:
+        """From `to_dict`'s output, or from an old run's config.json (module doc: `_migrate_search`)."""
+        values = dict(data)
+        if "index" not in values and isinstance(values.get("search"), dict):
+            values["index"], values["search"] = _migrate_search(values["search"], values.get("embed_kind", "seed"))
         known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
+        unknown = sorted(set(values) - known)
         if unknown:
             raise EproductError(f"Unknown TrainConfig fields {unknown}. Known fields: {sorted(known)}.")
-        values = dict(data)
+        if isinstance(values.get("index"), dict):
+            values["index"] = IndexSpec.from_dict(values["index"])
         if isinstance(values.get("search"), dict):
-            values["search"] = SearchSettings(**values["search"])
+            values["search"] = SearchSettings.from_dict(values["search"])
         for key in ("alphas", "betas"):
             if key in values:
                 values[key] = tuple(float(v) for v in values[key])
         return cls(**values)
 
 
+OLD_BUILD_KEYS = ("kind", "shard_size")  # keys only the old mixed `search` dict held
+
+
+def _migrate_search(old: dict, embed_kind: str) -> tuple[IndexSpec, SearchSettings]:
+    """A config.json `search` dict without an `index` beside it as (IndexSpec, SearchSettings)."""
+    if not any(key in old for key in OLD_BUILD_KEYS):
+        return IndexSpec(kind=embed_kind), SearchSettings.from_dict(old)
+    bits, shard_size = int(old.get("bits", DEFAULT_BITS)), int(old.get("shard_size", DEFAULT_SHARD_SIZE))
+    return IndexSpec(kind=embed_kind, bits=bits, shard_size=shard_size), search_from_dict(old)
+
+
+def search_from_dict(data: dict) -> SearchSettings:
+    """A SearchSettings from `to_dict`'s output, or from an old mixed dict (config.json, a workspace.json entry).
+
+    An old dict is one holding a build key (kind, shard_size): those are dropped, and so is its cutoff in
+    mode topk (the old top-k search ignored it; now it would filter by exact cosine).
+    """
+    if not any(key in data for key in OLD_BUILD_KEYS):
+        return SearchSettings.from_dict(data)
+    values = {key: value for key, value in data.items() if key not in OLD_BUILD_KEYS}
+    if values.get("mode", "topk") != "cutoff":
+        values.pop("cutoff", None)
+    return SearchSettings.from_dict(values)
+
+
 def _parse(kind: type | str, text: str, key: str) -> Any:
     kind_name = kind if isinstance(kind, str) else kind.__name__
+    if kind_name.endswith(" | None"):  # an optional field: "none" (or nothing) leaves it to the index
+        if text.strip().lower() in ("", "none"):
+            return None
+        kind_name = kind_name.removesuffix(" | None")
     try:
         if kind_name == "bool":
             lowered = text.strip().lower()
@@ -180,34 +207,41 @@ def _parse(kind: type | str, text: str, key: str) -> Any:
     return text
 
 
+NESTED = {"search": SearchSettings, "index": IndexSpec}  # `--set search.bits=64`, `--set index.bits=512`
+
+
 def with_overrides(config: TrainConfig, overrides: dict[str, Any]) -> TrainConfig:
     """A copy of `config` with `overrides` applied; values may be strings (`--set key=value`).
 
-    Keys of the search settings are written `search.bits=64`.
+    Keys of the search settings are written `search.bits=64`, of the index build `index.bits=512`
+    (`search.rerank=none` leaves a field to the index). Overriding `embed_kind` alone moves `index.kind` with it.
     """
     top: dict[str, Any] = {}
-    search: dict[str, Any] = {}
+    nested: dict[str, dict[str, Any]] = {name: {} for name in NESTED}
     train_types = {f.name: f.type for f in dataclasses.fields(TrainConfig)}
-    search_types = {f.name: f.type for f in dataclasses.fields(SearchSettings)}
     for key, value in overrides.items():
-        if key.startswith("search."):
-            sub = key[len("search.") :]
-            if sub not in search_types:
-                raise EproductError(f"Unknown search setting {sub!r}. Known: {sorted(search_types)}.")
-            search[sub] = _parse(search_types[sub], value, key) if isinstance(value, str) else value
-        elif key in train_types and key != "search":
+        group, _, sub = key.partition(".")
+        if sub and group in NESTED:
+            types = {f.name: f.type for f in dataclasses.fields(NESTED[group])}
+            if sub not in types:
+                raise EproductError(f"Unknown {group} setting {sub!r}. Known: {sorted(types)}.")
+            nested[group][sub] = _parse(types[sub], value, key) if isinstance(value, str) else value
+        elif key in train_types and key not in NESTED:
             top[key] = _parse(train_types[key], value, key) if isinstance(value, str) else value
         else:
-            raise EproductError(
-                f"Unknown setting {key!r}. Known: {sorted(train_types)} and search.<{'|'.join(search_types)}>."
-            )
-    if search:
-        top["search"] = dataclasses.replace(config.search, **search)
+            known = " and ".join(f"{g}.<{'|'.join(f.name for f in dataclasses.fields(c))}>" for g, c in NESTED.items())
+            raise EproductError(f"Unknown setting {key!r}. Known: {sorted(set(train_types) - set(NESTED))}, {known}.")
+    if "embed_kind" in top and "kind" not in nested["index"]:
+        nested["index"]["kind"] = top["embed_kind"]
+    for group, changes in nested.items():
+        if changes:
+            top[group] = getattr(config, group).replace(**changes)
     return dataclasses.replace(config, **top)
 
 
-SEED_SEARCH = SearchSettings(kind="seed", bits=20, shard_size=8000, cutoff=0.1, mode="cutoff", k=10, rerank=0)
-BETTER_SEARCH = SearchSettings(kind="metric", bits=256, shard_size=8000, cutoff=0.1, mode="topk", k=10, rerank=100)
+# The better defaults: top-k with the index's own stage sizes (exact re-rank when vectors are stored).
+BETTER_SETTINGS = SearchSettings(mode="topk", k=10)
+BETTER_INDEX = IndexSpec(kind="metric", bits=DEFAULT_BITS, shard_size=DEFAULT_SHARD_SIZE)
 
 PRESETS: dict[str, TrainConfig] = {
     # The published student pipeline, exactly: ResNet50 at 64 px, Adam 2e-4, 12 epochs, DHC (faithful).
@@ -226,7 +260,8 @@ PRESETS: dict[str, TrainConfig] = {
         dependence="faithful",
         metric=False,
         embed_kind="seed",
-        search=SEED_SEARCH,
+        index=SEED_INDEX,
+        search=SEED_SETTINGS,
     ),
     # What the app builds on first run: quick on 2 CPU cores (one epoch; about 40 CPU-seconds per 256
     # training images measured on a loaded machine, so ~1.5-3 minutes for the synthetic "small" catalog),
@@ -252,7 +287,8 @@ PRESETS: dict[str, TrainConfig] = {
         metric_labels="product",
         instance_weight=1.0,
         embed_kind="metric",
-        search=BETTER_SEARCH,
+        index=BETTER_INDEX,
+        search=BETTER_SETTINGS,
     ),
     # The best MAR@10 within ~15 CPU-minutes on a few thousand training images (Fashion-MNIST, 4,000 images:
     # 12 minutes on a loaded 2-core machine, MAR@10 0.929 vs 0.735 for frozen features): an ImageNet-pretrained
@@ -281,7 +317,8 @@ PRESETS: dict[str, TrainConfig] = {
         metric_labels="product",
         instance_weight=1.0,
         embed_kind="penultimate",
-        search=dataclasses.replace(BETTER_SEARCH, kind="penultimate"),
+        index=BETTER_INDEX.replace(kind="penultimate"),
+        search=BETTER_SETTINGS,
     ),
 }
 

@@ -3,8 +3,15 @@
 Owns `EvaluationResult`, `evaluate_results` (score ranked id lists), `evaluate_search` (search an
 opened index with already-computed query vectors, timing each query, then score), `evaluate_submission`
 (score a challenge-format submission on the same scale) and `sweep` (one evaluation per cell of a grid
-of `SearchSettings` fields, e.g. hash length x cutoff; cheap because shorter codes are prefixes of the
-stored ones and the query vectors are computed once). numpy/pandas only: never imports torch.
+of `SearchSettings` fields, e.g. hash length x cutoff: each cell is `base.replace(**cell)`; cheap
+because shorter codes are prefixes of the stored ones and the query vectors are computed once).
+Every search goes through `search.search(index, queries, settings)` with the one `SearchSettings`; the
+summary records the settings as the search resolved them for the index (`search.resolve`).
+
+Queries whose image failed to embed: `evaluate_search(..., all_query_ids=catalog queries)` scores every
+catalog query, a query without a vector as an empty result list (recall 0), and counts them in
+`summary["not_embedded"]`; `eproduct evaluate --run` and `eproduct submit` both score this way, so one
+run has one MAR@10. numpy/pandas only: never imports torch.
 
 Summary keys (all scores are means over queries that have at least one true match):
   mar@10_G      MAR@10 normalised by |G| (the report's eq. 5-6, the challenge's score)
@@ -15,6 +22,7 @@ Summary keys (all scores are means over queries that have at least one true matc
   mean_candidates, median_candidates   index items that passed the cutoff / were scanned as candidates
   no_result, no_result_fraction        queries whose result list is empty
   latency_median_ms, latency_p95_ms    per-query search time (NaN when not timed)
+  not_embedded                         catalog queries scored 0 because their image failed to embed
 """
 
 from __future__ import annotations
@@ -32,8 +40,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .config import SearchSettings
+from .errors import EproductError
 from .metrics import first_hit_rank, hits_at_k, recall_at_k
+from .search import SearchResult, resolve, search
+from .settings import SearchSettings
 
 log = logging.getLogger(__name__)
 Progress = Callable[[int, int], None]
@@ -166,32 +176,26 @@ def summarize(per_query: pd.DataFrame, ks: Sequence[int] = DEFAULT_KS) -> dict:
     return summary
 
 
-def search_kwargs(settings: SearchSettings) -> dict:
-    """The `Index.search` keyword arguments of a `SearchSettings`."""
-    return {
-        "bits": settings.bits,
-        "mode": settings.mode,
-        "k": settings.k,
-        "cutoff": settings.cutoff if settings.mode == "cutoff" else None,
-        "rerank": settings.rerank,
-    }
-
-
 def run_search(
-    index, query_vectors: np.ndarray, settings: SearchSettings, *, batch_size: int = 1, progress: Progress | None = None
-) -> tuple[list, list[float]]:
+    index,
+    query_vectors: np.ndarray,
+    settings: SearchSettings,
+    *,
+    batch_size: int = 1,
+    progress: Progress | None = None,
+) -> tuple[list[SearchResult], list[float]]:
     """Search all queries in batches of `batch_size`; returns (SearchResults, per-query ms).
 
     With batch_size 1 each latency is one query's own search time; with larger batches it is the
     batch's time divided by its size (a throughput figure, not a latency).
     """
     vectors = np.asarray(query_vectors, dtype=np.float32)
-    kwargs = search_kwargs(settings)
-    results, latencies = [], []
+    results: list[SearchResult] = []
+    latencies: list[float] = []
     for start in range(0, len(vectors), max(1, batch_size)):
         block = vectors[start : start + max(1, batch_size)]
         began = time.perf_counter()
-        found = index.search(block, **kwargs)
+        found = search(index, block, settings)
         elapsed = (time.perf_counter() - began) * 1000.0
         results.extend(found)
         latencies.extend([elapsed / len(block)] * len(block))
@@ -207,28 +211,37 @@ def evaluate_search(
     groundtruth: Mapping[str, set[str]],
     settings: SearchSettings,
     *,
+    all_query_ids: Sequence[str] | None = None,
     ks: Sequence[int] = DEFAULT_KS,
     batch_size: int = 1,
     progress: Progress | None = None,
 ) -> EvaluationResult:
     """Search an opened index (`index.open_index`) with query vectors (q, d) and score the results.
 
-    `settings` gives bits/mode/k/cutoff/rerank (`settings.kind` must match the index; checked).
+    `all_query_ids` (e.g. every catalog query): score these, in this order; one absent from `query_ids`
+    (its image failed to embed) gets an empty result list, scores 0 and is counted in `not_embedded`.
+    The summary's "settings" are `settings` as resolved for this index (`search.resolve`).
     """
     if len(query_vectors) != len(query_ids):
         raise ValueError(f"{len(query_vectors)} query vectors for {len(query_ids)} query ids")
-    if hasattr(index, "check_compatible"):
-        index.check_compatible(settings.kind, int(np.asarray(query_vectors).shape[1]))
     found, latencies = run_search(index, query_vectors, settings, batch_size=batch_size, progress=progress)
+    by_query = {str(q): (r, ms) for q, r, ms in zip(query_ids, found, latencies, strict=True)}
+    scored = [str(q) for q in query_ids] if all_query_ids is None else [str(q) for q in all_query_ids]
+    missing = [q for q in scored if q not in by_query]
+    if missing:
+        log.warning(
+            "%d of %d queries have no vector (their image failed to embed): each scores 0", len(missing), len(scored)
+        )
     result = evaluate_results(
-        query_ids,
-        [list(r.ids) for r in found],
+        scored,
+        [list(by_query[q][0].ids) if q in by_query else [] for q in scored],
         groundtruth,
-        candidates=[int(r.candidates) for r in found],
-        latencies_ms=latencies,
-        settings=settings,
+        candidates=[int(by_query[q][0].candidates) if q in by_query else 0 for q in scored],
+        latencies_ms=[by_query[q][1] if q in by_query else float("nan") for q in scored],
+        settings=resolve(index, settings),
         ks=ks,
     )
+    result.summary["not_embedded"] = len(missing)
     result.summary["timing"] = "per query" if batch_size == 1 else f"batches of {batch_size} (throughput)"
     return result
 
@@ -261,6 +274,9 @@ SWEEP_COLUMNS = (
 )
 
 
+SWEEP_SETTINGS = ("mode", "bits", "cutoff", "k", "rerank", "shortlist", "probe_bits", "candidates")
+
+
 def sweep(
     index,
     query_vectors: np.ndarray,
@@ -269,39 +285,49 @@ def sweep(
     base: SearchSettings,
     grid: Mapping[str, Sequence[Any]],
     *,
+    all_query_ids: Sequence[str] | None = None,
     batch_size: int = 1,
     progress: Progress | None = None,
 ) -> pd.DataFrame:
     """One evaluation per cell of `grid` (SearchSettings field -> values), e.g. {"bits": [...], "cutoff": [...]}.
 
-    Returns a DataFrame with one row per cell: the varied fields, mode/k/rerank, and SWEEP_COLUMNS.
-    Bit lengths above the index's stored bits are skipped with a log message.
+    Each cell searches with `base.replace(**cell)` (`all_query_ids` as for `evaluate_search`). Returns a DataFrame with one row per cell: the
+    settings as resolved for the index (SWEEP_SETTINGS) and SWEEP_COLUMNS. A cell the index cannot run
+    (e.g. more bits than it stores) is skipped with a log message; when no cell can run, an EproductError
+    says why (an empty table is never a result).
     """
     names = list(grid)
     unknown = [n for n in names if n not in {f.name for f in dataclasses.fields(SearchSettings)}]
     if unknown:
-        raise ValueError(f"unknown search settings in the grid: {unknown}")
-    cells = [dict(zip(names, values, strict=False)) for values in itertools.product(*(list(grid[n]) for n in names))]
-    stored = getattr(index, "bits", None)
-    rows = []
+        raise EproductError(f"Unknown search settings in the sweep grid: {unknown}. Known: {list(SWEEP_SETTINGS)}.")
+    cells = [dict(zip(names, values, strict=True)) for values in itertools.product(*(list(grid[n]) for n in names))]
+    rows, skipped = [], []
     for number, cell in enumerate(cells, start=1):
-        settings = dataclasses.replace(base, **cell)
-        if stored is not None and settings.bits > stored:
-            log.info("sweep: skipping %d bits (the index stores %d)", settings.bits, stored)
+        settings = base.replace(**cell)
+        try:
+            resolved = resolve(index, settings)
+        except EproductError as err:
+            log.info("sweep: skipping %s (%s)", cell, err)
+            skipped.append(f"{cell}: {err}")
             continue
-        result = evaluate_search(index, query_vectors, query_ids, groundtruth, settings, batch_size=batch_size)
-        row = {
-            "mode": settings.mode,
-            "bits": settings.bits,
-            "cutoff": settings.cutoff if settings.mode == "cutoff" else np.nan,
-            "k": settings.k,
-            "rerank": settings.rerank,
-        }
+        result = evaluate_search(
+            index, query_vectors, query_ids, groundtruth, settings, all_query_ids=all_query_ids, batch_size=batch_size
+        )
+        row: dict[str, Any] = {name: getattr(resolved, name) for name in SWEEP_SETTINGS}
+        row["cutoff"] = np.nan if resolved.cutoff is None else resolved.cutoff
         row.update({c: result.summary.get(c, np.nan) for c in SWEEP_COLUMNS})
         rows.append(row)
         if progress is not None:
             progress(number, len(cells))
-    return pd.DataFrame(rows, columns=["mode", "bits", "cutoff", "k", "rerank", *SWEEP_COLUMNS])
+    if not rows:
+        raise EproductError(
+            f"No cell of the sweep can run on index {getattr(index, 'path', index)} "
+            f"(stores {getattr(index, 'bits', '?')} bits): {skipped[0] if skipped else 'the grid is empty'}. "
+            "Choose values the index supports."
+        )
+    if skipped:
+        log.warning("sweep: %d of %d cells skipped (first: %s)", len(skipped), len(cells), skipped[0])
+    return pd.DataFrame(rows, columns=[*SWEEP_SETTINGS, *SWEEP_COLUMNS])
 
 
 def format_summary(summary: Mapping[str, Any]) -> str:

@@ -4,7 +4,8 @@
 and float16 vectors with a manifest holding their row counts and sha256 checksums (index_format.py
 describes the folder), all in a temporary sibling folder swapped into place at the end. `open_index`
 checks the manifest, the files and their row counts (not the checksums: `verify_index` does that)
-and returns an `Index`; searching it is search.py's job (`Index.search`, `Index.explain`).
+and returns an `Index`; searching it is search.py's job (`search.search(index, queries, settings)`,
+`search.explain`). Stored float16 vectors are the rows scaled to unit length (`unit_float16`).
 """
 
 from __future__ import annotations
@@ -38,11 +39,9 @@ from .index_format import (
     write_manifest,
 )
 from .index_store import Index
+from .settings import DEFAULT_BITS, DEFAULT_SHARD_SIZE
 
 log = logging.getLogger(__name__)
-
-DEFAULT_BITS = 256  # stored code length; any prefix can be searched without a rebuild
-DEFAULT_SHARD_SIZE = 8000  # rows per shard file set (the seed pipeline's table size)
 
 Progress = Callable[[int, int], None]  # progress(rows_done, rows_total)
 
@@ -68,6 +67,17 @@ def _write_npy(path: Path, array: np.ndarray, sync: bool = True) -> str:
     return writer.close()
 
 
+def unit_float16(block: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (norms in float64), as float16: only their cosine is ever used, and a unit
+    row always fits float16, whereas a raw value beyond its range (65,504) would become inf and the row would
+    drop out of every search. Zero rows stay zero (cosine distance 1.0 to anything)."""
+    rows = np.asarray(block, dtype=np.float64)
+    norms = np.sqrt(np.einsum("ij,ij->i", rows, rows))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        unit = np.where(norms[:, None] > 0, rows / norms[:, None], 0.0)
+    return unit.astype(np.float16)
+
+
 def _write_shard(
     folder: Path, name: str, block: np.ndarray, ids: Sequence[str], planes: np.ndarray, with_vectors: bool
 ) -> dict:
@@ -78,7 +88,7 @@ def _write_shard(
     writer.write(("\n".join(ids) + "\n").encode("utf-8"))
     digests["ids"] = writer.close()
     if with_vectors:
-        digests["vectors"] = _write_npy(folder / files["vectors"], np.asarray(block, dtype=np.float16), False)
+        digests["vectors"] = _write_npy(folder / files["vectors"], unit_float16(block), False)
     return {
         "name": name,
         "rows": len(ids),
@@ -145,6 +155,13 @@ def _build_into(folder: Path, vectors, ids, bits, shard_size, seed, kind, progre
                 "nothing was written. Re-embed that image (a corrupt file or a diverged model "
                 "gives these) or drop the row."
             )
+        huge = _first_beyond_float32(block)
+        if huge is not None:
+            raise EproductError(
+                f"Vector row {start + huge} (id {ids[start + huge]!r}) holds values beyond float32's range "
+                f"(±{FLOAT32_MAX:.3g}), which hashing cannot represent; nothing was written. Scale the vectors "
+                "down (only their direction matters) or drop the row."
+            )
         return _write_shard(folder, f"{number:0{width}d}", block, ids[start:stop], planes, with_vectors)
 
     shards, synced = [], []
@@ -173,6 +190,17 @@ def _build_into(folder: Path, vectors, ids, bits, shard_size, seed, kind, progre
         "hyperplanes": {"file": HYPERPLANES, "sha256": hyper_sha},
         "shards": shards,
     }
+
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _first_beyond_float32(block: np.ndarray) -> int | None:
+    """The first row (of a finite float64 block) with a value float32 would turn into inf, or None."""
+    if np.asarray(block).dtype.itemsize <= 4 and np.asarray(block).dtype.kind == "f":
+        return None
+    bad = np.flatnonzero((np.abs(np.asarray(block, dtype=np.float64)) > FLOAT32_MAX).any(axis=1))
+    return int(bad[0]) if len(bad) else None
 
 
 def write_manifest_and_sync(folder: Path, manifest: dict) -> None:

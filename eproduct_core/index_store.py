@@ -3,9 +3,10 @@
 Shards are the on-disk unit (one file set per `shard_size` rows). For search, the codes of all shards
 are joined once into one contiguous (rows, words) uint64 array plus a contiguous (words, rows)
 copy of the first words that scans read, so one query is one pass over memory instead of one small
-scan per shard; the
-float16 vectors are joined likewise on the first exact re-rank. Opening stays cheap (manifest, file
-headers, id line counts); ids are read on first use. Thread-safe: lazy loads happen under a lock.
+scan per shard; the float16 vectors are joined likewise on the first exact re-rank. Opening stays cheap
+(manifest, file headers, id line counts); ids are read on first use. Thread-safe: lazy loads happen
+under a lock. `Index` holds storage only (arrays, ids, hyperplanes, the kernel choice); searching it is
+`eproduct_core.search.search(index, queries, settings)`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import numpy as np
 
 from . import lsh, search_kernels
 from .errors import EproductError
+from .settings import DEFAULT_PROBE_BITS
 
 
 def _huge_empty(shape: tuple[int, int], dtype) -> np.ndarray:
@@ -47,7 +49,7 @@ class Index:
         self._ids: list[str] | None = None
         self._row_numbers: dict[str, int] | None = None
         self._weights: dict[int, np.ndarray] = {}
-        self.kernel = "auto"  # candidate-scan kernel: "auto" (numba when installed), "numba" or "numpy"
+        self.kernel = "auto"  # search kernels (search_kernels.KERNELS): "auto" (numba when installed), "numba", "numpy"
 
     # -- what it is ------------------------------------------------------------------------------
     @property
@@ -130,10 +132,11 @@ class Index:
                 columns = self._columns
         return columns[:nwords]
 
-    def _scan_arrays(self, bits: int) -> tuple[np.ndarray, np.ndarray]:
-        """(columns, their radius sample) for the first `bits` bits."""
+    def scan_arrays(self, bits: int) -> tuple[np.ndarray, np.ndarray]:
+        """(columns, their radius sample) for the first `bits` bits: what the candidate scan reads."""
         columns = self.columns(bits)
         with self._lock:
+            assert self._sample is not None  # built with the columns
             return columns, self._sample[: len(columns)]
 
     @property
@@ -148,57 +151,6 @@ class Index:
             self._weights[bits] = np.bitwise_count(self.word0 & mask)
         return self._weights[bits]
 
-    def scan(self, qwords: np.ndarray, bits: int, count: int) -> np.ndarray:
-        """Rows (ascending) of the `count` codes nearest the query words on their first `bits` bits
-        (ties: lowest row), by the candidate-scan kernel (`self.kernel`; search_kernels.py)."""
-        columns, sample = self._scan_arrays(bits)
-        return search_kernels.scan(columns, qwords, bits, count, self.kernel, sample)
-
-    def best_rows(
-        self,
-        qwords: np.ndarray,
-        projections: np.ndarray,
-        probe_bits: int,
-        bits: int,
-        scan_count: int,
-        depth: int,
-        count: int,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Stages 1-3 of a top-k search for one query (search_kernels.best_rows): (rows, Hamming), best first."""
-        columns, sample = self._scan_arrays(probe_bits)
-        return search_kernels.best_rows(
-            columns, sample, self.words, qwords, projections, probe_bits, bits, scan_count, depth, count, self.kernel
-        )
-
-    def reranked(
-        self,
-        qwords: np.ndarray,
-        projections: np.ndarray,
-        queries: np.ndarray,
-        probe_bits: int,
-        bits: int,
-        scan_count: int,
-        depth: int,
-        count: int,
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Stages 1-4 for a batch of queries (search_kernels.reranked): (rows, Hamming, cosine), each (q, m)."""
-        columns, sample = self._scan_arrays(probe_bits)
-        return search_kernels.reranked(
-            columns,
-            sample,
-            self.words,
-            self.vectors,
-            qwords,
-            projections,
-            queries,
-            probe_bits,
-            bits,
-            scan_count,
-            depth,
-            count,
-            self.kernel,
-        )
-
     @property
     def vectors(self) -> np.ndarray:
         """All float16 vectors, one contiguous in-memory (rows, dim) array (read on first re-rank)."""
@@ -211,15 +163,9 @@ class Index:
                     self._vectors = np.concatenate(blocks, out=_huge_empty((self.size, self.dim), np.float16))
         return self._vectors
 
-    def cosine_distances(self, query: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        """Exact cosine distances (len(rows),) float64 between `query` and the stored float16 vectors of `rows`."""
-        return search_kernels.rows_cosine(self.vectors, rows, query, self.kernel)
-
     def warm(self, vectors: bool = True) -> Index:
         """Load codes, scan columns, ids (and vectors) and compile the search kernels now rather than on the
         first search; returns self."""
-        from .search import DEFAULT_PROBE_BITS
-
         _ = self.columns(min(DEFAULT_PROBE_BITS, self.bits)), self.all_ids(), search_kernels.prepare()
         if vectors and self.has_vectors:
             _ = self.vectors
@@ -271,16 +217,3 @@ class Index:
     def project(self, queries: np.ndarray) -> np.ndarray:
         """Query projections (q, bits) float32 on the hyperplanes; their signs are the codes `encode` gives."""
         return lsh.project(queries, self.planes)
-
-    # -- search (search.py) -----------------------------------------------------------------------
-    def search(self, queries: np.ndarray, **options):
-        """See `eproduct_core.search.search` for the options and the result type."""
-        from .search import search
-
-        return search(self, queries, **options)
-
-    def explain(self, query: np.ndarray, rows, **options):
-        """See `eproduct_core.search.explain`: why each row was (not) retrieved."""
-        from .search import explain
-
-        return explain(self, query, rows, **options)

@@ -25,6 +25,9 @@ the few rows worth an exact re-rank.
 
 from __future__ import annotations
 
+import math
+from fractions import Fraction
+
 import numpy as np
 
 _BYTE_BITS = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1).astype(np.float32)  # (256, 8), MSB first
@@ -180,7 +183,11 @@ def weighted_hamming(projections: np.ndarray, words: np.ndarray, bits: int) -> n
     for start in range(0, len(words), 65536):  # blocks: the lookup indices take 8 bytes per code byte
         block = np.ascontiguousarray(words[start : start + 65536, :nwords]).astype(">u8")
         code_bytes = block.view(np.uint8).reshape(len(block), -1)[:, :nbytes]
-        out[start : start + len(block)] = np.take(table.ravel(), code_bytes + offsets).sum(axis=1, dtype=np.float64)
+        costs = np.take(table.ravel(), code_bytes + offsets)
+        total = np.zeros(len(block), dtype=np.float64)
+        for b in range(nbytes):  # byte by byte, in float64: the compiled kernel's order, so the same bits
+            total += costs[:, b]
+        out[start : start + len(block)] = total
     return out
 
 
@@ -191,6 +198,79 @@ def code_cosine_from_counts(both: np.ndarray, a: np.ndarray, b: np.ndarray | int
     with np.errstate(divide="ignore", invalid="ignore"):
         dist = 1.0 - both / np.sqrt(norm2)
     return np.where(norm2 > 0, dist, 1.0)
+
+
+def decimal_cutoff(cutoff: float) -> Fraction:
+    """The cutoff as the decimal it was written as (0.1 -> 1/10, not the binary float near it)."""
+    return Fraction(repr(float(cutoff)))
+
+
+def below_cutoff(both, a, b, cutoff: float) -> np.ndarray:
+    """Whether eq. (4) from popcounts, 1 - both / sqrt(a b), is strictly below `cutoff`, decided exactly.
+
+    With t = 1 - cutoff as a fraction p/q (`decimal_cutoff`): for t > 0 the test is both^2 q^2 > p^2 a b
+    in integers (both >= 0), so no float rounding decides a pair at a boundary (in float64, 1 - 9/10 <
+    0.1 holds; exactly it does not). A code with no bit set has distance 1.0 (see the module doc).
+    """
+    both, a, b = np.broadcast_arrays(np.asarray(both, np.int64), np.asarray(a, np.int64), np.asarray(b, np.int64))
+    norm = a * b
+    c = decimal_cutoff(cutoff)
+    t = 1 - c
+    if t < 0:
+        admitted = np.ones(both.shape, dtype=bool)
+    elif t == 0:
+        admitted = both > 0
+    else:
+        p2, q2 = t.numerator**2, t.denominator**2
+        big = int(both.max(initial=0)) ** 2 * q2 >= 1 << 62 or int(norm.max(initial=0)) * p2 >= 1 << 62
+        if big:  # Python integers: exact for any decimal
+            admitted = np.asarray(both.astype(object) ** 2 * q2 > norm.astype(object) * p2, dtype=bool)
+        else:
+            admitted = both * both * q2 > norm * p2
+    return np.where(norm > 0, admitted, c > 1)
+
+
+def least_overlaps(cutoff: float, qweight: int, max_weight: int) -> np.ndarray:
+    """(max_weight + 1,) int64: for a code of weight a, the least overlap with a query code of weight
+    `qweight` that puts eq. (4) strictly below `cutoff` (exactly, as `below_cutoff`); max_weight + 1
+    where none does. A scan then admits a row when its overlap >= this[its weight]."""
+    c = decimal_cutoff(cutoff)
+    t = 1 - c
+    none = max_weight + 1
+    out = np.empty(max_weight + 1, dtype=np.int64)
+    for a in range(max_weight + 1):
+        if a == 0 or qweight == 0:
+            out[a] = 0 if c > 1 else none
+        elif t < 0:
+            out[a] = 0
+        elif t == 0:
+            out[a] = 1
+        else:  # least integer x with x^2 q^2 > p^2 a b
+            out[a] = math.isqrt(t.numerator**2 * a * qweight // t.denominator**2) + 1
+    return out
+
+
+def hamming_radius(cutoff: float, bits: int) -> int:
+    """The code-cosine cutoff's equivalent Hamming radius: the largest Hamming distance d that the cutoff
+    admits between two `bits`-bit codes with half their bits set each (-1: none).
+
+    Then eq. (4) is exactly d / bits, so the test d / bits < cutoff is decided exactly (integers, as
+    `below_cutoff`): at 20 bits the seed's 0.1 admits d = 1 (2 / 20 = 0.1 is not below 0.1).
+    """
+    c = decimal_cutoff(cutoff)
+    admitted = [d for d in range(bits + 1) if Fraction(d, bits) < c]
+    return admitted[-1] if admitted else -1
+
+
+def bucket_sizes(word0: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """Bucket occupancy of `bits`-bit (1..64) code prefixes, from each code's first word (`to_words`[:, 0]):
+    (items, buckets), ascending in items: `buckets[i]` distinct prefixes are shared by exactly `items[i]` codes."""
+    if not 1 <= bits <= 64:
+        raise ValueError(f"bucket prefixes are 1 to 64 bits; got {bits}")
+    keys = np.asarray(word0, dtype=np.uint64) >> np.uint64(64 - bits)
+    _, counts = np.unique(keys, return_counts=True)
+    items, buckets = np.unique(counts, return_counts=True)
+    return items.astype(np.int64), buckets.astype(np.int64)
 
 
 def code_cosine(query_words: np.ndarray, words: np.ndarray, bits: int) -> np.ndarray:

@@ -3,7 +3,11 @@
 The scan: prefix Hamming distances of every row, the rows within a radius, an exact selection.
 Chosen rows: their Hamming and weighted Hamming distances (gathered from the (rows, words) codes),
 and their exact cosine distances (gathered from the float16 vectors, read as uint16 bit patterns
-and decoded through a 65,536-entry table, accumulated in float64).
+and decoded through a 65,536-entry table, accumulated in float64 in index order: the numpy fallback
+repeats the same arithmetic, so both return the same bits).
+Stage sizes travel as one `search_kernels.Stages` tuple (probe_bits, bits, candidates, shortlist,
+rerank) and the index arrays as one `search_kernels.Store` tuple; distances of prefixes longer than
+two words are kept in uint16 (up to 4,096 bits), never uint8.
 `best_rows` and `reranked` chain them into stages 1-3 and 1-4 of a top-k search (search.py).
 search_kernels.py drives them; this module only holds the loops, so that importing numba (~0.5 s)
 and compiling (~9 s once, then loaded from numba's disk cache) happen on first use (`Index.warm`), not at
@@ -21,6 +25,7 @@ import numpy as np
 from numba import njit
 
 _ALL = np.uint64(0xFFFFFFFFFFFFFFFF)  # a mask keeping a whole word
+_HALF_TO_FLOAT = np.arange(1 << 16, dtype=np.uint16).view(np.float16).astype(np.float32)  # every float16 exactly
 SCAN_BLOCK = 4096  # rows per block of the 128-bit scan: its distances and hit flags stay in L1 (a multiple of 8)
 
 
@@ -31,6 +36,18 @@ def _popcount(x):
     x = (x & np.uint64(0x3333333333333333)) + ((x >> np.uint64(2)) & np.uint64(0x3333333333333333))
     x = (x + (x >> np.uint64(4))) & np.uint64(0x0F0F0F0F0F0F0F0F)
     return np.int64((x * np.uint64(0x0101010101010101)) >> np.uint64(56))
+
+
+@njit(inline="always")
+def _word_masks(bits):
+    """uint64 masks (ceil(bits/64),) keeping the first `bits` bits of the word view (lsh.word_masks)."""
+    nwords = (bits + 63) // 64
+    masks = np.empty(nwords, dtype=np.uint64)
+    masks[:] = _ALL
+    spare = nwords * 64 - bits
+    if spare:
+        masks[nwords - 1] = _ALL << np.uint64(spare)
+    return masks
 
 
 @njit(inline="always")
@@ -78,7 +95,7 @@ def within(columns, query, masks, radius, rows_out, dists_out):
 def _within_two_words(c0, c1, q0, q1, radius, rows_out, dists_out):
     """The default 128-bit scan, block by block: SIMD distances and hit flags for SCAN_BLOCK rows, then
     only the 8-row groups with a hit are visited (~1% of rows are hits): ~20% faster than one loop."""
-    dists = np.empty(SCAN_BLOCK, dtype=np.uint8)
+    dists = np.empty(SCAN_BLOCK, dtype=np.uint8)  # two words: distances <= 128 fit
     hits = np.zeros(SCAN_BLOCK, dtype=np.uint8)
     groups = hits.view(np.uint64)  # eight hit flags per word; most words are zero
     k = 0
@@ -145,111 +162,61 @@ def select_nearest(dists, count, max_distance):
 
 
 @njit(cache=True, nogil=True)
-def nearest_prefixes(columns, sample, query, masks, count, margin, max_distance, rows_buffer, dists_buffer):
-    """Rows (ascending) of the `count` nearest prefixes (ties: lowest row); see search_kernels.py.
+def nearest_prefixes(columns, sample, query, probe_bits, count, margin, scratch):
+    """Rows (ascending) of the `count` nearest `probe_bits`-bit prefixes (ties: lowest row); see search_kernels.py.
 
     The distances to `sample` (a strided subset of the columns) give a radius expected to admit
-    `margin` x `count` rows; one pass collects the rows within it (into the buffers, each >= rows
-    long); a radius that admits too few is widened and the pass repeated; the `count` nearest are
-    selected exactly.
+    `margin` x `count` rows; one pass collects the rows within it (into `scratch` = (int64 rows, uint16
+    distances), each >= rows long); a radius that admits too few is widened and the pass repeated; the
+    `count` nearest are selected exactly.
     """
+    rows_buffer, dists_buffer = scratch
+    masks = _word_masks(probe_bits)
     n = columns.shape[1]
     if count >= n:
         return np.arange(n)
-    radius = max_distance
+    radius = probe_bits
     if count * 4 <= n:
-        sampled = sample_histogram(sample, query, masks, max_distance)
+        sampled = sample_histogram(sample, query, masks, probe_bits)
         wanted, radius, admitted = count * margin * sample.shape[1] / n, 0, sampled[0]
-        while admitted < wanted and radius < max_distance:
+        while admitted < wanted and radius < probe_bits:
             radius += 1
             admitted += sampled[radius]
     while True:
         found = within(columns, query, masks, radius, rows_buffer, dists_buffer)
-        if found >= count or radius >= max_distance:
+        if found >= count or radius >= probe_bits:
             break
-        radius = min(max_distance, radius + 1 + (count - found) * 2 // count)
-    return rows_buffer[:found][select_nearest(dists_buffer[:found], count, max_distance)]
+        radius = min(probe_bits, radius + 1 + (count - found) * 2 // count)
+    return rows_buffer[:found][select_nearest(dists_buffer[:found], count, probe_bits)]
 
 
 @njit(cache=True, nogil=True)
-def best_rows(
-    columns,
-    sample,
-    words,
-    query,
-    probe_masks,
-    masks,
-    table,
-    probe_bits,
-    bits,
-    scan_count,
-    depth,
-    count,
-    margin,
-    rows_buffer,
-    dists_buffer,
-):
-    """Stages 1-3 of a top-k search for one query (search.py): the `scan_count` nearest prefixes, the
-    `depth` of those nearest in full Hamming distance, the `count` of those nearest in weighted Hamming
-    (ties: lowest row). Returns their rows and Hamming distances, best (weighted) first."""
-    probed = nearest_prefixes(
-        columns, sample, query, probe_masks, scan_count, margin, probe_bits, rows_buffer, dists_buffer
-    )
-    hamming = rows_hamming(words, probed, query, masks)
-    shortlist = select_nearest(hamming, depth, bits)  # ascending, so rows ascend too
+def best_rows(store, stages, margin, query, table, scratch):
+    """Stages 1-3 of a top-k search for one query (search.py), sized by `stages` (search_kernels.Stages):
+    the `candidates` nearest prefixes, the `shortlist` of those nearest in full Hamming distance, the
+    `rerank` of those nearest in weighted Hamming (ties: lowest row). Returns their rows and Hamming
+    distances, best (weighted) first."""
+    probed = nearest_prefixes(store.columns, store.sample, query, stages.probe_bits, stages.candidates, margin, scratch)
+    hamming = rows_hamming(store.words, probed, query, _word_masks(stages.bits))
+    shortlist = select_nearest(hamming, stages.shortlist, stages.bits)  # ascending, so rows ascend too
     rows, hamming = probed[shortlist], hamming[shortlist]
-    order = np.argsort(rows_weighted(words, rows, table), kind="mergesort")[:count]  # stable: ties by row
+    order = np.argsort(rows_weighted(store.words, rows, table), kind="mergesort")[: stages.rerank]  # ties by row
     return rows[order], hamming[order]
 
 
 @njit(cache=True, nogil=True)
-def reranked(
-    columns,
-    sample,
-    words,
-    vectors,
-    half_to_float,
-    qwords,
-    tables,
-    queries,
-    probe_masks,
-    masks,
-    probe_bits,
-    bits,
-    scan_count,
-    depth,
-    count,
-    margin,
-    rows_buffer,
-    dists_buffer,
-):
+def reranked(store, stages, margin, qwords, tables, queries, scratch):
     """Stages 1-4 for a batch of queries, in one GIL-free call: per query, the rows `best_rows` picks,
-    ordered by exact cosine distance to the float16 `vectors` (ties: lowest row). Returns (rows,
-    Hamming, cosine), each (queries, min(count, depth, rows))."""
-    m = min(count, depth, columns.shape[1])
+    ordered by exact cosine distance to the float16 `store.vectors` (uint16 bit patterns; ties: lowest
+    row). Returns (rows, Hamming, cosine), each (queries, min(rerank, shortlist, rows))."""
+    m = min(stages.rerank, stages.shortlist, store.columns.shape[1])
     out_rows = np.empty((len(queries), m), dtype=np.int64)
     out_hamming = np.empty((len(queries), m), dtype=np.int64)
     out_cosine = np.empty((len(queries), m), dtype=np.float64)
     for q in range(len(queries)):
-        rows, hamming = best_rows(
-            columns,
-            sample,
-            words,
-            qwords[q],
-            probe_masks,
-            masks,
-            tables[q],
-            probe_bits,
-            bits,
-            scan_count,
-            depth,
-            count,
-            margin,
-            rows_buffer,
-            dists_buffer,
-        )
+        rows, hamming = best_rows(store, stages, margin, qwords[q], tables[q], scratch)
         by_row = np.argsort(rows)
-        cosine = rows_cosine(vectors, rows[by_row], queries[q], half_to_float)
+        cosine = rows_cosine(store.vectors, rows[by_row], queries[q])
         ranked = np.argsort(cosine, kind="mergesort")  # stable over ascending rows: ties by row
         out_rows[q] = rows[by_row[ranked]]
         out_hamming[q] = hamming[by_row[ranked]]
@@ -283,17 +250,21 @@ def rows_weighted(words, rows, table):
     return out
 
 
-@njit(cache=True, nogil=True, fastmath=True)
-def rows_cosine(vectors, rows, query, half_to_float):
+@njit(cache=True, nogil=True)
+def rows_cosine(vectors, rows, query):
     """Cosine distances (len(rows),) float64 between `query` (dim,) float32 and the given rows of
-    `vectors` (n, dim) uint16 (float16 bit patterns; `half_to_float` decodes them); 1.0 for zero vectors.
+    `vectors` (n, dim) uint16 (float16 bit patterns); 1.0 for zero vectors.
 
+    The arithmetic search_kernels.numpy_rows_cosine repeats exactly: each product (float16 x float32, or
+    a square) is exact in float64, and each row's sums run over j = 0, 1, ... in float64 (no fastmath,
+    no reassociation), so both kernels give the same bits and so the same order on near ties.
     Four rows at a time, so that their memory reads overlap: ~2x faster than one row at a time for
     rows scattered over a large index.
     """
+    half_to_float = _HALF_TO_FLOAT
     query_norm = 0.0
     for j in range(len(query)):
-        query_norm += np.float64(query[j]) * query[j]
+        query_norm += np.float64(query[j]) * np.float64(query[j])
     out = np.empty(len(rows), dtype=np.float64)
     last = len(rows) - 1
     for i in range(0, len(rows), 4):  # a short last group repeats its last row and stores only the real ones

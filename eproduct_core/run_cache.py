@@ -3,7 +3,7 @@
 Owns `split_embeddings` (embed a catalog split with a training run, or read it back from the run
 folder's cache) and `run_index` (build, or reuse, an index of the catalog's index split inside the
 run folder). Cache entries live in RUN/cache/embeddings/<split>-<kind>-<key>/ and
-RUN/cache/indexes/<kind>-<key>-<bits>b-<shard_size>r-s<seed>/; the key hashes the embedding kind,
+RUN/cache/indexes/<kind>-<key>-<bits>b-<shard_size>r-s<seed>/ (an `IndexSpec`); the key hashes the embedding kind,
 the split, the catalog (its absolute path and the split CSV's bytes) and the checkpoint (size and
 mtime), so a new catalog, an edited CSV or a retrained run never reads stale vectors. Entries are an embeddings folder
 (embeddings.py) and an index folder (index.py): JSON/.npy/text, no pickle.
@@ -22,6 +22,7 @@ from pathlib import Path
 
 from .embeddings import Embeddings, read_embeddings
 from .errors import EproductError
+from .settings import IndexSpec
 
 log = logging.getLogger(__name__)
 Progress = Callable[[int, int], None]
@@ -91,28 +92,34 @@ def run_config(run_dir: str | Path):
     return load_config(path)
 
 
+def stored_bits(bits: int, minimum: int = INDEX_MIN_BITS) -> int:
+    """The code length an index built for `bits` stores: whole bytes (what the index format holds), at least
+    `minimum`."""
+    return max(minimum, -(-int(bits) // 8) * 8)
+
+
 def run_index(
     run_dir: str | Path,
     catalog_dir: str | Path,
-    kind: str,
+    spec: IndexSpec,
     *,
-    bits: int,
-    shard_size: int,
-    seed: int = 0,
     device: str = "auto",
     progress: Progress | None = None,
 ):
     """An opened index of the catalog's index split embedded with the run, built once into RUN/cache/.
 
-    It stores max(64, `bits` rounded up to a byte) bits, so any shorter hash length can be searched.
+    Built as `spec` says (kind, shard size, hyperplane seed), storing `stored_bits(spec.bits)` bits, so
+    any shorter hash length can be searched.
     """
     from .index import build_index, open_index
 
-    stored = max(INDEX_MIN_BITS, -(-int(bits) // 8) * 8)
+    stored = stored_bits(spec.bits)
     run_dir = Path(run_dir)
-    key = cache_key(run_dir, catalog_dir, "index", kind)
-    folder = run_dir / "cache" / "indexes" / f"{kind}-{key}-{stored}b-{shard_size}r-s{seed}"
+    key = cache_key(run_dir, catalog_dir, "index", spec.kind)
+    folder = run_dir / "cache" / "indexes" / f"{spec.kind}-{key}-{stored}b-{spec.shard_size}r-s{spec.seed}"
     if not (folder / "manifest.json").is_file():
-        emb = split_embeddings(run_dir, catalog_dir, "index", kind, device=device, progress=progress)
-        build_index(emb.vectors, emb.ids, folder, bits=stored, shard_size=shard_size, seed=seed, kind=kind)
+        emb = split_embeddings(run_dir, catalog_dir, "index", spec.kind, device=device, progress=progress)
+        build_index(
+            emb.vectors, emb.ids, folder, bits=stored, shard_size=spec.shard_size, seed=spec.seed, kind=spec.kind
+        )
     return open_index(folder)

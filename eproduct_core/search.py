@@ -31,12 +31,16 @@ import numpy as np
 
 from . import lsh, search_kernels
 from .errors import EproductError
+from .index_store import Index
+from .settings import (
+    DEFAULT_CANDIDATES,
+    DEFAULT_PROBE_BITS,
+    DEFAULT_RERANK,
+    DEFAULT_SHORTLIST,
+    SEED_CUTOFF,
+    SearchSettings,
+)
 
-DEFAULT_RERANK = 256  # rows re-ranked by exact cosine in the default top-k search
-DEFAULT_SHORTLIST = 1536  # rows ranked by weighted Hamming (at least 6x the re-rank depth)
-DEFAULT_PROBE_BITS = 128  # code prefix scanned over every row to pick candidates
-DEFAULT_CANDIDATES = 8192  # rows kept by the prefix scan (at least 4x the shortlist)
-SEED_CUTOFF = 0.1  # the seed pipeline's code cosine cutoff
 PART_QUERIES = 64  # queries per part when a batch is split over threads (16-300 measured alike, 64 a little best)
 
 
@@ -79,24 +83,35 @@ def _hamming_rows(index, qwords: np.ndarray, rows: np.ndarray | None, bits: int)
     return search_kernels.rows_hamming(index.words, rows, qwords, bits, index.kernel)
 
 
-def _topk_candidates(index, qwords, bits, depth, probed) -> tuple[np.ndarray, np.ndarray]:
-    """The `depth` best rows by `bits`-bit Hamming among `probed` rows (None: all rows), best first."""
-    if probed is None:  # exact: the `depth` nearest rows at `bits` by the scan kernel
-        probed = index.scan(qwords, bits, depth)
+def _topk_candidates(index: Index, qwords, bits: int, shortlist: int, probed) -> tuple[np.ndarray, np.ndarray]:
+    """The `shortlist` best rows by `bits`-bit Hamming among `probed` rows (None: all rows), best first."""
+    if probed is None:  # exact: the `shortlist` nearest rows at `bits` by the scan kernel
+        probed = _scan(index, qwords, bits, shortlist)
     rows, dist = probed, _hamming_rows(index, qwords, probed, bits)
-    best = search_kernels.nearest(dist, depth, bits, index.kernel)
+    best = search_kernels.nearest(dist, shortlist, bits, index.kernel)
     rows, dist = rows[best], dist[best]
     order = _order(dist, rows)
     return rows[order], dist[order]
 
 
-def _code_cosine_rows(index, qwords, rows, bits) -> np.ndarray:
-    return lsh.code_cosine(qwords, np.take(index.words, rows, axis=0), bits)
+def _scan(index: Index, qwords: np.ndarray, bits: int, count: int) -> np.ndarray:
+    """Rows (ascending) of the `count` codes nearest the query on their first `bits` bits (ties: lowest row)."""
+    columns, sample = index.scan_arrays(bits)
+    return search_kernels.scan(columns, qwords, bits, count, index.kernel, sample)
+
+
+def _code_counts(index: Index, qwords, rows: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """(overlaps, row weights, query weight) of eq. (4) at `bits` for the given rows."""
+    masks = lsh.word_masks(bits)
+    q = qwords[: len(masks)] & masks
+    block = np.take(index.words, rows, axis=0)[:, : len(masks)] & masks
+    return lsh.popcount(block & q), lsh.popcount(block), int(lsh.popcount(q[None, :])[0])
 
 
 @dataclass(frozen=True)
 class _Plan:
-    """The resolved settings of one `search` call (see `_resolve`)."""
+    """The resolved settings of one `search` call (`resolve`): every field filled, the stages consistent
+    (rerank >= k when re-ranking, candidates >= shortlist >= rerank in top-k mode)."""
 
     mode: str
     bits: int
@@ -107,146 +122,173 @@ class _Plan:
     probe_bits: int
     candidates: int
 
-    @property
-    def depth(self) -> int:
-        """Rows ranked by full-length Hamming in top-k mode: the shortlist, or just k without a re-rank."""
-        return max(self.shortlist, self.rerank, self.k) if self.rerank else self.k
-
-    @property
-    def scan_count(self) -> int:
-        """Rows kept by the prefix scan (stage 1): never fewer than the shortlist."""
-        return max(self.candidates, self.depth)
-
-    def probes(self, index) -> bool:
+    def probes(self, index: Index) -> bool:
         """Whether top-k mode scans a prefix first (stage 1) rather than ranking every row exactly."""
-        return self.probe_bits < self.bits and self.scan_count < index.size
+        return self.probe_bits < self.bits and self.candidates < index.size
+
+    def stages(self, index: Index) -> search_kernels.Stages:
+        """The stage sizes the kernels run (stage 1 is an exact `bits` scan when it does not probe)."""
+        if self.probes(index):
+            return search_kernels.Stages(self.probe_bits, self.bits, self.candidates, self.shortlist, self.rerank)
+        return search_kernels.Stages(self.bits, self.bits, self.shortlist, self.shortlist, self.rerank)
 
 
-def _finish(index, query, qwords, rows, hamming, plan: _Plan, considered, rank_by_cos) -> SearchResult:
-    """Re-rank the first `plan.rerank` rows by exact cosine (if any), then `_result`."""
+def _finish(index: Index, query, qwords, rows, hamming, plan: _Plan, considered: int, topk: bool) -> SearchResult:
+    """Re-rank the first `plan.rerank` rows (every row when k is None) by exact cosine, if any; then `_result`."""
     cosine = None
     if plan.rerank > 0:
-        head = slice(0, plan.rerank)
-        cosine = index.cosine_distances(query, rows[head])
+        head = slice(0, None if plan.k is None else plan.rerank)
+        cosine = search_kernels.rows_cosine(index.vectors, rows[head], query, index.kernel)
         order = _order(cosine, rows[head])
         rows, hamming, cosine = rows[head][order], hamming[head][order], cosine[order]
-    return _result(index, qwords, rows, hamming, cosine, plan, considered, rank_by_cos)
+    return _result(index, qwords, rows, hamming, cosine, plan, considered, topk)
 
 
-def _result(index, qwords, rows, hamming, cosine, plan: _Plan, considered, rank_by_cos) -> SearchResult:
-    """Ranked rows -> SearchResult: the cutoff (on cosine, or code cosine without it) and k applied."""
-    bits, k, cutoff = plan.bits, plan.k, plan.cutoff if rank_by_cos else None
-    if cosine is not None:
-        if cutoff is not None:
-            keep = cosine < cutoff
-            rows, hamming, cosine = rows[keep], hamming[keep], cosine[keep]
-        if k is not None:
-            rows, hamming, cosine = rows[:k], hamming[:k], cosine[:k]
-        code_cos = _code_cosine_rows(index, qwords, rows, bits)  # only for the rows returned
-    else:
-        code_cos = _code_cosine_rows(index, qwords, rows, bits)
-        if cutoff is not None:
-            keep = code_cos < cutoff
-            rows, hamming, code_cos = rows[keep], hamming[keep], code_cos[keep]
-        if k is not None:
-            rows, hamming, code_cos = rows[:k], hamming[:k], code_cos[:k]
+def _result(index: Index, qwords, rows, hamming, cosine, plan: _Plan, considered: int, topk: bool) -> SearchResult:
+    """Ranked rows -> SearchResult: in top-k mode the cutoff (strict `<`: on exact cosine, or exactly on code
+    cosine without a re-rank, see lsh.below_cutoff), then k."""
+    bits, k, cutoff = plan.bits, plan.k, plan.cutoff if topk else None
+    if cosine is not None and cutoff is not None:
+        keep = cosine < cutoff
+        rows, hamming, cosine = rows[keep], hamming[keep], cosine[keep]
+    if cosine is not None and k is not None:
+        rows, hamming, cosine = rows[:k], hamming[:k], cosine[:k]
+    both, weights, qweight = _code_counts(index, qwords, rows, bits)
+    if cosine is None and cutoff is not None:
+        keep = lsh.below_cutoff(both, weights, qweight, cutoff)
+        rows, hamming, both, weights = rows[keep], hamming[keep], both[keep], weights[keep]
+    if cosine is None and k is not None:
+        rows, hamming, both, weights = rows[:k], hamming[:k], both[:k], weights[:k]
+    code_cos = lsh.code_cosine_from_counts(both, weights, qweight)
     return SearchResult(
         index.ids(rows), rows.astype(np.int64), hamming.astype(np.int64), code_cos, cosine, int(considered)
     )
 
 
-def _search_topk(index, query, qwords, plan: _Plan) -> SearchResult:
-    """Top-k by Hamming (rerank=0), or Hamming best `rerank` re-ranked by exact cosine (no weighted stage)."""
-    probed = index.scan(qwords, plan.probe_bits, plan.scan_count) if plan.probes(index) else None
-    rows, hamming = _topk_candidates(index, qwords, plan.bits, plan.depth, probed)
+def _search_topk(index: Index, query, qwords, plan: _Plan) -> SearchResult:
+    """Top-k by Hamming (rerank=0), or the Hamming best `rerank` re-ranked by exact cosine (no weighted stage)."""
+    probed = _scan(index, qwords, plan.probe_bits, plan.candidates) if plan.probes(index) else None
+    rows, hamming = _topk_candidates(index, qwords, plan.bits, plan.shortlist, probed)
     return _finish(index, query, qwords, rows, hamming, plan, len(rows), True)
 
 
-def _search_reranked(index, queries, qwords, projections, plan: _Plan) -> list[SearchResult]:
+def _search_reranked(index: Index, queries, qwords, projections, plan: _Plan) -> list[SearchResult]:
     """Stages 1-4 (module doc) for a batch, in one compiled call where numba is available."""
-    probe_bits, scan_count = (plan.probe_bits, plan.scan_count) if plan.probes(index) else (plan.bits, plan.depth)
-    rows, hamming, cosine = index.reranked(
-        qwords, projections, queries, probe_bits, plan.bits, scan_count, plan.depth, plan.rerank
-    )
-    considered = min(plan.depth, index.size)
+    stages = plan.stages(index)
+    columns, sample = index.scan_arrays(stages.probe_bits)
+    store = search_kernels.Store(columns, sample, index.words, index.vectors)
+    rows, hamming, cosine = search_kernels.reranked(store, stages, qwords, projections, queries, index.kernel)
+    considered = min(plan.shortlist, index.size)
     return [
         _result(index, qwords[i], rows[i], hamming[i], cosine[i], plan, considered, True) for i in range(len(queries))
     ]
 
 
-def _search_cutoff(index, query, qwords, plan: _Plan) -> SearchResult:
+def _search_cutoff(index: Index, query, qwords, plan: _Plan) -> SearchResult:
+    """Every row with code cosine < cutoff (decided exactly, lsh.below_cutoff), ranked by it (ties: row)."""
     bits, cutoff = plan.bits, plan.cutoff
+    assert cutoff is not None  # resolve gives cutoff mode one
     if bits <= 64:
         mask = lsh.word_masks(bits)[0]
         q = qwords[0] & mask
         both = np.bitwise_count(index.word0 & q)
         weights = index.prefix_weights(bits)
         qweight = int(np.bitwise_count(q))
-        # eq. (4) depends only on (weight, overlap) <= bits: decide each pair once, exactly as below, then look up
-        pairs = np.arange(bits + 1)
-        admit = lsh.code_cosine_from_counts(pairs[None, :], pairs[:, None], qweight) < cutoff  # [weight, overlap]
-        admitted = np.flatnonzero(admit.ravel()[weights.astype(np.uint16) * (bits + 1) + both])
-        admitted_dist = lsh.code_cosine_from_counts(both[admitted], weights[admitted], qweight)
-        hamming = weights[admitted].astype(np.int64) + qweight - 2 * both[admitted].astype(np.int64)
     else:
-        dist = lsh.code_cosine(qwords, index.words, bits)
-        admitted = np.flatnonzero(dist < cutoff)
-        admitted_dist = dist[admitted]
-        hamming = _hamming_rows(index, qwords, admitted, bits)
-    order = _order(admitted_dist, admitted)
-    rows, hamming = admitted[order], hamming[order]
+        both, weights, qweight = _code_counts(index, qwords, np.arange(index.size), bits)
+    # eq. (4) < cutoff holds exactly when a row's overlap reaches the least one its weight needs
+    admitted = np.flatnonzero(both >= lsh.least_overlaps(cutoff, qweight, bits)[weights])
+    both, weights = both[admitted].astype(np.int64), weights[admitted].astype(np.int64)
+    order = _order(lsh.code_cosine_from_counts(both, weights, qweight), admitted)
+    rows, hamming = admitted[order], (weights + qweight - 2 * both)[order]
     return _finish(index, query, qwords, rows, hamming, plan, len(rows), False)
 
 
-def _resolve(index, bits, mode, k, cutoff, rerank, shortlist, probe_bits, candidates) -> _Plan:
+def _stored_defaults(index: Index, mode: str) -> SearchSettings | None:
+    """The index's tuned default settings for `mode` (manifest key "search"), or None."""
+    stored = index.manifest.get("search")
+    if not stored:
+        return None
+    try:
+        tuned = SearchSettings.from_dict(dict(stored))
+    except (EproductError, TypeError) as err:
+        raise EproductError(
+            f"Index {index.path}: its stored search settings {stored!r} are invalid ({err}). "
+            'Fix or remove the "search" entry of its manifest.json.'
+        ) from err
+    return tuned if tuned.mode == mode else None
+
+
+def resolve(index: Index, settings: SearchSettings) -> SearchSettings:
+    """`settings` with every `None` field filled for `index`, as the search runs them.
+
+    A `None` field takes the index's stored tuned default (manifest key "search", when its mode is the same),
+    else the constants of settings.py: bits = the stored length; cutoff = SEED_CUTOFF in cutoff mode (none in
+    top-k); rerank = DEFAULT_RERANK in top-k with stored vectors, else 0; shortlist = max(DEFAULT_SHORTLIST,
+    6 rerank); probe_bits = DEFAULT_PROBE_BITS; candidates = max(DEFAULT_CANDIDATES, 4 shortlist, 8 k).
+    Then the stages are made consistent, never silently capping k: a re-rank covers at least k rows
+    (rerank = max(rerank, k)); the shortlist holds at least the re-ranked rows (exactly k without a
+    re-rank: the top k by Hamming); the candidates at least the shortlist; probe_bits at most bits.
+    Refuses bits above the stored length and a re-rank on an index without vectors.
+    """
+    tuned = _stored_defaults(index, settings.mode)
+
+    def pick(name: str):
+        value = getattr(settings, name)
+        return getattr(tuned, name) if value is None and tuned is not None else value
+
+    mode, k = settings.mode, settings.k
+    bits = pick("bits")
     bits = index.bits if bits is None else int(bits)
-    if not 1 <= bits <= index.bits:
-        raise EproductError(f"bits must be between 1 and the index's stored {index.bits}; got {bits}.")
-    if mode not in ("topk", "cutoff"):
-        raise EproductError(f"mode must be 'topk' or 'cutoff'; got {mode!r}.")
-    if k is not None and k < 1:
-        raise EproductError(f"k must be at least 1; got {k}.")
-    if mode == "topk" and k is None:
-        raise EproductError("mode 'topk' needs k (how many results to return).")
-    if mode == "cutoff":
-        cutoff = SEED_CUTOFF if cutoff is None else float(cutoff)
+    if bits > index.bits:
+        raise EproductError(f"bits = {bits}: must be between 1 and the index's stored {index.bits}.")
+    cutoff = pick("cutoff")
+    if cutoff is None and mode == "cutoff":
+        cutoff = SEED_CUTOFF
+    rerank = pick("rerank")
     if rerank is None:
         rerank = DEFAULT_RERANK if (mode == "topk" and index.has_vectors) else 0
-    if rerank < 0 or (rerank > 0 and not index.has_vectors):
-        raise EproductError(f"rerank {rerank} needs an index built with vectors and rerank >= 0.")
-    probe_bits = min(DEFAULT_PROBE_BITS, bits) if probe_bits is None else min(int(probe_bits), bits)
-    if probe_bits < 1:
-        raise EproductError(f"probe_bits must be at least 1 (>= bits for an exact scan); got {probe_bits}.")
-    if shortlist is None:
-        shortlist = max(DEFAULT_SHORTLIST, 6 * rerank)
-    if candidates is None:
-        candidates = max(DEFAULT_CANDIDATES, 4 * shortlist, 8 * (k or 0))
-    if shortlist < 1 or candidates < 1:
-        raise EproductError(f"shortlist and candidates must be at least 1; got {shortlist} and {candidates}.")
-    return _Plan(mode, bits, k, cutoff, int(rerank), int(shortlist), probe_bits, int(candidates))
+    if rerank > 0 and not index.has_vectors:
+        raise EproductError(
+            f"rerank = {rerank} needs the stored vectors, but index {index.path} was built without them: "
+            "use rerank 0 or rebuild the index with vectors."
+        )
+    if rerank > 0 and k is not None:
+        rerank = max(rerank, k)  # a re-rank of fewer than k rows would return fewer than k results
+    shortlist = pick("shortlist")
+    shortlist = max(DEFAULT_SHORTLIST, 6 * rerank) if shortlist is None else shortlist
+    if mode == "topk":
+        shortlist = max(shortlist, rerank) if rerank else int(k or 0)
+    probe_bits = pick("probe_bits")
+    probe_bits = min(DEFAULT_PROBE_BITS if probe_bits is None else probe_bits, bits)
+    candidates = pick("candidates")
+    candidates = max(DEFAULT_CANDIDATES, 4 * shortlist, 8 * (k or 0)) if candidates is None else candidates
+    candidates = max(candidates, shortlist)
+    return SearchSettings(
+        mode=mode,
+        bits=bits,
+        k=k,
+        cutoff=cutoff,
+        rerank=int(rerank),
+        shortlist=int(shortlist),
+        probe_bits=int(probe_bits),
+        candidates=int(candidates),
+    )
 
 
-def search(
-    index,
-    queries: np.ndarray,
-    *,
-    bits: int | None = None,
-    mode: str = "topk",
-    k: int | None = 10,
-    cutoff: float | None = None,
-    rerank: int | None = None,
-    shortlist: int | None = None,
-    probe_bits: int | None = None,
-    candidates: int | None = None,
-    threads: int = 1,
-) -> list[SearchResult]:
-    """Search `queries` (q, dim) against `index`; one `SearchResult` per query (see the module doc).
+def _plan(index: Index, settings: SearchSettings) -> _Plan:
+    r = resolve(index, settings)
+    assert r.bits is not None and r.rerank is not None and r.shortlist is not None  # filled by resolve
+    assert r.probe_bits is not None and r.candidates is not None
+    return _Plan(r.mode, r.bits, r.k, r.cutoff, r.rerank, r.shortlist, r.probe_bits, r.candidates)
 
-    rerank=None means DEFAULT_RERANK in topk mode (0 without stored vectors) and 0 in cutoff mode;
-    cutoff=None in cutoff mode means the seed's 0.1; shortlist=None means max(DEFAULT_SHORTLIST, 6 rerank)
-    (shortlist <= rerank skips the weighted stage); candidates=None means max(DEFAULT_CANDIDATES,
-    4 shortlist, 8 k). `threads` > 1 splits the queries over that many threads.
-    """
+
+def search(index: Index, queries: np.ndarray, settings: SearchSettings, *, threads: int = 1) -> list[SearchResult]:
+    """Search `queries` (q, dim), or one query (dim,), against `index` with `settings` (`resolve` fills its
+    `None` fields); one `SearchResult` per query (see the module doc). `threads` > 1 splits the queries over
+    that many threads (same results)."""
+    if not isinstance(settings, SearchSettings):
+        raise TypeError(f"settings must be a SearchSettings, not {type(settings).__name__}")
     queries = np.asarray(queries)
     if queries.ndim == 1:
         queries = queries[None, :]
@@ -259,7 +301,7 @@ def search(
             f"Query row {bad} holds NaN or infinite values: no distance to it means anything. "
             "Embed that query again (a corrupt image or a diverged model gives these)."
         )
-    plan = _resolve(index, bits, mode, k, cutoff, rerank, shortlist, probe_bits, candidates)
+    plan = _plan(index, settings)
     projections = index.project(queries)
     qwords = lsh.to_words(lsh.pack(projections > 0))
     if threads > 1 and len(queries) > 1:
@@ -274,27 +316,23 @@ def search(
     return _search_many(index, queries, qwords, projections, plan)
 
 
-def _search_many(index, queries, qwords, projections, plan: _Plan) -> list[SearchResult]:
+def _search_many(index: Index, queries, qwords, projections, plan: _Plan) -> list[SearchResult]:
     if plan.mode == "cutoff":
         return [_search_cutoff(index, queries[i], qwords[i], plan) for i in range(len(queries))]
-    if 0 < plan.rerank < plan.depth:
+    if 0 < plan.rerank < plan.shortlist:
         return _search_reranked(index, queries, qwords, projections, plan)
     return [_search_topk(index, queries[i], qwords[i], plan) for i in range(len(queries))]
 
 
-def explain(
-    index,
-    query: np.ndarray,
-    rows: Sequence[int],
-    *,
-    bits: int | None = None,
-    cutoff: float = SEED_CUTOFF,
-    probe_bits: int = DEFAULT_PROBE_BITS,
-) -> list[RowExplanation]:
-    """Per row: distances at `bits`, its Hamming, weighted and prefix-scan ranks, and what would have retrieved it."""
+def explain(index: Index, query: np.ndarray, rows: Sequence[int], settings: SearchSettings) -> list[RowExplanation]:
+    """Per row: distances at the settings' hash length, its Hamming, weighted and prefix-scan ranks, and what
+    would have retrieved it. `settings` resolve as in `search`; a top-k search without a cutoff is explained
+    against the seed's cutoff (SEED_CUTOFF) for `cutoff_needed`'s neighbour `shortest_bits`."""
+    plan = _plan(index, settings)
+    bits, probe_bits = plan.bits, plan.probe_bits
+    cutoff = SEED_CUTOFF if plan.cutoff is None else plan.cutoff
     query = np.asarray(query).ravel()
     index.check_compatible(None, query.shape[0])
-    bits = index.bits if bits is None else int(bits)
     rows = np.asarray(rows, dtype=np.int64).ravel()
     if len(rows) and (rows.min() < 0 or rows.max() >= index.size):
         raise EproductError(f"Rows must be between 0 and {index.size - 1}.")
@@ -302,18 +340,21 @@ def explain(
     qwords = lsh.to_words(lsh.pack(projections[None, :] > 0))[0]
     all_dist = _hamming_rows(index, qwords, None, bits)
     weighted = search_kernels.rows_weighted(index.words, np.arange(index.size), projections, bits, index.kernel)
-    prefix_dist = _hamming_rows(index, qwords, None, min(probe_bits, bits))
+    prefix_dist = _hamming_rows(index, qwords, None, probe_bits)
     qbits = lsh.unpack(lsh.encode(query[None, :], index.planes), index.bits)[0, :bits].astype(np.int64)
     rbits = lsh.unpack(lsh.prefix(_row_codes(index, rows), index.bits), index.bits)[:, :bits].astype(np.int64)
-    per_length = lsh.code_cosine_from_counts(
-        np.cumsum(rbits & qbits, axis=1), np.cumsum(rbits, axis=1), np.cumsum(qbits)[None, :]
-    )
-    cosine = lsh.cosine_distance(query, index.vectors[rows]) if index.has_vectors else [None] * len(rows)
+    both, weights, qweights = np.cumsum(rbits & qbits, axis=1), np.cumsum(rbits, axis=1), np.cumsum(qbits)[None, :]
+    per_length = lsh.code_cosine_from_counts(both, weights, qweights)
+    admitted = lsh.below_cutoff(both, weights, qweights, cutoff)  # (rows, lengths), decided exactly
+    if index.has_vectors:
+        cosine: list[float | None] = list(search_kernels.rows_cosine(index.vectors, rows, query, index.kernel))
+    else:
+        cosine = [None] * len(rows)
     shards = index.shard_of(rows)
     out = []
     for i, row in enumerate(rows):
         d, p, w = all_dist[row], prefix_dist[row], weighted[row]
-        admits = np.flatnonzero(per_length[i] < cutoff)
+        admits = np.flatnonzero(admitted[i])
         out.append(
             RowExplanation(
                 row=int(row),
@@ -332,7 +373,17 @@ def explain(
     return out
 
 
-def _row_codes(index, rows: np.ndarray) -> np.ndarray:
+def code_cosines(index: Index, query: np.ndarray, bits: int) -> np.ndarray:
+    """Code cosine distance, eq. (4), from one query (dim,) to every row at hash length `bits` (rows,) float64:
+    the data of the app's "distance to every item" histogram."""
+    query = np.asarray(query, dtype=np.float32).ravel()
+    index.check_compatible(None, query.shape[0])
+    if not 1 <= bits <= index.bits:
+        raise EproductError(f"bits = {bits}: must be between 1 and the index's stored {index.bits}.")
+    return lsh.code_cosine(index.encode(query[None, :])[0], index.words, bits)
+
+
+def _row_codes(index: Index, rows: np.ndarray) -> np.ndarray:
     """Packed uint8 codes of rows, rebuilt from the word view."""
     words = index.words[rows]
     return np.ascontiguousarray(words.astype(">u8")).view(np.uint8).reshape(len(rows), -1)

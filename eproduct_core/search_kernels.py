@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import NamedTuple
 
 import numpy as np
 
 from . import lsh
+from .errors import EproductError
 
 log = logging.getLogger(__name__)
 
@@ -29,11 +31,31 @@ SAMPLE = 1 << 16  # rows whose distance histogram estimates the numpy kernel's s
 RADIUS_SAMPLE = 1 << 13  # about this many strided rows estimate the numba kernel's radius per query
 RADIUS_MARGIN = 1.3  # the radius aims at this many times `count` rows (sample noise, histogram steps)
 _FULL = np.uint64(np.iinfo(np.uint64).max)
-_HALF_TO_FLOAT = np.arange(1 << 16, dtype=np.uint16).view(np.float16).astype(np.float32)  # every float16 exactly
 _scratch = threading.local()  # per-thread scan buffers: no fresh 10 MB allocation (page faults) per query
 _kernels = None  # numba_kernels once imported (lazily: importing numba alone takes ~0.5 s)
 _kernels_checked = False
 _prepared = False  # whether `prepare` has compiled the kernels in this process
+KERNELS = ("auto", "numba", "numpy")  # "auto": numba when it imports, else numpy; the others: that one or an error
+
+
+class Stages(NamedTuple):
+    """The stage sizes of one top-k search, by the names SearchSettings gives them (resolved: every stage
+    keeps at least the rows of the next). A tuple of ints, so the compiled kernels take it as it is."""
+
+    probe_bits: int  # code prefix scanned over every row (stage 1); = bits for an exact Hamming scan
+    bits: int  # hash length of the full Hamming ranking (stage 2) and weighted Hamming (stage 3)
+    candidates: int  # rows kept by the prefix scan (stage 1)
+    shortlist: int  # of those, rows kept by full Hamming distance (stage 2)
+    rerank: int  # of those, rows kept by weighted Hamming (stage 3) and re-ranked by exact cosine (stage 4)
+
+
+class Store(NamedTuple):
+    """The index arrays a top-k search reads (index_store.Index holds them)."""
+
+    columns: np.ndarray  # (words, rows) uint64: the first words of every code, word-major (Index.scan_arrays)
+    sample: np.ndarray  # radius_sample(columns)
+    words: np.ndarray  # (rows, words) uint64: every code (lsh.to_words)
+    vectors: np.ndarray  # (rows, dim) float16 (unit rows, see index.py)
 
 
 def numba_available() -> bool:
@@ -59,21 +81,9 @@ def prepare() -> bool:
     words = np.zeros((8, 4), dtype=np.uint64)
     columns = np.ascontiguousarray(words[:, :2].T)
     vectors, queries = np.zeros((8, 4), np.float16), np.ones((1, 4), np.float32)
-    reranked(
-        columns,
-        radius_sample(columns),
-        words,
-        vectors,
-        words[:1],
-        np.ones((1, 256), np.float32),
-        queries,
-        128,
-        256,
-        4,
-        2,
-        1,
-    )
-    best_rows(columns, radius_sample(columns), words, words[0], np.ones(256, np.float32), 128, 256, 4, 2, 1)
+    store = Store(columns, radius_sample(columns), words, vectors)
+    reranked(store, Stages(128, 256, 4, 2, 1), words[:1], np.ones((1, 256), np.float32), queries)
+    best_rows(store, Stages(128, 256, 4, 2, 1), words[0], np.ones(256, np.float32))
     scan(columns, words[0], 100, 2)
     nearest(np.arange(8), 2, 8)
     rows_hamming(words, np.arange(2), words[0], 100)
@@ -83,9 +93,15 @@ def prepare() -> bool:
 
 
 def _compiled(kernel: str) -> bool:
-    """Whether `kernel` ("auto": numba when available, "numba" or "numpy") means the compiled loops."""
-    if kernel not in ("auto", "numba", "numpy"):
-        raise ValueError(f"kernel must be 'auto', 'numba' or 'numpy'; got {kernel!r}")
+    """Whether `kernel` means the compiled loops: "auto" when numba imports, "numba" always (an EproductError
+    when numba is missing: asking for it never quietly runs numpy), "numpy" never."""
+    if kernel not in KERNELS:
+        raise EproductError(f"kernel must be one of {KERNELS}; got {kernel!r}.")
+    if kernel == "numba" and not numba_available():
+        raise EproductError(
+            "kernel 'numba' was asked for but numba does not import here; install it "
+            "(pip install numba) or ask for kernel 'auto' or 'numpy'."
+        )
     return kernel != "numpy" and numba_available()
 
 
@@ -132,15 +148,29 @@ def rows_weighted(
 
 
 def rows_cosine(vectors: np.ndarray, rows: np.ndarray, query: np.ndarray, kernel: str = "auto") -> np.ndarray:
-    """Exact cosine distances (len(rows),) float64 between `query` and the given rows of float16 `vectors`."""
+    """Exact cosine distances (len(rows),) float64 between `query` and the given rows of float16 `vectors`;
+    both kernels do the same float64 arithmetic in the same order (numba_kernels.rows_cosine): same bits."""
+    rows = np.asarray(rows, dtype=np.int64)
+    query = np.ascontiguousarray(query, dtype=np.float32)
     if _compiled(kernel):
-        return _kernels.rows_cosine(
-            vectors.view(np.uint16),
-            np.asarray(rows, dtype=np.int64),
-            np.ascontiguousarray(query, dtype=np.float32),
-            _HALF_TO_FLOAT,
-        )
-    return lsh.cosine_distance(query, np.take(_HALF_TO_FLOAT, np.take(vectors, rows, axis=0).view(np.uint16)))
+        return _kernels.rows_cosine(vectors.view(np.uint16), rows, query)
+    return numpy_rows_cosine(vectors, rows, query)
+
+
+def numpy_rows_cosine(vectors: np.ndarray, rows: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """The numpy kernel of `rows_cosine`: products exact in float64, sums over j = 0, 1, ... one column at
+    a time (the compiled loop's order; never a pairwise or BLAS sum, whose order differs)."""
+    columns = np.ascontiguousarray(np.take(vectors, rows, axis=0).T, dtype=np.float64)  # (dim, rows), exact
+    q = np.asarray(query, dtype=np.float32).astype(np.float64)
+    dot, norm = np.zeros(len(rows)), np.zeros(len(rows))
+    query_norm = 0.0
+    for j in range(len(q)):
+        dot += columns[j] * q[j]
+        norm += columns[j] * columns[j]
+        query_norm += float(q[j]) * float(q[j])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        dist = 1.0 - dot / np.sqrt(norm * query_norm)
+    return np.where((norm > 0) & (query_norm > 0), dist, 1.0)
 
 
 def nearest(values: np.ndarray, count: int, max_value: int, kernel: str = "auto") -> np.ndarray:
@@ -175,11 +205,12 @@ def smallest(values: np.ndarray, count: int, max_value: int) -> np.ndarray:
     return picked
 
 
-def _buffers(rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """This thread's (uint8 distances, uint8 distances, uint64 words) scratch arrays for the numpy scan."""
+def _buffers(rows: int, dtype: type) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """This thread's (distances, distances, uint64 words) scratch arrays for the numpy scan; distances are
+    uint8 for prefixes of up to 255 bits (faster), uint16 for longer ones (up to 4,096 bits: never wrap)."""
     buffers = getattr(_scratch, "buffers", None)
-    if buffers is None or len(buffers[0]) != rows:
-        buffers = _scratch.buffers = (np.empty(rows, np.uint8), np.empty(rows, np.uint8), np.empty(rows, np.uint64))
+    if buffers is None or len(buffers[0]) != rows or buffers[0].dtype != dtype:
+        buffers = _scratch.buffers = (np.empty(rows, dtype), np.empty(rows, dtype), np.empty(rows, np.uint64))
     return buffers
 
 
@@ -188,125 +219,90 @@ def numba_scan(
 ) -> np.ndarray:
     """The numba kernel of `scan` (see the module doc)."""
     numba_available()
-    masks = lsh.word_masks(probe_bits)
+    nwords = -(-probe_bits // 64)
     sample = radius_sample(columns) if sample is None else sample
-    found_rows, found_dists = _found_buffers(columns.shape[1])
     return _kernels.nearest_prefixes(
-        columns,
-        sample[: len(masks)],
-        np.ascontiguousarray(qwords[: len(masks)]),
-        masks,
+        columns[:nwords],
+        sample[:nwords],
+        np.ascontiguousarray(qwords[:nwords]),
+        probe_bits,
         count,
         RADIUS_MARGIN,
-        probe_bits,
-        found_rows,
-        found_dists,
+        _found_buffers(columns.shape[1]),
     )
 
 
 def _found_buffers(rows: int) -> tuple[np.ndarray, np.ndarray]:
-    """This thread's (int64 rows, uint8 distances) buffers for the rows a compiled scan collects."""
+    """This thread's (int64 rows, uint16 distances) buffers for the rows a compiled scan collects (uint16:
+    prefix distances up to 4,096 bits; uint8 wrapped above 255)."""
     buffers = getattr(_scratch, "found", None)
     if buffers is None or len(buffers[0]) != rows:
-        buffers = _scratch.found = (np.empty(rows, np.int64), np.empty(rows, np.uint8))
+        buffers = _scratch.found = (np.empty(rows, np.int64), np.empty(rows, np.uint16))
     return buffers
 
 
+def _compiled_store(store: Store, probe_bits: int) -> Store:
+    """`store` as the compiled kernels read it: the scan arrays cut to the probed words, vectors as uint16."""
+    nwords = -(-probe_bits // 64)
+    return Store(store.columns[:nwords], store.sample[:nwords], store.words, store.vectors.view(np.uint16))
+
+
 def best_rows(
-    columns: np.ndarray,
-    sample: np.ndarray,
-    words: np.ndarray,
-    qwords: np.ndarray,
-    projections: np.ndarray,
-    probe_bits: int,
-    bits: int,
-    scan_count: int,
-    depth: int,
-    count: int,
-    kernel: str = "auto",
+    store: Store, stages: Stages, qwords: np.ndarray, projections: np.ndarray, kernel: str = "auto"
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Stages 1-3 of a top-k search (search.py) for one query: the `scan_count` rows nearest on the first
-    `probe_bits` bits (`columns`, `sample` = radius_sample(columns)), the `depth` of those nearest in
-    `bits`-bit Hamming distance (`words`), and the `count` of those nearest in weighted Hamming distance.
+    """Stages 1-3 of a top-k search (search.py) for one query: the `stages.candidates` rows nearest on the
+    first `stages.probe_bits` bits, the `stages.shortlist` of those nearest in `stages.bits`-bit Hamming
+    distance, and the `stages.rerank` of those nearest in weighted Hamming distance.
     Returns (rows, Hamming distances), best first; ties go to the lowest row."""
     if _compiled(kernel):
-        found_rows, found_dists = _found_buffers(columns.shape[1])
-        probe_masks = lsh.word_masks(probe_bits)
         return _kernels.best_rows(
-            columns,
-            sample[: len(probe_masks)],
-            words,
-            np.ascontiguousarray(qwords),
-            probe_masks,
-            lsh.word_masks(bits),
-            lsh.weighted_table(projections, bits),
-            probe_bits,
-            bits,
-            scan_count,
-            depth,
-            count,
+            _compiled_store(store, stages.probe_bits),
+            Stages(*(int(v) for v in stages)),
             RADIUS_MARGIN,
-            found_rows,
-            found_dists,
+            np.ascontiguousarray(qwords),
+            lsh.weighted_table(projections, stages.bits),
+            _found_buffers(store.columns.shape[1]),
         )
-    probed = numpy_scan(columns, qwords, probe_bits, scan_count) if scan_count < columns.shape[1] else None
-    probed = np.arange(columns.shape[1]) if probed is None else probed
-    hamming = rows_hamming(words, probed, qwords, bits, kernel)
-    shortlist = smallest(hamming, depth, bits)
+    columns, words = store.columns, store.words
+    if stages.candidates < columns.shape[1]:
+        probed = numpy_scan(columns, qwords, stages.probe_bits, stages.candidates)
+    else:
+        probed = np.arange(columns.shape[1])
+    hamming = rows_hamming(words, probed, qwords, stages.bits, kernel)
+    shortlist = smallest(hamming, stages.shortlist, stages.bits)
     rows, hamming = probed[shortlist], hamming[shortlist]
-    order = np.argsort(rows_weighted(words, rows, projections, bits, kernel), kind="stable")[:count]
+    order = np.argsort(rows_weighted(words, rows, projections, stages.bits, kernel), kind="stable")
+    order = order[: stages.rerank]
     return rows[order], hamming[order]
 
 
 def reranked(
-    columns: np.ndarray,
-    sample: np.ndarray,
-    words: np.ndarray,
-    vectors: np.ndarray,
+    store: Store,
+    stages: Stages,
     qwords: np.ndarray,
     projections: np.ndarray,
     queries: np.ndarray,
-    probe_bits: int,
-    bits: int,
-    scan_count: int,
-    depth: int,
-    count: int,
     kernel: str = "auto",
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Stages 1-4 for a batch (q, ...): per query the rows `best_rows` picks, ordered by exact cosine distance
-    to their float16 `vectors` (ties: lowest row). Returns (rows, Hamming, cosine), each (q, min(count,
-    depth, rows)). The compiled kernel runs the whole batch in one GIL-free call."""
+    to their float16 `store.vectors` (ties: lowest row). Returns (rows, Hamming, cosine), each (q,
+    min(rerank, shortlist, rows)). The compiled kernel runs the whole batch in one GIL-free call."""
     if _compiled(kernel):
-        found_rows, found_dists = _found_buffers(columns.shape[1])
-        probe_masks = lsh.word_masks(probe_bits)
         return _kernels.reranked(
-            columns,
-            sample[: len(probe_masks)],
-            words,
-            vectors.view(np.uint16),
-            _HALF_TO_FLOAT,
-            np.ascontiguousarray(qwords),
-            lsh.weighted_table(projections, bits),
-            np.ascontiguousarray(queries, dtype=np.float32),
-            probe_masks,
-            lsh.word_masks(bits),
-            probe_bits,
-            bits,
-            scan_count,
-            depth,
-            count,
+            _compiled_store(store, stages.probe_bits),
+            Stages(*(int(v) for v in stages)),
             RADIUS_MARGIN,
-            found_rows,
-            found_dists,
+            np.ascontiguousarray(qwords),
+            lsh.weighted_table(projections, stages.bits),
+            np.ascontiguousarray(queries, dtype=np.float32),
+            _found_buffers(store.columns.shape[1]),
         )
-    m = min(count, depth, columns.shape[1])
+    m = min(stages.rerank, stages.shortlist, store.columns.shape[1])
     rows = np.empty((len(queries), m), np.int64)
     hamming, cosine = np.empty_like(rows), np.empty((len(queries), m), np.float64)
     for i in range(len(queries)):
-        picked, distances = best_rows(
-            columns, sample, words, qwords[i], projections[i], probe_bits, bits, scan_count, depth, count, kernel
-        )
-        exact = rows_cosine(vectors, picked, queries[i], kernel)
+        picked, distances = best_rows(store, stages, qwords[i], projections[i], kernel)
+        exact = rows_cosine(store.vectors, picked, queries[i], kernel)
         order = np.lexsort((picked, exact))
         rows[i], hamming[i], cosine[i] = picked[order], distances[order], exact[order]
     return rows, hamming, cosine
@@ -315,7 +311,7 @@ def reranked(
 def numpy_scan(columns: np.ndarray, qwords: np.ndarray, probe_bits: int, count: int) -> np.ndarray:
     """The numpy kernel of `scan`: `columns[j]` is the contiguous (rows,) uint64 column of code word j."""
     masks = lsh.word_masks(probe_bits)
-    dist, part, xor = _buffers(columns.shape[1])
+    dist, part, xor = _buffers(columns.shape[1], np.uint8 if probe_bits <= 255 else np.uint16)
     for j, mask in enumerate(masks):
         np.bitwise_xor(columns[j], qwords[j], out=xor)
         if mask != _FULL:

@@ -1,6 +1,6 @@
 """ "Why was this match missed?": for each true match of one query, where it stands and what would find it.
 
-Owns `why_missed`. Built on `Index.explain` (distances, Hamming and weighted Hamming ranks, the cutoff
+Owns `why_missed`. Built on `search.explain` (distances, Hamming and weighted Hamming ranks, the cutoff
 that would admit it, the shortest hash length within the cutoff) and adds what explain cannot know alone: its rank in the
 actual results, and settings under which a real search returns it in the top k, each confirmed by
 running that search (so tie-breaking and the prefix scan are accounted for):
@@ -19,15 +19,15 @@ numpy/pandas only.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 
-from .config import SearchSettings
-from .evaluate import search_kwargs
+from .search import explain, resolve, search
+from .settings import SearchSettings
 
+TOP = 10  # the top k a match must reach when the settings give no k (cutoff mode): MAR@10's
 BIT_LENGTHS = (8, 12, 16, 20, 24, 32, 48, 64, 96, 128, 192, 256, 512, 1024)  # hash lengths tried for bits_needed
 COLUMNS = [
     "index_id",
@@ -50,7 +50,7 @@ COLUMNS = [
 
 
 def _ids_found(index, query: np.ndarray, settings: SearchSettings) -> list[str]:
-    return list(index.search(query[None, :], **search_kwargs(settings))[0].ids)
+    return list(search(index, query[None, :], settings)[0].ids)
 
 
 def why_missed(
@@ -65,32 +65,39 @@ def why_missed(
 
     Columns: index_id, row, shard, rank (1-based in the actual results, NaN when absent), retrieved,
     hamming, code_cosine, cosine (at settings.bits), hamming_rank, weighted_rank (1-based), cutoff_needed,
-    cutoff_retrieves, rerank_needed, shortest_bits_within_cutoff, bits_needed, reason.
+    cutoff_retrieves, rerank_needed, shortest_bits_within_cutoff, bits_needed, reason. Variants are
+    `settings.replace(...)` (their other `None` fields still the index's); the reasons quote `settings` as
+    resolved for the index (`search.resolve`). Without a k, the top TOP counts.
     """
     query = np.asarray(query_vector, dtype=np.float32).ravel()
+    settings = settings if settings.k is not None else settings.replace(k=TOP)
     found = _ids_found(index, query, settings)
     rank_of = {}
     for position, item in enumerate(found, start=1):
         rank_of.setdefault(item, position)
     row_of = index.row_numbers()
     present = sorted(i for i in truth if i in row_of)
-    explained = index.explain(query, [row_of[i] for i in present], bits=settings.bits, cutoff=settings.cutoff)
+    resolved = resolve(index, settings)
+    explained = explain(index, query, [row_of[i] for i in present], settings)
     lengths = [b for b in bit_lengths if b <= index.bits]
-    by_bits = {b: set(_ids_found(index, query, dataclasses.replace(settings, bits=b))) for b in lengths}
-    rows = [_row(index, query, info, rank_of.get(info.id), settings, by_bits) for info in explained]
+    by_bits = {b: set(_ids_found(index, query, settings.replace(bits=b))) for b in lengths}
+    rows = [_row(index, query, info, rank_of.get(info.id), settings, resolved, by_bits) for info in explained]
     rows += [{"index_id": i, "row": -1, "reason": "not in this index"} for i in sorted(set(truth) - set(present))]
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def _row(index, query, info, rank, settings: SearchSettings, by_bits: dict[int, set[str]]) -> dict:
+def _row(index, query, info, rank, settings: SearchSettings, resolved: SearchSettings, by_bits) -> dict:
     cutoff_needed = float(info.cutoff_needed)
-    loose = dataclasses.replace(settings, cutoff=min(2.0, float(np.nextafter(cutoff_needed, np.inf))))
-    cutoff_retrieves = settings.mode == "cutoff" and info.id in _ids_found(index, query, loose)
+    k = int(resolved.k or TOP)
+    cutoff_retrieves = False
+    if settings.mode == "cutoff":
+        loose = settings.replace(cutoff=min(2.0, float(np.nextafter(cutoff_needed, np.inf))))
+        cutoff_retrieves = info.id in _ids_found(index, query, loose)
     rerank_needed = float("nan")
-    if settings.mode == "topk" and (index.has_vectors or info.hamming_rank < settings.k):
+    if settings.mode == "topk" and (index.has_vectors or info.hamming_rank < k):
         depth = (info.weighted_rank if index.has_vectors else info.hamming_rank) + 1
         rerank = depth if index.has_vectors else 0
-        if info.id in _ids_found(index, query, dataclasses.replace(settings, rerank=rerank)):
+        if info.id in _ids_found(index, query, settings.replace(rerank=rerank)):
             rerank_needed = float(depth)
     bits_needed = next((b for b in sorted(by_bits) if info.id in by_bits[b]), None)
     row = {
@@ -98,7 +105,7 @@ def _row(index, query, info, rank, settings: SearchSettings, by_bits: dict[int, 
         "row": info.row,
         "shard": info.shard,
         "rank": float("nan") if rank is None else float(rank),
-        "retrieved": rank is not None and rank <= settings.k,
+        "retrieved": rank is not None and rank <= k,
         "hamming": info.hamming,
         "code_cosine": info.code_cosine,
         "cosine": float("nan") if info.cosine is None else info.cosine,
@@ -110,7 +117,7 @@ def _row(index, query, info, rank, settings: SearchSettings, by_bits: dict[int, 
         "shortest_bits_within_cutoff": info.shortest_bits,
         "bits_needed": bits_needed,
     }
-    row["reason"] = _reason(row, settings)
+    row["reason"] = _reason(row, resolved)
     return row
 
 

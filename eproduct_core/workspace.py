@@ -8,8 +8,12 @@ workspace by path, so the app's workspace chooser cannot be pointed at arbitrary
 `workspace.json` (all paths relative to the workspace folder):
   {"format": "eproduct-workspace", "version": 1, "name", "title", "preset", "created",
    "runs": [name], "embeddings": {name: {"kind", "split", "run"}},
-   "indexes": {name: {"embeddings", "kind", "bits", "shard_size", "search": {SearchSettings fields}}},
+   "indexes": {name: {"embeddings", "run", "label", "kind", "bits", "shard_size", "seed" (the IndexSpec it
+                      was built with; bits as stored), "search": {SearchSettings fields}}},
    "default_index": name}
+`index_entry` writes an index entry; `Workspace.index_spec` / `Workspace.search_settings` read it back.
+Entries written before the settings split (a "search" dict holding kind/shard_size too, no "seed") still
+read: `config.search_from_dict` migrates the search dict, and a missing seed is 0 (what those builds used).
 
 `build_demo` makes the demo workspace safely: one builder at a time (an flock on `<root>/.demo.lock`),
 built in a temporary folder and renamed into place only when finished, so a half-built workspace is never
@@ -28,8 +32,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .config import search_from_dict
 from .documents import read_versioned_json
 from .errors import EproductError
+from .settings import IndexSpec, SearchSettings
 
 log = logging.getLogger(__name__)
 Progress = Callable[[float, str], None]
@@ -127,6 +133,20 @@ class Workspace:
         """What workspace.json says about index `name` (empty for an index found only on disk)."""
         return dict(self.meta.get("indexes", {}).get(name, {}))
 
+    def index_spec(self, name: str) -> IndexSpec | None:
+        """How index `name` was built, as workspace.json records it (None for an index found only on disk)."""
+        info = self.index_info(name)
+        if "kind" not in info or "bits" not in info:
+            return None
+        fields = {key: info[key] for key in ("kind", "bits", "shard_size", "seed") if key in info}
+        return IndexSpec.from_dict(fields)
+
+    def search_settings(self, name: str) -> SearchSettings:
+        """The search settings workspace.json records for index `name`; `SearchSettings()` (the index's own
+        defaults) when it records none."""
+        saved = self.index_info(name).get("search")
+        return search_from_dict(dict(saved)) if saved else SearchSettings()
+
     def embeddings_info(self, name: str) -> dict:
         return dict(self.meta.get("embeddings", {}).get(name, {}))
 
@@ -167,6 +187,12 @@ def write_meta(path: Path, meta: dict) -> Path:
     tmp.write_text(json.dumps(full, indent=2, sort_keys=False), encoding="utf-8")
     os.replace(tmp, path / META_FILE)
     return path / META_FILE
+
+
+def index_entry(spec: IndexSpec, settings: SearchSettings, **extra: object) -> dict:
+    """A workspace.json index entry: the IndexSpec's fields, its search settings and `extra` (embeddings, run,
+    label)."""
+    return {**extra, **spec.to_dict(), "search": settings.to_dict()}
 
 
 def record_index(workspace: Workspace, name: str, info: dict, default: bool = False) -> Workspace:

@@ -7,7 +7,6 @@ imported only here, lazily, and only for training and embedding.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import shutil
 import time
@@ -78,10 +77,13 @@ def populate(
     a folder is copied (a user's own catalog).
     """
     from .catalog import read_catalog
-    from .config import SEED_SEARCH, with_overrides
     from .config import preset as get_preset
+    from .config import with_overrides
     from .index import build_index
+    from .run_cache import stored_bits
+    from .settings import SEED_INDEX, SEED_SETTINGS
     from .synthetic import make_synthetic_catalog
+    from .workspace import index_entry
 
     report = progress or (lambda fraction, message: None)
     started = time.monotonic()
@@ -131,36 +133,30 @@ def populate(
     from .embeddings import read_embeddings
 
     index_report = _span(report, "index")
-    plans = []
+    plans = []  # (IndexSpec, SearchSettings) of each index to build
     if "seed" in kinds:
-        plans.append(SEED_SEARCH)
-    better = config.search if config.search.kind in kinds else dataclasses.replace(config.search, kind=kinds[-1])
+        plans.append((SEED_INDEX.replace(seed=seed), SEED_SETTINGS))
+    better_kind = config.index.kind if config.index.kind in kinds else kinds[-1]
+    better = (config.index.replace(kind=better_kind, seed=seed), config.search)
     if better not in plans:
         plans.append(better)
     indexes: dict[str, dict] = {}
-    for number, settings in enumerate(plans):
-        name = f"{settings.kind}-{settings.bits}bit"
+    for number, (spec, settings) in enumerate(plans):
+        name = f"{spec.kind}-{spec.bits}bit"
         index_report(number / len(plans), f"Building index {name}")
-        stored = read_embeddings(folder / "embeddings" / f"{settings.kind}-index")
-        stored_bits = -(-settings.bits // 8) * 8  # codes are stored in whole bytes; search uses the prefix
+        stored = read_embeddings(folder / "embeddings" / f"{spec.kind}-index")
+        spec = spec.replace(bits=stored_bits(spec.bits, minimum=8))  # whole bytes; search uses the prefix
         build_index(
             np.asarray(stored.vectors, dtype=np.float32),
             stored.ids,
             folder / "indexes" / name,
-            bits=stored_bits,
-            shard_size=settings.shard_size,
-            seed=seed,
-            kind=settings.kind,
+            bits=spec.bits,
+            shard_size=spec.shard_size,
+            seed=spec.seed,
+            kind=spec.kind,
         )
-        indexes[name] = {
-            "embeddings": f"{settings.kind}-index",
-            "kind": settings.kind,
-            "run": run_name,
-            "bits": stored_bits,
-            "shard_size": settings.shard_size,
-            "search": dataclasses.asdict(settings),
-            "label": "seed settings" if settings == SEED_SEARCH else "better default",
-        }
+        label = "seed settings" if settings == SEED_SETTINGS else "better default"
+        indexes[name] = index_entry(spec, settings, embeddings=f"{spec.kind}-index", run=run_name, label=label)
     seconds = time.monotonic() - started
     log.info("demo workspace built in %.1f s", seconds)
     return {

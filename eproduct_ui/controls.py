@@ -1,7 +1,9 @@
 """Sidebar controls shared by pages: which index, and the search settings (cutoff, hash length, k, re-rank, mode).
 
-Defaults come from what workspace.json says the index was built for (the seed index defaults to the
-seed's cutoff mode at 20 bits and 0.1; the better index to top-k with exact re-rank).
+`search_settings` draws them and returns one `SearchSettings`, passed whole to the core. Defaults come from
+what workspace.json records for the index (`Workspace.search_settings`: the seed index defaults to the
+seed's cutoff mode at 20 bits and 0.1; the better index to top-k with the index's own exact re-rank), with
+`None` fields shown as the search resolves them for this index (`search.resolve`).
 """
 
 from __future__ import annotations
@@ -9,7 +11,8 @@ from __future__ import annotations
 import streamlit as st
 
 from eproduct_core.errors import EproductError
-from eproduct_core.search import DEFAULT_SHORTLIST
+from eproduct_core.search import resolve
+from eproduct_core.settings import DEFAULT_SHORTLIST, MAX_BITS, MODES, SEED_CUTOFF, SearchSettings
 
 MEMORY = "remembered_controls"  # survives page switches (Streamlit drops the state of widgets not drawn)
 
@@ -26,7 +29,10 @@ def remember(key: str, value) -> None:
     st.session_state.setdefault(MEMORY, {})[key] = value
 
 
-BIT_CHOICES = (4, 8, 12, 16, 20, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 1024, 2048, 4096)
+BIT_CHOICES = tuple(
+    b for b in (4, 8, 12, 16, 20, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 1024, 2048) if b < MAX_BITS
+)
+BIT_CHOICES += (MAX_BITS,)
 
 
 def index_choice(workspace) -> str:
@@ -56,22 +62,25 @@ def bit_options(stored: int) -> list[int]:
     return sorted({b for b in BIT_CHOICES if b <= stored} | {stored})
 
 
-def search_settings(workspace, index_name: str, index) -> dict:
-    """Draw the search controls in the sidebar; returns bits, mode, cutoff, k, rerank."""
-    saved = workspace.index_info(index_name).get("search", {})
+def search_settings(workspace, index_name: str, index) -> SearchSettings:
+    """Draw the search controls in the sidebar; returns the one SearchSettings they make.
+
+    Cutoff mode: every row under the cutoff (k None, no re-rank, as the seed); top-k: k and the re-rank
+    depth (no cutoff: in top-k a cutoff would filter by exact cosine, which these controls do not offer).
+    """
+    saved = workspace.search_settings(index_name)
+    shown = resolve(index, saved)
     scope = f"{workspace.path.name}::{index_name}"
     options = bit_options(index.bits)
-    default_bits = saved.get("bits", index.bits)
-    default_bits = default_bits if default_bits in options else options[-1]
+    default_bits = shown.bits if shown.bits in options else options[-1]
     rerank_max = 5000 if index.has_vectors else 0
     with st.sidebar:
         st.markdown("**Search settings**")
-        modes = ["cutoff", "topk"]
         mode = st.radio(
             "Search mode",
-            modes,
+            sorted(MODES),
             horizontal=True,
-            key=remembered(f"mode::{scope}", saved.get("mode", "topk")),
+            key=remembered(f"mode::{scope}", saved.mode),
             help="cutoff: every item under the distance cutoff (the seed). "
             "topk: the k nearest by Hamming, or with a re-rank the k nearest by exact cosine.",
         )
@@ -81,29 +90,30 @@ def search_settings(workspace, index_name: str, index) -> dict:
             1.0,
             step=0.01,
             disabled=mode != "cutoff",
-            key=remembered(f"cutoff::{scope}", float(saved.get("cutoff", 0.1))),
+            key=remembered(f"cutoff::{scope}", float(saved.cutoff if saved.cutoff is not None else SEED_CUTOFF)),
             help="Keep index items whose code-cosine distance is below this (the seed used 0.1).",
         )
         bits = st.select_slider("Hash length (bits)", options=options, key=remembered(f"bits::{scope}", default_bits))
         k = st.number_input(
-            "k (results)", 1, 1000, key=remembered(f"k::{scope}", int(saved.get("k", 10))), disabled=mode != "topk"
+            "k (results)", 1, 1000, key=remembered(f"k::{scope}", int(saved.k or 10)), disabled=mode != "topk"
         )
         rerank = st.number_input(
             "Re-rank depth (exact cosine)",
             0,
             rerank_max,
             disabled=rerank_max == 0 or mode != "topk",
-            key=remembered(f"rerank::{scope}", min(int(saved.get("rerank", 0)), rerank_max)),
+            key=remembered(f"rerank::{scope}", min(int(shown.rerank or 0) if saved.mode == "topk" else 0, rerank_max)),
             help="Top-k mode: how many rows exact cosine re-ranks, the best by weighted Hamming "
             f"of the {DEFAULT_SHORTLIST:,} (or 6x the depth) nearest by Hamming; 0 = off. "
             "Cutoff mode keeps the seed's ranking by code cosine (no re-rank).",
         )
     for name, value in (("mode", mode), ("cutoff", cutoff), ("bits", bits), ("k", k), ("rerank", rerank)):
         remember(f"{name}::{scope}", value)
-    return {
-        "bits": int(bits),
-        "mode": mode,
-        "cutoff": float(cutoff),
-        "k": int(k),
-        "rerank": int(rerank) if mode == "topk" else 0,
-    }
+    if mode == "cutoff":
+        return SearchSettings(mode="cutoff", bits=int(bits), k=None, cutoff=float(cutoff), rerank=0)
+    return SearchSettings(mode="topk", bits=int(bits), k=int(k), rerank=int(rerank))
+
+
+def shown_cutoff(settings: SearchSettings) -> float:
+    """The cutoff drawn on distance charts: the settings' own, else the seed's (top-k has none)."""
+    return SEED_CUTOFF if settings.cutoff is None else float(settings.cutoff)

@@ -20,11 +20,12 @@ from eproduct_core.class_analysis import (
     read_class_accuracy,
     train_counts,
 )
-from eproduct_core.config import SearchSettings
 from eproduct_core.evaluate import evaluate_results
+from eproduct_core.search import search
+from eproduct_core.settings import SearchSettings
 from eproduct_core.why_missed import why_missed
 
-SEEDISH = SearchSettings(kind="external", bits=20, mode="cutoff", cutoff=0.1, k=10, rerank=0)
+SEEDISH = SearchSettings(bits=20, mode="cutoff", cutoff=0.1, k=10, rerank=0)
 
 
 @pytest.fixture(scope="module")
@@ -140,15 +141,14 @@ def _missed_outside_cutoff(index, queries, query_ids, truth, settings):
 
 def test_why_missed_cutoff_needed_is_exact(retrieval):
     index, queries, query_ids, truth = retrieval
-    settings = dataclasses.replace(SEEDISH, k=1000)  # k large: only the cutoff decides
+    settings = SEEDISH.replace(k=1000)  # k large: only the cutoff decides
     position, row = _missed_outside_cutoff(index, queries, query_ids, truth, settings)
     query = queries[position : position + 1]
     assert not row["retrieved"] and np.isnan(row["rank"])
     assert row["cutoff_needed"] == pytest.approx(_code_cosine(index, queries[position], int(row["row"]), 20))
-    at = index.search(query, bits=20, mode="cutoff", cutoff=row["cutoff_needed"], k=1000, rerank=0)[0]
-    above = index.search(query, bits=20, mode="cutoff", cutoff=np.nextafter(row["cutoff_needed"], 2), k=1000, rerank=0)[
-        0
-    ]
+    # just below and just above: the float nearest the match's code cosine may lie on either side of it
+    at = search(index, query, settings.replace(cutoff=float(np.nextafter(row["cutoff_needed"], 0))))[0]
+    above = search(index, query, settings.replace(cutoff=float(np.nextafter(row["cutoff_needed"], 2))))[0]
     assert row["index_id"] not in at.ids and row["index_id"] in above.ids
     assert row["cutoff_retrieves"]
     assert "not below the cutoff" in row["reason"]
@@ -156,7 +156,7 @@ def test_why_missed_cutoff_needed_is_exact(retrieval):
 
 def test_why_missed_topk_rerank_and_bits(retrieval):
     index, queries, query_ids, truth = retrieval
-    settings = SearchSettings(kind="external", bits=64, mode="topk", k=3, rerank=3)
+    settings = SearchSettings(bits=64, mode="topk", k=3, rerank=3)
     checked = 0
     for position, query_id in enumerate(query_ids):
         frame = why_missed(index, queries[position], truth[query_id], settings)
@@ -167,12 +167,12 @@ def test_why_missed_topk_rerank_and_bits(retrieval):
                 continue
             if not np.isnan(row["rerank_needed"]):
                 depth = int(row["rerank_needed"])
-                assert row["index_id"] in index.search(query, bits=64, k=3, rerank=depth)[0].ids
+                assert row["index_id"] in search(index, query, settings.replace(rerank=depth))[0].ids
                 if depth - 1 >= 3:
-                    assert row["index_id"] not in index.search(query, bits=64, k=3, rerank=depth - 1)[0].ids
+                    assert row["index_id"] not in search(index, query, settings.replace(rerank=depth - 1))[0].ids
                 checked += 1
             if pd.notna(row["bits_needed"]):
-                assert row["index_id"] in index.search(query, bits=int(row["bits_needed"]), k=3, rerank=3)[0].ids
+                assert row["index_id"] in search(index, query, settings.replace(bits=int(row["bits_needed"])))[0].ids
     assert checked > 0
 
 

@@ -217,28 +217,6 @@ def test_index_page_builds_a_new_index(tiny_workspace, tmp_path, monkeypatch):
     assert any("match their sha256" in s.value for s in at.success)
 
 
-def test_hamming_radius_matches_code_cosine_for_balanced_codes():
-    """For codes with half their bits set, code cosine = d / bits, so `d < cutoff * bits` is the radius."""
-    from eproduct_core import lsh
-    from eproduct_ui.views.search import hamming_radius
-
-    bits = 20
-    base = np.array([1] * 10 + [0] * 10, dtype=np.uint8)
-    for cutoff in (0.05, 0.1, 0.25, 0.5):
-        admitted = []
-        for swaps in range(0, 6):  # move `swaps` set bits: Hamming distance 2 * swaps, weights stay 10
-            other = base.copy()
-            other[:swaps], other[10 : 10 + swaps] = 0, 1
-            both = int((base & other).sum())
-            distance = float(lsh.code_cosine_from_counts(both, 10, 10))
-            assert distance == pytest.approx(2 * swaps / bits)
-            if distance < cutoff:
-                admitted.append(2 * swaps)
-        assert max(admitted) <= hamming_radius(cutoff, bits) < (max(admitted) + 2)
-    assert hamming_radius(0.1, 20) == 2  # float: 1 - 9/10 < 0.1, so the seed's cutoff admits distance 2
-    assert hamming_radius(0.0, 20) == -1 and hamming_radius(1.0, 64) == 63
-
-
 def test_bucket_sizes_count_every_code_prefix(tiny_workspace):
     from eproduct_core import lsh
     from eproduct_core.index import open_index

@@ -10,13 +10,15 @@ import pytest
 from conftest import noisy_product_index
 
 from eproduct_core.cli import main
-from eproduct_core.config import SearchSettings
+from eproduct_core.errors import EproductError
 from eproduct_core.evaluate import evaluate_results, evaluate_search, evaluate_submission, sweep
 from eproduct_core.metrics import mar_at_k
+from eproduct_core.search import search
+from eproduct_core.settings import SearchSettings
 from eproduct_core.submission import read_submission, write_submission
 
-SEEDISH = SearchSettings(kind="external", bits=20, mode="cutoff", cutoff=0.2, k=10, rerank=0)
-TOPK = SearchSettings(kind="external", bits=64, mode="topk", k=10, rerank=30)
+SEEDISH = SearchSettings(bits=20, mode="cutoff", cutoff=0.2, k=10, rerank=0)
+TOPK = SearchSettings(bits=64, mode="topk", k=10, rerank=30)
 
 
 @pytest.fixture(scope="module")
@@ -47,14 +49,7 @@ def test_evaluate_results_hand_computed():
 def test_evaluate_search_scores_what_search_returns(retrieval, settings):
     index, queries, query_ids, truth = retrieval
     result = evaluate_search(index, queries, query_ids, truth, settings)
-    found = index.search(
-        queries,
-        bits=settings.bits,
-        mode=settings.mode,
-        k=settings.k,
-        cutoff=settings.cutoff if settings.mode == "cutoff" else None,
-        rerank=settings.rerank,
-    )
+    found = search(index, queries, settings)
     ids = [r.ids for r in found]
     assert result.summary["mar@10_G"] == pytest.approx(mar_at_k(ids, [truth[q] for q in query_ids], 10, "G"))
     assert result.summary["mean_candidates"] == pytest.approx(np.mean([r.candidates for r in found]))
@@ -117,7 +112,7 @@ def test_cli_evaluate_without_groundtruth_is_a_user_error(retrieval, tmp_path, c
 
 def test_sweep_cells_agree_with_single_evaluations(retrieval):
     index, queries, query_ids, truth = retrieval
-    base = SearchSettings(kind="external", mode="cutoff", rerank=0)
+    base = SearchSettings(mode="cutoff", rerank=0)
     table = sweep(
         index,
         queries,
@@ -130,9 +125,7 @@ def test_sweep_cells_agree_with_single_evaluations(retrieval):
     assert len(table) == 6  # 128 bits is skipped: the index stores 64
     assert table["mar@10_G"].max() > table["mar@10_G"].min()
     for _, cell in table.iterrows():
-        settings = SearchSettings(
-            kind="external", mode="cutoff", rerank=0, bits=int(cell["bits"]), cutoff=cell["cutoff"]
-        )
+        settings = base.replace(bits=int(cell["bits"]), cutoff=cell["cutoff"])
         single = evaluate_search(index, queries, query_ids, truth, settings).summary
         for key in ("mar@10_G", "mar@10_min", "mean_candidates", "no_result"):
             assert cell[key] == pytest.approx(single[key]), (key, settings)
@@ -142,9 +135,9 @@ def test_sweep_over_rerank_depth(retrieval):
     index, queries, query_ids, truth = retrieval
     table = sweep(index, queries, query_ids, truth, TOPK, {"rerank": [0, 10, 60]}, batch_size=8)
     assert table["rerank"].tolist() == [0, 10, 60]
-    single = evaluate_search(index, queries, query_ids, truth, SearchSettings(**{**TOPK.__dict__, "rerank": 60}))
+    single = evaluate_search(index, queries, query_ids, truth, TOPK.replace(rerank=60))
     assert table["mar@10_G"].iloc[-1] == pytest.approx(single.summary["mar@10_G"])
-    with pytest.raises(ValueError):
+    with pytest.raises(EproductError, match="nonsense"):
         sweep(index, queries, query_ids, truth, TOPK, {"nonsense": [1]})
 
 
@@ -187,7 +180,7 @@ def test_cli_sweep_and_evaluate_with_query_embeddings(retrieval, tmp_path, capsy
         stored,
         query_ids,
         truth,
-        SearchSettings(kind="external", mode="cutoff", rerank=0),
+        SearchSettings(mode="cutoff", rerank=0),
         {"bits": [16, 32], "cutoff": [0.1, 0.3]},
     )
     assert table["mar@10_G"].to_numpy() == pytest.approx(expected["mar@10_G"].to_numpy())
@@ -198,6 +191,84 @@ def test_cli_sweep_and_evaluate_with_query_embeddings(retrieval, tmp_path, capsy
     summary = json.loads((tmp_path / "ev" / "summary.json").read_text())
     assert summary["settings"]["rerank"] == 30 and summary["mar@10_G"] > 0.5
     assert "MAR@10 (/min(10,|G|))" in capsys.readouterr().out
+
+
+def _query_embeddings(folder, queries, query_ids):
+    from eproduct_core.embeddings import write_meta, write_shard
+
+    write_meta(folder, kind="external", dim=queries.shape[1], split="query")
+    write_shard(folder, "00000", queries, query_ids)
+    return folder
+
+
+def test_cli_sweep_and_evaluate_without_a_run_use_the_index_bits(retrieval, tmp_path, capsys):
+    """Defect 4: without --run, sweep/evaluate assumed 256 bits; on this 64-bit index sweep printed an empty table."""
+    index, queries, query_ids, truth = retrieval
+    assert index.bits == 64
+    emb = _query_embeddings(tmp_path / "queries", queries, query_ids)
+    catalog = _csv_catalog(tmp_path / "cat", query_ids, truth)
+    common = ["--queries", str(emb), "--index", str(index.path), "--catalog", str(catalog)]
+    assert main(["sweep", *common, "--out", str(tmp_path / "sweep.csv")]) == 0
+    table = pd.read_csv(tmp_path / "sweep.csv")
+    assert table["bits"].tolist() == [64] and table["mode"].tolist() == ["topk"]
+    assert table["rerank"].tolist() == [256] and table["mar@10_G"].iloc[0] > 0.5  # the index's own defaults
+    assert main(["evaluate", *common, "--out", str(tmp_path / "ev")]) == 0
+    summary = json.loads((tmp_path / "ev" / "summary.json").read_text())
+    assert summary["settings"]["bits"] == 64 and summary["mar@10_G"] == pytest.approx(table["mar@10_G"].iloc[0])
+    capsys.readouterr()
+    # an empty sweep is an error, not an empty table
+    assert main(["sweep", *common, "--bits-list", "128,256"]) == 2
+    assert "stores 64 bits" in capsys.readouterr().err
+
+
+def test_cli_sweep_refuses_cutoffs_in_topk_mode(retrieval, tmp_path, capsys):
+    """Defect 5: --cutoffs was silently ignored in top-k mode."""
+    index, queries, query_ids, truth = retrieval
+    emb = _query_embeddings(tmp_path / "queries", queries, query_ids)
+    catalog = _csv_catalog(tmp_path / "cat", query_ids, truth)
+    common = ["--queries", str(emb), "--index", str(index.path), "--catalog", str(catalog)]
+    assert main(["sweep", *common, "--bits-list", "16,32", "--cutoffs", "0.1,0.3"]) == 2
+    assert "--mode cutoff" in capsys.readouterr().err
+    assert main(["sweep", *common, "--bits-list", "16", "--cutoffs", "0.1,0.3", "--mode", "cutoff"]) == 0
+    assert "0.3000" in capsys.readouterr().out
+
+
+def test_queries_without_a_vector_score_zero_and_are_counted(retrieval):
+    index, queries, query_ids, truth = retrieval
+    full = evaluate_search(index, queries, query_ids, truth, TOPK)
+    part = evaluate_search(index, queries[1:], query_ids[1:], truth, TOPK, all_query_ids=query_ids)
+    assert part.summary["not_embedded"] == 1 and full.summary["not_embedded"] == 0
+    assert part.summary["scored_queries"] == full.summary["scored_queries"] == len(query_ids)
+    assert part.per_query["query_id"].tolist() == list(query_ids) and part.results[0] == []
+    recall = full.per_query["recall@10"].to_numpy()
+    assert part.summary["mar@10_G"] == pytest.approx(recall[1:].sum() / len(recall))
+
+
+def test_shared_flags_build_one_settings_object():
+    from eproduct_core.cli import build_parser
+    from eproduct_core.cli.search_flags import search_settings
+    from eproduct_core.settings import SEED_SETTINGS
+
+    parser = build_parser()
+    flags = ["--mode", "cutoff", "--bits", "48", "--k", "5", "--cutoff", "0.2", "--rerank", "0"]
+    flags += ["--shortlist", "100", "--probe-bits", "32", "--candidates", "400"]
+    expected = SearchSettings(
+        mode="cutoff", bits=48, k=5, cutoff=0.2, rerank=0, shortlist=100, probe_bits=32, candidates=400
+    )
+    for command in (
+        ["search", "--index", "i", "--vectors", "q.npy", "--out", "o"],
+        ["evaluate", "--catalog", "c"],
+        ["sweep", "--catalog", "c", "--index", "i"],
+        ["submit", "--run", "r", "--catalog", "c", "--out", "o"],
+    ):
+        args = parser.parse_args([*command, *flags])
+        assert search_settings(args) == expected, command
+        assert search_settings(parser.parse_args(command)) == SearchSettings(), command
+    # leaving the preset's mode drops its mode-bound cutoff (a code-cosine 0.1 is no top-k cosine cutoff)
+    args = parser.parse_args(["evaluate", "--catalog", "c", "--mode", "topk"])
+    assert search_settings(args, SEED_SETTINGS) == SearchSettings(mode="topk", bits=20, k=10)
+    with pytest.raises(EproductError, match="bits"):
+        search_settings(parser.parse_args(["evaluate", "--catalog", "c", "--bits", "0"]))
 
 
 def test_evaluation_modules_do_not_import_torch():

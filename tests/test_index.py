@@ -10,6 +10,8 @@ from eproduct_core.cli import main
 from eproduct_core.embeddings import write_meta, write_shard
 from eproduct_core.errors import EproductError
 from eproduct_core.index import build_index, build_index_from_embeddings, open_index, verify_index
+from eproduct_core.search import search
+from eproduct_core.settings import SearchSettings as S
 from eproduct_core.submission import read_submission
 
 
@@ -46,13 +48,14 @@ def test_layout_manifest_and_round_trip(index_dir):
     assert codes.dtype == np.uint8 and codes.shape == (120, 8)
     np.testing.assert_array_equal(codes, lsh.encode(x[120:240], lsh.hyperplanes(5, 64, 16)))
     vectors = np.load(path / "vectors-00004.npy", allow_pickle=False)
-    assert vectors.dtype == np.float16 and np.allclose(vectors, x[480:], atol=1e-2)
+    unit = x[480:] / np.linalg.norm(x[480:], axis=1, keepdims=True)  # stored as unit rows (only cosine matters)
+    assert vectors.dtype == np.float16 and np.allclose(vectors, unit, atol=1e-3)
     assert (path / "ids-00002.txt").read_text().splitlines()[0] == "p240"
 
     index = open_index(path)
     assert (index.kind, index.dim, index.bits, index.size) == ("metric", 16, 64, 500)
     assert index.ids([0, 499]) == ["p0", "p499"]
-    top = index.search(x[[7, 321]], k=1)
+    top = search(index, x[[7, 321]], S(k=1))
     assert [r.ids for r in top] == [["p7"], ["p321"]]
     assert verify_index(path) == []
     assert not list(path.parent.glob(".idx.*"))  # no temporary siblings left
@@ -93,7 +96,7 @@ def test_nan_or_infinite_vectors_are_refused_and_the_old_index_survives(index_di
     query = x[:3].copy()
     query[1, 0] = np.nan
     with pytest.raises(EproductError, match="Query row 1 holds NaN or infinite"):
-        open_index(path).search(query)
+        search(open_index(path), query, S())
 
 
 def test_other_format_version_is_refused(index_dir):
@@ -232,7 +235,7 @@ def test_cli_build_from_vectors_with_and_without_ids_info_and_search(tmp_path, c
         == 0
     )
     written = read_submission(tmp_path / "results.csv")
-    expected = open_index(tmp_path / "named").search(queries, k=5, rerank=20)
+    expected = search(open_index(tmp_path / "named"), queries, S(k=5, rerank=20))
     assert written == {str(i): r.ids for i, r in enumerate(expected)}
     assert written["0"][0] == "sku3" and written["2"][0] == "sku150"
 
@@ -258,7 +261,7 @@ def test_cli_build_from_vectors_with_and_without_ids_info_and_search(tmp_path, c
         )
         == 0
     )
-    seed = open_index(tmp_path / "named").search(queries, mode="cutoff", bits=20, cutoff=0.1, k=10)
+    seed = search(open_index(tmp_path / "named"), queries, S(mode="cutoff", bits=20, cutoff=0.1, k=10))
     assert read_submission(tmp_path / "seed.csv") == {str(i): r.ids for i, r in enumerate(seed)}
 
     np.save(tmp_path / "bad.npy", x[:, :5])

@@ -9,8 +9,11 @@ import textwrap
 import numpy as np
 import pytest
 
+from eproduct_core.errors import EproductError
 from eproduct_core.index import build_index, open_index, verify_index
 from eproduct_core.index_format import recover
+from eproduct_core.search import search
+from eproduct_core.settings import SearchSettings as S
 
 CHILD = textwrap.dedent("""
     import sys, time
@@ -52,7 +55,7 @@ def _assert_sound(path, expected_size, x=None):
     assert index.size == expected_size
     assert verify_index(path) == []
     if x is not None:
-        assert index.search(x[:3], k=1)[0].ids == ["old0"]
+        assert search(index, x[:3], S(k=1))[0].ids == ["old0"]
 
 
 def test_sigkill_during_builds_leaves_the_previous_index_intact(old_index):
@@ -81,3 +84,14 @@ def test_a_crash_between_the_two_renames_is_recovered_on_open(old_index):
     _assert_sound(path, 300, x)
     assert not moved_away.exists()
     assert recover(path) is None  # nothing left to do
+
+
+def test_values_beyond_float32_are_refused_naming_the_row_and_the_old_index_stays(tmp_path):
+    x = np.random.default_rng(0).standard_normal((50, 8))
+    path = build_index(x.astype(np.float32), [f"old{i}" for i in range(50)], tmp_path / "idx", bits=64)
+    bad = x.copy()
+    bad[31, 2] = 1e300  # finite in float64, inf in float32 (hashing) and float16 (storage)
+    with pytest.raises(EproductError, match=r"row 31 \(id 'new31'\).*beyond float32"):
+        build_index(bad, [f"new{i}" for i in range(50)], path, bits=64)
+    assert verify_index(path) == []
+    assert search(open_index(path), x[:1].astype(np.float32), S(k=1))[0].ids == ["old0"]

@@ -124,3 +124,78 @@ def test_cosine_distance_exact_and_zero_vectors():
     expected = 1 - (x @ q) / np.linalg.norm(x, axis=1) / np.linalg.norm(q)
     np.testing.assert_allclose(lsh.cosine_distance(q, x), expected, atol=1e-6)
     assert lsh.cosine_distance(q, np.zeros((1, x.shape[1])))[0] == 1.0
+
+
+# -- exact cutoffs (issue 12): strict `<`, decided in integers, never by float rounding --
+
+BOUNDARIES = {  # cutoff: (overlap, weight, query weight) with eq. (4) exactly equal to the cutoff
+    0.05: (19, 20, 20),
+    0.1: (9, 10, 10),
+    0.2: (4, 5, 5),
+    0.3: (7, 10, 10),
+    0.4: (3, 5, 5),
+}
+
+
+@pytest.mark.parametrize("cutoff", sorted(BOUNDARIES))
+def test_below_cutoff_is_strict_at_exact_boundaries(cutoff):
+    both, a, b = BOUNDARIES[cutoff]
+    assert not lsh.below_cutoff(both, a, b, cutoff)  # equal is not below, whatever float64 rounding says
+    assert lsh.below_cutoff(both + 1, a, b, cutoff)
+    assert not lsh.below_cutoff(both, a, b, np.nextafter(cutoff, 0))
+    assert lsh.below_cutoff(both, a, b, np.nextafter(cutoff, 1))  # any cutoff above it admits it
+    for k in (2, 3, 7):  # the same ratio at other scales: (k both) / sqrt(k a * k b)
+        assert not lsh.below_cutoff(k * both, k * a, k * b, cutoff)
+
+
+def test_below_cutoff_and_least_overlaps_agree_with_fractions_everywhere():
+    from fractions import Fraction
+
+    for cutoff in (0.0, 0.05, 0.1, 0.123456789, 0.3, 1.0, 1.5):
+        t = 1 - Fraction(repr(cutoff))
+        for qweight in (0, 1, 7, 16):
+            least = lsh.least_overlaps(cutoff, qweight, 16)
+            for a in range(17):
+                for both in range(min(a, qweight) + 1):
+                    if a * qweight == 0:
+                        exact = Fraction(repr(cutoff)) > 1
+                    else:
+                        exact = t < 0 or (t == 0 and both > 0) or (t > 0 and both * both > t * t * a * qweight)
+                    assert bool(lsh.below_cutoff(both, a, qweight, cutoff)) == exact, (cutoff, both, a, qweight)
+                    assert (both >= least[a]) == exact, (cutoff, both, a, qweight)
+
+
+def test_hamming_radius_is_the_exact_equivalent_radius():
+    assert lsh.hamming_radius(0.1, 20) == 1  # 2/20 = 0.1 is not below 0.1 (float64 said 1 - 9/10 < 0.1)
+    assert lsh.hamming_radius(0.0, 20) == -1 and lsh.hamming_radius(1.0, 64) == 63
+    assert lsh.hamming_radius(0.2, 20) == 3 and lsh.hamming_radius(0.21, 20) == 4
+    for bits in (16, 20, 64):  # balanced codes: eq. (4) = d / bits, i.e. overlap bits - d of weights bits, bits
+        for cutoff in (0.05, 0.1, 0.25, 0.3, 0.7):
+            admitted = [d for d in range(bits + 1) if lsh.below_cutoff(bits - d, bits, bits, cutoff)]
+            assert lsh.hamming_radius(cutoff, bits) == max(admitted, default=-1)
+
+
+def test_weighted_hamming_sums_in_the_compiled_kernels_order():
+    rng = np.random.default_rng(0)
+    words = lsh.to_words(lsh.pack(rng.random((200, 256)) < 0.5))
+    projections = rng.standard_normal(256).astype(np.float32)
+    table = lsh.weighted_table(projections, 256)
+    code_bytes = np.ascontiguousarray(words.astype(">u8")).view(np.uint8).reshape(200, -1)
+    expected = np.zeros(200)
+    for b in range(32):
+        expected += table[b, code_bytes[:, b]].astype(np.float64)
+    np.testing.assert_array_equal(lsh.weighted_hamming(projections, words, 256), expected)
+
+
+def test_bucket_sizes_count_every_code_prefix():
+    rng = np.random.default_rng(5)
+    codes = lsh.pack(rng.random((3000, 64)) < 0.5)
+    codes[100:400] = codes[7]  # one crowded bucket
+    word0 = lsh.to_words(codes)[:, 0]
+    for bits in (4, 8, 20, 64):
+        items, buckets = lsh.bucket_sizes(word0, bits)
+        _, counts = np.unique(lsh.unpack(codes, bits), axis=0, return_counts=True)
+        assert int((items * buckets).sum()) == len(codes)
+        assert sorted(np.repeat(items, buckets).tolist()) == sorted(counts.tolist())
+    with pytest.raises(ValueError):
+        lsh.bucket_sizes(word0, 65)

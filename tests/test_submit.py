@@ -6,11 +6,10 @@ import json
 import shutil
 
 import pytest
+import torch  # a hard dependency of submit: missing torch fails, never skips
 
 from eproduct_core.cli import main
 from eproduct_core.submission import read_submission
-
-torch = pytest.importorskip("torch")
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +27,7 @@ def test_submit_writes_top10_with_the_seed_settings(seed_run, tiny_catalog, tmp_
     out = tmp_path / "submission.csv"
     assert main(["submit", "--run", str(seed_run), "--catalog", str(tiny_catalog), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "kind=seed, bits=20, shard_size=8000, cutoff=0.1, mode=cutoff" in printed
+    assert "settings: mode=cutoff, bits=20, k=10, cutoff=0.1, rerank=0" in printed
     submission = read_submission(out)
     catalog_queries = (tiny_catalog / "query.csv").read_text().splitlines()[1:]
     assert len(submission) == len(catalog_queries)
@@ -66,6 +65,27 @@ def test_submit_writes_top10_with_the_seed_settings(seed_run, tiny_catalog, tmp_
     again = json.loads((tmp_path / "ev2" / "summary.json").read_text())
     assert again["mar@10_G"] == pytest.approx(scored["mar@10_G"])
     assert again["settings"]["bits"] == 20 and again["settings"]["mode"] == "cutoff"
+
+
+def test_evaluate_run_and_submit_agree_when_a_query_image_is_unreadable(seed_run, tiny_catalog, tmp_path, capsys):
+    """One run, one MAR@10: a query that fails to embed scores 0 in `evaluate --run` as in `submit`."""
+    catalog = tmp_path / "catalog"
+    shutil.copytree(tiny_catalog, catalog)
+    first = (catalog / "query.csv").read_text().splitlines()[1].split(",")
+    (catalog / first[1]).write_bytes(b"not an image")
+    out = tmp_path / "submission.csv"
+    assert main(["submit", "--run", str(seed_run), "--catalog", str(catalog), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "1 queries failed to embed" in printed
+    assert read_submission(out)[first[0]] == []
+    submitted = float(next(row for row in printed.splitlines() if row.startswith("MAR@10 (/|G|")).split()[-1])
+    index = next((seed_run / "cache" / "indexes").iterdir())
+    command = ["evaluate", "--run", str(seed_run), "--index", str(index), "--catalog", str(catalog)]
+    assert main([*command, "--out", str(tmp_path / "ev")]) == 0
+    evaluated = json.loads((tmp_path / "ev" / "summary.json").read_text())
+    assert evaluated["not_embedded"] == 1 and evaluated["queries"] == len(read_submission(out))
+    assert evaluated["mar@10_G"] == pytest.approx(submitted, abs=1e-4)
+    assert "not_embedded" in capsys.readouterr().out
 
 
 def test_submit_reuses_the_cache_and_applies_overrides(seed_run, tiny_catalog, tmp_path, monkeypatch, capsys):

@@ -151,6 +151,25 @@ def test_record_index_updates_workspace_json(home):
     assert json.loads((folder / "workspace.json").read_text())["indexes"]["extra"]["bits"] == 64
 
 
+def test_old_workspace_index_entries_still_read(home):
+    """workspace.json written before the settings split: "search" mixed build fields in, no "seed"."""
+    from eproduct_core.settings import IndexSpec, SearchSettings
+
+    old_seed = {"kind": "seed", "bits": 20, "shard_size": 8000, "cutoff": 0.1, "mode": "cutoff", "k": 10, "rerank": 0}
+    old_better = {**old_seed, "kind": "metric", "bits": 256, "mode": "topk", "rerank": 100}
+    entries = {
+        "seed-20bit": {"embeddings": "seed-index", "kind": "seed", "bits": 24, "shard_size": 8000, "search": old_seed},
+        "metric-256bit": {"kind": "metric", "bits": 256, "shard_size": 8000, "search": old_better},
+    }
+    folder = _fake_workspace(home, "old", indexes=entries)
+    opened = ws.open_workspace(folder)
+    assert opened.search_settings("seed-20bit") == SearchSettings(mode="cutoff", bits=20, k=10, cutoff=0.1, rerank=0)
+    # the old top-k search ignored its cutoff: it must not become an exact-cosine cutoff now
+    assert opened.search_settings("metric-256bit") == SearchSettings(mode="topk", bits=256, k=10, rerank=100)
+    assert opened.index_spec("seed-20bit") == IndexSpec(kind="seed", bits=24, shard_size=8000, seed=0)
+    assert opened.search_settings("unknown") == SearchSettings() and opened.index_spec("unknown") is None
+
+
 def test_tiny_demo_workspace_is_complete(tiny_workspace):
     """The real pipeline (tiny catalog, 1-epoch tiny run): every artifact the app needs is there."""
     from eproduct_core.embeddings import read_embeddings
@@ -169,4 +188,10 @@ def test_tiny_demo_workspace_is_complete(tiny_workspace):
     assert opened.index_info("seed-20bit")["search"]["mode"] == "cutoff"
     assert opened.index_info("seed-20bit")["search"]["bits"] == 20  # searched at 20 bits, stored in 3 bytes
     assert open_index(opened.index_dir("seed-20bit")).bits == 24
+    from eproduct_core.settings import SEED_SETTINGS, IndexSpec, SearchSettings
+
+    assert opened.search_settings("seed-20bit") == SEED_SETTINGS
+    assert opened.index_spec("seed-20bit") == IndexSpec(kind="seed", bits=24, shard_size=8000, seed=0)
+    # the better index: top-k with the index's own defaults (not a second copy of them)
+    assert opened.search_settings("metric-256bit") == SearchSettings(mode="topk", k=10)
     assert not list(tiny_workspace.glob(".demo.building-*"))

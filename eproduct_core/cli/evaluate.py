@@ -1,51 +1,32 @@
 """`eproduct evaluate` (score a run + index, or a submission, on a catalog's groundtruth) and `eproduct sweep`.
 
-Query vectors come from `--run` (embedded with the run, cached in the run folder) or `--queries`
-(an embeddings folder made elsewhere). Search settings start from the run's preset (config.json
-`search`) or the defaults, and flags override them.
+Query vectors come from `--run` (embedded with the run in the index's kind, cached in the run folder) or
+`--queries` (an embeddings folder made elsewhere). The search settings are one `SearchSettings`
+(search_flags.py): the run preset's with `--run`, else the index's own defaults, with the flags applied.
+Every catalog query is scored; one without a vector (its image failed to embed) scores 0 and is counted.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 from pathlib import Path
 
+from .search_flags import add_search_flags, search_settings
+
 log = logging.getLogger(__name__)
+DEFAULT_SOURCE = "the run preset's with --run, else the index's own"
 
 
-def add_search_flags(parser: argparse.ArgumentParser) -> None:
-    """--kind --bits --cutoff --k --rerank --mode: override the run preset's search settings."""
-    group = parser.add_argument_group("search settings (default: the run preset's)")
-    group.add_argument("--kind", help="embedding kind: seed, seed-3d, penultimate, metric, ...")
-    group.add_argument("--bits", type=int, help="hash length searched (a prefix of the stored codes)")
-    group.add_argument("--cutoff", type=float, help="code-cosine cutoff of mode cutoff (the seed: 0.1)")
-    group.add_argument("--k", type=int, help="results per query")
-    group.add_argument(
-        "--rerank", type=int, help="rows re-ranked by exact cosine, picked by weighted Hamming (0 = off)"
-    )
-    group.add_argument("--mode", choices=("cutoff", "topk"), help="cutoff (the seed's) or topk")
-
-
-def resolve_settings(args: argparse.Namespace, index_kind: str | None = None):
-    """The run preset's SearchSettings (or the defaults) with the flags applied."""
-    from ..config import SearchSettings
-    from ..run_cache import run_config
+def base_settings(args: argparse.Namespace):
+    """The run preset's SearchSettings (config.json `search`) with --run, else `SearchSettings()`."""
+    from ..settings import SearchSettings
 
     if getattr(args, "run", None):
-        config = run_config(args.run)
-        base = dataclasses.replace(config.search, kind=config.embed_kind)
-    else:
-        base = SearchSettings(kind=index_kind or "external")
-        if index_kind:
-            base = dataclasses.replace(base, kind=index_kind)
-    overrides = {
-        name: getattr(args, name)
-        for name in ("kind", "bits", "cutoff", "k", "rerank", "mode")
-        if getattr(args, name, None) is not None
-    }
-    return dataclasses.replace(base, **overrides)
+        from ..run_cache import run_config
+
+        return run_config(args.run).search
+    return SearchSettings()
 
 
 def _tqdm_progress(description: str):
@@ -76,14 +57,14 @@ def load_groundtruth(catalog) -> dict[str, set[str]]:
 
 
 def load_queries(args: argparse.Namespace, catalog_dir: str, kind: str):
-    """(vectors, ids) of the catalog's queries: embedded with --run (cached) or read from --queries."""
+    """(vectors, ids) of the catalog's queries in embedding `kind`: embedded with --run (cached) or --queries."""
     from ..embeddings import read_embeddings
     from ..errors import EproductError
 
     if getattr(args, "queries", None):
         emb = read_embeddings(args.queries)
         if emb.kind != kind:
-            log.warning("query embeddings are %r but the settings say %r", emb.kind, kind)
+            log.warning("query embeddings are %r but the index holds %r", emb.kind, kind)
         return emb.vectors.astype("float32"), emb.ids
     if not getattr(args, "run", None):
         raise EproductError(
@@ -116,10 +97,11 @@ def _evaluate(args: argparse.Namespace) -> int:
         from ..index import open_index
 
         index = open_index(args.index)
-        settings = resolve_settings(args, index.kind)
-        vectors, ids = load_queries(args, args.catalog, settings.kind)
-        index.check_compatible(settings.kind, vectors.shape[1])
-        result = evaluate_search(index, vectors, ids, truth, settings)
+        settings = search_settings(args, base_settings(args))
+        kind = args.kind or index.kind
+        vectors, ids = load_queries(args, args.catalog, kind)
+        index.check_compatible(kind, vectors.shape[1])
+        result = evaluate_search(index, vectors, ids, truth, settings, all_query_ids=query_ids)
         default_out = Path(args.run) / f"eval-{Path(args.index).name}" if args.run else Path("evaluation")
         out = Path(args.out) if args.out else default_out
     csv_path, json_path = result.write(out)
@@ -143,22 +125,32 @@ def _sweep(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from ..catalog import read_catalog
+    from ..errors import EproductError
     from ..evaluate import sweep
     from ..index import open_index
 
     catalog = read_catalog(args.catalog)
     truth = load_groundtruth(catalog)
     index = open_index(args.index)
-    settings = resolve_settings(args, index.kind)
-    vectors, ids = load_queries(args, args.catalog, settings.kind)
+    settings = search_settings(args, base_settings(args))
+    kind = args.kind or index.kind
+    vectors, ids = load_queries(args, args.catalog, kind)
+    index.check_compatible(kind, vectors.shape[1])
     grid = {"bits": _parse_list(args.bits_list, int) or [settings.bits]}
-    if settings.mode == "cutoff":
-        grid["cutoff"] = _parse_list(args.cutoffs, float) or [settings.cutoff]
+    cutoffs = _parse_list(args.cutoffs, float)
+    if cutoffs:
+        if settings.mode != "cutoff":
+            raise EproductError(
+                f"--cutoffs sweeps the code-cosine cutoff of mode cutoff, but the settings are mode {settings.mode!r} "
+                f"({'the run preset' if args.run else 'the default'}). Add --mode cutoff, or leave out --cutoffs."
+            )
+        grid["cutoff"] = cutoffs
     for name, text in (("rerank", args.reranks), ("k", args.ks)):
         values = _parse_list(text, int)
         if values:
             grid[name] = values
-    table = sweep(index, vectors, ids, truth, settings, grid, batch_size=args.batch)
+    query_ids = [str(q) for q in catalog.query["image_id"]]
+    table = sweep(index, vectors, ids, truth, settings, grid, all_query_ids=query_ids, batch_size=args.batch)
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     if args.out:
@@ -180,7 +172,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--index", help="index folder to search (with --run or --queries)")
     evaluate.add_argument("--out", help="folder for per_query.csv and summary.json (default: RUN/eval-INDEX)")
     evaluate.add_argument("--device", default="auto", help="embedding device: auto, cpu or cuda")
-    add_search_flags(evaluate)
+    evaluate.add_argument("--kind", help="embedding kind of the queries (default: the index's)")
+    add_search_flags(evaluate, DEFAULT_SOURCE)
     evaluate.set_defaults(func=_evaluate)
 
     sweeper = subparsers.add_parser(
@@ -192,11 +185,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     source.add_argument("--run", help="training run folder: embeds the queries (cached)")
     source.add_argument("--queries", help="an embeddings folder of the catalog's queries")
     sweeper.add_argument("--bits-list", help="hash lengths, e.g. 8,16,20,32,64,128,256")
-    sweeper.add_argument("--cutoffs", help="code-cosine cutoffs (mode cutoff), e.g. 0.05,0.1,0.2,0.3")
+    sweeper.add_argument(
+        "--cutoffs", help="code-cosine cutoffs, e.g. 0.05,0.1,0.2,0.3 (mode cutoff only: refused in topk)"
+    )
     sweeper.add_argument("--reranks", help="re-rank depths, e.g. 0,100,1000")
     sweeper.add_argument("--ks", help="results per query, e.g. 10,100")
     sweeper.add_argument("--batch", type=int, default=1, help="queries per search call (1 = true per-query latency)")
     sweeper.add_argument("--out", help="write the table as CSV here")
     sweeper.add_argument("--device", default="auto", help="embedding device: auto, cpu or cuda")
-    add_search_flags(sweeper)
+    sweeper.add_argument("--kind", help="embedding kind of the queries (default: the index's)")
+    add_search_flags(sweeper, DEFAULT_SOURCE)
     sweeper.set_defaults(func=_sweep)

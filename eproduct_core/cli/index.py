@@ -1,10 +1,18 @@
-"""`eproduct index build|verify|info|tune` and `eproduct search`: the sharded LSH index from the command line."""
+"""`eproduct index build|verify|info|tune` and `eproduct search`: the sharded LSH index from the command line.
+
+`index build`'s --kind --bits --shard-size --seed make one `IndexSpec`; `search`'s settings are the shared
+flag set (search_flags.py) over the index's own defaults; `index tune` and `build --target-recall` store
+tuned defaults (tuning.py).
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+
+from ..settings import DEFAULT_BITS, DEFAULT_SHARD_SIZE
+from .search_flags import add_search_flags, search_settings
 
 
 def _one_blas_thread() -> None:
@@ -37,6 +45,7 @@ def _build(args: argparse.Namespace) -> int:
     from ..embeddings import read_embeddings, read_ids
     from ..errors import EproductError
     from ..index import build_index
+    from ..settings import IndexSpec
 
     if args.embeddings:
         emb = read_embeddings(args.embeddings, mmap=True)
@@ -50,19 +59,20 @@ def _build(args: argparse.Namespace) -> int:
                 "give one id per line, one per row."
             )
         kind = args.kind or "external"
+    spec = IndexSpec(kind=kind, bits=args.bits, shard_size=args.shard_size, seed=args.seed)
     with tqdm(total=len(vectors), unit="row", desc="index build", disable=args.quiet) as bar:
         out = build_index(
             vectors,
             ids,
             args.out,
-            bits=args.bits,
-            shard_size=args.shard_size,
-            seed=args.seed,
-            kind=kind,
+            bits=spec.bits,
+            shard_size=spec.shard_size,
+            seed=spec.seed,
+            kind=spec.kind,
             vectors_fp16=not args.no_vectors,
             progress=lambda done, total: bar.update(done - bar.n),
         )
-    print(f"{out}: {len(vectors)} rows, {args.bits} bits")
+    print(f"{out}: {len(vectors)} rows, {spec.bits} bits")
     if args.target_recall and not args.no_vectors:
         _tune_into(out, args.target_recall, _tune_queries(args.tune_queries, args.embeddings), args.quiet)
     return 0
@@ -164,23 +174,13 @@ def _info(args: argparse.Namespace) -> int:
 def _search(args: argparse.Namespace) -> int:
     _one_blas_thread()
     from ..index import open_index
+    from ..search import search
     from ..submission import write_submission
 
     index = open_index(args.index)
     queries = _load_vectors(args.vectors)
     index.check_compatible(args.kind, queries.shape[1])
-    results = index.search(
-        queries,
-        bits=args.bits,
-        mode=args.mode,
-        k=args.k,
-        cutoff=args.cutoff,
-        rerank=args.rerank,
-        shortlist=args.shortlist,
-        probe_bits=args.probe_bits,
-        candidates=args.candidates,
-        threads=args.threads,
-    )
+    results = search(index, queries, search_settings(args), threads=args.threads)
     write_submission(args.out, ((str(i), r.ids) for i, r in enumerate(results)))
     print(f"{args.out}: {len(results)} queries")
     return 0
@@ -196,8 +196,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     source.add_argument("--vectors", metavar="FILE.npy", help="float16/float32 (rows, dim) matrix")
     build.add_argument("--ids", metavar="FILE.txt", help="one id per line for --vectors (default: row numbers)")
     build.add_argument("--kind", help="embedding kind to record (default: the folder's, or 'external')")
-    build.add_argument("--bits", type=int, default=256, help="stored code length; shorter prefixes need no rebuild")
-    build.add_argument("--shard-size", type=int, default=8000, help="rows per shard file set")
+    build.add_argument(
+        "--bits", type=int, default=DEFAULT_BITS, help="stored code length; shorter prefixes need no rebuild"
+    )
+    build.add_argument("--shard-size", type=int, default=DEFAULT_SHARD_SIZE, help="rows per shard file set")
     build.add_argument("--seed", type=int, default=0, help="hyperplane seed")
     build.add_argument("--no-vectors", action="store_true", help="do not store float16 vectors (no exact re-rank)")
     build.add_argument("--out", required=True, metavar="IDX", help="index folder to write")
@@ -219,23 +221,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--vectors", required=True, metavar="Q.npy", help="query matrix (rows, dim); ids are row numbers"
     )
     search.add_argument("--kind", help="embedding kind of the queries (refused if it differs from the index's)")
-    search.add_argument("--k", type=int, default=10, help="results per query")
-    search.add_argument("--bits", type=int, help="hash length to search (default: the stored length)")
-    search.add_argument("--mode", choices=("topk", "cutoff"), default="topk", help="Hamming top-k or the seed's cutoff")
-    search.add_argument("--rerank", type=int, help="exact-cosine re-rank depth (default 256 in topk, 0 in cutoff)")
-    search.add_argument(
-        "--shortlist",
-        type=int,
-        help="rows ranked by weighted Hamming to pick the re-ranked ones "
-        "(default max(1536, 6 x rerank); <= rerank: none)",
-    )
-    search.add_argument(
-        "--cutoff",
-        type=float,
-        help="cutoff mode: code cosine cutoff (default 0.1); topk: keep exact cosine distance < cutoff",
-    )
-    search.add_argument("--probe-bits", type=int, help="prefix bits scanned to pick candidates (default 128)")
-    search.add_argument("--candidates", type=int, help="rows kept by the prefix scan")
+    add_search_flags(search, "the index's own: top-k, k 10, all stored bits")
     search.add_argument(
         "--threads", type=int, default=os.cpu_count() or 1, help="queries searched in parallel (default: all cores)"
     )

@@ -7,13 +7,11 @@ per index file, so the page is quick after its first draw.
 
 from __future__ import annotations
 
-import dataclasses
-
 import pandas as pd
 import streamlit as st
 
-from eproduct_core.config import SEED_SEARCH, SearchSettings
 from eproduct_core.errors import EproductError
+from eproduct_core.settings import SEED_SETTINGS, SearchSettings
 from eproduct_ui import charts, controls, loaders
 from eproduct_ui.state import current_workspace
 
@@ -43,7 +41,7 @@ def _queries(workspace, index_name: str, catalog):
 def _sweep(path: str, key: float, _index, _vectors, ids: tuple, _truth, bits: tuple, cutoffs: tuple) -> pd.DataFrame:
     from eproduct_core.evaluate import sweep
 
-    base = SearchSettings(kind=_index.kind, mode="cutoff", rerank=0, k=10)
+    base = SearchSettings(mode="cutoff", rerank=0, k=10)
     return sweep(_index, _vectors, list(ids), _truth, base, {"bits": list(bits), "cutoff": list(cutoffs)})
 
 
@@ -61,10 +59,11 @@ def _distances(path: str, key: float, _index, _vectors, ids: tuple, _truth, bits
     return distance_table(_index, _vectors, list(ids), _truth, bits=bits)
 
 
-def _settings_of(workspace, name: str, index, fallback: SearchSettings) -> SearchSettings:
-    saved = workspace.index_info(name).get("search")
-    settings = SearchSettings(**saved) if saved else fallback
-    return dataclasses.replace(settings, kind=index.kind, bits=min(settings.bits, index.bits))
+def _settings_of(workspace, name: str, index) -> SearchSettings:
+    """The index's recorded settings (workspace.json); without any, the seed's for a seed index, else its own."""
+    if workspace.index_info(name).get("search"):
+        return workspace.search_settings(name)
+    return SEED_SETTINGS if index.kind == "seed" else SearchSettings()
 
 
 def _side_by_side(workspace, catalog) -> None:
@@ -76,22 +75,20 @@ def _side_by_side(workspace, catalog) -> None:
             vectors, ids, truth = _queries(workspace, name, catalog)
         except EproductError:
             continue
-        settings = _settings_of(
-            workspace, name, index, SEED_SEARCH if index.kind == "seed" else SearchSettings(kind=index.kind)
-        )
+        settings = _settings_of(workspace, name, index)
         key = loaders.stamp(workspace.index_dir(name) / "manifest.json")
         result = _evaluate(str(workspace.index_dir(name)), key, index, vectors, tuple(ids), truth, settings)
-        cards.append((name, settings, result.summary))
+        cards.append((name, index.kind, SearchSettings.from_dict(result.summary["settings"]), result.summary))
     if not cards:
         st.info("No index here has query embeddings to score.")
         return
     columns = st.columns(len(cards))
-    for column, (name, settings, summary) in zip(columns, cards, strict=False):
+    for column, (name, kind, settings, summary) in zip(columns, cards, strict=False):
         with column:
             st.markdown(f"**{name}** · {workspace.index_info(name).get('label', '')}")
             st.metric("MAR@10", f"{summary.get('mar@10_G', float('nan')):.3f}")
             st.caption(
-                f"{settings.kind} embedding, {settings.bits} bits, mode {settings.mode}"
+                f"{kind} embedding, {settings.bits} bits, mode {settings.mode}"
                 + (
                     f", cutoff {settings.cutoff}"
                     if settings.mode == "cutoff"
@@ -153,26 +150,21 @@ def render() -> None:
     st.caption(f"Best cell: {int(best['bits'])} bits, cutoff {best['cutoff']:.2f} → MAR@10 {best['mar@10_G']:.3f}.")
 
     st.subheader("Distances of true matches vs nearest non-matches")
-    distances = _distances(path, key, index, vectors, tuple(ids), truth, chosen["bits"])
+    distances = _distances(path, key, index, vectors, tuple(ids), truth, chosen.bits)
     if distances.empty:
         st.info("No distances to show.")
     else:
         st.altair_chart(
             charts.distance_histogram(
-                distances, chosen["cutoff"], "code_cosine", f"Code cosine at {chosen['bits']} bits; the cutoff in red"
+                distances,
+                controls.shown_cutoff(chosen),
+                "code_cosine",
+                f"Code cosine at {chosen.bits} bits; the cutoff in red",
             ),
             width="stretch",
         )
 
-    settings = SearchSettings(
-        kind=index.kind,
-        bits=chosen["bits"],
-        cutoff=chosen["cutoff"],
-        mode=chosen["mode"],
-        k=chosen["k"],
-        rerank=chosen["rerank"],
-    )
-    result = _evaluate(path, key, index, vectors, tuple(ids), truth, settings)
+    result = _evaluate(path, key, index, vectors, tuple(ids), truth, chosen)
     st.subheader("Per-query recall with the sidebar's settings")
     st.metric("MAR@10", f"{result.summary.get('mar@10_G', float('nan')):.3f}")
     st.altair_chart(charts.recall_histogram(result.per_query), width="stretch")

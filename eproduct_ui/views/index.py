@@ -6,15 +6,16 @@ from __future__ import annotations
 
 import re
 
-import numpy as np
 import pandas as pd
 import streamlit as st
 
+from eproduct_core import lsh
 from eproduct_core import workspace as ws
 from eproduct_core.errors import EproductError
+from eproduct_core.lsh import hamming_radius
+from eproduct_core.settings import DEFAULT_SHARD_SIZE, IndexSpec, SearchSettings
 from eproduct_ui import charts, controls, loaders
 from eproduct_ui.state import current_workspace
-from eproduct_ui.views.search import hamming_radius
 
 MAX_BUCKET_BITS = 32  # bucket occupancy is counted on a code prefix of at most this many bits
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -34,10 +35,7 @@ def shard_table(index) -> pd.DataFrame:
 
 def bucket_sizes(index, bits: int) -> pd.DataFrame:
     """items, buckets: how many buckets (distinct `bits`-bit codes) hold each number of items."""
-    bits = min(bits, MAX_BUCKET_BITS, index.bits)
-    keys = index.word0 >> np.uint64(64 - bits)
-    _, counts = np.unique(keys, return_counts=True)
-    items, buckets = np.unique(counts, return_counts=True)
+    items, buckets = lsh.bucket_sizes(index.word0, min(bits, MAX_BUCKET_BITS, index.bits))
     return pd.DataFrame({"items": items, "buckets": buckets})
 
 
@@ -89,7 +87,7 @@ def _build_form(workspace) -> None:
             value=64,
             help="Stored in whole bytes; any shorter length can be searched without a rebuild.",
         )
-        shard_size = st.number_input("Rows per shard", 100, 1_000_000, 8000, step=100)
+        shard_size = st.number_input("Rows per shard", 100, 1_000_000, DEFAULT_SHARD_SIZE, step=100)
         name = st.text_input("Index name", value=f"{source.removesuffix('-index')}-custom", key="new_index_name")
         submitted = st.form_submit_button("Build index", key="build_index_button")
     if not submitted:
@@ -97,39 +95,23 @@ def _build_form(workspace) -> None:
     if not NAME.match(name):
         raise EproductError(f"Index name {name!r}: use letters, digits, '.', '_' or '-' (up to 64), no slashes.")
     vectors, ids = loaders.embeddings(workspace.embeddings_dir(source))
-    kind = workspace.embeddings_info(source).get("kind", "external")
+    spec = IndexSpec(
+        kind=workspace.embeddings_info(source).get("kind", "external"), bits=int(bits), shard_size=int(shard_size)
+    )
     bar = st.progress(0.0, text="Hashing")
     build_index(
         vectors,
         ids,
         workspace.index_dir(name),
-        bits=int(bits),
-        shard_size=int(shard_size),
-        kind=kind,
+        bits=spec.bits,
+        shard_size=spec.shard_size,
+        seed=spec.seed,
+        kind=spec.kind,
         progress=lambda done, total: bar.progress(done / max(total, 1), text=f"Hashed {done:,}/{total:,} rows"),
     )
     run = workspace.embeddings_info(source).get("run")
-    ws.record_index(
-        workspace,
-        name,
-        {
-            "embeddings": source,
-            "kind": kind,
-            "run": run,
-            "bits": int(bits),
-            "shard_size": int(shard_size),
-            "label": "built in the app",
-            "search": {
-                "kind": kind,
-                "bits": int(bits),
-                "mode": "topk",
-                "k": 10,
-                "rerank": 100,
-                "cutoff": 0.1,
-                "shard_size": int(shard_size),
-            },
-        },
-    )
+    entry = ws.index_entry(spec, SearchSettings(), embeddings=source, run=run, label="built in the app")
+    ws.record_index(workspace, name, entry)  # searched with the index's own defaults
     st.success(f"Built index {name}: {len(ids):,} rows, {bits} bits. Pick it in the sidebar.")
 
 

@@ -12,8 +12,10 @@ import time
 import numpy as np
 import streamlit as st
 
-from eproduct_core import lsh
 from eproduct_core.errors import EproductError
+from eproduct_core.lsh import hamming_radius
+from eproduct_core.search import code_cosines, search
+from eproduct_core.settings import SearchSettings
 from eproduct_ui import charts, controls, loaders
 from eproduct_ui.state import current_workspace
 
@@ -66,19 +68,6 @@ def _query_source(workspace, catalog, index_name: str):
     return loaders.embed_upload(workspace.run_dir(run), kind, data, query_id), query_id, image, query_id
 
 
-def hamming_radius(cutoff: float, bits: int) -> int:
-    """Largest Hamming distance d the cutoff admits between two codes with half their bits set each.
-
-    Then code cosine = d / bits, evaluated here in the same float arithmetic as the search (lsh.py), so
-    float rounding is honoured: at 20 bits the seed's 0.1 admits d = 2 (1 - 9/10 = 0.0999...). -1: none.
-    """
-    half = bits / 2.0
-    hamming = np.arange(bits + 1)
-    distance = lsh.code_cosine_from_counts((bits - hamming) / 2.0, half, half)
-    admitted = hamming[distance < cutoff]
-    return int(admitted.max()) if admitted.size else -1
-
-
 def _grid(catalog, result, truth: set[str], distance: np.ndarray, label: str) -> None:
     paths = dict(zip(catalog.index["image_id"], catalog.index["path"], strict=False))
     shown = list(zip(result.ids, distance, result.hamming, strict=False))[:MAX_SHOWN]
@@ -93,21 +82,11 @@ def _grid(catalog, result, truth: set[str], distance: np.ndarray, label: str) ->
                 st.caption(f"{mark}{item} · {label} {dist:.3f} · ham {int(ham)}")
 
 
-def _missed(index, vector, truth: set[str], settings: dict) -> None:
+def _missed(index, vector, truth: set[str], settings: SearchSettings) -> None:
     """List the true matches missing from the top 10, with eproduct_core.why_missed's explanation."""
-    from eproduct_core.config import SearchSettings
     from eproduct_core.why_missed import why_missed
 
-    search = SearchSettings(
-        kind=index.kind,
-        bits=settings["bits"],
-        cutoff=settings["cutoff"],
-        mode=settings["mode"],
-        k=10 if settings["mode"] == "cutoff" else settings["k"],
-        rerank=settings["rerank"],
-        shard_size=int(index.manifest.get("shard_size", 8000)),
-    )
-    table = why_missed(index, np.asarray(vector, dtype=np.float32), truth, search)
+    table = why_missed(index, np.asarray(vector, dtype=np.float32), truth, settings)
     missed = table[~table["retrieved"].fillna(False).astype(bool)]
     if missed.empty:
         return
@@ -136,14 +115,7 @@ def render() -> None:
             st.image(image, caption=f"query: {label}", width="stretch")
     index.check_compatible(None, int(np.asarray(vector).shape[0]))
     started = time.perf_counter()
-    result = index.search(
-        vector[None, :].astype(np.float32),
-        bits=settings["bits"],
-        mode=settings["mode"],
-        k=None if settings["mode"] == "cutoff" else settings["k"],
-        cutoff=settings["cutoff"] if settings["mode"] == "cutoff" else None,
-        rerank=settings["rerank"],
-    )[0]
+    result = search(index, vector[None, :].astype(np.float32), settings)[0]
     search_ms = (time.perf_counter() - started) * 1000
     truth = catalog.matches().get(query_id, set()) if query_id else set()
     distance, label_d = (result.cosine, "cos") if result.cosine is not None else (result.code_cosine, "code-cos")
@@ -155,7 +127,7 @@ def render() -> None:
         )
         cols[2].metric(
             "Hamming radius",
-            hamming_radius(settings["cutoff"], settings["bits"]),
+            hamming_radius(controls.shown_cutoff(settings), settings.bits),
             help="The cutoff's equivalent Hamming radius at this hash length, for codes with half their bits set.",
         )
         cols[3].metric("Search time", f"{search_ms:.1f} ms", help=f"{result.candidates} candidates considered")
@@ -166,14 +138,13 @@ def render() -> None:
             st.caption(f"Showing the first {MAX_SHOWN} of {len(result.ids)} matches (sorted by distance).")
         if truth:
             _missed(index, vector, truth, settings)
-        qwords = index.encode(np.asarray(vector, dtype=np.float32)[None, :])[0]
-        every = charts.binned(lsh.code_cosine(qwords, index.words, settings["bits"]))
+        every = charts.binned(code_cosines(index, vector, settings.bits or index.bits))
         st.altair_chart(
             charts.binned_histogram(
                 every,
-                settings["cutoff"],
+                controls.shown_cutoff(settings),
                 "code-cosine distance",
-                f"Distance to every index item at {settings['bits']} bits; cutoff in red",
+                f"Distance to every index item at {settings.bits} bits; cutoff in red",
             ),
             width="stretch",
         )

@@ -1,0 +1,57 @@
+"""The one flag set of search settings shared by `search`, `evaluate`, `sweep` and `submit`.
+
+`add_search_flags` declares --mode --bits --k --cutoff --rerank --shortlist --probe-bits --candidates
+(every one defaulting to "not given"); `search_settings` builds the one `SearchSettings` from a base
+(the run preset's, or `SearchSettings()` whose `None` fields let the index decide) and the flags given.
+Validation is SearchSettings' own (and search.py's for what needs the index), never repeated here.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from ..settings import MODES, SearchSettings
+
+FLAGS = ("mode", "bits", "k", "cutoff", "rerank", "shortlist", "probe_bits", "candidates")  # SearchSettings fields
+
+
+def add_search_flags(parser: argparse.ArgumentParser, default: str) -> None:
+    """Add the search-settings flags; `default` says where unset ones come from (shown in --help)."""
+    group = parser.add_argument_group(
+        f"search settings (default: {default}; a flag left out keeps it, an unset field is the index's own)"
+    )
+    group.add_argument(
+        "--mode",
+        choices=MODES,
+        help="topk: the k nearest; cutoff: every row under the code-cosine cutoff (the seed's). "
+        "Switching the default's mode starts from the index's defaults for the new mode (keeping bits and k)",
+    )
+    group.add_argument("--bits", type=int, help="hash length searched: a prefix of the stored codes (default: all)")
+    group.add_argument("--k", type=int, help="results per query (MAR@10 scores the first 10)")
+    group.add_argument(
+        "--cutoff",
+        type=float,
+        help="cutoff mode: code-cosine cutoff (default 0.1, the seed's); topk: keep exact cosine distance < cutoff",
+    )
+    group.add_argument("--rerank", type=int, help="rows re-ranked by exact cosine (0 = off; default 256 in topk)")
+    group.add_argument(
+        "--shortlist", type=int, help="rows ranked by weighted Hamming to pick the re-ranked ones (default 1536)"
+    )
+    group.add_argument(
+        "--probe-bits", type=int, help="code prefix scanned over every row (default 128; >= bits: exact Hamming)"
+    )
+    group.add_argument("--candidates", type=int, help="rows kept by the prefix scan (default 8192)")
+
+
+def search_settings(args: argparse.Namespace, base: SearchSettings | None = None) -> SearchSettings:
+    """`base` (default `SearchSettings()`) with the flags given applied: the one SearchSettings of a command.
+
+    A --mode other than the base's starts from `SearchSettings(mode=..., bits=base.bits, k=base.k)`: the
+    base's cutoff and stage sizes belong to its own mode (a cutoff-mode 0.1 is no top-k cosine cutoff).
+    """
+    base = base or SearchSettings()
+    given = {name: getattr(args, name) for name in FLAGS if getattr(args, name, None) is not None}
+    if given.get("mode", base.mode) != base.mode:
+        kept = {"bits": base.bits, **({"k": base.k} if base.k is not None else {})}
+        base = SearchSettings(mode=given["mode"], **kept)
+    return base.replace(**given)

@@ -1,0 +1,82 @@
+"""search_kernels.py / numba_kernels.py: wide codes never wrap, both kernels give the same bits, a kernel
+asked for by name runs or refuses."""
+
+import numpy as np
+import pytest
+
+from eproduct_core import lsh, search_kernels
+from eproduct_core.errors import EproductError
+from eproduct_core.index import unit_float16
+
+KERNELS = ["numba", "numpy"]
+
+
+@pytest.mark.parametrize("bits", [512, 1024, 4096])
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_scan_of_long_prefixes_never_wraps(bits, kernel):
+    """Prefix distances above 255 bits (uint8 once) keep their order: the scan equals a direct ranking."""
+    rng = np.random.default_rng(bits)
+    codes = lsh.pack(rng.random((3000, bits)) < 0.5)
+    words = lsh.to_words(codes)
+    columns = np.ascontiguousarray(words.T)
+    query = words[17] ^ lsh.to_words(lsh.pack(rng.random((1, bits)) < 0.3))[0]  # row 17 is its nearest
+    dist = lsh.hamming(query, words, bits)
+    assert dist.max() > 255  # distances that wrapped in uint8
+    for count in (10, 700, 2000):  # 2000 > rows / 4: every row is collected, the full range of distances
+        expected = np.sort(np.lexsort((np.arange(len(dist)), dist))[:count])
+        got = search_kernels.scan(columns, query, bits, count, kernel, search_kernels.radius_sample(columns))
+        np.testing.assert_array_equal(got, expected)
+
+
+def near_tied(n=600, dim=48, seed=0):
+    """Rows and queries all within ~1e-3 of one direction: exact cosines differ in the 7th digit or less."""
+    rng = np.random.default_rng(seed)
+    u = rng.standard_normal(dim)
+    x = u + 1e-3 * rng.standard_normal((n, dim))
+    q = u + 1e-3 * rng.standard_normal((8, dim))
+    return x.astype(np.float32), q.astype(np.float32)
+
+
+def test_both_cosine_kernels_give_the_same_bits_on_near_ties():
+    x, q = near_tied()
+    vectors, rows = unit_float16(x), np.arange(len(x))[::-1].copy()
+    for query in q:
+        compiled = search_kernels.rows_cosine(vectors, rows, query, "numba")
+        fallback = search_kernels.rows_cosine(vectors, rows, query, "numpy")
+        np.testing.assert_array_equal(compiled, fallback)  # bit for bit, not approximately
+        assert len(np.unique(compiled)) < len(compiled) or np.diff(np.sort(compiled)).min() < 1e-6  # near ties
+
+
+def test_both_weighted_kernels_give_the_same_bits():
+    rng = np.random.default_rng(3)
+    words = lsh.to_words(lsh.pack(rng.random((500, 256)) < 0.5))
+    projections = rng.standard_normal(256).astype(np.float32)
+    rows = np.arange(500)
+    for bits in (64, 100, 256):
+        np.testing.assert_array_equal(
+            search_kernels.rows_weighted(words, rows, projections, bits, "numba"),
+            search_kernels.rows_weighted(words, rows, projections, bits, "numpy"),
+        )
+
+
+def _without_numba(monkeypatch):
+    monkeypatch.setattr(search_kernels, "_kernels", None)  # as if `import numba` had failed
+    monkeypatch.setattr(search_kernels, "_kernels_checked", True)
+    monkeypatch.setattr(search_kernels, "_prepared", False)
+
+
+def test_asking_for_numba_without_numba_raises_and_auto_falls_back(monkeypatch):
+    words = np.arange(40, dtype=np.uint64).reshape(20, 2)
+    columns = np.ascontiguousarray(words.T)
+    expected = search_kernels.scan(columns, words[3], 128, 5, "numpy")
+    _without_numba(monkeypatch)
+    with pytest.raises(EproductError, match="kernel 'numba' was asked for but numba does not import"):
+        search_kernels.scan(columns, words[3], 128, 5, "numba")
+    np.testing.assert_array_equal(search_kernels.scan(columns, words[3], 128, 5, "auto"), expected)
+    with pytest.raises(EproductError, match="kernel must be one of"):
+        search_kernels.scan(columns, words[3], 128, 5, "cuda")
+
+
+def test_numba_is_installed_here():
+    """numba is a hard dependency of the fast path: its absence is a failure, never a skip."""
+    assert search_kernels.numba_available()
