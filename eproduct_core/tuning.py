@@ -23,7 +23,6 @@ If no setting reaches the target, the most accurate one tried is kept and `reach
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import time
@@ -140,16 +139,8 @@ def bootstrap_interval(values: np.ndarray, seed: int = 0, level: float = 0.90) -
     return float(np.quantile(means, tail)), float(np.quantile(means, 1 - tail))
 
 
-def _run(index, queries: np.ndarray, settings: SearchSettings, threads: int = 1) -> list:
-    """search.search with one SearchSettings (before search-core's API lands: the keyword form)."""
-    if "settings" in inspect.signature(_search.search).parameters:
-        return _search.search(index, queries, settings, threads=threads)
-    fields = {key: value for key, value in settings.to_dict().items() if value is not None}
-    return _search.search(index, queries, threads=threads, **fields)
-
-
 def _rows_found(index, queries, settings: SearchSettings, threads: int) -> list[np.ndarray]:
-    return [r.rows for r in _run(index, queries, settings, threads)]
+    return [r.rows for r in _search.search(index, queries, settings, threads=threads)]
 
 
 def tune(
@@ -186,7 +177,10 @@ def tune(
         if settings not in cache:
             cache[settings] = per_query_recall(_rows_found(index, queries, settings, threads), truth, drop)
             if progress is not None:
-                progress(f"{settings}: recall@{k} {cache[settings].mean():.3f}")
+                progress(
+                    f"probe_bits {settings.probe_bits}, candidates {settings.candidates}, shortlist "
+                    f"{settings.shortlist}, rerank {settings.rerank}: recall@{k} {cache[settings].mean():.3f}"
+                )
         return cache[settings]
 
     def reaches(settings: SearchSettings) -> bool:
@@ -239,7 +233,7 @@ def _time(index, queries: np.ndarray, settings: SearchSettings, passes: int = 3,
     for _ in range(passes):
         start = time.perf_counter()
         for query in queries:
-            _run(index, query[None, :], settings)
+            _search.search(index, query[None, :], settings)
         times.append((time.perf_counter() - start) / len(queries) * 1e3)
     return float(np.median(times))
 

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from eproduct_core import tuning
+from eproduct_core import search, tuning
 from eproduct_core.errors import EproductError
 from eproduct_core.index import build_index, open_index, verify_index
 from eproduct_core.settings import SearchSettings
@@ -50,11 +50,11 @@ def test_tuned_settings_reach_the_target_on_held_out_queries(tmp_path, make, tar
     result = tuning.tune(index, target=target, sample=300, seed=1)
     assert result.reached and result.low >= target and result.source == "held-out index rows"
     assert result.settings.candidates < index.size  # a real choice, not "scan everything"
-    found = [r.rows for r in tuning._run(index, q, result.settings)]
+    found = [r.rows for r in search.search(index, q, result.settings)]
     held_out = tuning.per_query_recall(found, exact(x, q)).mean()
     assert held_out >= target, (held_out, result)
     cheaper = tuning.stage_settings(result.settings.rerank // 2, result.settings.probe_bits, 10)
-    found = [r.rows for r in tuning._run(index, q, cheaper)]
+    found = [r.rows for r in search.search(index, q, cheaper)]
     assert tuning.per_query_recall(found, exact(x, q)).mean() < 1.0  # the target was not met for free
 
 
