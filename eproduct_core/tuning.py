@@ -151,7 +151,7 @@ def tune(
     queries: np.ndarray | None = None,
     sample: int = SAMPLE_QUERIES,
     seed: int = 0,
-    threads: int = 1,
+    threads: int = os.cpu_count() or 1,
     progress: Callable[[str], None] | None = None,
 ) -> TuneResult:
     """The cheapest stage sizes reaching recall@k >= `target` on sample queries (see the module doc)."""
@@ -189,14 +189,9 @@ def tune(
     probes = sorted({min(p, index.bits) for p in PROBE_CHOICES})
     winners = []
     for probe in probes:
-        family = [stage_settings(r, probe, ask) for r in LADDER]
-        lo, hi = 0, len(family) - 1
-        if not reaches(family[hi]):
-            continue
-        while lo < hi:  # smallest rung that reaches the target (recall grows with the rung)
-            mid = (lo + hi) // 2
-            lo, hi = (lo, mid) if reaches(family[mid]) else (mid + 1, hi)
-        winners.append(family[lo])
+        rung = _first_reaching([stage_settings(r, probe, ask) for r in LADDER], reaches)
+        if rung is not None:
+            winners.append(rung)
     if winners:
         timed = [(_time(index, queries, s), s) for s in winners]
         ms, best = min(timed, key=lambda pair: pair[0])
@@ -218,6 +213,16 @@ def tune(
         ms,
         len(cache),
     )
+
+
+def _first_reaching(family: list[SearchSettings], reaches: Callable[[SearchSettings], bool]):
+    """The first rung of `family` that reaches the target (recall grows with the rung), or None: rungs are
+    tried two at a time from the cheapest (dear rungs cost most to evaluate), then the one skipped."""
+    for i in range(1, len(family) + 1, 2):
+        top = min(i, len(family) - 1)
+        if reaches(family[top]):
+            return family[top - 1] if top > 0 and reaches(family[top - 1]) else family[top]
+    return None
 
 
 def held_out_rows_of(count: int, sample: int, seed: int) -> np.ndarray:
