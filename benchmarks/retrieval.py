@@ -13,7 +13,8 @@ each index, after gc; allocator slack counts against everyone alike.
 
 This project's rows: "tuned" takes `eproduct_core.tuning.tune` (sample: held-out index rows, never
 the benchmark's queries) as it is; "swept" sweeps the same stage family on the queries as the peers
-are swept; "default" is settings.py's constants.
+are swept; "default" is settings.py's constants; "+ tables" adds the prefix-bucket tables (lsh_tables.py,
+their build time and memory added to the index's) and sweeps probes per table x re-rank depth.
 
     python benchmarks/retrieval.py --dist latent --n 200000 --dim 512
     python benchmarks/retrieval.py --dist fashion --n 210000 --peers all
@@ -43,7 +44,7 @@ import numpy as np  # noqa: E402
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
 import vectors  # noqa: E402
 
-from eproduct_core import search, search_kernels, tuning  # noqa: E402
+from eproduct_core import lsh_tables, search, search_kernels, tuning  # noqa: E402
 from eproduct_core.index import build_index, open_index  # noqa: E402
 from eproduct_core.settings import (  # noqa: E402
     DEFAULT_CANDIDATES,
@@ -112,6 +113,14 @@ class Ours(Method):
                 shared.memory,
                 shared.tuned,
             )
+            if variant == "tables":  # + the prefix-bucket tables (lsh_tables.py), built from the stored codes
+                before, start = rss(), time.perf_counter()
+                lsh_tables.build_tables(self.index)
+                self.tables = lsh_tables.tables_of(self.index)
+                self.build_s += time.perf_counter() - start
+                self.memory += rss() - before
+                shape = f"{self.tables.tables} x {self.tables.key_bits}-bit keys"
+                self.name = f"eproduct LSH + tables ({shape}, multi-probe), swept"
             return
         start = time.perf_counter()
         build_index(x, None, work / "ours", workers=BUILD_THREADS)
@@ -130,6 +139,12 @@ class Ours(Method):
             return [[SearchSettings()]]
         if self.variant == "tuned":
             return [[self.tuned.settings]]
+        if self.variant == "tables":
+            probes = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+            return [
+                [SearchSettings(k=10, rerank=r, shortlist=6 * r, table_probes=p) for p in probes]
+                for r in (16, 32, 64, 128, 256)
+            ]
         probe = self.tuned.settings.probe_bits
         return [[tuning.stage_settings(r, probe, 10) for r in tuning.LADDER if r >= 8]]
 
@@ -137,6 +152,8 @@ class Ours(Method):
         return np.stack([_pad(r.rows) for r in search.search(self.index, q, knob)])
 
     def label(self, s):
+        if s.table_probes:
+            return f"{s.table_probes} probes per table, shortlist {s.shortlist}, re-rank {s.rerank}"
         if s == SearchSettings():
             return (
                 f"defaults: probe {DEFAULT_PROBE_BITS} b, candidates {DEFAULT_CANDIDATES}, "
@@ -317,6 +334,8 @@ def make_methods(x: np.ndarray, work: Path, peers: list[str], log) -> list[Metho
     tuned = Ours(x, work, "tuned")
     log(f"ours: build {tuned.build_s:.1f} s, tune {tuned.tune_s:.1f} s -> {tuning.describe(tuned.tuned.estimate())}")
     methods: list[Method] = [tuned, Ours(x, work, "swept", tuned), Ours(x, work, "default", tuned)]
+    methods.append(Ours(x, work, "tables", tuned))
+    log(f"{methods[-1].name}: tables built in {methods[-1].build_s - tuned.build_s:.1f} s")
     makers = {
         "hnsw": FaissHNSW,
         "ivfpq": lambda v: FaissIVF(v, "pq"),
@@ -374,7 +393,7 @@ def report(args, x, methods, chosen, measured, truth, load_start) -> str:
             f"| {method.name} | {method.label(knob)} | {method.build_s:.1f} | {method.memory / len(x):,.0f} | "
             f"{p50:.2f} | {p95:.2f} | {qps:,.0f} | {recall(runs[0][3], truth):.3f} |"
         )
-    ran = ", ".join(m.name for m in methods[3:]) or "none"
+    ran = ", ".join(m.name for m in methods[4:]) or "none"
     lines += ["", f"Peers that ran: {ran}.", f"Rerun: `python benchmarks/retrieval.py {' '.join(sys.argv[1:])}`"]
     return "\n".join(lines)
 

@@ -10,7 +10,8 @@ and `offsets`, one int32 per bucket + 1). A query probes, in each table, its own
 reached by flipping its least confident bits: the query's projections on those hyperplanes are nearest
 zero, so a near neighbour differs from it there first (multi-probe LSH, Lv et al. 2007). The flip sets are
 ranked by the sum of the flipped bits' |projection| among the FLIP_BITS least confident bits of the
-substring; the `probes` best are probed per table. The union of the probed buckets is the candidate set
+substring, with the expected margin of each confidence rank (a fixed template, so a query sorts only its
+bits, not the flip sets); the `probes` best are probed per table. The union of the probed buckets is the candidate set
 that stages 2-4 of search.py rank (full Hamming, weighted Hamming, exact cosine).
 
 Cost: about tables * probes * rows-per-bucket candidate rows; key_bits grows with log2(rows) so a bucket
@@ -90,15 +91,10 @@ class Tables:
         probes = max(1, min(probes, 1 << flip))
         margins = np.abs(projections[: t_count * kb]).reshape(t_count, kb)
         weak = np.argsort(margins, axis=1, kind="stable")[:, :flip]  # (T, flip) least confident bit positions
-        subsets = _subsets(flip)  # (2**flip, flip) 0/1
-        scores = np.take_along_axis(margins, weak, axis=1) @ subsets.T  # (T, 2**flip)
-        if probes < len(subsets):
-            pick = np.argpartition(scores, probes - 1, axis=1)[:, :probes]
-        else:
-            pick = np.broadcast_to(np.arange(len(subsets)), (t_count, len(subsets)))
-        flips = (subsets.astype(np.int64) @ (1 << weak.astype(np.int64)).T).T  # (T, 2**flip) xor masks
-        keys = _query_keys(projections, t_count, kb)[:, None] ^ np.take_along_axis(flips, pick, axis=1)
-        table = np.arange(t_count)[:, None]
+        masks = _templates(flip)[:probes]  # (probes, flip) flip sets over the confidence ranks, best first
+        flips = masks @ (1 << weak.astype(np.int64)).T  # (probes, T) xor masks
+        keys = _query_keys(projections, t_count, kb)[None, :] ^ flips
+        table = np.arange(t_count)[None, :]
         starts, stops = self.offsets[table, keys], self.offsets[table, keys + 1]
         lengths = (stops - starts).ravel().astype(np.int64)
         total = int(lengths.sum())
@@ -107,16 +103,25 @@ class Tables:
         flat_starts = (starts + table * self.rows).ravel().astype(np.int64)
         ends = np.cumsum(lengths)
         positions = np.arange(total, dtype=np.int64) + np.repeat(flat_starts - (ends - lengths), lengths)
-        return np.unique(self.order.ravel()[positions]).astype(np.int64)
+        rows = np.sort(self.order.ravel()[positions])
+        keep = np.empty(len(rows), dtype=bool)
+        keep[0] = True
+        np.not_equal(rows[1:], rows[:-1], out=keep[1:])
+        return rows[keep].astype(np.int64)
 
 
-_SUBSETS: dict[int, np.ndarray] = {}
+_TEMPLATES: dict[int, np.ndarray] = {}
 
 
-def _subsets(flip: int) -> np.ndarray:
-    if flip not in _SUBSETS:
-        _SUBSETS[flip] = ((np.arange(1 << flip)[:, None] >> np.arange(flip)[None, :]) & 1).astype(np.float64)
-    return _SUBSETS[flip]
+def _templates(flip: int) -> np.ndarray:
+    """All 2**flip flip sets (int64 0/1 rows over the `flip` least confident bits, rank 0 the least), ordered by
+    the expected |projection| they cost: the r-th smallest of the bits' margins grows about linearly in r, so
+    a set costs sum(r + 1) over its ranks (ties: fewer flips, then lower ranks). The query's own bucket first."""
+    if flip not in _TEMPLATES:
+        sets = (np.arange(1 << flip)[:, None] >> np.arange(flip)[None, :]) & 1
+        cost = sets @ (np.arange(flip) + 1)
+        _TEMPLATES[flip] = sets[np.lexsort((np.arange(1 << flip), sets.sum(axis=1), cost))].astype(np.int64)
+    return _TEMPLATES[flip]
 
 
 def make_tables(words: np.ndarray, tables: int, key_bits: int) -> Tables:
