@@ -91,3 +91,21 @@ def test_bad_tuning_requests_are_clear(tmp_path):
         tuning.tune(index, target=1.5)
     with pytest.raises(EproductError, match="dim"):
         tuning.tune(index, queries=np.ones((4, 3), np.float32))
+
+
+def test_cli_build_tunes_and_tune_retunes(tmp_path, capsys):
+    from eproduct_core.cli import main
+
+    x, _ = latent(3000, 32, 10, seed=4)
+    np.save(tmp_path / "x.npy", x)
+    folder = tmp_path / "idx"
+    assert main(["index", "build", "--vectors", str(tmp_path / "x.npy"), "--out", str(folder), "-q", "--tables"]) == 0
+    first = json.loads((folder / "manifest.json").read_text())
+    assert first["search_estimate"]["target"] == 0.95 and "tables" in first
+    assert main(["index", "tune", str(folder), "--target-recall", "0.8", "-q"]) == 0
+    second = json.loads((folder / "manifest.json").read_text())
+    assert second["search_estimate"]["target"] == 0.8 and second["tables"] == first["tables"]
+    assert second["search"]["rerank"] <= first["search"]["rerank"]
+    assert main(["index", "verify", str(folder)]) == 0
+    assert main(["index", "tune", str(folder), "--target-recall", "2"]) == 2
+    assert "target recall" in capsys.readouterr().err

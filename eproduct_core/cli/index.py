@@ -73,6 +73,8 @@ def _build(args: argparse.Namespace) -> int:
             progress=lambda done, total: bar.update(done - bar.n),
         )
     print(f"{out}: {len(vectors)} rows, {spec.bits} bits")
+    if args.tables:
+        _tables_into(out)
     if args.target_recall and not args.no_vectors:
         _tune_into(out, args.target_recall, _tune_queries(args.tune_queries, args.embeddings), args.quiet)
     return 0
@@ -111,6 +113,32 @@ def _tune_into(folder, target: float, queries, quiet: bool) -> None:
     )
 
 
+def _verify_tables(folder) -> list[str]:
+    from ..index import open_index
+    from ..lsh_tables import verify_tables
+
+    return verify_tables(open_index(folder))
+
+
+def _tables_into(folder) -> None:
+    import time
+
+    from ..index import open_index
+    from ..lsh_tables import build_tables
+
+    start = time.perf_counter()
+    made = build_tables(open_index(folder))
+    print(
+        f"{folder}: candidate tables {made.tables} x {made.key_bits}-bit keys, {made.memory_bytes() / 2**20:.1f} MiB, "
+        f"built in {time.perf_counter() - start:.1f} s (search with --table-probes N)"
+    )
+
+
+def _tables(args: argparse.Namespace) -> int:
+    _tables_into(args.dir)
+    return 0
+
+
 def _tune(args: argparse.Namespace) -> int:
     _one_blas_thread()
     _tune_into(args.dir, args.target_recall, _tune_queries(args.queries, None), args.quiet)
@@ -133,6 +161,12 @@ def _add_tuning(commands: argparse._SubParsersAction, build: argparse.ArgumentPa
         help="sample queries for tuning (.npy or embeddings folder; default: the catalog's query embeddings "
         "beside --embeddings, else held-out index rows)",
     )
+    build.add_argument(
+        "--tables", action="store_true", help="also build prefix-bucket candidate tables (sublinear stage 1)"
+    )
+    tables = commands.add_parser("tables", help="build prefix-bucket candidate tables into an index folder")
+    tables.add_argument("dir", help="index folder")
+    tables.set_defaults(func=_tables)
     tune = commands.add_parser(
         "tune", help="pick the stage sizes reaching a recall@10 target and store them as the index's defaults"
     )
@@ -149,6 +183,8 @@ def _verify(args: argparse.Namespace) -> int:
     from ..index import verify_index
 
     problems = verify_index(args.dir)
+    if not problems:
+        problems = _verify_tables(args.dir)
     for problem in problems:
         print(problem)
     if problems:
