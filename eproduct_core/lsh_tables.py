@@ -143,12 +143,12 @@ def build_tables(index, tables: int | None = None, key_bits: int | None = None) 
     "tables"), replacing any there; returns them."""
     from .index_format import MANIFEST, fsync_dir, read_manifest, sha256_file
 
-    default_t, default_b = default_shape(index.size, index.bits)
+    _, default_b = default_shape(index.size, index.bits)
     key_bits = key_bits or default_b
     tables = tables or max(1, min(MAX_TABLES, index.bits // key_bits))
     made = make_tables(index.words, tables, key_bits)
     folder = Path(index.path)
-    entry = {"tables": tables, "key_bits": key_bits, "files": {}}
+    files: dict[str, dict[str, str]] = {}
     for role, name, array in (("order", ORDER_FILE, made.order), ("offsets", OFFSETS_FILE, made.offsets)):
         tmp = folder / f".{name}.tmp-{os.getpid()}"
         with open(tmp, "wb") as handle:
@@ -156,9 +156,9 @@ def build_tables(index, tables: int | None = None, key_bits: int | None = None) 
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, folder / name)
-        entry["files"][role] = {"file": name, "sha256": sha256_file(folder / name)}
+        files[role] = {"file": name, "sha256": sha256_file(folder / name)}
     manifest = read_manifest(folder)
-    manifest["tables"] = entry
+    manifest["tables"] = {"tables": tables, "key_bits": key_bits, "files": files}
     tmp = folder / f".{MANIFEST}.tmp-{os.getpid()}"
     with open(tmp, "w", encoding="utf-8") as handle:
         handle.write(json.dumps(manifest, indent=2))
