@@ -140,7 +140,7 @@ class Ours(Method):
         if self.variant == "tuned":
             return [[self.tuned.settings]]
         if self.variant == "tables":
-            probes = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+            probes = (1, 2, 4, 8, 16, 32, 64, 128, 256)
             return [
                 [SearchSettings(k=10, rerank=r, shortlist=6 * r, table_probes=p) for p in probes]
                 for r in (16, 32, 64, 128, 256)
@@ -308,6 +308,8 @@ def sweep(method: Method, q: np.ndarray, truth: np.ndarray, target: float) -> tu
             results.append((time.perf_counter() - start, recall(found, truth), knob))
             if results[-1][1] >= target:
                 break
+            if len(results) > 1 and results[-1][0] > 20 * min(r[0] for r in results):
+                break  # 20x the cheapest point and still short: dearer knobs of this group cannot win
     good = [r for r in results if r[1] >= target]
     best = min(good, key=lambda r: r[0]) if good else max(results, key=lambda r: r[1])
     return best[2], best[1]
