@@ -84,7 +84,7 @@ def _explained(index, vector, query_id, pair, rows, ranks, settings: SearchSetti
     if not rows:
         return []
     out = []
-    for rank, info in zip(ranks, explain(index, vector, np.asarray(rows, dtype=np.int64), settings), strict=False):
+    for rank, info in zip(ranks, explain(index, vector, [int(r) for r in rows], settings), strict=False):
         out.append(
             {
                 "query_id": str(query_id),

@@ -6,18 +6,29 @@ A catalog is a folder with CSV files (header row; image paths relative to the fo
   query.csv        image_id, path
   index.csv        image_id, path
   groundtruth.csv  optional: query_id, index_id (one row per true match)
-Extra columns are kept and ignored. All values are read as strings.
+  catalog.json     optional: {"format": "eproduct-catalog", "version": 1, "image_root": DIR,
+                   "groundtruth": "proxy" | "true", "source": ...}. `image_root` (absolute, or relative
+                   to the catalog folder) is where the `path` values are resolved: an imported eProduct
+                   catalog references the dataset's Images/ folder without copying it. Without it, paths
+                   are relative to the catalog folder. `"groundtruth": "proxy"` marks a groundtruth.csv
+                   made by `catalog proxy-split` (an estimate, not the challenge's answers).
+Extra columns are kept and ignored. All values are read as strings. Image paths are confined to the
+image root: an absolute path or one with a `..` part is refused.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import random
-from dataclasses import dataclass
-from pathlib import Path
+import re
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
+from .atomic import atomic_path, write_text_atomic
+from .documents import read_versioned_json
 from .errors import EproductError
 from .images import load_image
 from .taxonomy import LEVELS, hierarchy_conflicts
@@ -33,6 +44,27 @@ COLUMNS = {
 REQUIRED = ("train.csv", "query.csv", "index.csv")
 MAX_FIELD = 4096  # longest field accepted (titles included); longer ones are reported
 SHOW_ROWS = 5  # offending line numbers shown per problem
+CATALOG_JSON = "catalog.json"
+FORMAT = "eproduct-catalog"
+VERSION = 1
+GROUNDTRUTH_KINDS = ("true", "proxy")
+# a path that is absolute (POSIX, Windows drive or UNC) or has a ".." part would leave the image root
+_ESCAPING = re.compile(r"^[/\\]|^[A-Za-z]:|(?:^|[/\\])\.\.(?:[/\\]|$)")
+
+
+def path_escapes(relative: str) -> bool:
+    """True when an image path would leave the image root (absolute, a drive, or a `..` part)."""
+    return bool(_ESCAPING.search(str(relative)))
+
+
+def resolve_image(image_root: Path, relative: str) -> Path:
+    """`image_root / relative`, or `EproductError` when the path would leave the image root."""
+    if path_escapes(relative) or ".." in PurePosixPath(str(relative).replace("\\", "/")).parts:
+        raise EproductError(
+            f"Image path {relative!r} leaves the catalog's image root {image_root}: "
+            "paths must be relative to it, without '..' parts. Fix the path column of the catalog CSV."
+        )
+    return image_root / str(relative)
 
 
 @dataclass(frozen=True)
@@ -43,9 +75,24 @@ class Catalog:
     index: pd.DataFrame
     val: pd.DataFrame | None = None
     groundtruth: pd.DataFrame | None = None
+    image_root: Path | None = None  # where `path` values resolve (catalog.json); None: the catalog folder
+    meta: dict = field(default_factory=dict)  # catalog.json as read ({} without one)
+
+    @property
+    def images(self) -> Path:
+        """The folder image paths are relative to."""
+        return self.image_root if self.image_root is not None else self.root
+
+    @property
+    def groundtruth_kind(self) -> str | None:
+        """ "true", "proxy" (made by `catalog proxy-split`), or None without groundtruth.csv."""
+        if self.groundtruth is None:
+            return None
+        return str(self.meta.get("groundtruth", "true"))
 
     def image_path(self, relative: str) -> Path:
-        return self.root / relative
+        """The file of a catalog `path` value, confined to the image root (`EproductError` otherwise)."""
+        return resolve_image(self.images, relative)
 
     def split(self, name: str) -> pd.DataFrame:
         frame = getattr(self, name, None)
@@ -85,7 +132,8 @@ def _lines(mask: pd.Series) -> tuple[int, ...]:
 
 
 def _undecodable_line(path: Path) -> int | None:
-    for number, raw in enumerate(path.read_bytes().split(b"\n"), start=1):
+    data = path.read_bytes()
+    for number, raw in enumerate(data.split(b"\n"), start=1):
         try:
             raw.decode("utf-8")
         except UnicodeDecodeError:
@@ -97,11 +145,11 @@ def read_csv(path: Path) -> pd.DataFrame:
     """Read one catalog CSV as strings, or raise `EproductError` saying what is wrong."""
     if not path.is_file():
         raise EproductError(f"{path} does not exist. A catalog folder needs {', '.join(REQUIRED)}.")
-    line = _undecodable_line(path)
-    if line is not None:
-        raise EproductError(f"{path.name} line {line} is not UTF-8 text. Re-save the file as UTF-8.")
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False, encoding="utf-8")
+    except UnicodeDecodeError as err:  # only then look for the line (one more read of the file)
+        line = _undecodable_line(path)
+        raise EproductError(f"{path.name} line {line} is not UTF-8 text. Re-save the file as UTF-8.") from err
     except pd.errors.EmptyDataError as err:
         raise EproductError(f"{path.name} is empty: it needs a header row ({', '.join(COLUMNS[path.name])}).") from err
     except (pd.errors.ParserError, ValueError) as err:
@@ -117,11 +165,53 @@ def _check_columns(name: str, frame: pd.DataFrame) -> list[Problem]:
     return []
 
 
+def read_catalog_meta(root: str | Path) -> dict:
+    """catalog.json of a catalog folder ({} when it has none), checked; `EproductError` when it is wrong."""
+    root = Path(root)
+    path = root / CATALOG_JSON
+    if not path.exists():
+        return {}
+    meta = read_versioned_json(
+        path,
+        fmt=FORMAT,
+        version=VERSION,
+        what="an eproduct catalog.json",
+        missing=f"{path} does not exist.",
+        fix="Re-create it with `eproduct catalog import-eproduct`, or delete it to resolve paths in the folder.",
+    )
+    if "image_root" in meta and not isinstance(meta["image_root"], str):
+        raise EproductError(f"{path}: image_root must be a folder path string, not {meta['image_root']!r}.")
+    if meta.get("groundtruth", "true") not in GROUNDTRUTH_KINDS:
+        raise EproductError(f"{path}: groundtruth must be one of {GROUNDTRUTH_KINDS}, not {meta['groundtruth']!r}.")
+    return meta
+
+
+def image_root_of(root: Path, meta: dict) -> Path | None:
+    """The image root named by catalog.json (relative to the catalog folder), or None; it must exist."""
+    if "image_root" not in meta:
+        return None
+    image_root = (root / meta["image_root"]).absolute()
+    if not image_root.is_dir():
+        raise EproductError(
+            f"{root / CATALOG_JSON} names image_root {image_root}, which is not a folder. "
+            "Did the dataset move? Edit image_root in catalog.json or re-run `eproduct catalog import-eproduct`."
+        )
+    return image_root
+
+
+def write_catalog_meta(root: str | Path, **fields) -> Path:
+    """Write catalog.json (format, version and `fields`) atomically; returns its path."""
+    path = Path(root) / CATALOG_JSON
+    return write_text_atomic(path, json.dumps({"format": FORMAT, "version": VERSION, **fields}, indent=2))
+
+
 def read_catalog(root: str | Path) -> Catalog:
     """Read a catalog folder; raise `EproductError` if a required file or column is missing."""
     root = Path(root)
     if not root.is_dir():
         raise EproductError(f"Catalog folder {root} does not exist. Create one with `eproduct catalog synth {root}`.")
+    meta = read_catalog_meta(root)
+    image_root = image_root_of(root, meta)
     frames: dict[str, pd.DataFrame | None] = {}
     for name in COLUMNS:
         path = root / name
@@ -140,6 +230,8 @@ def read_catalog(root: str | Path) -> Catalog:
         query=frames["query.csv"],
         index=frames["index.csv"],
         groundtruth=frames["groundtruth.csv"],
+        image_root=image_root,
+        meta=meta,
     )
 
 
@@ -152,7 +244,9 @@ def _check_rows(name: str, frame: pd.DataFrame) -> list[Problem]:
         empty = frame[column].str.strip() == ""
         if empty.any():
             problems.append(Problem(name, f"empty {column!r} values", _lines(empty)))
-    huge = frame.apply(lambda col: col.str.len() > MAX_FIELD).any(axis=1)
+    huge = pd.Series(False, index=frame.index)
+    for column in frame.columns:
+        huge |= frame[column].str.len() > MAX_FIELD
     if huge.any():
         problems.append(Problem(name, f"fields longer than {MAX_FIELD} characters", _lines(huge)))
     id_column = "image_id" if "image_id" in frame.columns else None
@@ -160,6 +254,12 @@ def _check_rows(name: str, frame: pd.DataFrame) -> list[Problem]:
         duplicated = frame[id_column].duplicated(keep=False) & (frame[id_column] != "")
         if duplicated.any():
             problems.append(Problem(name, "duplicate image_id values", _lines(duplicated)))
+    if "path" in frame.columns:
+        escaping = frame["path"].str.contains(_ESCAPING, regex=True)
+        if escaping.any():
+            problems.append(
+                Problem(name, "image paths that leave the image root (absolute or with '..')", _lines(escaping))
+            )
     return problems
 
 
@@ -170,10 +270,11 @@ def _check_files(root: Path, name: str, frame: pd.DataFrame, check_files: str, s
     if check_files == "sample" and len(positions) > sample:
         positions = sorted(random.Random(seed).sample(positions, sample))
     missing, unreadable, reasons = [], [], []
+    paths = frame["path"].to_numpy()
     for position in positions:
-        relative = frame["path"].iat[position]
-        if not relative:
-            continue
+        relative = paths[position]
+        if not relative or path_escapes(relative):
+            continue  # reported by _check_rows
         path = root / relative
         if not path.is_file():
             missing.append(position + 2)
@@ -206,8 +307,7 @@ def _check_groundtruth(frames: dict[str, pd.DataFrame]) -> list[Problem]:
     truth = frames["groundtruth.csv"]
     problems = []
     for column, split in (("query_id", "query.csv"), ("index_id", "index.csv")):
-        known = set(frames[split]["image_id"])
-        unknown = ~truth[column].isin(known)
+        unknown = ~truth[column].isin(frames[split]["image_id"].unique())
         if unknown.any():
             problems.append(Problem("groundtruth.csv", f"{column} values not in {split}", _lines(unknown)))
     duplicated = truth.duplicated(subset=["query_id", "index_id"], keep="first")
@@ -229,6 +329,10 @@ def validate_catalog(root: str | Path, check_files: str = "all", sample: int = 1
         return [Problem(str(root), "is not a folder")]
     problems: list[Problem] = []
     frames: dict[str, pd.DataFrame] = {}
+    try:
+        images = image_root_of(root, read_catalog_meta(root)) or root
+    except EproductError as err:
+        return [Problem(CATALOG_JSON, str(err))]
     for name in COLUMNS:
         path = root / name
         if name not in REQUIRED and not path.exists():
@@ -244,14 +348,14 @@ def validate_catalog(root: str | Path, check_files: str = "all", sample: int = 1
             continue
         frames[name] = frame
         problems.extend(_check_rows(name, frame))
-        problems.extend(_check_files(root, name, frame, check_files, sample, seed))
+        problems.extend(_check_files(images, name, frame, check_files, sample, seed))
         if name in ("train.csv", "val.csv"):
             problems.extend(_check_hierarchy(name, frame))
     if "groundtruth.csv" in frames and "query.csv" in frames and "index.csv" in frames:
         problems.extend(_check_groundtruth(frames))
     if "train.csv" in frames and "val.csv" in frames:
         for level in LEVELS:
-            unseen = ~frames["val.csv"][level].isin(set(frames["train.csv"][level]))
+            unseen = ~frames["val.csv"][level].isin(frames["train.csv"][level].unique())
             if unseen.any():
                 problems.append(Problem("val.csv", f"{level} classes that train.csv does not have", _lines(unseen)))
     return problems
@@ -281,10 +385,9 @@ def write_catalog(
         if missing:
             raise ValueError(f"{name}: missing columns {missing}")
         ordered = frame[COLUMNS[name] + [c for c in frame.columns if c not in COLUMNS[name]]]
-        tmp = root / f".{name}.tmp"
         # csv leaves a lone "\r" unquoted (only "\n" is the line terminator), which readers take for a
         # line break: quote every field of a file that holds one.
         has_cr = ordered.astype(str).apply(lambda column: column.str.contains("\r", regex=False)).any(axis=None)
-        ordered.to_csv(tmp, index=False, encoding="utf-8", quoting=csv.QUOTE_ALL if has_cr else csv.QUOTE_MINIMAL)
-        tmp.replace(root / name)
+        with atomic_path(root / name) as tmp:
+            ordered.to_csv(tmp, index=False, encoding="utf-8", quoting=csv.QUOTE_ALL if has_cr else csv.QUOTE_MINIMAL)
     return root

@@ -1,8 +1,9 @@
 """Per-class analysis (the report's Fig. 3): accuracy vs training-sample count, and per-class MAR@10.
 
-Owns `read_class_accuracy` (a run's class_accuracy.csv), `accuracy_trend` (per level: a least-squares
+Owns `accuracy_trend` (per level: a least-squares
 line accuracy = slope * log10(train_count) + intercept, with Pearson r), `query_classes` (which class
-each query belongs to) and `per_class_mar` (MAR@10 per class). numpy/pandas only.
+each query belongs to) and `per_class_mar` (MAR@10 per class); a run's class_accuracy.csv is read by
+`run_folder.read_class_accuracy` (re-exported here). numpy/pandas only.
 
 The class of a query (documented choice, in this order):
 1. the query's own label, when query.csv carries the level's column (a labelled catalog);
@@ -16,28 +17,11 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .errors import EproductError
-
-ACCURACY_COLUMNS = ["level", "class", "train_count", "val_count", "accuracy"]
-
-
-def read_class_accuracy(run_dir: str | Path) -> pd.DataFrame:
-    """The run's class_accuracy.csv (level, class, train_count, val_count, accuracy) with numeric columns."""
-    path = Path(run_dir) / "class_accuracy.csv"
-    if not path.is_file():
-        raise EproductError(f"{path} does not exist. Is {run_dir} a finished run folder from `eproduct train`?")
-    frame = pd.read_csv(path, dtype={"level": str, "class": str}, keep_default_na=False, na_values=[""])
-    missing = [c for c in ACCURACY_COLUMNS if c not in frame.columns]
-    if missing:
-        raise EproductError(f"{path} lacks columns {missing}; re-run `eproduct train` to rewrite it.")
-    for column in ("train_count", "val_count", "accuracy"):
-        frame[column] = pd.to_numeric(frame[column], errors="coerce")
-    return frame
+from .run_folder import read_class_accuracy as read_class_accuracy  # the app reads it from here
 
 
 def fit_log_trend(counts: np.ndarray, accuracy: np.ndarray) -> dict:

@@ -34,6 +34,7 @@ from .settings import (
 
 BACKBONES = ("resnet18", "resnet50", "efficientnet-lite0", "tiny")
 RUN_KINDS = ("seed", "seed-3d", "penultimate", "metric")  # the EMBED_KINDS a training run can produce itself
+DHC_KINDS = ("seed", "seed-3d")  # the RUN_KINDS read from the DHC heads
 assert set(RUN_KINDS) <= set(EMBED_KINDS)
 
 
@@ -58,7 +59,8 @@ class TrainConfig:
     weight_decay: float = 0.0  # L2 / decoupled weight decay; the seed used none
     optimizer: str = "adam"  # "adam" (seed) or "adamw"
     schedule: str = "constant"  # "constant" (seed) or "cosine" decay to 0 over the run
-    augment: str = "none"  # "none" (seed), "light" (flip + small shift/scale), "strong" (+ colour, larger crops)
+    augment: str = "none"  # "none" (seed); "light": small scale/rotation/shear/shift + brightness/contrast;
+    # "strong": larger ones + occasional noise (data.augment; no flips: a mirrored product is another product)
     dhc: bool = True  # carry the Deep Hierarchical Classification heads (needed for kinds seed / seed-3d)
     dhc_hidden: int = 256  # width of each level's representation in the DHC heads
     alphas: tuple[float, ...] = (1.0, 1.0, 1.0)  # per-level weight of the cross-entropy layer loss
@@ -78,6 +80,8 @@ class TrainConfig:
     seed: int = 0  # seeds the split, sampling, augmentation and initialisation
     device: str = "auto"  # "auto" (CUDA when present, else CPU), "cpu" or "cuda"
     workers: int = 0  # DataLoader worker processes (0 loads in the main process; fine for small catalogs)
+    prefetch_factor: int = 2  # batches each worker loads ahead (workers > 0 only)
+    checkpoint_every: int = 0  # also save a resumable checkpoint every N steps (0: at the end of each epoch only)
     embed_kind: str = "seed"  # the embedding kind this preset is meant to be searched with
     index: IndexSpec = field(default_factory=lambda: IndexSpec(kind="seed"))  # how the run's index is built
     search: SearchSettings = field(default_factory=SearchSettings)  # search defaults (None: the index's own)
@@ -125,11 +129,15 @@ class TrainConfig:
             _fail(name, "device", self.device, "must be 'auto', 'cpu' or 'cuda'")
         if self.workers < 0:
             _fail(name, "workers", self.workers, "must not be negative")
+        if self.prefetch_factor < 1:
+            _fail(name, "prefetch_factor", self.prefetch_factor, "must be at least 1")
+        if self.checkpoint_every < 0:
+            _fail(name, "checkpoint_every", self.checkpoint_every, "must be 0 (per epoch) or a number of steps")
         if self.embed_kind not in RUN_KINDS:
             _fail(name, "embed_kind", self.embed_kind, f"must be one of {RUN_KINDS}")
         if self.embed_kind == "metric" and not self.metric:
             _fail(name, "embed_kind", self.embed_kind, "needs metric=true (the run must carry a metric head)")
-        if self.embed_kind in ("seed", "seed-3d") and not self.dhc:
+        if self.embed_kind in DHC_KINDS and not self.dhc:
             _fail(name, "embed_kind", self.embed_kind, "needs dhc=true (the run must carry the DHC heads)")
         if not isinstance(self.index, IndexSpec) or not isinstance(self.search, SearchSettings):
             _fail(name, "index/search", (self.index, self.search), "must be an IndexSpec and a SearchSettings")
@@ -244,7 +252,8 @@ BETTER_SETTINGS = SearchSettings(mode="topk", k=10)
 BETTER_INDEX = IndexSpec(kind="metric", bits=DEFAULT_BITS, shard_size=DEFAULT_SHARD_SIZE)
 
 PRESETS: dict[str, TrainConfig] = {
-    # The published student pipeline, exactly: ResNet50 at 64 px, Adam 2e-4, 12 epochs, DHC (faithful).
+    # The published student pipeline: ResNet50 at 64 px, Adam 2e-4, 12 epochs, DHC (faithful). Assumed where the
+    # report is silent (README, "What the seed preset assumes"): random init, QR-orthonormalised hyperplanes.
     "seed": TrainConfig(
         preset="seed",
         backbone="resnet50",

@@ -9,6 +9,7 @@ A file that cannot be decoded is reported and skipped (`valid` False), never fat
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 
@@ -19,7 +20,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import Dataset, Sampler
 
-from .catalog import Catalog
+from .catalog import Catalog, resolve_image
 from .errors import EproductError
 from .images import load_image
 
@@ -28,7 +29,7 @@ log = logging.getLogger(__name__)
 
 def to_uint8_tensor(image: Image.Image, size: int) -> torch.Tensor:
     """An RGB PIL image resized to size x size as a uint8 (3, size, size) tensor (the seed's resize)."""
-    resized = image.convert("RGB").resize((size, size), Image.BILINEAR)
+    resized = image.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
     return torch.from_numpy(np.asarray(resized, dtype=np.uint8).copy()).permute(2, 0, 1).contiguous()
 
 
@@ -43,7 +44,7 @@ class CatalogImages(Dataset):
     def __init__(
         self, catalog: Catalog, frame: pd.DataFrame, size: int, strict: bool = False, cache: bool = False
     ) -> None:
-        self.root = catalog.root
+        self.root = catalog.images  # image paths resolve here (catalog.json's image_root, else the folder)
         self.paths = frame["path"].tolist()
         self.size = size
         self.strict = strict
@@ -58,7 +59,7 @@ class CatalogImages(Dataset):
             image, valid = self.cache[i]
             return image, i, valid
         try:
-            image, valid = to_uint8_tensor(load_image(self.root / self.paths[i]), self.size), True
+            image, valid = to_uint8_tensor(load_image(resolve_image(self.root, self.paths[i])), self.size), True
         except EproductError as err:
             if self.strict:
                 raise
@@ -157,6 +158,29 @@ class EpochSampler(Sampler[int]):
             order = torch.multinomial(self.weights, self.per_rank * self.world, replacement=True, generator=generator)
         else:
             order = torch.randperm(self.n, generator=generator)
-            if len(order) < self.per_rank * self.world:
-                order = torch.cat([order, order[: self.per_rank * self.world - len(order)]])
+            need = self.per_rank * self.world
+            if len(order) < need:  # pad by repeating the permutation (more than once when world > n)
+                order = order.repeat(-(-need // len(order)))[:need]
         return iter(order[self.rank :: self.world].tolist())
+
+
+class ResumableSampler(Sampler[int]):
+    """Wraps a per-epoch sampler and skips the first `start` indices of the current epoch.
+
+    A run resumed at step s of an epoch sets `start = s * batch_size`, so the loader yields exactly the
+    batches s, s+1, ... that the uninterrupted run would have drawn in that epoch.
+    """
+
+    def __init__(self, base: Sampler[int]) -> None:
+        self.base = base
+        self.start = 0
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        self.base.set_epoch(epoch)  # type: ignore[attr-defined]
+        self.start = start
+
+    def __len__(self) -> int:
+        return max(0, len(self.base) - self.start)  # type: ignore[arg-type]
+
+    def __iter__(self):
+        return itertools.islice(iter(self.base), self.start, None)

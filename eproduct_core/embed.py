@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,15 +24,18 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
+from .atomic import write_text_atomic
 from .catalog import read_catalog
 from .config import TrainConfig
 from .data import CatalogImages, to_float, to_uint8_tensor
 from .distributed import resolve_device
+from .embed_parts import marker_name, shard_prefix, write_marker
 from .embeddings import write_meta, write_shard
 from .errors import EproductError
 from .model import ModelSpec, ProductModel
+from .progress import Progress
+from .run_folder import load_checkpoint
 from .taxonomy import Taxonomy
-from .train import load_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +137,7 @@ def embed_images(bundle: RunBundle, images: Sequence[Image.Image], kind: str, th
     wanted = threads if threads is not None else (1 if len(images) <= 8 else None)
     previous = torch.get_num_threads()
     change = bundle.device.type == "cpu" and wanted is not None and wanted != previous
-    if change:
+    if change and wanted is not None:
         torch.set_num_threads(wanted)
     try:
         return _embed_batch(bundle, batch, kind).astype(np.float32)
@@ -185,11 +188,17 @@ def embed_split(
     batch_size: int = 64,
     device: str = "auto",
     part: tuple[int, int] = (0, 1),
-    progress: Callable[[float, str], None] | None = None,
+    progress: Progress | None = None,
     strict: bool = False,
     workers: int = 0,
+    prefetch_factor: int = 2,
 ) -> Path:
-    """Embed one split (index, query, train, val) of a catalog into the embeddings folder `out_dir`."""
+    """Embed one split (index, query, train, val) of a catalog into the embeddings folder `out_dir`.
+
+    `part=(i, n)`: only the i-th of n contiguous row blocks; the part's shards are replaced, and its marker
+    (embed_parts.py) is written last, so `embed merge` can tell a finished part from a killed one.
+    `workers` DataLoader processes decode images ahead of the model (`prefetch_factor` batches each).
+    """
     i, n = part
     if split not in ("index", "query", "train", "val"):
         raise EproductError(f"Unknown split {split!r}. Choose index, query, train or val.")
@@ -197,26 +206,47 @@ def embed_split(
     check_kind(bundle, kind)
     catalog = read_catalog(catalog_dir)
     frame = catalog.split(split)
+    split_rows = len(frame)
     rows = np.array_split(np.arange(len(frame)), n)[i]
     frame = frame.iloc[rows].reset_index(drop=True)
     dataset = CatalogImages(catalog, frame, bundle.spec.image_size, strict=strict)
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=workers,
+        prefetch_factor=prefetch_factor if workers > 0 else None,
+        pin_memory=bundle.device.type == "cuda",
+    )
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise EproductError(f"--out {out} is a file; give a folder for the embeddings.")
     out.mkdir(parents=True, exist_ok=True)
+    prefix = shard_prefix(i, n)
+    for old in [out / marker_name(i, n), *out.glob(f"vectors-{prefix}*"), *out.glob(f"ids-{prefix}*")]:
+        old.unlink(missing_ok=True)  # a re-run replaces this part
     ids_all = frame["image_id"].tolist()
-    blocks, ids, shard, done = [], [], 0, 0
+    paths_all = frame["path"].tolist()
+    blocks: list[np.ndarray] = []
+    ids: list[str] = []
+    shard, done, embedded = 0, 0, 0
+    names: list[str] = []
     bad: list[str] = []
 
-    def flush() -> None:
-        nonlocal blocks, ids, shard
-        if ids:
-            write_shard(out, f"part{i:04d}-of{n:04d}-{shard:05d}", np.concatenate(blocks), ids)
+    def flush(force: bool = False) -> None:
+        nonlocal blocks, ids, shard, embedded
+        if ids or force:
+            name = f"{prefix}{shard:05d}"
+            vectors = np.concatenate(blocks) if blocks else np.zeros((0, bundle.dim(kind)), np.float32)
+            write_shard(out, name, vectors, ids)
+            names.append(name)
+            embedded += len(ids)
             shard, blocks, ids = shard + 1, [], []
 
     for images, index, valid in loader:
         vectors = _embed_batch(bundle, images, kind)
         keep = valid.numpy()
-        bad.extend(frame["path"].iat[int(r)] for r in index[~valid].tolist())
+        bad.extend(paths_all[int(r)] for r in index[~valid].tolist())
         blocks.append(vectors[keep])
         ids.extend(ids_all[int(r)] for r in index[valid].tolist())
         done += len(index)
@@ -224,9 +254,7 @@ def embed_split(
             flush()
         if progress is not None:
             progress(done / max(1, len(frame)), f"{done}/{len(frame)} {split} images")
-    flush()
-    if not any(out.glob("vectors-*.npy")) and not len(frame):
-        write_shard(out, f"part{i:04d}-of{n:04d}-00000", np.zeros((0, bundle.dim(kind)), np.float32), [])
+    flush(force=not names)  # a part with no readable image still writes one (empty) shard
     if bad:
         log.warning(
             "%d unreadable image(s) in %s were skipped (listed in meta.json): first %s", len(bad), split, bad[0]
@@ -234,7 +262,7 @@ def embed_split(
     # meta.json must be identical from every part; with several parts each lists its bad files beside it
     extra = {"bad_files": bad} if n == 1 else {"bad_files": f"bad-files-part{i:04d}-of{n:04d}.json (one per part)"}
     if n > 1:
-        (out / f"bad-files-part{i:04d}-of{n:04d}.json").write_text(json.dumps(bad), encoding="utf-8")
+        write_text_atomic(out / f"bad-files-part{i:04d}-of{n:04d}.json", json.dumps(bad))
     write_meta(
         out,
         kind,
@@ -247,5 +275,20 @@ def embed_split(
         image_size=bundle.spec.image_size,
         parts=n,
         **extra,
+    )
+    write_marker(
+        out,
+        part=i,
+        parts=n,
+        rows=len(frame),
+        split_rows=split_rows,
+        embedded=embedded,
+        bad_files=bad,
+        shards=names,
+        kind=kind,
+        dim=bundle.dim(kind),
+        run=str(Path(run_dir).resolve()),
+        catalog=str(Path(catalog_dir).resolve()),
+        split=split,
     )
     return out

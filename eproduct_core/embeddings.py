@@ -13,12 +13,12 @@ so a killed job never leaves a half-written shard.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from .atomic import save_npy_atomic, write_text_atomic
 from .documents import read_versioned_json
 from .errors import EproductError
 
@@ -40,21 +40,12 @@ class Embeddings:
         return int(self.vectors.shape[1])
 
 
-def _atomic_write_bytes(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as handle:
-        write(handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
 def write_meta(folder: str | Path, kind: str, dim: int, **extra) -> None:
     """Write (or overwrite identically) the folder's meta.json."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     meta = {"format": FORMAT, "version": VERSION, "kind": kind, "dim": int(dim), **extra}
-    _atomic_write_bytes(folder / "meta.json", lambda h: h.write(json.dumps(meta, indent=2).encode()))
+    write_text_atomic(folder / "meta.json", json.dumps(meta, indent=2))
 
 
 def write_shard(folder: str | Path, name: str, vectors: np.ndarray, ids: list[str]) -> None:
@@ -66,8 +57,8 @@ def write_shard(folder: str | Path, name: str, vectors: np.ndarray, ids: list[st
     if bad:
         raise EproductError(f"Ids may not contain line breaks; first bad id: {bad[0]!r}.")
     array = np.ascontiguousarray(vectors, dtype=np.float16)
-    _atomic_write_bytes(folder / f"ids-{name}.txt", lambda h: h.write("".join(f"{i}\n" for i in ids).encode()))
-    _atomic_write_bytes(folder / f"vectors-{name}.npy", lambda h: np.save(h, array, allow_pickle=False))
+    write_text_atomic(folder / f"ids-{name}.txt", "".join(f"{i}\n" for i in ids))
+    save_npy_atomic(folder / f"vectors-{name}.npy", array)
 
 
 def read_meta(folder: str | Path) -> dict:
@@ -82,8 +73,26 @@ def read_meta(folder: str | Path) -> dict:
 
 
 def read_ids(path: str | Path) -> list[str]:
-    text = Path(path).read_text(encoding="utf-8")
-    return text.splitlines()
+    """One id per line of a UTF-8 text file, or an `EproductError` saying what is wrong."""
+    path = Path(path)
+    if not path.is_file():
+        raise EproductError(
+            f"Id file {path} does not exist{' (it is a folder)' if path.is_dir() else ''}. "
+            "Give a text file with one id per line."
+        )
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise EproductError(
+            f"Id file {path} is not UTF-8 text ({err.reason} at byte {err.start}). Re-save it as UTF-8."
+        ) from err
+    except OSError as err:
+        raise EproductError(f"Cannot read id file {path} ({err.strerror}).") from err
+    # split on "\n" only: str.splitlines() also breaks at \u2028, \x85, \x0c ..., which ids may hold
+    lines = text.removeprefix("\ufeff").split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return [line.removesuffix("\r") for line in lines]
 
 
 def read_embeddings(folder: str | Path, mmap: bool = False) -> Embeddings:

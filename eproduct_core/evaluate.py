@@ -32,7 +32,7 @@ import itertools
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,13 +40,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .atomic import atomic_path, write_text_atomic
 from .errors import EproductError
 from .metrics import first_hit_rank, hits_at_k, recall_at_k
+from .progress import CountProgress
 from .search import SearchResult, resolve, search
 from .settings import SearchSettings
 
 log = logging.getLogger(__name__)
-Progress = Callable[[int, int], None]
 DEFAULT_KS = (1, 5, 10, 100)  # recall@K reported in every summary
 TOP_SHOWN = 10  # ids kept per query in the per-query table (the submission's top 10)
 
@@ -68,8 +69,9 @@ class EvaluationResult:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         csv_path, json_path = out / "per_query.csv", out / "summary.json"
-        self.per_query.to_csv(csv_path, index=False)
-        json_path.write_text(json.dumps(_jsonable(self.summary), indent=2) + "\n", encoding="utf-8")
+        with atomic_path(csv_path) as tmp:
+            self.per_query.to_csv(tmp, index=False)
+        write_text_atomic(json_path, json.dumps(_jsonable(self.summary), indent=2) + "\n")
         return csv_path, json_path
 
 
@@ -182,7 +184,7 @@ def run_search(
     settings: SearchSettings,
     *,
     batch_size: int = 1,
-    progress: Progress | None = None,
+    progress: CountProgress | None = None,
 ) -> tuple[list[SearchResult], list[float]]:
     """Search all queries in batches of `batch_size`; returns (SearchResults, per-query ms).
 
@@ -214,7 +216,7 @@ def evaluate_search(
     all_query_ids: Sequence[str] | None = None,
     ks: Sequence[int] = DEFAULT_KS,
     batch_size: int = 1,
-    progress: Progress | None = None,
+    progress: CountProgress | None = None,
 ) -> EvaluationResult:
     """Search an opened index (`index.open_index`) with query vectors (q, d) and score the results.
 
@@ -287,7 +289,7 @@ def sweep(
     *,
     all_query_ids: Sequence[str] | None = None,
     batch_size: int = 1,
-    progress: Progress | None = None,
+    progress: CountProgress | None = None,
 ) -> pd.DataFrame:
     """One evaluation per cell of `grid` (SearchSettings field -> values), e.g. {"bits": [...], "cutoff": [...]}.
 

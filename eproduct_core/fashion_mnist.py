@@ -24,7 +24,6 @@ import gzip
 import json
 import logging
 import math
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -33,6 +32,7 @@ import pandas as pd
 from PIL import Image, ImageFilter
 
 from .errors import EproductError
+from .progress import CountProgress
 
 log = logging.getLogger(__name__)
 DEBIAN_SOURCE = Path("/usr/share/datasets/fashion-mnist")
@@ -231,7 +231,7 @@ def make_fashion_mnist_catalog(
     seed: int = 0,
     distractors: int = 2000,
     val_per_class: int | None = None,
-    progress: Callable[[int, int], None] | None = None,
+    progress: CountProgress | None = None,
     overwrite: bool = False,
 ) -> Path:
     """Write a Fashion-MNIST catalog into `out` (see the module docstring) and return it."""
@@ -287,7 +287,7 @@ def make_fashion_mnist_catalog(
     return out
 
 
-def _write_images(out: Path, jobs: list, seed: int, progress: Callable[[int, int], None] | None) -> None:
+def _write_images(out: Path, jobs: list, seed: int, progress: CountProgress | None) -> None:
     for done, (relative, item, view) in enumerate(jobs, start=1):
         if view is None:
             image = Image.fromarray(item).resize((IMAGE_PX, IMAGE_PX), Image.BICUBIC)

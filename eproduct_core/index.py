@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -39,11 +39,10 @@ from .index_format import (
     write_manifest,
 )
 from .index_store import Index
-from .settings import DEFAULT_BITS, DEFAULT_SHARD_SIZE
+from .progress import CountProgress
+from .settings import DEFAULT_BITS, DEFAULT_SHARD_SIZE, MAX_BITS
 
 log = logging.getLogger(__name__)
-
-Progress = Callable[[int, int], None]  # progress(rows_done, rows_total)
 
 
 def _check_build_args(vectors: np.ndarray, ids: Sequence[str], bits: int, shard_size: int) -> None:
@@ -51,8 +50,8 @@ def _check_build_args(vectors: np.ndarray, ids: Sequence[str], bits: int, shard_
         raise EproductError(f"Index vectors must be a non-empty (rows, dim) matrix; got shape {np.shape(vectors)}.")
     if len(ids) != len(vectors):
         raise EproductError(f"{len(ids)} ids for {len(vectors)} vectors; give one id per vector row.")
-    if not 8 <= bits <= lsh.MAX_BITS or bits % 8:
-        raise EproductError(f"bits must be a multiple of 8 between 8 and {lsh.MAX_BITS}; got {bits}.")
+    if not 8 <= bits <= MAX_BITS or bits % 8:
+        raise EproductError(f"bits must be a multiple of 8 between 8 and {MAX_BITS}; got {bits}.")
     if shard_size < 1:
         raise EproductError(f"shard_size must be at least 1; got {shard_size}.")
     joined = "\n".join(ids)  # one C-speed pass instead of a Python loop per id (1.1M ids: ~1.5 s -> ~0.05 s)
@@ -105,7 +104,7 @@ def build_index(
     shard_size: int = DEFAULT_SHARD_SIZE,
     seed: int = 0,
     kind: str = "external",
-    progress: Progress | None = None,
+    progress: CountProgress | None = None,
     vectors_fp16: bool = True,
     workers: int = 2,
 ) -> Path:

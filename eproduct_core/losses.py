@@ -95,12 +95,13 @@ def dependence_soft(
     return total
 
 
-def normalized_softmax(
-    embeddings: torch.Tensor, proxies: torch.Tensor, labels: torch.Tensor, temperature: float = 0.05
-) -> torch.Tensor:
-    """Zhai & Wu (2018): CE over cosine(embedding, proxy_c) / temperature; inputs need not be normalised."""
-    cosine = F.normalize(embeddings.float(), dim=1) @ F.normalize(proxies.float(), dim=1).t()
-    return F.cross_entropy(cosine / temperature, labels)
+def normalized_softmax(cosine: torch.Tensor, labels: torch.Tensor, temperature: float = 0.05) -> torch.Tensor:
+    """Zhai & Wu (2018): cross-entropy over cosine(embedding, proxy_c) / temperature.
+
+    `cosine` (B, C): each embedding's cosine similarity to every class proxy (the metric head's
+    `outputs["cosine"]`); `labels` (B,) proxy ids.
+    """
+    return F.cross_entropy(cosine.float() / temperature, labels)
 
 
 def nt_xent(view_a: torch.Tensor, view_b: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:

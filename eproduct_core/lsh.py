@@ -25,13 +25,13 @@ the few rows worth an exact re-rank.
 
 from __future__ import annotations
 
+import functools
 import math
 from fractions import Fraction
 
 import numpy as np
 
 _BYTE_BITS = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1).astype(np.float32)  # (256, 8), MSB first
-MAX_BITS = 4096  # longest code we store; 512 bytes per item
 _SALT = 0x4C5348  # "LSH": keeps hyperplane streams apart from np.random.default_rng(seed) elsewhere
 
 
@@ -230,10 +230,11 @@ def below_cutoff(both, a, b, cutoff: float) -> np.ndarray:
     return np.where(norm > 0, admitted, c > 1)
 
 
+@functools.lru_cache(maxsize=4096)
 def least_overlaps(cutoff: float, qweight: int, max_weight: int) -> np.ndarray:
     """(max_weight + 1,) int64: for a code of weight a, the least overlap with a query code of weight
     `qweight` that puts eq. (4) strictly below `cutoff` (exactly, as `below_cutoff`); max_weight + 1
-    where none does. A scan then admits a row when its overlap >= this[its weight]."""
+    where none does. A scan then admits a row when its overlap >= this[its weight]. Cached, read-only."""
     c = decimal_cutoff(cutoff)
     t = 1 - c
     none = max_weight + 1
@@ -247,6 +248,7 @@ def least_overlaps(cutoff: float, qweight: int, max_weight: int) -> np.ndarray:
             out[a] = 1
         else:  # least integer x with x^2 q^2 > p^2 a b
             out[a] = math.isqrt(t.numerator**2 * a * qweight // t.denominator**2) + 1
+    out.flags.writeable = False  # cached: shared by every caller
     return out
 
 

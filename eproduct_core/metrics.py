@@ -22,7 +22,6 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 NORMALIZATIONS = ("G", "min")  # "G": divide by |G| (report eq. 5-6); "min": divide by min(k, |G|)
-NORMALIZATION_NAMES = {"G": "MAR@k / |G| (report eq. 5-6)", "min": "MAR@k / min(k, |G|)"}
 
 
 def _check(k: int, normalize: str) -> None:
@@ -97,18 +96,3 @@ def first_hit_rank(retrieved: Sequence[str], relevant: set[str]) -> int | None:
         if item in relevant:
             return rank
     return None
-
-
-def mean_reciprocal_rank(retrieved: Sequence[Sequence[str]], relevant: Sequence[set[str]]) -> float:
-    """Mean of 1/first_hit_rank over queries with true matches (0 for a query whose matches are all missed)."""
-    if len(retrieved) != len(relevant):
-        raise ValueError(f"{len(retrieved)} result lists for {len(relevant)} groundtruth sets")
-    values = []
-    for r, g in zip(retrieved, relevant, strict=False):
-        if not g:
-            continue
-        rank = first_hit_rank(r, g)
-        values.append(0.0 if rank is None else 1.0 / rank)
-    if not values:
-        raise ValueError("no query has a true match; MRR is undefined")
-    return float(np.mean(values))

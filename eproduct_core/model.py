@@ -78,6 +78,8 @@ class DHCHeads(nn.Module):
 class MetricHead(nn.Module):
     """Normalized softmax (Zhai & Wu 2018): an L2-normalised embedding and one proxy per leaf class."""
 
+    proxy_leaf: torch.Tensor  # a registered buffer
+
     def __init__(self, in_dim: int, dim: int, n_classes: int) -> None:
         super().__init__()
         self.project = nn.Linear(in_dim, dim)
@@ -93,6 +95,9 @@ class MetricHead(nn.Module):
 
 class ProductModel(nn.Module):
     """Backbone + heads. `forward` returns a dict: features, logits (list per level), embedding, cosine."""
+
+    mean: torch.Tensor  # registered buffers: the backbone's input normalisation
+    std: torch.Tensor
 
     def __init__(self, spec: ModelSpec, weights: str = "none") -> None:
         super().__init__()

@@ -17,25 +17,26 @@ import hashlib
 import logging
 import os
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 
+from . import run_folder
+from .config import TrainConfig
 from .embeddings import Embeddings, read_embeddings
 from .errors import EproductError
+from .progress import CountProgress, as_count
 from .settings import IndexSpec
 
 log = logging.getLogger(__name__)
-Progress = Callable[[int, int], None]
 INDEX_MIN_BITS = 64  # cached indexes store at least this many bits, so shorter lengths can be swept
 
 
 def cache_key(run_dir: str | Path, catalog_dir: str | Path, split: str, kind: str) -> str:
     """A short hash naming one (run checkpoint, catalog split, kind) combination."""
     run_dir, catalog_dir = Path(run_dir), Path(catalog_dir)
-    checkpoint = run_dir / "checkpoint.pt"
-    if not checkpoint.is_file():
-        raise EproductError(f"{run_dir} has no checkpoint.pt. Is it a run folder from `eproduct train`?")
+    checkpoint = run_folder.require_checkpoint(run_dir)
     csv = catalog_dir / f"{split}.csv"
+    if not catalog_dir.is_dir():
+        raise EproductError(f"Catalog folder {catalog_dir} does not exist. Give the folder holding {split}.csv.")
     if not csv.is_file():
         raise EproductError(f"Catalog {catalog_dir} has no {split}.csv.")
     digest = hashlib.sha256()
@@ -53,7 +54,7 @@ def split_embeddings(
     kind: str | None = None,
     *,
     device: str = "auto",
-    progress: Progress | None = None,
+    progress: CountProgress | None = None,
     refresh: bool = False,
 ) -> Embeddings:
     """Vectors of every image of a catalog split, embedded with the run (cached in RUN/cache/).
@@ -70,8 +71,7 @@ def split_embeddings(
 
     tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
-    report = None if progress is None else (lambda fraction, _message: progress(int(fraction * 1000), 1000))
-    embed_split(run_dir, catalog_dir, split, kind, tmp, device=device, progress=report)
+    embed_split(run_dir, catalog_dir, split, kind, tmp, device=device, progress=as_count(progress))
     shutil.rmtree(folder, ignore_errors=True)
     os.replace(tmp, folder)
     return read_embeddings(folder)
@@ -82,14 +82,9 @@ def run_embed_kind(run_dir: str | Path) -> str:
     return run_config(run_dir).embed_kind
 
 
-def run_config(run_dir: str | Path):
+def run_config(run_dir: str | Path) -> TrainConfig:
     """The run's resolved TrainConfig (config.json)."""
-    from .config import load_config
-
-    path = Path(run_dir) / "config.json"
-    if not path.is_file():
-        raise EproductError(f"{run_dir} has no config.json. Is it a run folder from `eproduct train`?")
-    return load_config(path)
+    return run_folder.read_config(run_dir)
 
 
 def stored_bits(bits: int, minimum: int = INDEX_MIN_BITS) -> int:
@@ -104,7 +99,7 @@ def run_index(
     spec: IndexSpec,
     *,
     device: str = "auto",
-    progress: Progress | None = None,
+    progress: CountProgress | None = None,
 ):
     """An opened index of the catalog's index split embedded with the run, built once into RUN/cache/.
 

@@ -1,24 +1,31 @@
 """Search an opened index: Hamming ranking with weighted and exact re-ranks, and the seed's cutoff mode.
 
-numpy and the compiled loops of search_kernels.py (numba; numpy fallback); never torch.
+One entry point, `search(index, queries, settings: SearchSettings, *, threads=1)`; `resolve` fills the
+settings' `None` fields (the index's stored tuned defaults, else settings.py) and makes the stages
+consistent. numpy and the compiled loops of search_kernels.py (numba; numpy fallback); never torch.
 
 Modes, at hash length `bits` (any prefix of the stored codes; default the stored length):
 - "topk" (default), in up to four stages, each cheaper per row than the next and run on fewer rows:
   1. candidates: a scan of the first `probe_bits` bits of every code (search_kernels.py; default the
-     first 128 bits) keeps the `candidates` rows nearest in Hamming distance (`probe_bits=bits`:
-     an exact Hamming ranking of every row);
+     first 128 bits) keeps the `candidates` rows nearest in Hamming distance (`probe_bits=bits`, or an
+     index of no more than `candidates` rows: an exact Hamming ranking of every row);
   2. shortlist: their full `bits`-bit Hamming distances keep the best `shortlist`;
   3. weighted Hamming (lsh.py: each differing bit costs the query's margin on that hyperplane)
      keeps the best `rerank` of those;
   4. exact cosine distance on their float16 vectors returns the top `k`.
+  The re-rank covers at least k rows (rerank = max(rerank, k)): k is never silently capped.
   With rerank=0 (or an index without vectors) stages 3-4 are skipped: the top `k` by Hamming;
   with shortlist <= rerank, stage 3 is skipped: the exact re-rank takes the `rerank` best by Hamming.
-  Stages 1-4 run as one compiled, GIL-free call per batch of queries (search_kernels.reranked).
+  Stages 1-4 run as one compiled, GIL-free call per batch of queries (search_kernels.reranked), sized
+  by one `search_kernels.Stages` tuple.
   An optional `cutoff` keeps results with exact cosine distance < cutoff (code cosine when rerank=0).
 - "cutoff" (the seed pipeline's): every item whose code cosine distance (eq. 4, see lsh.py) is
-  < `cutoff`, ranked by that distance; `k` truncates (k=None keeps all). With rerank=R > 0 the
-  first R admitted items are re-ranked by exact cosine.
-Ties are broken by row number everywhere, so results are deterministic and shard-independent.
+  strictly below `cutoff`, decided exactly in integers (lsh.below_cutoff: a row exactly at the cutoff,
+  e.g. 1 - 9/10 at 0.1, is not admitted), ranked by that distance; `k` truncates (k=None keeps all).
+  With rerank=R > 0 the first max(R, k) admitted items (all of them when k=None) are re-ranked by
+  exact cosine.
+Ties are broken by row number everywhere, so results are deterministic and shard-independent; the numba
+and numpy kernels return the same rows and the same float64 distances.
 """
 
 from __future__ import annotations
@@ -234,7 +241,8 @@ def _stored_defaults(index: Index, mode: str) -> SearchSettings | None:
 def resolve(index: Index, settings: SearchSettings) -> SearchSettings:
     """`settings` with every `None` field filled for `index`, as the search runs them.
 
-    A `None` field takes the index's stored tuned default (manifest key "search", when its mode is the same),
+    `mode` and `k` always come from `settings`. Another `None` field takes the index's stored tuned default
+    (manifest key "search", a SearchSettings dict written by tuning, used when its mode is the same),
     else the constants of settings.py: bits = the stored length; cutoff = SEED_CUTOFF in cutoff mode (none in
     top-k); rerank = DEFAULT_RERANK in top-k with stored vectors, else 0; shortlist = max(DEFAULT_SHORTLIST,
     6 rerank); probe_bits = DEFAULT_PROBE_BITS; candidates = max(DEFAULT_CANDIDATES, 4 shortlist, 8 k).
@@ -352,8 +360,8 @@ def explain(index: Index, query: np.ndarray, rows: Sequence[int], settings: Sear
     cutoff = SEED_CUTOFF if plan.cutoff is None else plan.cutoff
     query = np.asarray(query).ravel()
     index.check_compatible(None, query.shape[0])
-    rows = np.asarray(rows, dtype=np.int64).ravel()
-    if len(rows) and (rows.min() < 0 or rows.max() >= index.size):
+    wanted = np.asarray(rows, dtype=np.int64).ravel()
+    if len(wanted) and (wanted.min() < 0 or wanted.max() >= index.size):
         raise EproductError(f"Rows must be between 0 and {index.size - 1}.")
     projections = index.project(query[None, :])[0]
     qwords = lsh.to_words(lsh.pack(projections[None, :] > 0))[0]
@@ -361,19 +369,19 @@ def explain(index: Index, query: np.ndarray, rows: Sequence[int], settings: Sear
     weighted = search_kernels.rows_weighted(index.words, np.arange(index.size), projections, bits, index.kernel)
     prefix_dist = _hamming_rows(index, qwords, None, probe_bits)
     qbits = lsh.unpack(lsh.encode(query[None, :], index.planes), index.bits)[0, :bits].astype(np.int64)
-    rbits = lsh.unpack(lsh.prefix(_row_codes(index, rows), index.bits), index.bits)[:, :bits].astype(np.int64)
+    rbits = lsh.unpack(lsh.prefix(_row_codes(index, wanted), index.bits), index.bits)[:, :bits].astype(np.int64)
     both, weights, qweights = np.cumsum(rbits & qbits, axis=1), np.cumsum(rbits, axis=1), np.cumsum(qbits)[None, :]
     per_length = lsh.code_cosine_from_counts(both, weights, qweights)
     admitted = lsh.below_cutoff(both, weights, qweights, cutoff)  # (rows, lengths), decided exactly
     if index.has_vectors:
-        cosine: list[float | None] = list(search_kernels.rows_cosine(index.vectors, rows, query, index.kernel))
+        cosine: list[float | None] = list(search_kernels.rows_cosine(index.vectors, wanted, query, index.kernel))
     else:
-        cosine = [None] * len(rows)
-    shards = index.shard_of(rows)
+        cosine = [None] * len(wanted)
+    shards = index.shard_of(wanted)
     out = []
-    for i, row in enumerate(rows):
+    for i, row in enumerate(wanted):
         d, p, w = all_dist[row], prefix_dist[row], weighted[row]
-        admits = np.flatnonzero(admitted[i])
+        admits, exact = np.flatnonzero(admitted[i]), cosine[i]
         out.append(
             RowExplanation(
                 row=int(row),
@@ -381,7 +389,7 @@ def explain(index: Index, query: np.ndarray, rows: Sequence[int], settings: Sear
                 shard=int(shards[i]),
                 hamming=int(d),
                 code_cosine=float(per_length[i, -1]),
-                cosine=None if cosine[i] is None else float(cosine[i]),
+                cosine=None if exact is None else float(exact),
                 hamming_rank=int(np.count_nonzero(all_dist < d) + np.count_nonzero(all_dist[:row] == d)),
                 weighted_rank=int(np.count_nonzero(weighted < w) + np.count_nonzero(weighted[:row] == w)),
                 probe_rank=int(np.count_nonzero(prefix_dist < p) + np.count_nonzero(prefix_dist[:row] == p)),

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -31,8 +31,9 @@ SAMPLE = 1 << 16  # rows whose distance histogram estimates the numpy kernel's s
 RADIUS_SAMPLE = 1 << 13  # about this many strided rows estimate the numba kernel's radius per query
 RADIUS_MARGIN = 1.3  # the radius aims at this many times `count` rows (sample noise, histogram steps)
 _FULL = np.uint64(np.iinfo(np.uint64).max)
+_HALF_TO_FLOAT = np.arange(1 << 16, dtype=np.uint16).view(np.float16).astype(np.float32)  # every float16 exactly
 _scratch = threading.local()  # per-thread scan buffers: no fresh 10 MB allocation (page faults) per query
-_kernels = None  # numba_kernels once imported (lazily: importing numba alone takes ~0.5 s)
+_kernels: Any = None  # numba_kernels once imported (lazily: importing numba alone takes ~0.5 s)
 _kernels_checked = False
 _prepared = False  # whether `prepare` has compiled the kernels in this process
 KERNELS = ("auto", "numba", "numpy")  # "auto": numba when it imports, else numpy; the others: that one or an error
@@ -65,10 +66,11 @@ def numba_available() -> bool:
         _kernels_checked = True
         try:
             from . import numba_kernels
+
+            _kernels = numba_kernels
         except ImportError as err:  # pragma: no cover - exercised only where numba is absent
             log.warning("numba is not available (%s): search uses the numpy kernels (~2x slower)", err)
-            numba_kernels = None
-        _kernels = numba_kernels
+            _kernels = None
     return _kernels is not None
 
 
@@ -157,20 +159,39 @@ def rows_cosine(vectors: np.ndarray, rows: np.ndarray, query: np.ndarray, kernel
     return numpy_rows_cosine(vectors, rows, query)
 
 
+LANES = 8  # = numba_kernels.LANES: the cosine's partial sums (kept here so numpy needs no numba import)
+
+
 def numpy_rows_cosine(vectors: np.ndarray, rows: np.ndarray, query: np.ndarray) -> np.ndarray:
-    """The numpy kernel of `rows_cosine`: products exact in float64, sums over j = 0, 1, ... one column at
-    a time (the compiled loop's order; never a pairwise or BLAS sum, whose order differs)."""
-    columns = np.ascontiguousarray(np.take(vectors, rows, axis=0).T, dtype=np.float64)  # (dim, rows), exact
+    """The numpy kernel of `rows_cosine`, the compiled loop's arithmetic exactly: exact float64 products,
+    element j added to lane j % 8 in order of j (zero padding adds nothing), lanes combined as
+    ((0+1)+(2+3))+((4+5)+(6+7)). Never a pairwise or BLAS sum, whose order differs."""
+    bits16 = np.take(vectors, rows, axis=0).view(np.uint16)
+    picked = np.take(_HALF_TO_FLOAT, bits16).astype(np.float64)  # (rows, dim), exact (a table: numpy's cast is slow)
     q = np.asarray(query, dtype=np.float32).astype(np.float64)
-    dot, norm = np.zeros(len(rows)), np.zeros(len(rows))
-    query_norm = 0.0
-    for j in range(len(q)):
-        dot += columns[j] * q[j]
-        norm += columns[j] * columns[j]
-        query_norm += float(q[j]) * float(q[j])
+    dot, norm = _lane_sums(picked * q), _lane_sums(picked * picked)
+    query_norm = float(_lane_sums((q * q)[None, :])[0])
     with np.errstate(divide="ignore", invalid="ignore"):
         dist = 1.0 - dot / np.sqrt(norm * query_norm)
     return np.where((norm > 0) & (query_norm > 0), dist, 1.0)
+
+
+def _lane_sums(products: np.ndarray) -> np.ndarray:
+    """Row sums of (rows, dim) exact products in numba_kernels.rows_cosine's order."""
+    rows, dim = products.shape
+    if rows == 0 or dim == 0:
+        return np.zeros(rows)
+    if dim % LANES:
+        padded = np.zeros((rows, -(-dim // LANES) * LANES))
+        padded[:, :dim] = products
+        products = padded
+    blocks = products.reshape(rows, -1, LANES)  # (rows, blocks, lanes)
+    lanes = blocks[:, 0].copy()  # 0.0 + x is x
+    for b in range(1, blocks.shape[1]):  # block by block: each lane in order of j
+        lanes += blocks[:, b]
+    return ((lanes[:, 0] + lanes[:, 1]) + (lanes[:, 2] + lanes[:, 3])) + (
+        (lanes[:, 4] + lanes[:, 5]) + (lanes[:, 6] + lanes[:, 7])
+    )
 
 
 def nearest(values: np.ndarray, count: int, max_value: int, kernel: str = "auto") -> np.ndarray:
@@ -191,8 +212,8 @@ def smallest(values: np.ndarray, count: int, max_value: int) -> np.ndarray:
         keep[np.flatnonzero(values == t)[: count - (int(cumulative[t - 1]) if t else 0)]] = True
         return np.flatnonzero(keep)
     sample = values[: min(len(values), SAMPLE)]
-    cumulative = np.cumsum(np.bincount(sample, minlength=max_value + 1)) * (len(values) / len(sample))
-    t = int(min(np.searchsorted(cumulative, count), max_value))
+    estimated = np.cumsum(np.bincount(sample, minlength=max_value + 1)) * (len(values) / len(sample))
+    t = min(int(np.searchsorted(estimated, count)), max_value)
     while t < max_value and np.count_nonzero(values <= t) < count:
         t += 1
     while t > 0 and np.count_nonzero(values <= t - 1) >= count:

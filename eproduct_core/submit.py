@@ -13,7 +13,6 @@ used only to embed (lazily, through embed.py).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,13 +20,13 @@ import numpy as np
 
 from .catalog import read_catalog
 from .evaluate import EvaluationResult, evaluate_search
+from .progress import CountProgress, Progress, as_fraction
 from .run_cache import run_config, run_index, split_embeddings
 from .settings import IndexSpec, SearchSettings
 from .submission import write_submission
 
 log = logging.getLogger(__name__)
 SUBMISSION_TOP = 10  # ids per query in the challenge's format
-Progress = Callable[[str, int, int], None]  # progress(stage, done, total)
 
 
 @dataclass(frozen=True)
@@ -67,8 +66,8 @@ def make_submission(
     settings = settings or run_settings
     spec = spec or run_spec
 
-    def stage(name: str):
-        return None if progress is None else (lambda done, total: progress(name, done, total))
+    def stage(name: str) -> CountProgress | None:
+        return as_fraction(progress, name)  # each stage reports its own fraction, captioned "<stage> done/total"
 
     if index is None:
         spec = spec.replace(bits=max(spec.bits, settings.bits or 0))

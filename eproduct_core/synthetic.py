@@ -23,7 +23,6 @@ import colorsys
 import json
 import logging
 import math
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -32,10 +31,10 @@ import pandas as pd
 from PIL import Image
 
 from .errors import EproductError
+from .progress import CountProgress
 from .synthetic_draw import GLYPHS, LEVEL2, PATTERNS, colour_name, render_product, shoot
 
 log = logging.getLogger(__name__)
-Progress = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
@@ -262,7 +261,7 @@ def plan_synthetic(seed: int = 0, size: str | SynthSize = "small") -> SynthPlan:
     return SynthPlan(seed, size_name, size, tuple(builder.leaves), frames, tuple(jobs))
 
 
-def _write_images(out: Path, plan: SynthPlan, progress: Progress | None) -> None:
+def _write_images(out: Path, plan: SynthPlan, progress: CountProgress | None) -> None:
     current: tuple[int, Image.Image | None] = (-1, None)
     side = plan.size.image_px
     for done, (relative, product, view) in enumerate(plan.jobs, start=1):
@@ -270,7 +269,9 @@ def _write_images(out: Path, plan: SynthPlan, progress: Progress | None) -> None
             current = (product.number, render_product(product, plan.leaves[product.leaf], side * 2))
         path = out / relative
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(shoot(current[1], np.random.default_rng([plan.seed, product.number, view]), side))
+        picture = current[1]
+        assert picture is not None  # rendered above for this product
+        path.write_bytes(shoot(picture, np.random.default_rng([plan.seed, product.number, view]), side))
         if progress is not None and (done % 50 == 0 or done == len(plan.jobs)):
             progress(done, len(plan.jobs))
 
@@ -290,7 +291,7 @@ def make_synthetic_catalog(
     out: str | Path,
     seed: int = 0,
     size: str | SynthSize = "small",
-    progress: Progress | None = None,
+    progress: CountProgress | None = None,
     overwrite: bool = False,
 ) -> Path:
     """Draw a synthetic catalog into `out` (created) and return it.

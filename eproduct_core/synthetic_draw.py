@@ -184,7 +184,7 @@ def _pattern(kind: str, colours: tuple, freq: int, angle: float, side: int) -> n
     x, y = _grid(side)
     cos, sin = np.float32(math.cos(angle)), np.float32(math.sin(angle))
     u = x * cos + y * sin
-    v = y * cos - x * sin if kind in ("dots", "checker", "zigzag") else None
+    v = y * cos - x * sin  # used by dots, checker and zigzag
     if kind == "solid":
         mix = np.zeros_like(u)
     elif kind == "stripes":
@@ -267,7 +267,8 @@ def _background(rng: np.random.Generator, side: int) -> np.ndarray:
         return np.broadcast_to(base * (1 - t) + other * t, (side, side, 3)).astype(np.float32)
     coarse = rng.normal(0, 25, size=(6, 6, 3))
     texture = np.asarray(
-        Image.fromarray(np.clip(coarse + 128, 0, 255).astype(np.uint8)).resize((side, side), Image.BICUBIC), np.float32
+        Image.fromarray(np.clip(coarse + 128, 0, 255).astype(np.uint8)).resize((side, side), Image.Resampling.BICUBIC),
+        np.float32,
     )
     return np.clip(base.astype(np.float32) + texture - 128, 0, 255)
 
@@ -290,7 +291,9 @@ def _affine(rng: np.random.Generator, source: int, side: int) -> tuple[float, ..
 
 def shoot(product: Image.Image, rng: np.random.Generator, side: int) -> bytes:
     """One JPEG photo (side x side) of an RGBA product picture, varied by `rng`."""
-    warped = product.transform((side, side), Image.AFFINE, _affine(rng, product.size[0], side), Image.BILINEAR)
+    warped = product.transform(
+        (side, side), Image.Transform.AFFINE, _affine(rng, product.size[0], side), Image.Resampling.BILINEAR
+    )
     pixels = np.asarray(warped, np.float32)
     alpha = pixels[..., 3:] * np.float32(1 / 255)
     background = _background(rng, side)

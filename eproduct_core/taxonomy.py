@@ -36,16 +36,15 @@ class Taxonomy:
         """The (N, 3) int label array of `frame`'s meta/level2/leaf columns; unknown names raise."""
         columns = []
         for level, name in enumerate(self.levels):
-            lookup = {c: i for i, c in enumerate(self.classes[level])}
             values = frame[name].astype(str)
-            codes = values.map(lookup)
-            if codes.isna().any():
-                unknown = sorted(set(values[codes.isna()]))[:5]
+            codes = pd.Index(self.classes[level]).get_indexer(values)  # -1: not a known class
+            if (codes < 0).any():
+                unknown = sorted(set(values[codes < 0]))[:5]
                 raise EproductError(
                     f"Column {name!r} has classes the model never saw in training: {unknown}. "
                     "Use a catalog with the same taxonomy as the training run."
                 )
-            columns.append(codes.to_numpy(dtype=np.int64))
+            columns.append(np.asarray(codes, dtype=np.int64))
         return np.stack(columns, axis=1) if columns else np.zeros((0, len(self.levels)), np.int64)
 
     def counts(self, labels: np.ndarray) -> list[np.ndarray]:
@@ -72,9 +71,9 @@ class Taxonomy:
         """Derive the hierarchy from train rows; raise if a child sits under two parents."""
         conflicts = hierarchy_conflicts(frame, levels)
         if conflicts:
-            child_level, child, parents = conflicts[0]
+            child_level, child, several = conflicts[0]
             raise EproductError(
-                f"{child_level} class {child!r} appears under several parents {parents}. "
+                f"{child_level} class {child!r} appears under several parents {several}. "
                 "Every class must have exactly one parent; fix train.csv (run `eproduct catalog validate`)."
             )
         classes = tuple(tuple(sorted(frame[name].astype(str).unique())) for name in levels)
@@ -92,8 +91,14 @@ def hierarchy_conflicts(frame: pd.DataFrame, levels: tuple[str, ...] = LEVELS) -
     found = []
     for level in range(1, len(levels)):
         pairs = frame[[levels[level - 1], levels[level]]].astype(str).drop_duplicates()
-        grouped = pairs.groupby(levels[level])[levels[level - 1]].apply(lambda s: sorted(s))
-        for child, parents in grouped.items():
-            if len(parents) > 1:
-                found.append((levels[level], str(child), parents))
+        several = pairs[pairs.duplicated(levels[level], keep=False)]  # children with more than one parent
+        for child, parents in several.groupby(levels[level])[levels[level - 1]]:
+            found.append((levels[level], str(child), sorted(parents)))
     return found
+
+
+def class_counts(frame: pd.DataFrame, level: str) -> pd.DataFrame:
+    """Images per class at one level, largest first: class, images, share (the Catalog page's chart data)."""
+    counts = frame[level].value_counts().rename_axis("class").reset_index(name="images")
+    counts["share"] = counts["images"] / max(int(counts["images"].sum()), 1)
+    return counts

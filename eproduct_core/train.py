@@ -1,21 +1,23 @@
 """The training loop: `train(config, catalog_dir, out_dir, resume=False, progress=None) -> Path`.
 
 Writes a run folder (see ARCHITECTURE.md): config.json, metrics.jsonl (one line per epoch),
-class_accuracy.csv and checkpoint.pt (tensors and plain values only; saved atomically every epoch,
-so `resume=True` continues after a kill from the last finished epoch). CUDA when present (bf16
-autocast, channels_last), CPU otherwise; under torchrun, DistributedDataParallel with one data shard
-per rank, and only rank 0 writes files. Sampling and augmentation are seeded per epoch, so a resumed
-run sees the same batches an uninterrupted one would.
+class_accuracy.csv and checkpoint.pt (tensors and plain values only; saved atomically every epoch and,
+with `checkpoint_every` N, every N steps with an intervals.jsonl record), so `resume=True` continues
+after a kill from the last checkpoint, mid-epoch included. CUDA when present (bf16 autocast,
+channels_last), CPU otherwise; under torchrun, DistributedDataParallel with one data shard per rank,
+and only rank 0 writes files. Sampling is seeded per epoch and skips the steps already done, and
+augmentation is seeded per step, so a resumed run sees exactly the batches an uninterrupted one would.
+The progress display shows images/s and an ETA; TensorBoard events go to RUN/tensorboard/ when the
+tensorboard package is installed. DataLoader workers prefetch (`workers`, `prefetch_factor`) and persist.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import math
-import os
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -24,19 +26,19 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
-from . import distributed, losses
+from . import distributed, losses, run_folder
+from .atomic import write_text_atomic
 from .catalog import read_catalog
 from .config import TrainConfig
-from .data import CatalogImages, EpochSampler, augment, split_train_val, to_float
+from .data import CatalogImages, EpochSampler, ResumableSampler, augment, split_train_val, to_float
 from .errors import EproductError
 from .model import ModelSpec, ProductModel
+from .progress import Progress
 from .taxonomy import Taxonomy
 from .validation import class_accuracy_table, level_accuracy, predict_dataset
 
 log = logging.getLogger(__name__)
-
-CHECKPOINT = "checkpoint.pt"
-Progress = Callable[[float, str], None]
+INTERVALS = "intervals.jsonl"  # one record per mid-epoch checkpoint (--checkpoint-every)
 
 
 def lr_factor(step: int, total: int, schedule: str) -> float:
@@ -71,42 +73,18 @@ def compute_loss(
         elif config.dependence == "soft":
             parts["dependence"] = losses.dependence_soft(outputs["logits"], parents, config.betas)
     if "cosine" in outputs:
-        logits = outputs["cosine"] / config.temperature
-        parts["metric"] = config.metric_weight * torch.nn.functional.cross_entropy(logits, metric_all)
+        parts["metric"] = config.metric_weight * losses.normalized_softmax(
+            outputs["cosine"], metric_all, config.temperature
+        )
         if n_views > 1 and config.instance_weight > 0:
             view_a, view_b = outputs["embedding"].chunk(2)
             parts["instance"] = config.instance_weight * losses.nt_xent(view_a, view_b, config.instance_temperature)
-    parts["total"] = sum(parts.values())
+    terms = list(parts.values())
+    total = terms[0] if terms else torch.zeros((), device=labels.device)
+    for term in terms[1:]:
+        total = total + term
+    parts["total"] = total
     return parts
-
-
-def _atomic_save(obj: dict, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
-    """A run checkpoint (tensors and plain values only), or an `EproductError` saying what to do."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / CHECKPOINT
-    if not path.is_file():
-        raise EproductError(f"No checkpoint at {path}. Train one with `eproduct train --out {path.parent}`.")
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # noqa: BLE001 - a truncated or foreign file
-        raise EproductError(f"Cannot read checkpoint {path} ({err}). Re-run `eproduct train` for this run.") from err
-
-
-def _append_metrics(path: Path, record: dict, keep_before: int | None = None) -> None:
-    lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
-    if keep_before is not None:
-        lines = [line for line in lines if line.strip() and json.loads(line).get("epoch", 0) < keep_before]
-    lines.append(json.dumps(record))
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def _metric_labels(config: TrainConfig, frame, labels: np.ndarray, taxonomy: Taxonomy) -> tuple[np.ndarray, np.ndarray]:
@@ -119,6 +97,42 @@ def _metric_labels(config: TrainConfig, frame, labels: np.ndarray, taxonomy: Tax
     if config.metric_labels == "product":
         log.warning("metric_labels=product but train.csv has no product_id column: using leaf classes")
     return labels[:, -1].copy(), np.arange(taxonomy.sizes[-1], dtype=np.int64)
+
+
+class _Clock:
+    """Images/s and the ETA of this session's steps (a resumed run measures from its restart)."""
+
+    def __init__(self) -> None:
+        self.start, self.steps, self.images = time.perf_counter(), 0, 0
+
+    def tick(self, images: int, steps_left: int) -> tuple[float, float]:
+        self.steps += 1
+        self.images += images
+        elapsed = max(time.perf_counter() - self.start, 1e-9)
+        return self.images / elapsed, steps_left * elapsed / self.steps
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
+
+
+def append_interval(run_dir: Path, record: dict) -> Path:
+    """Add a checkpoint interval's record to RUN/intervals.jsonl, dropping records at or after its step."""
+    path = run_dir / INTERVALS
+    lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
+    kept = [line for line in lines if line.strip() and json.loads(line)["global_step"] < record["global_step"]]
+    return write_text_atomic(path, "\n".join([*kept, json.dumps(record)]) + "\n")
+
+
+def tensorboard_writer(run_dir: Path):
+    """A SummaryWriter on RUN/tensorboard/ when the tensorboard package is installed, else None."""
+    if importlib.util.find_spec("tensorboard") is None:
+        return None
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(log_dir=str(run_dir / "tensorboard"))
 
 
 class _Trainer:
@@ -161,54 +175,77 @@ class _Trainer:
             if self.dist.enabled
             else self.model
         )
+        base: EpochSampler | DistributedSampler
         if config.balanced or not self.dist.enabled:
-            self.sampler = EpochSampler(
-                self.train_labels[:, -1], config.balanced, config.seed, self.dist.rank, self.dist.world
-            )
+            base = EpochSampler(self.train_labels[:, -1], config.balanced, config.seed, self.dist.rank, self.dist.world)
         else:
-            self.sampler = DistributedSampler(
-                self.train_set, self.dist.world, self.dist.rank, shuffle=True, seed=config.seed
-            )
+            base = DistributedSampler(self.train_set, self.dist.world, self.dist.rank, shuffle=True, seed=config.seed)
+        self.sampler = ResumableSampler(base)
+        drop_last = len(base) >= config.batch_size
+        self.steps = len(base) // config.batch_size if drop_last else math.ceil(len(base) / config.batch_size)
         self.loader = DataLoader(
             self.train_set,
             batch_size=config.batch_size,
             sampler=self.sampler,
             num_workers=config.workers,
-            drop_last=len(self.sampler) >= config.batch_size,
+            drop_last=drop_last,
             persistent_workers=config.workers > 0,
+            prefetch_factor=config.prefetch_factor if config.workers > 0 else None,
+            pin_memory=self.device.type == "cuda",
         )
-        self.start_epoch = 0
+        self.start_epoch, self.start_step = 0, 0  # resume point: finished epochs, steps done in the next one
+        self.resumed_totals = (0.0, 0, 0.0)  # loss sum, images and seconds of the resumed epoch before the stop
+        self.clock = _Clock()
+        self.tensorboard = None
 
     def resume(self) -> None:
-        path = self.out / CHECKPOINT
-        if not path.is_file():
+        if not run_folder.has_checkpoint(self.out):
             log.info("no checkpoint in %s: starting from epoch 1", self.out)
             return
-        state = load_checkpoint(path, self.device)
+        path = run_folder.checkpoint_path(self.out)
+        state = run_folder.load_checkpoint(path, self.device)
         if state.get("model_spec") != self.spec.to_dict():
             raise EproductError(
                 f"{path} was trained with a different model ({state.get('model_spec')}); use a new --out folder."
             )
         self.model.load_state_dict(state["model_state"])
         self.optimizer.load_state_dict(state["optimizer_state"])
-        self.start_epoch = int(state["epoch"])
-        log.info("resuming %s after epoch %d", self.out, self.start_epoch)
+        self.start_epoch, self.start_step = int(state["epoch"]), int(state.get("step", 0))
+        if self.start_step and int(state.get("steps_per_epoch", self.steps)) != self.steps:
+            raise EproductError(
+                f"{path} was saved mid-epoch with {state.get('steps_per_epoch')} steps per epoch; this run has "
+                f"{self.steps} (another catalog, batch size or world size). Resume with the same settings."
+            )
+        self.resumed_totals = (
+            float(state.get("epoch_loss_sum", 0.0)),
+            int(state.get("epoch_images", 0)),
+            float(state.get("epoch_seconds", 0.0)),
+        )
+        log.info("resuming %s at epoch %d, step %d", self.out, self.start_epoch + 1, self.start_step)
 
     def _report(self, fraction: float, message: str) -> None:
         if self.progress is not None and self.dist.main:
             self.progress(min(1.0, fraction), message)
 
-    def run_epoch(self, epoch: int, bar) -> tuple[float, int]:
+    def run_epoch(self, epoch: int, bar) -> tuple[float, int, float]:
+        """Train one epoch (from the resume step when resuming it); (mean loss, images, seconds)."""
         config, net = self.config, self.net
         net.train()
-        self.sampler.set_epoch(epoch)
-        generator = torch.Generator().manual_seed(config.seed * 7919 + epoch * 104729 + self.dist.rank)
-        steps, total_steps = len(self.loader), len(self.loader) * config.epochs
-        loss_sum, seen = 0.0, 0
-        for step, (images, index, valid) in enumerate(self.loader):
+        first = self.start_step if epoch == self.start_epoch else 0
+        self.sampler.set_epoch(epoch, first * config.batch_size)
+        steps, total_steps = self.steps, self.steps * config.epochs
+        loss_sum, seen, seconds_before = self.resumed_totals if first else (0.0, 0, 0.0)
+        started = interval_start = time.perf_counter()
+        interval_seen = 0
+        for offset, (images, index, valid) in enumerate(self.loader):
+            step = first + offset
             global_step = epoch * steps + step
+            # seeded per step, so a run resumed mid-epoch augments the next batches exactly as an uninterrupted one
+            generator = torch.Generator().manual_seed(
+                ((config.seed * 7919 + epoch) * 1_000_003 + step) * 64 + self.dist.rank
+            )
             factor = lr_factor(global_step, total_steps, config.schedule)
-            for group in self.groups:
+            for group in self.optimizer.param_groups:  # (load_state_dict replaces the group dicts)
                 group["lr"] = group["base_lr"] * factor
             keep = valid.clone()
             if not keep.any():
@@ -229,15 +266,62 @@ class _Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             parts["total"].backward()
             self.optimizer.step()
-            loss_sum += float(parts["total"].detach()) * len(labels)
+            loss = float(parts["total"].detach())
+            loss_sum += loss * len(labels)
             seen += len(labels)
+            interval_seen += len(labels)
+            rate, eta = self.clock.tick(len(labels) * self.dist.world, total_steps - global_step - 1)
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(epoch=epoch + 1, loss=f"{loss_sum / max(1, seen):.3f}")
+                bar.set_postfix(epoch=epoch + 1, loss=f"{loss_sum / max(1, seen):.3f}", img_s=f"{rate:.0f}")
+            if self.tensorboard is not None:
+                self.tensorboard.add_scalar("train/loss", loss, global_step + 1)
+                self.tensorboard.add_scalar("train/lr", self.optimizer.param_groups[0]["lr"], global_step + 1)
             self._report(
-                (global_step + 1) / max(1, total_steps), f"epoch {epoch + 1}/{config.epochs}, step {step + 1}/{steps}"
+                (global_step + 1) / max(1, total_steps),
+                f"epoch {epoch + 1}/{config.epochs}, step {step + 1}/{steps}, {rate:.0f} img/s, ETA {_duration(eta)}",
             )
-        return loss_sum / max(1, seen), seen
+            done = step + 1
+            if config.checkpoint_every and done % config.checkpoint_every == 0 and done < steps:
+                now = time.perf_counter()
+                interval = {
+                    "epoch": epoch + 1,
+                    "step": done,
+                    "global_step": global_step + 1,
+                    "train_loss": loss_sum / max(1, seen),
+                    "images_per_s": interval_seen * self.dist.world / max(now - interval_start, 1e-9),
+                    "seconds": now - interval_start,
+                    "eta_s": eta,
+                }
+                if self.dist.main:
+                    self.save_mid_epoch(epoch, done, (loss_sum, seen, seconds_before + now - started), interval)
+                interval_start, interval_seen = time.perf_counter(), 0
+        return loss_sum / max(1, seen), seen, seconds_before + time.perf_counter() - started
+
+    def _state(self, finished_epochs: int, step: int = 0, totals: tuple[float, int, float] | None = None) -> dict:
+        loss_sum, images, seconds = totals or (0.0, 0, 0.0)
+        return {
+            "model_state": self.model.state_dict(),
+            "optimizer_state": self.optimizer.state_dict(),
+            "epoch": finished_epochs,
+            "step": step,  # steps done in epoch `finished_epochs + 1` (0: saved at an epoch's end)
+            "steps_per_epoch": self.steps,
+            "epoch_loss_sum": loss_sum,
+            "epoch_images": images,
+            "epoch_seconds": seconds,
+            "config": self.config.to_dict(),
+            "taxonomy": self.taxonomy.to_dict(),
+            "model_spec": self.spec.to_dict(),
+            "bad_train_files": sorted(self.train_set.paths[i] for i in self.train_set.bad),
+        }
+
+    def save_mid_epoch(self, epoch: int, step: int, totals: tuple[float, int, float], interval: dict) -> None:
+        """A resumable checkpoint after `step` steps of `epoch` (0-based), and its interval's record."""
+        run_folder.save_checkpoint(self.out, self._state(epoch, step, totals))
+        append_interval(self.out, interval)
+        if self.tensorboard is not None:
+            self.tensorboard.add_scalar("train/images_per_s", interval["images_per_s"], interval["global_step"])
+        log.info("checkpoint at epoch %d step %d: %.1f images/s", epoch + 1, step, interval["images_per_s"])
 
     def validate_and_save(self, epoch: int, train_loss: float, images_per_s: float, seconds: float) -> dict:
         predicted, valid = predict_dataset(
@@ -254,33 +338,36 @@ class _Trainer:
             "val_images": int(len(labels)),
         }
         table = class_accuracy_table(self.taxonomy, predicted, labels, self.train_labels)
-        table.to_csv(self.out / ".class_accuracy.csv.tmp", index=False)
-        os.replace(self.out / ".class_accuracy.csv.tmp", self.out / "class_accuracy.csv")
-        _append_metrics(self.out / "metrics.jsonl", record, keep_before=epoch + 1)
-        _atomic_save(
-            {
-                "model_state": self.model.state_dict(),
-                "optimizer_state": self.optimizer.state_dict(),
-                "epoch": epoch + 1,
-                "config": self.config.to_dict(),
-                "taxonomy": self.taxonomy.to_dict(),
-                "model_spec": self.spec.to_dict(),
-                "bad_train_files": sorted(self.train_set.paths[i] for i in self.train_set.bad),
-            },
-            self.out / CHECKPOINT,
-        )
+        run_folder.write_class_accuracy(self.out, table)
+        run_folder.append_metrics(self.out, record)
+        run_folder.save_checkpoint(self.out, self._state(epoch + 1))
+        if self.tensorboard is not None:
+            step = (epoch + 1) * self.steps
+            self.tensorboard.add_scalar("epoch/train_loss", train_loss, step)
+            self.tensorboard.add_scalar("epoch/images_per_s", images_per_s, step)
+            for level, value in record["val_acc"].items():
+                self.tensorboard.add_scalar(f"epoch/val_acc_{level}", value, step)
+            self.tensorboard.flush()
         return record
 
     def fit(self) -> None:
         from tqdm.auto import tqdm
 
         config = self.config
-        total = len(self.loader) * (config.epochs - self.start_epoch)
-        bar = tqdm(total=total, desc="train", unit="step", disable=not self.dist.main or total == 0)
-        for epoch in range(self.start_epoch, config.epochs):
-            start = time.perf_counter()
-            train_loss, seen = self.run_epoch(epoch, bar)
-            seconds = time.perf_counter() - start
+        total = self.steps * (config.epochs - self.start_epoch) - self.start_step
+        bar = tqdm(total=total, desc="train", unit="step", disable=not self.dist.main or total <= 0)
+        self.tensorboard = tensorboard_writer(self.out) if self.dist.main else None
+        self.clock = _Clock()  # images/s and ETA from the first step of this session
+        try:
+            self._epochs(bar)
+        finally:
+            bar.close()
+            if self.tensorboard is not None:
+                self.tensorboard.close()
+
+    def _epochs(self, bar) -> None:
+        for epoch in range(self.start_epoch, self.config.epochs):
+            train_loss, seen, seconds = self.run_epoch(epoch, bar)
             distributed.sync_buffers(self.model, self.dist)
             ips = seen * self.dist.world / max(seconds, 1e-9)
             if self.dist.main:
@@ -289,7 +376,6 @@ class _Trainer:
                     "epoch %d: loss %.4f, val acc %s, %.1f images/s", epoch + 1, train_loss, record["val_acc"], ips
                 )
             distributed.barrier(self.dist)
-        bar.close()
 
 
 def train(
@@ -301,13 +387,15 @@ def train(
 ) -> Path:
     """Train a model on a catalog into the run folder `out_dir`; returns the folder."""
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise EproductError(f"--out {out} is a file; give a folder for the run (new, or one to --resume).")
     trainer = _Trainer(config, catalog_dir, out, progress)
     try:
-        if not resume and (out / CHECKPOINT).exists():
+        if not resume and run_folder.has_checkpoint(out):
             raise EproductError(f"{out} already holds a run. Use --resume to continue it, or a new --out folder.")
         if trainer.dist.main:
             out.mkdir(parents=True, exist_ok=True)
-            (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2), encoding="utf-8")
+            run_folder.write_config(out, config)
         distributed.barrier(trainer.dist)
         if resume:
             trainer.resume()

@@ -13,6 +13,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from .data import CatalogImages, to_float
+from .model import ProductModel
 from .taxonomy import Taxonomy
 
 
@@ -30,14 +31,14 @@ def predict_levels(outputs: dict, parents: list[np.ndarray], proxy_leaf: np.ndar
 
 @torch.inference_mode()
 def predict_dataset(
-    model: torch.nn.Module, dataset: CatalogImages, device: torch.device, batch_size: int, parents: list[np.ndarray]
+    model: ProductModel, dataset: CatalogImages, device: torch.device, batch_size: int, parents: list[np.ndarray]
 ) -> tuple[np.ndarray, np.ndarray]:
     """(predicted (N, L), valid (N,)) for every row of `dataset`, in order."""
     was_training = model.training
     model.eval()
     predicted, valid = [], []
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
-    proxy_leaf = model.metric.proxy_leaf.cpu().numpy() if getattr(model, "metric", None) is not None else None
+    proxy_leaf = model.metric.proxy_leaf.cpu().numpy() if model.metric is not None else None
     for images, _, ok in loader:
         batch = to_float(images).to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):

@@ -72,7 +72,7 @@ def why_missed(
     query = np.asarray(query_vector, dtype=np.float32).ravel()
     settings = settings if settings.k is not None else settings.replace(k=TOP)
     found = _ids_found(index, query, settings)
-    rank_of = {}
+    rank_of: dict[str, int] = {}
     for position, item in enumerate(found, start=1):
         rank_of.setdefault(item, position)
     row_of = index.row_numbers()

@@ -28,17 +28,17 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .atomic import write_text_atomic
 from .config import search_from_dict
 from .documents import read_versioned_json
 from .errors import EproductError
+from .progress import Progress
 from .settings import IndexSpec, SearchSettings
 
 log = logging.getLogger(__name__)
-Progress = Callable[[float, str], None]
 
 ENV_HOME = "EPRODUCT_HOME"
 ENV_ROOTS = "EPRODUCT_ROOTS"
@@ -183,9 +183,7 @@ def write_meta(path: Path, meta: dict) -> Path:
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     full = {"format": FORMAT, "version": VERSION, **meta}
-    tmp = path / f".{META_FILE}.tmp-{os.getpid()}"
-    tmp.write_text(json.dumps(full, indent=2, sort_keys=False), encoding="utf-8")
-    os.replace(tmp, path / META_FILE)
+    write_text_atomic(path / META_FILE, json.dumps(full, indent=2, sort_keys=False))
     return path / META_FILE
 
 

@@ -10,15 +10,14 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from .errors import EproductError
+from .progress import Progress
 
 log = logging.getLogger(__name__)
-Progress = Callable[[float, str], None]
 
 # Share of the whole build each step takes on the progress bar (catalog, train, embed, index).
 STEPS = {"catalog": (0.0, 0.1), "train": (0.1, 0.75), "embed": (0.75, 0.95), "index": (0.95, 1.0)}
@@ -26,7 +25,7 @@ EMBED_BATCH = 128  # images per forward pass when embedding a split
 FASHION_MNIST = "fashion-mnist"  # `catalog=` value that writes the Fashion-MNIST catalog instead of copying one
 
 
-def _span(progress: Progress, step: str) -> Callable[[float, str], None]:
+def _span(progress: Progress, step: str) -> Progress:
     """A progress callback for one step, mapped onto its share of the whole bar."""
     low, high = STEPS[step]
 
@@ -103,6 +102,7 @@ def populate(
         source = "Fashion-MNIST"
     elif catalog is not None:
         catalog_report(0.0, f"Copying catalog {catalog}")
+        read_catalog(catalog)  # refuses a missing or incomplete folder, naming it (not the copy)
         shutil.copytree(catalog, folder / "catalog")
         source = f"catalog copied from {Path(catalog).name}"
     else:
@@ -114,7 +114,7 @@ def populate(
             progress=lambda done, total: catalog_report(done / max(total, 1), f"Drawing catalog images {done}/{total}"),
         )
         source = f"synthetic {size}"
-    catalog = read_catalog(folder / "catalog")
+    read_catalog(folder / "catalog")  # refuses a malformed catalog before training on it
 
     run_name = config.preset
     _train(config, folder / "catalog", folder / "runs" / run_name, _span(report, "train"))

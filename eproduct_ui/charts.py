@@ -61,7 +61,7 @@ def accuracy_scatter(frame: pd.DataFrame, level: str) -> alt.LayerChart:
         .mark_line(color="#d62728")
         .encode(x="train_count:Q", y="accuracy:Q")
     )
-    return alt.layer(points, trend).properties(height=HEIGHT + 60, title=f"Accuracy vs class size ({level})")
+    return alt.LayerChart(layer=[points, trend], height=HEIGHT + 60, title=f"Accuracy vs class size ({level})")
 
 
 def training_curves(metrics: pd.DataFrame) -> alt.Chart:
@@ -104,10 +104,10 @@ def distance_histogram(distances: pd.DataFrame, cutoff: float | None, column: st
             .mark_rule(color="#d62728", strokeWidth=2, strokeDash=[4, 3])
             .encode(x="cutoff:Q", tooltip=[alt.Tooltip("cutoff:Q", format=".3f")])
         )
-    return alt.layer(*layers).properties(height=HEIGHT - 40, title=title)
+    return alt.LayerChart(layer=layers, height=HEIGHT - 40, title=title)
 
 
-def mar_heatmap(table: pd.DataFrame, value: str = "mar@10_G") -> alt.Chart:
+def mar_heatmap(table: pd.DataFrame, value: str = "mar@10_G") -> alt.LayerChart:
     """MAR@10 over hash length x cutoff (`table`: bits, cutoff, value)."""
     base = alt.Chart(table).encode(
         x=alt.X("cutoff:O", title="code-cosine cutoff"),
@@ -123,7 +123,7 @@ def mar_heatmap(table: pd.DataFrame, value: str = "mar@10_G") -> alt.Chart:
         ],
     )
     text = base.mark_text(fontSize=10).encode(text=alt.Text(f"{value}:Q", format=".2f"), color=alt.value("white"))
-    return alt.layer(cells, text).properties(height=HEIGHT, title="MAR@10 by hash length and cutoff")
+    return alt.LayerChart(layer=[cells, text], height=HEIGHT, title="MAR@10 by hash length and cutoff")
 
 
 def recall_histogram(per_query: pd.DataFrame, column: str = "recall@10") -> alt.Chart:
@@ -177,4 +177,4 @@ def binned_histogram(frame: pd.DataFrame, cutoff: float | None, axis_title: str,
             .mark_rule(color="#d62728", strokeWidth=2, strokeDash=[4, 3])
             .encode(x="cutoff:Q", tooltip=[alt.Tooltip("cutoff:Q", format=".3f")])
         )
-    return alt.layer(*layers).properties(height=HEIGHT - 60, title=title)
+    return alt.LayerChart(layer=layers, height=HEIGHT - 60, title=title)

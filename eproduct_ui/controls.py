@@ -20,8 +20,9 @@ MEMORY = "remembered_controls"  # survives page switches (Streamlit drops the st
 def remembered(key: str, default):
     """Seed widget `key` from the session's memory (or `default`) before the widget is drawn."""
     memory = st.session_state.setdefault(MEMORY, {})
-    if key not in st.session_state:
-        st.session_state[key] = memory.get(key, default)
+    # Re-assigned every run: a widget value carried over from another page (or drawn there inside the Search
+    # page's fragment) is kept as the value, not reset to the widget's first option.
+    st.session_state[key] = st.session_state[key] if key in st.session_state else memory.get(key, default)
     return key
 
 
@@ -29,10 +30,7 @@ def remember(key: str, value) -> None:
     st.session_state.setdefault(MEMORY, {})[key] = value
 
 
-BIT_CHOICES = tuple(
-    b for b in (4, 8, 12, 16, 20, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 1024, 2048) if b < MAX_BITS
-)
-BIT_CHOICES += (MAX_BITS,)
+BIT_CHOICES = (4, 8, 12, 16, 20, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 1024, 2048, MAX_BITS)
 
 
 def index_choice(workspace) -> str:
@@ -52,7 +50,10 @@ def index_choice(workspace) -> str:
     current = st.session_state.setdefault(MEMORY, {}).get(key, default)
     current = current if current in names else default
     # No widget key: its identity follows `index`, so the choice survives page switches unchanged.
-    chosen = st.sidebar.selectbox("Index (embedding kind)", names, index=names.index(current), format_func=labels.get)
+    chosen = st.sidebar.selectbox(
+        "Index (embedding kind)", names, index=names.index(current), format_func=labels.__getitem__
+    )
+    chosen = chosen if chosen is not None else current  # never None: the options are not empty
     remember(key, chosen)
     return chosen
 
@@ -60,6 +61,16 @@ def index_choice(workspace) -> str:
 def bit_options(stored: int) -> list[int]:
     """Hash lengths offered for an index storing `stored` bits."""
     return sorted({b for b in BIT_CHOICES if b <= stored} | {stored})
+
+
+def scope_of(workspace, index_name: str) -> str:
+    """The widget-key scope of an index's search controls (each index remembers its own)."""
+    return f"{workspace.path.name}::{index_name}"
+
+
+def rerank_limit(index) -> int:
+    """Largest re-rank depth the control offers (0 for an index without stored vectors)."""
+    return 5000 if index.has_vectors else 0
 
 
 def search_settings(workspace, index_name: str, index) -> SearchSettings:
@@ -70,10 +81,10 @@ def search_settings(workspace, index_name: str, index) -> SearchSettings:
     """
     saved = workspace.search_settings(index_name)
     shown = resolve(index, saved)
-    scope = f"{workspace.path.name}::{index_name}"
+    scope = scope_of(workspace, index_name)
     options = bit_options(index.bits)
     default_bits = shown.bits if shown.bits in options else options[-1]
-    rerank_max = 5000 if index.has_vectors else 0
+    rerank_max = rerank_limit(index)
     with st.sidebar:
         st.markdown("**Search settings**")
         mode = st.radio(

@@ -22,11 +22,13 @@ def page_boundary(render: Callable[[], None]) -> None:
 
     The sidebar is drawn here (not in app.py) so a page also works when run on its own (AppTest).
     """
-    from eproduct_ui import state
+    from eproduct_ui import deeplink, sidebar_build, state
 
     try:
         state.ensure_demo()
+        deeplink.restore_workspace()
         state.workspace_chooser()
+        sidebar_build.fashion_mnist_builder()
         render()
     except EproductError as err:
         st.error(str(err))

@@ -58,17 +58,15 @@ def _catalog(path: str, key: float):
 
 
 def catalog(path: str | Path):
-    return _catalog(str(path), stamp(Path(path) / "index.csv") + stamp(Path(path) / "train.csv"))
+    key = stamp(Path(path) / "index.csv") + stamp(Path(path) / "train.csv") + stamp(Path(path) / "catalog.json")
+    return _catalog(str(path), key)
 
 
 @st.cache_resource(show_spinner="Loading the model (first time only)...", max_entries=4)
 def _bundle(run_dir: str, key: float):
-    import torch
+    from eproduct_ui import preload
 
-    from eproduct_core.embed import load_run
-
-    torch.set_num_threads(1)
-    return load_run(run_dir, device="cpu")
+    return preload.bundle(run_dir, key)  # already loaded when the background warm-up got to it
 
 
 def bundle(run_dir: str | Path):
@@ -136,7 +134,7 @@ def _file_digests(root: str, paths: tuple[str, ...], key: float) -> dict[str, in
 def query_for_bytes(catalog_obj, data: bytes) -> str | None:
     """The catalog query id whose image file has exactly these bytes (so an upload gets groundtruth)."""
     paths = tuple(catalog_obj.query["path"])
-    found = _file_digests(str(catalog_obj.root), paths, stamp(Path(catalog_obj.root) / "query.csv"))
+    found = _file_digests(str(catalog_obj.images), paths, stamp(Path(catalog_obj.root) / "query.csv"))
     position = found.get(digest(data))
     return None if position is None else str(catalog_obj.query["image_id"].iat[position])
 
@@ -172,12 +170,3 @@ def run_metrics(run_dir: str, key: float) -> pd.DataFrame:
                     flat.update({f"{key_}_{k}": v for k, v in value.items()})
             rows.append(flat)
     return pd.DataFrame(rows)
-
-
-@st.cache_resource(show_spinner=False, max_entries=16)
-def class_accuracy(run_dir: str, key: float) -> pd.DataFrame:
-    """class_accuracy.csv of a run (empty when missing)."""
-    path = Path(run_dir) / "class_accuracy.csv"
-    if not path.is_file():
-        return pd.DataFrame(columns=["level", "class", "train_count", "val_count", "accuracy"])
-    return pd.read_csv(path, dtype={"level": str, "class": str}, keep_default_na=False)

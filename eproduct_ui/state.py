@@ -63,6 +63,7 @@ def workspace_chooser() -> ws.Workspace | None:
             if chosen != st.session_state.get(KEY):
                 st.session_state[KEY] = chosen
                 current = chosen
+            st.caption(f"Showing: {by_path[chosen].title}")
         typed = st.text_input(
             "Open a workspace folder",
             key="workspace_path",

@@ -13,6 +13,15 @@ import pytest
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")  # Debian's dataset-fashion-mnist (.ci/run installs it)
+CHROMIUM = Path("/usr/bin/chromium")  # Debian's chromium (.ci/run installs it)
+
+
+def require_system_file(path: Path, package: str) -> None:
+    """Fail (never skip) when a system file the tests need is missing: a skipped test hides a failure."""
+    if not path.exists():
+        pytest.fail(f"{path} is missing: `apt-get install {package}` (.ci/run installs it).", pytrace=False)
+
 
 @pytest.fixture(scope="session")
 def tiny_catalog(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -39,7 +48,6 @@ def tiny_workspace(tmp_path_factory: pytest.TempPathFactory, tiny_catalog: Path)
     """A workspace ROOT (use as EPRODUCT_HOME) holding `demo`: `workspace.build_demo` on a copy of the tiny
     catalog with a 1-epoch tiny run (fast-demo otherwise): seed + metric embeddings, 20-bit and 256-bit indexes.
     Added by the app engineer; read-only for tests."""
-    pytest.importorskip("eproduct_core.embed", reason="embed.py (training/embedding) has not landed yet")
     from eproduct_core.workspace import build_demo
 
     root = tmp_path_factory.mktemp("eproduct_home")

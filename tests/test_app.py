@@ -23,18 +23,28 @@ PAGES = (
     "app_pages/catalog.py",
     "app_pages/model.py",
     "app_pages/evaluation.py",
+    "app_pages/map.py",
+    "app_pages/compare.py",
     "app_pages/index.py",
 )
 METRIC_INDEX = "metric-256bit"
 SCOPE = f"demo::{METRIC_INDEX}"
 
 
+@pytest.fixture(scope="module")
+def app_home(tiny_workspace, tmp_path_factory) -> Path:
+    """A copy of the tiny workspace root: the pages write their caches and maps into the workspace."""
+    copy = tmp_path_factory.mktemp("app_home")
+    shutil.copytree(tiny_workspace / "demo", copy / "demo")
+    return copy
+
+
 @pytest.fixture
-def home(tiny_workspace, monkeypatch) -> Path:
-    monkeypatch.setenv(ws.ENV_HOME, str(tiny_workspace))
+def home(app_home, monkeypatch) -> Path:
+    monkeypatch.setenv(ws.ENV_HOME, str(app_home))
     monkeypatch.delenv(ws.ENV_ROOTS, raising=False)
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    return tiny_workspace
+    return app_home
 
 
 def _app(page: str | None = None):
@@ -105,6 +115,8 @@ def test_every_page_draws(home, page):
 def test_sample_query_and_cutoff_slider_match_the_core_search(home):
     from eproduct_core.embeddings import read_embeddings
     from eproduct_core.index import open_index
+    from eproduct_core.search import search
+    from eproduct_core.settings import SearchSettings
 
     at = _app()
     _clean(at)
@@ -125,12 +137,12 @@ def test_sample_query_and_cutoff_slider_match_the_core_search(home):
         at.slider(key=f"cutoff::{SCOPE}").set_value(cutoff).run()
         _clean(at)
         counts[cutoff] = int(_metric(at, "Matches"))
-        expected = index.search(vector[None, :], bits=256, mode="cutoff", cutoff=cutoff, k=None, rerank=0)[0]
+        expected = search(index, vector, SearchSettings(mode="cutoff", bits=256, cutoff=cutoff, k=None, rerank=0))[0]
         assert counts[cutoff] == len(expected.ids)
     assert counts[low] < counts[high]
     at.slider(key=f"cutoff::{SCOPE}").set_value(0.3).run()
     at.select_slider(key=f"bits::{SCOPE}").set_value(16).run()
-    expected = index.search(vector[None, :], bits=16, mode="cutoff", cutoff=0.3, k=None, rerank=0)[0]
+    expected = search(index, vector, SearchSettings(mode="cutoff", bits=16, cutoff=0.3, k=None, rerank=0))[0]
     assert int(_metric(at, "Matches")) == len(expected.ids)
     assert _metric(at, "Hamming radius") == "4"  # d / 16 < 0.3  <=>  d <= 4
 
@@ -213,6 +225,10 @@ def test_index_page_builds_a_new_index(tiny_workspace, tmp_path, monkeypatch):
     demo = ws.open_workspace(home / "demo", allowed=[home])
     assert "metric-64" in demo.indexes and demo.index_info("metric-64")["bits"] == 64
     assert open_index(demo.index_dir("metric-64")).bits == 64
+    from eproduct_core.settings import IndexSpec, SearchSettings
+
+    assert demo.index_spec("metric-64") == IndexSpec(kind="metric", bits=64, shard_size=8000)
+    assert demo.search_settings("metric-64") == SearchSettings()  # the index's own defaults
     at.button(key="verify").click().run()
     assert any("match their sha256" in s.value for s in at.success)
 
@@ -243,3 +259,71 @@ def test_catalog_images_outside_the_roots_are_not_read(home, tmp_path):
     assert loaders.thumbnail(str(inside)) is not None
     assert loaders.thumbnail(str(outside)) is None
     assert loaders.thumbnail(str(home / "demo" / "catalog" / ".." / ".." / ".." / outside.name)) is None
+
+
+def test_more_like_this_searches_with_the_stored_vector(home):
+    from eproduct_core.index import open_index
+    from eproduct_core.search import search
+
+    at = _app()
+    _clean(at)
+    shown = [b.key.split("::", 1)[1] for b in at.button if (b.key or "").startswith("more::")]
+    assert len(shown) == 10 and all(
+        b.label == "More like this" for b in at.button if (b.key or "").startswith("more::")
+    )
+    item = shown[3]
+    at.button(key=f"more::{item}").click().run()
+    _clean(at)
+    assert at.session_state["like"] == item
+    index = open_index(_demo(home).index_dir(METRIC_INDEX))
+    stored = np.asarray(index.vectors[index.row_numbers()[item]], dtype=np.float32)
+    expected = search(index, stored[None, :], _demo(home).search_settings(METRIC_INDEX))[0]
+    now = [b.key.split("::", 1)[1] for b in at.button if (b.key or "").startswith("more::")]
+    assert now == list(expected.ids) and now[0] == item  # its own stored vector: itself first
+    at.selectbox(key="sample_query").set_value(at.selectbox(key="sample_query").options[2]).run()
+    assert "like" not in at.session_state  # picking a sample query ends "more like this"
+
+
+def test_deep_link_sets_the_query_index_and_settings(home):
+    from streamlit.testing.v1 import AppTest
+
+    query_id = _query_image(home, 5)[0]
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params.update(
+        {"workspace": "demo", "index": "seed-20bit", "query": query_id, "mode": "cutoff", "bits": "16", "cutoff": "0.3"}
+    )
+    at.run()
+    _clean(at)
+    assert at.selectbox(key="sample_query").value == query_id
+    assert at.select_slider(key="bits::demo::seed-20bit").value == 16
+    assert at.slider(key="cutoff::demo::seed-20bit").value == pytest.approx(0.3)
+    assert _metric(at, "Hamming radius") == "4"
+    at.query_params.update({"bits": "1000"})  # not offered by a 24-bit index: a warning, nothing breaks
+    at.run()
+    assert not at.exception and any("hash length 1000" in w.value for w in at.warning)
+
+
+def test_fashion_mnist_missing_says_how_to_install(home, tmp_path, monkeypatch):
+    from eproduct_ui import sidebar_build
+
+    monkeypatch.setenv(sidebar_build.ENV_SOURCE, str(tmp_path))  # an empty folder: not installed
+    at = _app()
+    _clean(at)
+    assert any("apt-get install dataset-fashion-mnist" in i.value for i in at.info)
+    assert not [b for b in at.button if b.key == "fashion_build"]
+
+
+def test_search_settings_carry_over_to_another_page(home):
+    """Fails on the old `remembered` (seeded a widget only when its key was missing): the Evaluation page's
+    hash length fell back to the first option (4 bits) after the Search page had drawn it."""
+    key = f"bits::{SCOPE}"
+    at = _app()
+    _clean(at)
+    at.select_slider(key=key).set_value(64).run()
+    at.switch_page("app_pages/evaluation.py")
+    at.run()
+    _clean(at)
+    assert at.select_slider(key=key).value == 64
+    at.switch_page("app_pages/search.py")
+    at.run()
+    assert at.select_slider(key=key).value == 64

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import require_system_file
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -69,8 +70,8 @@ def test_tiny_synthetic_catalog_is_valid(tiny_catalog):
     assert validate_catalog(tiny_catalog) == []
 
 
-@pytest.mark.skipif(not FASHION.is_dir(), reason=f"{FASHION} not installed (apt-get install dataset-fashion-mnist)")
 def test_fashion_mnist_catalog_is_valid(tmp_path):
+    require_system_file(FASHION, "dataset-fashion-mnist")
     from eproduct_core.fashion_mnist import make_fashion_mnist_catalog
 
     root = make_fashion_mnist_catalog(tmp_path / "fm", train_per_class=8, queries=6, distractors=10)

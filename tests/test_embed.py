@@ -170,3 +170,54 @@ def test_embed_kinds_in_one_pass_matches_embed_split(runs, tiny_catalog, tmp_pat
         emb = read_embeddings(embed_split(runs["both"], tiny_catalog, "query", kind, tmp_path / kind, device="cpu"))
         assert emb.ids == ids
         np.testing.assert_allclose(vectors[kind], emb.vectors.astype(np.float32), atol=2e-3)
+
+
+def test_merge_checks_every_part_then_indexes_like_one_job(runs, tiny_catalog, tmp_path, monkeypatch):
+    from eproduct_core.cli import main
+    from eproduct_core.embed_parts import merge_parts
+    from eproduct_core.index import build_index_from_embeddings, open_index
+
+    whole = read_embeddings(
+        embed_split(runs["both"], tiny_catalog, "index", "metric", tmp_path / "whole", device="cpu")
+    )
+    # parts 0 and 2 by --part into one folder, part 1 as torchrun rank 1 of 3 (RANK/WORLD_SIZE) into another
+    for i in (0, 2):
+        embed_split(runs["both"], tiny_catalog, "index", "metric", tmp_path / "a", device="cpu", part=(i, 3))
+    with pytest.raises(EproductError, match=r"Parts \[1\] of 3 are missing or unfinished"):
+        merge_parts([tmp_path / "a"], tmp_path / "merged")
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    embed_split(runs["both"], tiny_catalog, "index", "metric", tmp_path / "b", device="cpu", part=parse_part(None))
+    monkeypatch.delenv("RANK")
+    monkeypatch.delenv("WORLD_SIZE")
+    assert main(["embed", "merge", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "merged")]) == 0
+    merged = read_embeddings(tmp_path / "merged")
+    assert merged.ids == whole.ids and merged.meta["merged_parts"] == 3 and merged.meta["parts"] == 1
+    np.testing.assert_allclose(merged.vectors.astype(np.float32), whole.vectors.astype(np.float32), atol=1e-3)
+    index = open_index(build_index_from_embeddings(tmp_path / "merged", tmp_path / "idx", bits=64))
+    assert index.size == len(whole.ids) and index.kind == "metric"
+
+    # a repeated part, a part of another kind, an unfinished part (shard gone) are all refused, nothing written
+    with pytest.raises(EproductError, match="appear more than once"):
+        merge_parts([tmp_path / "a", tmp_path / "b", tmp_path / "a"], tmp_path / "m1")
+    embed_split(runs["both"], tiny_catalog, "index", "penultimate", tmp_path / "c", device="cpu", part=(1, 3))
+    with pytest.raises(EproductError, match="Parts disagree on kind: 'metric'.*'penultimate'"):
+        merge_parts([tmp_path / "a", tmp_path / "c"], tmp_path / "m2")
+    next((tmp_path / "b").glob("vectors-*.npy")).unlink()
+    with pytest.raises(EproductError, match="lists shard .* which is missing"):
+        merge_parts([tmp_path / "a", tmp_path / "b"], tmp_path / "m3")
+    assert main(["embed", "merge", str(tmp_path / "a"), "--out", str(tmp_path / "m4")]) == 2
+    assert not any((tmp_path / name).exists() for name in ("m1", "m2", "m3", "m4"))
+
+
+def test_a_rerun_part_replaces_its_shards_and_workers_give_the_same_vectors(runs, tiny_catalog, tmp_path):
+    first = embed_split(runs["both"], tiny_catalog, "query", "metric", tmp_path / "q", device="cpu", part=(0, 2))
+    before = sorted(p.name for p in first.iterdir())
+    again = embed_split(
+        runs["both"], tiny_catalog, "query", "metric", tmp_path / "q", device="cpu", part=(0, 2), workers=2
+    )
+    assert sorted(p.name for p in again.iterdir()) == before
+    plain = read_embeddings(embed_split(runs["both"], tiny_catalog, "query", "metric", tmp_path / "p", device="cpu"))
+    loaded = embed_split(runs["both"], tiny_catalog, "query", "metric", tmp_path / "w", device="cpu", workers=2)
+    assert read_embeddings(loaded).ids == plain.ids
+    np.testing.assert_array_equal(read_embeddings(loaded).vectors, plain.vectors)

@@ -282,3 +282,24 @@ def test_evaluation_modules_do_not_import_torch():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_readme_cli_examples_parse_and_its_sweep_is_not_refused():
+    """Defect 5: README's own sweep example gave --cutoffs in top-k mode (the best preset's), where they were ignored."""
+    import shlex
+    from pathlib import Path
+
+    from eproduct_core.cli import build_parser
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    fenced = readme.split("```")[1::2]  # the code blocks
+    lines = [line.split("  #")[0] for block in fenced for line in block.splitlines() if line.startswith("eproduct ")]
+    parser = build_parser()
+    sweeps = []
+    for line in lines:
+        args = parser.parse_args(shlex.split(line)[1:])
+        if args.command == "sweep" and args.cutoffs:
+            sweeps.append(args)
+    assert sweeps, "README shows no sweep over cutoffs"
+    for args in sweeps:  # the best preset searches top-k, so the example must ask for cutoff mode itself
+        assert args.mode == "cutoff", "README's sweep --cutoffs example would be refused in top-k mode"

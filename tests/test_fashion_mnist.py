@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import require_system_file
 
 from eproduct_core import fashion_mnist
 from eproduct_core.catalog import read_catalog, validate_catalog
@@ -21,10 +22,13 @@ from eproduct_core.images import load_image
 from eproduct_core.taxonomy import Taxonomy
 
 SOURCE = Path("/usr/share/datasets/fashion-mnist")
-pytestmark = pytest.mark.skipif(
-    not (SOURCE / "t10k-labels-idx1-ubyte.gz").is_file(),
-    reason=f"Fashion-MNIST files not installed in {SOURCE} (apt-get install dataset-fashion-mnist)",
-)
+
+
+@pytest.fixture(autouse=True)
+def _fashion_mnist_installed() -> None:
+    require_system_file(SOURCE / "t10k-labels-idx1-ubyte.gz", "dataset-fashion-mnist")
+
+
 SMALL = dict(train_per_class=30, queries=20, distractors=40, seed=3)
 
 

@@ -99,9 +99,21 @@ def test_normalized_softmax_is_cross_entropy_of_scaled_cosines():
     emb, proxies, labels = torch.randn(6, 8) * 3, torch.randn(4, 8), torch.randint(0, 4, (6,))
     cos = F.normalize(emb, dim=1) @ F.normalize(proxies, dim=1).t()
     expected = F.cross_entropy(cos / 0.05, labels)
-    assert losses.normalized_softmax(emb, proxies, labels, 0.05).item() == pytest.approx(expected.item(), rel=1e-5)
-    aligned = losses.normalized_softmax(proxies[labels], proxies, labels, 0.05)
-    assert aligned.item() < expected.item()
+    assert losses.normalized_softmax(cos, labels, 0.05).item() == pytest.approx(expected.item(), rel=1e-5)
+    aligned_cos = F.normalize(proxies[labels], dim=1) @ F.normalize(proxies, dim=1).t()
+    assert losses.normalized_softmax(aligned_cos, labels, 0.05).item() < expected.item()
+
+
+def test_training_uses_normalized_softmax_for_the_metric_head():
+    from eproduct_core.config import TrainConfig
+    from eproduct_core.train import compute_loss
+
+    torch.manual_seed(4)
+    cosine, labels = torch.rand(5, 3) * 2 - 1, torch.randint(0, 3, (5,))
+    config = TrainConfig(backbone="tiny", metric=True, metric_weight=0.5, temperature=0.1)  # no DHC logits given
+    parts = compute_loss({"cosine": cosine}, labels.view(-1, 1), labels, [], config, 1)
+    expected = 0.5 * losses.normalized_softmax(cosine, labels, 0.1)
+    assert parts["metric"].item() == pytest.approx(expected.item())
 
 
 def test_nt_xent_prefers_matching_views():

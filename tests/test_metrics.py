@@ -12,7 +12,6 @@ from eproduct_core.metrics import (
     hits_at_k,
     mar_at_k,
     mar_of_submission,
-    mean_reciprocal_rank,
     recall_at_k,
     recalls_at_k,
 )
@@ -93,7 +92,6 @@ def test_bad_arguments():
 def test_rank_helpers():
     assert first_hit_rank(["x", "y", "a"], {"a"}) == 3
     assert first_hit_rank(["x"], {"a"}) is None
-    assert mean_reciprocal_rank([["x", "a"], ["b"], ["z"]], [{"a"}, {"b"}, {"c"}]) == pytest.approx((0.5 + 1 + 0) / 3)
 
 
 def test_recalls_returns_float_array():

@@ -245,8 +245,7 @@ def test_candidate_scan_breaks_massive_ties_by_lowest_row(kernel):
 def test_numba_scan_widens_a_short_radius_and_stays_exact(built, data, monkeypatch):
     from eproduct_core import search_kernels
 
-    if not search_kernels.numba_available():
-        pytest.skip("numba not installed")
+    assert search_kernels.numba_available(), "numba is a hard dependency: install it (pip install numba)"
     _, q = data
     one, _ = built
     monkeypatch.setattr(search_kernels, "RADIUS_MARGIN", 0.05)  # the sample radius now admits far too few rows

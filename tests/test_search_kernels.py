@@ -80,3 +80,19 @@ def test_asking_for_numba_without_numba_raises_and_auto_falls_back(monkeypatch):
 def test_numba_is_installed_here():
     """numba is a hard dependency of the fast path: its absence is a failure, never a skip."""
     assert search_kernels.numba_available()
+
+
+@pytest.mark.parametrize("dim", [1, 7, 8, 9, 15, 512, 1002])
+def test_cosine_kernels_agree_for_any_dim_and_row_count(dim):
+    """The eight-lane sum with its tail, over one row or many: the same bits from both kernels."""
+    rng = np.random.default_rng(dim)
+    vectors = unit_float16(rng.standard_normal((40, dim)))
+    query = rng.standard_normal(dim).astype(np.float32)
+    for rows in (np.arange(40), np.array([5]), np.array([], dtype=np.int64)):
+        compiled = search_kernels.rows_cosine(vectors, rows, query, "numba")
+        np.testing.assert_array_equal(compiled, search_kernels.rows_cosine(vectors, rows, query, "numpy"))
+        expected = lsh.cosine_distance(query, vectors[rows].astype(np.float32)) if len(rows) else compiled
+        np.testing.assert_allclose(compiled, expected, atol=1e-5)
+    zero = np.zeros((2, dim), np.float16)
+    assert search_kernels.rows_cosine(zero, np.arange(2), query, "numba").tolist() == [1.0, 1.0]
+    assert search_kernels.rows_cosine(zero, np.arange(2), query, "numpy").tolist() == [1.0, 1.0]

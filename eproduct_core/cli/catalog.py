@@ -1,8 +1,11 @@
-"""`eproduct catalog ...`: validate a catalog folder, or make one (synthetic demo, Fashion-MNIST)."""
+"""`eproduct catalog ...`: validate a catalog folder, or make one (synthetic demo, Fashion-MNIST, the real
+eProduct dataset imported in place, a proxy query/index split with groundtruth)."""
 
 from __future__ import annotations
 
 import argparse
+
+from ..proxy_split import ProxySettings  # numpy/pandas/PIL only: its defaults are the CLI's
 
 
 def _count(text: str) -> int:
@@ -13,8 +16,13 @@ def _count(text: str) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from ..catalog import validate_catalog
+    from pathlib import Path
 
+    from ..catalog import validate_catalog
+    from ..errors import EproductError
+
+    if not Path(args.dir).is_dir():
+        raise EproductError(f"Catalog folder {args.dir} does not exist. Create one with `eproduct catalog synth DIR`.")
     check = "none" if args.skip_files else ("sample" if args.sample is not None else "all")
     problems = validate_catalog(args.dir, check_files=check, sample=args.sample or 0)
     for problem in problems:
@@ -26,11 +34,54 @@ def _validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _import_eproduct(args: argparse.Namespace) -> int:
+    from ..eproduct_import import import_eproduct
+
+    report = import_eproduct(args.root, args.out, query_split=args.query_split)
+    for line in report.lines():
+        print(line)
+    print(f"next: eproduct catalog validate {args.out} --sample 2000")
+    return 0
+
+
+def _proxy_split(args: argparse.Namespace) -> int:
+    from ..catalog import read_catalog
+    from ..proxy_split import proxy_split, score_groups
+
+    settings = ProxySettings(
+        title_threshold=args.title_threshold,
+        image_threshold=args.image_threshold,
+        index_distractors=args.index_distractors,
+        seed=args.seed,
+    )
+    update, close = _progress_bar("thumbnails")
+    try:
+        report, groups = proxy_split(args.catalog, args.out, settings, progress=update)
+    finally:
+        close()
+    print(
+        f"proxy catalog written to {report.out}: {report.groups:,} queries (groups of 2+ val photos), "
+        f"{report.matches:,} proxy true matches, {report.index_rows:,} index rows "
+        f"(title Jaccard >= {settings.title_threshold}, colour-signature cosine >= {settings.image_threshold}; "
+        f"{report.unreadable} unreadable val images left out)"
+    )
+    val = read_catalog(args.catalog).val
+    if val is not None and "product_id" in val.columns:
+        score = score_groups(groups, val["product_id"].reset_index(drop=True).to_numpy())
+        print(
+            f"against val.csv's product_id: pair precision {score['precision']:.3f}, pair recall {score['recall']:.3f} "
+            f"({score['correct_pairs']:,} of {score['proxy_pairs']:,} proxy pairs correct; "
+            f"{score['true_pairs']:,} true same-product pairs)"
+        )
+    print("Scores on this catalog are proxy scores (catalog.json says groundtruth: proxy), not the challenge's.")
+    return 0
+
+
 def _progress_bar(description: str):
     """A `progress(done, total)` callback drawing a tqdm bar (opened on the first call), and a closer."""
     from tqdm import tqdm
 
-    bars = []
+    bars: list = []
 
     def update(done: int, total: int) -> None:
         if not bars:
@@ -88,6 +139,50 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     files.add_argument("--sample", type=_count, metavar="N", help="open only N random images per split")
     files.add_argument("--skip-files", action="store_true", help="do not open image files at all")
     validate.set_defaults(func=_validate)
+
+    imported = commands.add_parser(
+        "import-eproduct",
+        help="make a catalog of the eProduct dataset as it ships (images stay where they are)",
+        description="Reads ROOT/metadata/{train,val,index,QUERY}.csv (UUID, IMAGE_PATH; train/val also AUCT_TITL, "
+        "META_CATEG_ID, CATEG_LVL2_ID, LEAF_CATEG_ID) and writes a catalog whose catalog.json points at ROOT/Images "
+        "(no image is copied). Titles are kept exactly; extra columns are kept. Prints rows per split and "
+        "classes per level. The query split has no groundtruth: see `catalog proxy-split`.",
+    )
+    imported.add_argument("root", help="the eProduct folder holding metadata/ and Images/")
+    imported.add_argument("out", help="catalog folder to write (new or empty)")
+    imported.add_argument(
+        "--query-split", default="query_part1", help="metadata/<NAME>.csv to use as query.csv (default query_part1)"
+    )
+    imported.set_defaults(func=_import_eproduct)
+
+    proxy = commands.add_parser(
+        "proxy-split",
+        help="make a query/index split with proxy groundtruth from val.csv (images training does not see)",
+        description="Within each leaf of val.csv, photos whose titles share >= --title-threshold of their words "
+        "(Jaccard) and whose 16x16 grey thumbnails have cosine >= --image-threshold are taken as the same product; "
+        "from each group of 2+ one photo is a query and the others its true matches. The index holds every other "
+        "val photo (+ --index-distractors rows of index.csv). A proxy: measure MAR@10 before submitting.",
+    )
+    proxy.add_argument("catalog", help="catalog folder with a val.csv (e.g. from import-eproduct)")
+    proxy.add_argument("out", help="proxy catalog folder to write (new or empty)")
+    defaults = ProxySettings()
+    proxy.add_argument(
+        "--title-threshold",
+        type=float,
+        default=defaults.title_threshold,
+        help=f"min title word Jaccard (default {defaults.title_threshold})",
+    )
+    proxy.add_argument(
+        "--image-threshold",
+        type=float,
+        default=defaults.image_threshold,
+        help=f"min colour-signature cosine (default {defaults.image_threshold})",
+    )
+    proxy.add_argument(
+        "--index-distractors", type=_count, default=0, metavar="N", help="rows of index.csv added as distractors"
+    )
+    proxy.add_argument("--seed", type=int, default=0, help="picks each group's query and the distractors")
+    proxy.set_defaults(func=_proxy_split)
 
     synth = commands.add_parser(
         "synth",

@@ -17,10 +17,11 @@ from pathlib import Path
 def _demo(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from ..workspace import DEMO_NAME, build_demo, home
+    from ..workspace import build_demo, demo_path
+    from .train import parse_set
 
-    target = Path(args.workspace).expanduser() if args.workspace else home() / DEMO_NAME
-    overrides = dict(item.split("=", 1) for item in args.set or [])
+    target = Path(args.workspace).expanduser() if args.workspace else demo_path()
+    overrides = parse_set(args.set)
     started = time.monotonic()
     with tqdm(total=1000, unit="‰", bar_format="{l_bar}{bar}| {elapsed} {postfix}") as bar:
 

@@ -87,9 +87,14 @@ def _evaluate(args: argparse.Namespace) -> int:
     truth = load_groundtruth(catalog)
     query_ids = [str(q) for q in catalog.query["image_id"]]
     if args.submission:
-        from ..submission import read_submission
+        import sys
 
-        result = evaluate_submission(read_submission(args.submission), truth, query_ids)
+        from ..submission import check_submission, read_submission_file
+
+        submission = read_submission_file(args.submission)
+        for warning in check_submission(submission, query_ids, catalog.index["image_id"].astype(str)):
+            print(f"warning: {warning}", file=sys.stderr)
+        result = evaluate_submission(submission.rows, truth, query_ids)
         out = Path(args.out) if args.out else Path(f"{args.submission}.eval")
     else:
         if not args.index:

@@ -29,8 +29,9 @@ def _load_vectors(path: str):
 
     try:
         vectors = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError) as err:
-        raise EproductError(f"Cannot read {path} as a .npy matrix ({err}). Save it with numpy.save.") from err
+    except (OSError, ValueError, EOFError) as err:
+        reason = str(err) or "empty or truncated file"
+        raise EproductError(f"Cannot read {path} as a .npy matrix ({reason}). Save it with numpy.save.") from err
     if vectors.ndim != 2 or vectors.dtype.kind != "f":
         raise EproductError(
             f"{path} holds a {vectors.dtype} array of shape {vectors.shape}; give a float16/float32 (rows, dim) matrix."
@@ -47,6 +48,7 @@ def _build(args: argparse.Namespace) -> int:
     from ..index import build_index
     from ..settings import IndexSpec
 
+    ids: list[str] | None
     if args.embeddings:
         emb = read_embeddings(args.embeddings, mmap=True)
         vectors, ids, kind = emb.vectors, emb.ids, args.kind or emb.kind
@@ -180,8 +182,13 @@ def _add_tuning(commands: argparse._SubParsersAction, build: argparse.ArgumentPa
 
 
 def _verify(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ..errors import EproductError
     from ..index import verify_index
 
+    if not Path(args.dir).is_dir():
+        raise EproductError(f"{args.dir} is not a folder. Give an index folder from `eproduct index build`.")
     problems = verify_index(args.dir)
     if not problems:
         problems = _verify_tables(args.dir)

@@ -11,7 +11,15 @@ from __future__ import annotations
 
 import argparse
 
-from ..settings import MODES, SearchSettings
+from ..settings import (
+    DEFAULT_CANDIDATES,
+    DEFAULT_PROBE_BITS,
+    DEFAULT_RERANK,
+    DEFAULT_SHORTLIST,
+    MODES,
+    SEED_CUTOFF,
+    SearchSettings,
+)
 
 FLAGS = (
     "mode",
@@ -42,21 +50,32 @@ def add_search_flags(parser: argparse.ArgumentParser, default: str) -> None:
     group.add_argument(
         "--cutoff",
         type=float,
-        help="cutoff mode: code-cosine cutoff (default 0.1, the seed's); topk: keep exact cosine distance < cutoff",
-    )
-    group.add_argument("--rerank", type=int, help="rows re-ranked by exact cosine (0 = off; default 256 in topk)")
-    group.add_argument(
-        "--shortlist", type=int, help="rows ranked by weighted Hamming to pick the re-ranked ones (default 1536)"
+        help=f"cutoff mode: code-cosine cutoff (default {SEED_CUTOFF}, the seed's); "
+        "topk: keep exact cosine distance < cutoff",
     )
     group.add_argument(
-        "--probe-bits", type=int, help="code prefix scanned over every row (default 128; >= bits: exact Hamming)"
+        "--rerank",
+        type=int,
+        help=f"rows re-ranked by exact cosine (0 = off; default: the index's, else {DEFAULT_RERANK} in topk)",
     )
-    group.add_argument("--candidates", type=int, help="rows kept by the prefix scan (default 8192)")
+    group.add_argument(
+        "--shortlist",
+        type=int,
+        help=f"rows ranked by weighted Hamming to pick the re-ranked ones (default: the index's, else {DEFAULT_SHORTLIST})",
+    )
+    group.add_argument(
+        "--probe-bits",
+        type=int,
+        help=f"code prefix scanned over every row (default: the index's, else {DEFAULT_PROBE_BITS}; >= bits: exact Hamming)",
+    )
+    group.add_argument(
+        "--candidates", type=int, help=f"rows kept by the prefix scan (default: the index's, else {DEFAULT_CANDIDATES})"
+    )
     group.add_argument(
         "--table-probes",
         type=int,
         help="stage 1 from the index's candidate tables (`eproduct index tables`): buckets probed per table "
-        "(0 = the flat prefix scan, the default)",
+        "(0 = the flat prefix scan; default: the index's, else 0)",
     )
 
 

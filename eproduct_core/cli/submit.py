@@ -13,20 +13,29 @@ def _submit(args: argparse.Namespace) -> int:
     from ..evaluate import format_summary
     from ..submit import make_submission, run_defaults
 
+    if args.index and (args.kind or args.shard_size):
+        from ..errors import EproductError
+
+        raise EproductError(
+            "--kind and --shard-size describe the index submit builds; with --index the index's own are used. "
+            "Leave them out, or leave out --index."
+        )
     spec, preset_settings = run_defaults(args.run)
     settings = search_settings(args, preset_settings)
     index_changes = {"kind": args.kind, "shard_size": args.shard_size}
     spec = spec.replace(**{key: value for key, value in index_changes.items() if value is not None})
-    bars: dict[str, tqdm] = {}
+    bars: list = []  # opened on the first report, so an error before it prints on a line of its own
 
-    def progress(stage: str, done: int, total: int) -> None:
-        if stage == "searching":  # per query: too fast to be worth a bar
+    def progress(fraction: float, message: str) -> None:
+        if message.startswith("searching"):  # per query: too fast to be worth a bar
             return
-        bar = bars.setdefault(stage, tqdm(desc=stage, total=total, leave=False))
-        bar.n = done
-        bar.refresh()
-        if done >= total:
-            bar.close()
+        if not bars:
+            bars.append(tqdm(total=1000, unit="‰", leave=False, bar_format="{l_bar}{bar}| {postfix}"))
+        value = int(round(1000 * min(max(fraction, 0.0), 1.0)))
+        if value != bars[0].n:
+            bars[0].n = value
+            bars[0].set_postfix_str(message, refresh=False)
+            bars[0].refresh()
 
     report = make_submission(
         args.run,
@@ -38,6 +47,8 @@ def _submit(args: argparse.Namespace) -> int:
         device=args.device,
         progress=progress,
     )
+    if bars:
+        bars[0].close()
     print(f"settings: {', '.join(f'{k}={v}' for k, v in report.settings.to_dict().items())}")
     print(f"index: {report.index_path}")
     if report.not_embedded:
@@ -55,7 +66,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--index", help="index folder; default: embed the index split and build one in RUN/cache/")
     parser.add_argument("--out", required=True, help="submission file to write")
     parser.add_argument("--kind", help="embedding kind of a built index and the queries (default: the run's)")
-    parser.add_argument("--shard-size", type=int, help="rows per shard of a built index (default: the run's, 8000)")
+    parser.add_argument("--shard-size", type=int, help="rows per shard of a built index (default: the run's)")
     parser.add_argument("--device", default="auto", help="embedding device: auto, cpu or cuda")
     add_search_flags(parser, "the run preset's")
     parser.set_defaults(func=_submit)

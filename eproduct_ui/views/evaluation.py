@@ -1,18 +1,26 @@
 """Evaluation page: MAR@10 over hash length x cutoff, match vs non-match distances, per-query recall,
 worst queries with images, and the seed's settings beside the better ones.
 
-Everything is computed from the workspace's precomputed query embeddings (no model needed) and cached
-per index file, so the page is quick after its first draw.
+Everything is computed from the workspace's precomputed query embeddings (no model needed) and kept in
+the workspace (eproduct_core.results_cache, keyed by the index checksum, the queries and the settings or
+grid), so a second visit reads files instead of searching, in this server process or a new one. Downloads:
+the submission at the sidebar's settings (what `eproduct evaluate --submission` scores), the per-query
+table and the sweep grid. Each worst query links to the Search page showing it (a deep link).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import tempfile
+from pathlib import Path
+
 import pandas as pd
 import streamlit as st
 
+from eproduct_core import results_cache
 from eproduct_core.errors import EproductError
 from eproduct_core.settings import SEED_SETTINGS, SearchSettings
-from eproduct_ui import charts, controls, loaders
+from eproduct_ui import charts, controls, deeplink, loaders
 from eproduct_ui.state import current_workspace
 
 SWEEP_BITS = (8, 12, 16, 20, 24, 32, 48, 64)
@@ -37,26 +45,66 @@ def _queries(workspace, index_name: str, catalog):
     return vectors[keep], [ids[i] for i in keep], truth
 
 
-@st.cache_resource(show_spinner="Sweeping hash length x cutoff...", max_entries=16)
-def _sweep(path: str, key: float, _index, _vectors, ids: tuple, _truth, bits: tuple, cutoffs: tuple) -> pd.DataFrame:
+@st.cache_resource(show_spinner=False, max_entries=64)
+def _key(path: str, stamp: float, _vectors, ids: tuple) -> dict:
+    """What every cached result of this index and query set is keyed by (hashed once per process)."""
+    return {"index": results_cache.index_checksum(path), "queries": results_cache.queries_digest(ids, _vectors)}
+
+
+def _cache_key(path: str, stamp: float, vectors, ids: tuple, **extra) -> dict:
+    return {**_key(path, stamp, vectors, ids), **extra}
+
+
+def _sweep(workspace, path: str, stamp: float, index, vectors, ids: tuple, truth, bits: tuple, cutoffs: tuple):
     from eproduct_core.evaluate import sweep
 
     base = SearchSettings(mode="cutoff", rerank=0, k=10)
-    return sweep(_index, _vectors, list(ids), _truth, base, {"bits": list(bits), "cutoff": list(cutoffs)})
+    grid = {"bits": list(bits), "cutoff": list(cutoffs)}
+
+    def compute() -> pd.DataFrame:
+        with st.spinner("Sweeping hash length x cutoff (once; kept in the workspace)..."):
+            return sweep(index, vectors, list(ids), truth, base, grid)
+
+    key = _cache_key(path, stamp, vectors, ids, base=dataclasses.asdict(base), grid=grid)
+    return results_cache.cached_frame(workspace.path, "sweep", key, compute)
 
 
-@st.cache_resource(show_spinner="Evaluating...", max_entries=32)
-def _evaluate(path: str, key: float, _index, _vectors, ids: tuple, _truth, settings: SearchSettings):
+def _evaluate(workspace, path: str, stamp: float, index, vectors, ids: tuple, truth, settings: SearchSettings):
     from eproduct_core.evaluate import evaluate_search
 
-    return evaluate_search(_index, _vectors, list(ids), _truth, settings)
+    def compute():
+        with st.spinner("Evaluating (once per settings; kept in the workspace)..."):
+            return evaluate_search(index, vectors, list(ids), truth, settings)
+
+    key = _cache_key(path, stamp, vectors, ids, settings=dataclasses.asdict(settings))
+    return _memo(workspace.path, key, compute)
 
 
-@st.cache_resource(show_spinner="Measuring distances...", max_entries=16)
-def _distances(path: str, key: float, _index, _vectors, ids: tuple, _truth, bits: int) -> pd.DataFrame:
+@st.cache_resource(show_spinner=False, max_entries=64)
+def _memo_store() -> dict:
+    return {}
+
+
+def _memo(folder: Path, key: dict, compute):
+    """An evaluation from this process's memory, else the workspace cache, else computed."""
+    import json
+
+    store = _memo_store()
+    name = json.dumps(key, sort_keys=True, default=str)
+    if name not in store:
+        store[name] = results_cache.cached_evaluation(folder, "evaluation", key, compute)
+    return store[name]
+
+
+def _distances(workspace, path: str, stamp: float, index, vectors, ids: tuple, truth, bits: int) -> pd.DataFrame:
     from eproduct_core.analysis import distance_table
 
-    return distance_table(_index, _vectors, list(ids), _truth, bits=bits)
+    def compute() -> pd.DataFrame:
+        with st.spinner("Measuring distances (once; kept in the workspace)..."):
+            return distance_table(index, vectors, list(ids), truth, bits=bits)
+
+    key = _cache_key(path, stamp, vectors, ids, bits=bits, analysis="distance_table")
+    return results_cache.cached_frame(workspace.path, "distances", key, compute)
 
 
 def _settings_of(workspace, name: str, index) -> SearchSettings:
@@ -77,7 +125,7 @@ def _side_by_side(workspace, catalog) -> None:
             continue
         settings = _settings_of(workspace, name, index)
         key = loaders.stamp(workspace.index_dir(name) / "manifest.json")
-        result = _evaluate(str(workspace.index_dir(name)), key, index, vectors, tuple(ids), truth, settings)
+        result = _evaluate(workspace, str(workspace.index_dir(name)), key, index, vectors, tuple(ids), truth, settings)
         cards.append((name, index.kind, SearchSettings.from_dict(result.summary["settings"]), result.summary))
     if not cards:
         st.info("No index here has query embeddings to score.")
@@ -102,7 +150,7 @@ def _side_by_side(workspace, catalog) -> None:
             )
 
 
-def _worst(catalog, result) -> None:
+def _worst(catalog, result, view: deeplink.View) -> None:
     st.subheader(f"Worst {WORST} queries")
     per_query = result.per_query.sort_values(["recall@10", "query_id"]).head(WORST)
     query_paths = dict(zip(catalog.query["image_id"], catalog.query["path"], strict=False))
@@ -119,6 +167,12 @@ def _worst(catalog, result) -> None:
             f"recall@10 **{row['recall@10']:.2f}**  \n{int(row['n_true'])} true matches, "
             f"{int(row['n_results'])} results"
         )
+        columns[1].page_link(
+            "app_pages/search.py",
+            label="Open in Search",
+            icon=":material/image_search:",
+            query_params=deeplink.view_to_params(dataclasses.replace(view, query=str(row["query_id"]))),
+        )
         for column, item in zip(columns[2:], found, strict=False):
             thumb = loaders.thumbnail(str(catalog.image_path(index_paths[item]))) if item in index_paths else None
             if thumb is not None:
@@ -127,13 +181,61 @@ def _worst(catalog, result) -> None:
                 )
 
 
+def _submission_bytes(index, workspace, index_name: str, settings: SearchSettings) -> bytes:
+    """The challenge-format submission of every query with an embedding, at `settings` (top 10 each)."""
+    from eproduct_core.evaluate import run_search
+    from eproduct_core.submission import write_submission
+
+    name = workspace.query_embeddings_for(index_name)
+    vectors, ids = loaders.embeddings(workspace.embeddings_dir(name))
+    found, _ = run_search(index, vectors, settings, batch_size=64)
+    with tempfile.TemporaryDirectory() as folder:
+        path = write_submission(
+            Path(folder) / "submission.csv", [(q, list(r.ids)[:10]) for q, r in zip(ids, found, strict=False)]
+        )
+        return path.read_bytes()
+
+
+def _downloads(index, workspace, index_name: str, settings: SearchSettings, result, table: pd.DataFrame) -> None:
+    st.subheader("Downloads")
+    columns = st.columns(3)
+    columns[0].download_button(
+        "Submission CSV (these settings)",
+        data=lambda: _submission_bytes(index, workspace, index_name, settings),
+        file_name=f"submission-{index_name}.csv",
+        mime="text/csv",
+        on_click="ignore",
+        key="download_submission",
+        help="query_id,id1 ... id10 per query: what `eproduct evaluate --submission` scores.",
+    )
+    columns[1].download_button(
+        "Per-query results (CSV)",
+        data=result.per_query.to_csv(index=False).encode("utf-8"),
+        file_name=f"per-query-{index_name}.csv",
+        mime="text/csv",
+        on_click="ignore",
+        key="download_per_query",
+    )
+    columns[2].download_button(
+        "Sweep grid (CSV)",
+        data=table.to_csv(index=False).encode("utf-8"),
+        file_name=f"sweep-{index_name}.csv",
+        mime="text/csv",
+        on_click="ignore",
+        key="download_sweep",
+    )
+
+
 def render() -> None:
     workspace = current_workspace()
     catalog = loaders.catalog(workspace.catalog_dir)
     index_name = controls.index_choice(workspace)
     index = loaders.index(workspace.index_dir(index_name))
     chosen = controls.search_settings(workspace, index_name, index)
+    assert chosen.bits is not None  # the controls always choose a hash length
     st.title("Evaluation")
+    if catalog.groundtruth_kind == "proxy":  # `catalog proxy-split`: an estimate, not the challenge's answers
+        st.warning("Proxy groundtruth (near-duplicate val photos, see README): every number here is a proxy score.")
     vectors, ids, truth = _queries(workspace, index_name, catalog)
     key = loaders.stamp(workspace.index_dir(index_name) / "manifest.json")
     path = str(workspace.index_dir(index_name))
@@ -144,13 +246,13 @@ def render() -> None:
 
     st.subheader("MAR@10 by hash length and cutoff (cutoff mode, as the seed)")
     bits = tuple(b for b in SWEEP_BITS if b <= index.bits)
-    table = _sweep(path, key, index, vectors, tuple(ids), truth, bits, SWEEP_CUTOFFS)
+    table = _sweep(workspace, path, key, index, vectors, tuple(ids), truth, bits, SWEEP_CUTOFFS)
     st.altair_chart(charts.mar_heatmap(table), width="stretch")
     best = table.sort_values("mar@10_G", ascending=False).iloc[0]
     st.caption(f"Best cell: {int(best['bits'])} bits, cutoff {best['cutoff']:.2f} → MAR@10 {best['mar@10_G']:.3f}.")
 
     st.subheader("Distances of true matches vs nearest non-matches")
-    distances = _distances(path, key, index, vectors, tuple(ids), truth, chosen.bits)
+    distances = _distances(workspace, path, key, index, vectors, tuple(ids), truth, chosen.bits)
     if distances.empty:
         st.info("No distances to show.")
     else:
@@ -164,8 +266,10 @@ def render() -> None:
             width="stretch",
         )
 
-    result = _evaluate(path, key, index, vectors, tuple(ids), truth, chosen)
+    result = _evaluate(workspace, path, key, index, vectors, tuple(ids), truth, chosen)
     st.subheader("Per-query recall with the sidebar's settings")
     st.metric("MAR@10", f"{result.summary.get('mar@10_G', float('nan')):.3f}")
     st.altair_chart(charts.recall_histogram(result.per_query), width="stretch")
-    _worst(catalog, result)
+    view = deeplink.View(workspace=workspace.path.name, index=index_name, settings=chosen)
+    _worst(catalog, result, view)
+    _downloads(index, workspace, index_name, chosen, result, table)

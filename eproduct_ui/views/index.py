@@ -99,6 +99,10 @@ def _build_form(workspace) -> None:
         kind=workspace.embeddings_info(source).get("kind", "external"), bits=int(bits), shard_size=int(shard_size)
     )
     bar = st.progress(0.0, text="Hashing")
+
+    def hashed(done: int, total: int) -> None:
+        bar.progress(done / max(total, 1), text=f"Hashed {done:,}/{total:,} rows")
+
     build_index(
         vectors,
         ids,
@@ -107,7 +111,7 @@ def _build_form(workspace) -> None:
         shard_size=spec.shard_size,
         seed=spec.seed,
         kind=spec.kind,
-        progress=lambda done, total: bar.progress(done / max(total, 1), text=f"Hashed {done:,}/{total:,} rows"),
+        progress=hashed,
     )
     run = workspace.embeddings_info(source).get("run")
     entry = ws.index_entry(spec, SearchSettings(), embeddings=source, run=run, label="built in the app")
