@@ -1,14 +1,24 @@
-"""Retrieval at eProduct scale: build, memory, disk, latency, throughput and recall@10 vs exact cosine.
+"""Retrieval against today's ANN libraries: build seconds, memory, p50/p95, batched q/s and recall@10.
 
-Synthetic embeddings with real neighbour structure: products (4 images each) are points in a
-low-dimensional latent space; an image is normalize(U (centre + spread * e) + noise * n); queries are
-perturbed copies of index items. Compares, in one run: the seed layout (20 bits, 8,000 rows per shard,
-code cosine cutoff 0.1), this project's default (`build_index` / `search.search` defaults) and variants, exact numpy
-brute force, faiss IndexRefine(IndexLSH 512 bits, SQfp16) with re-rank 1000, and faiss
-IndexBinaryFlat over the same 256-bit codes (Hamming top-10, no re-rank).
+One run = one vector distribution (benchmarks/vectors.py: clusters, latent, fashion, seed) and one
+query set. Every method (this project's index and each peer) is built once (timed, 2 threads where
+the library takes a thread count), its search-time knob is swept on the query set, and the cheapest
+setting reaching recall@10 >= --target is kept (by the sweep's measured time; if none reaches it, the
+most accurate). Then all kept settings are measured in --rounds interleaved rounds (a slow spell of the
+shared machine hits every row alike): p50/p95 one query at a time on one thread, and queries/s of the
+whole set split over --threads Python threads (each library called with one thread of its own).
+Figures are medians over the rounds. Recall@10 is against exact cosine over the float32 vectors.
+Memory: the process's resident-set growth over building (peers) or opening and loading (ours)
+each index, after gc; allocator slack counts against everyone alike.
 
-    python benchmarks/retrieval.py --n 1100000 --dim 512
-    python benchmarks/retrieval.py --n 100000 --dim 1002 --queries 100      # smaller
+This project's rows: "tuned" takes `eproduct_core.tuning.tune` (sample: held-out index rows, never
+the benchmark's queries) as it is; "swept" sweeps the same stage family on the queries as the peers
+are swept; "default" is settings.py's constants; "+ tables" adds the prefix-bucket tables (lsh_tables.py,
+their build time and memory added to the index's) and sweeps probes per table x re-rank depth.
+
+    python benchmarks/retrieval.py --dist latent --n 200000 --dim 512
+    python benchmarks/retrieval.py --dist fashion --n 210000 --peers all
+    python benchmarks/retrieval.py --dist clusters --n 1100000 --peers hnsw,ivfpq --out /tmp/ann/r.md
 """
 
 from __future__ import annotations
@@ -19,7 +29,8 @@ for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_name, "1")  # one BLAS thread per query; set before numpy loads
 
 import argparse  # noqa: E402
-import resource  # noqa: E402
+import ctypes  # noqa: E402
+import gc  # noqa: E402
 import shutil  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
@@ -30,10 +41,12 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
+import vectors  # noqa: E402
+
+from eproduct_core import lsh_tables, search, search_kernels, tuning  # noqa: E402
 from eproduct_core.index import build_index, open_index  # noqa: E402
-from eproduct_core.search import search  # noqa: E402
 from eproduct_core.settings import (  # noqa: E402
-    DEFAULT_BITS,
     DEFAULT_CANDIDATES,
     DEFAULT_PROBE_BITS,
     DEFAULT_RERANK,
@@ -41,360 +54,378 @@ from eproduct_core.settings import (  # noqa: E402
     SearchSettings,
 )
 
-
-def make_data(
-    n: int,
-    dim: int,
-    queries: int,
-    seed: int,
-    latent: int = 32,
-    spread: float = 0.2,
-    noise: float = 1.0,
-    query_noise: float = 0.25,
-) -> tuple[np.ndarray, np.ndarray]:
-    """float32 unit rows (n, dim) and queries (queries, dim); see the module doc."""
-    rng = np.random.default_rng(seed)
-    basis = (rng.standard_normal((latent, dim)) / np.sqrt(latent)).astype(np.float32)
-    centres = rng.standard_normal((max(1, n // 4), latent)).astype(np.float32)
-    x = np.empty((n, dim), dtype=np.float32)
-    for start in range(0, n, 65536):
-        stop = min(n, start + 65536)
-        z = centres[np.arange(start, stop) % len(centres)]
-        z = z + spread * rng.standard_normal((stop - start, latent), dtype=np.float32)
-        block = z @ basis + noise * rng.standard_normal((stop - start, dim), dtype=np.float32) / np.sqrt(dim)
-        x[start:stop] = block / np.linalg.norm(block, axis=1, keepdims=True)
-    source = rng.choice(n, queries, replace=False)
-    q = x[source] + query_noise * rng.standard_normal((queries, dim), dtype=np.float32) / np.sqrt(dim)
-    return x, (q / np.linalg.norm(q, axis=1, keepdims=True)).astype(np.float32)
+PEERS = ("hnsw", "ivfpq", "rabitq", "scann", "hnswlib", "usearch")
+EF = (10, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
+NPROBE = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256)
+K_FACTOR = (2, 4, 8, 16, 32, 64)
+BUILD_THREADS = 2
 
 
-def brute_force(x: np.ndarray, q: np.ndarray, k: int) -> np.ndarray:
-    sims = q @ x.T
-    top = np.argpartition(-sims, k, axis=1)[:, :k]
-    order = np.argsort(-np.take_along_axis(sims, top, axis=1), axis=1)
-    return np.take_along_axis(top, order, axis=1)
+def rss() -> int:
+    """Resident bytes of this process after gc and malloc_trim (freed memory handed back, so it is not reused
+    unseen by the next index)."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except OSError:
+        pass
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def exact_truth(x: np.ndarray, q: np.ndarray, k: int) -> np.ndarray:
-    return np.concatenate([brute_force(x, q[i : i + 16], k) for i in range(0, len(q), 16)])
+def recall(found: np.ndarray, truth: np.ndarray) -> float:
+    return float(np.mean([len(np.intersect1d(f[:10], t)) / 10 for f, t in zip(found, truth, strict=True)]))
 
 
-def recall(found: list[np.ndarray], truth: np.ndarray) -> float:
-    return float(
-        np.mean(
-            [
-                len(set(np.asarray(f)[:10].tolist()) & set(t[:10].tolist())) / 10
-                for f, t in zip(found, truth, strict=False)
+class Method:
+    """A built index with a list of search settings (`knobs`) and a search call per setting."""
+
+    name = ""
+    build_s = 0.0
+    memory = 0
+
+    def knobs(self) -> list[list]:
+        """Groups of settings, each ordered from cheapest to dearest (the sweep stops a group at the target)."""
+        raise NotImplementedError
+
+    def search(self, q: np.ndarray, knob) -> np.ndarray:  # (len(q), 10) rows
+        raise NotImplementedError
+
+    def label(self, knob) -> str:
+        return str(knob)
+
+
+def _built(method: Method, build, *args) -> Method:
+    before, start = rss(), time.perf_counter()
+    build(*args)
+    method.build_s = time.perf_counter() - start
+    method.memory = rss() - before
+    return method
+
+
+class Ours(Method):
+    def __init__(self, x: np.ndarray, work: Path, variant: str, shared: Ours | None = None):
+        self.name, self.variant = f"eproduct LSH ({variant})", variant
+        if shared is not None:  # the same opened index, another way of choosing its settings
+            self.index, self.build_s, self.memory, self.tuned = (
+                shared.index,
+                shared.build_s,
+                shared.memory,
+                shared.tuned,
+            )
+            if variant == "tables":  # + the prefix-bucket tables (lsh_tables.py), built from the stored codes
+                before, start = rss(), time.perf_counter()
+                lsh_tables.build_tables(self.index)
+                self.tables = lsh_tables.tables_of(self.index)
+                self.build_s += time.perf_counter() - start
+                self.memory += rss() - before
+                shape = f"{self.tables.tables} x {self.tables.key_bits}-bit keys"
+                self.name = f"eproduct LSH + tables ({shape}, multi-probe), swept"
+            return
+        start = time.perf_counter()
+        build_index(x, None, work / "ours", workers=BUILD_THREADS)
+        self.build_s = time.perf_counter() - start
+        search_kernels.prepare()  # compile the kernels first: their code is not the index's memory
+        before = rss()
+        self.index = open_index(work / "ours").warm()
+        search.search(self.index, x[:2], SearchSettings())
+        self.memory = rss() - before
+        start = time.perf_counter()
+        self.tuned = tuning.tune(self.index, target=0.95)
+        self.tune_s = time.perf_counter() - start
+
+    def knobs(self) -> list:
+        if self.variant == "default":
+            return [[SearchSettings()]]
+        if self.variant == "tuned":
+            return [[self.tuned.settings]]
+        if self.variant == "tables":
+            probes = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+            return [
+                [SearchSettings(k=10, rerank=r, shortlist=6 * r, table_probes=p) for p in probes]
+                for r in (16, 32, 64, 128, 256)
             ]
-        )
-    )
+        probe = self.tuned.settings.probe_bits
+        return [[tuning.stage_settings(r, probe, 10) for r in tuning.LADDER if r >= 8]]
+
+    def search(self, q, knob):
+        return np.stack([_pad(r.rows) for r in search.search(self.index, q, knob)])
+
+    def label(self, s):
+        if s.table_probes:
+            return f"{s.table_probes} probes per table, shortlist {s.shortlist}, re-rank {s.rerank}"
+        if s == SearchSettings():
+            return (
+                f"defaults: probe {DEFAULT_PROBE_BITS} b, candidates {DEFAULT_CANDIDATES}, "
+                f"shortlist {DEFAULT_SHORTLIST}, re-rank {DEFAULT_RERANK}"
+            )
+        return f"probe {s.probe_bits} b, candidates {s.candidates}, shortlist {s.shortlist}, re-rank {s.rerank}"
 
 
-def latency(one, queries: np.ndarray) -> tuple[float, float, list]:
-    times, found = [], []
-    for query in queries:
-        start = time.perf_counter()
-        found.append(one(query[None, :]))
-        times.append(time.perf_counter() - start)
-    return float(np.median(times) * 1e3), float(np.percentile(times, 95) * 1e3), found
+def _pad(rows: np.ndarray) -> np.ndarray:
+    out = np.full(10, -1, dtype=np.int64)
+    out[: min(10, len(rows))] = rows[:10]
+    return out
 
 
-def batched_qps(batch, queries: np.ndarray, threads: int) -> float:
-    """Queries per second over `threads` Python threads (median of 3 passes)."""
-    parts = np.array_split(queries, threads)
-    times = []
-    for _ in range(3):
-        start = time.perf_counter()
-        with ThreadPoolExecutor(threads) as pool:
-            list(pool.map(batch, parts))
-        times.append(time.perf_counter() - start)
-    return len(queries) / statistics.median(times)
+class FaissHNSW(Method):
+    def __init__(self, x):
+        import faiss
+
+        self.name, self.faiss = "faiss IndexHNSWFlat (M=32, efConstruction=40)", faiss
+        faiss.omp_set_num_threads(BUILD_THREADS)
+        self.index = faiss.IndexHNSWFlat(x.shape[1], 32, faiss.METRIC_INNER_PRODUCT)
+        _built(self, self.index.add, x)
+        faiss.omp_set_num_threads(1)
+
+    def knobs(self):
+        return [list(EF)]
+
+    def search(self, q, ef):
+        return self.index.search(q, 10, params=self.faiss.SearchParametersHNSW(efSearch=ef))[1]
+
+    def label(self, ef):
+        return f"efSearch {ef}"
 
 
-def read_bandwidth() -> float:
-    """Single-thread sequential read bandwidth in GB/s (median of 5 sums over 512 MB)."""
-    data = np.ones(1 << 26, dtype=np.uint64)
-    times = []
-    for _ in range(5):
-        start = time.perf_counter()
-        data.sum()
-        times.append(time.perf_counter() - start)
-    return data.nbytes / statistics.median(times) / 1e9
+class FaissIVF(Method):
+    """IVF with a fast-scan PQ or RaBitQ code, refined by exact distances on float16 copies."""
+
+    def __init__(self, x, code: str):
+        import faiss
+
+        self.faiss, dim = faiss, x.shape[1]
+        self.nlist = 1 << max(6, int(round(np.log2(4 * np.sqrt(len(x))))))
+        spec = f"PQ{dim // 4}x4fs" if code == "pq" else "RaBitQ"
+        self.rabitq = code != "pq"
+        self.name = f"faiss IVF{self.nlist},{spec},Refine(SQfp16)"
+        faiss.omp_set_num_threads(BUILD_THREADS)
+        self.index = faiss.index_factory(dim, f"IVF{self.nlist},{spec},Refine(SQfp16)", faiss.METRIC_INNER_PRODUCT)
+        train = x[np.random.default_rng(0).choice(len(x), min(len(x), 40 * self.nlist), replace=False)]
+
+        def build():
+            self.index.train(train)
+            self.index.add(x)
+
+        _built(self, build)
+        faiss.omp_set_num_threads(1)
+
+    def knobs(self):
+        return [[(p, f) for p in NPROBE if p <= self.nlist] for f in K_FACTOR]
+
+    def search(self, q, knob):
+        nprobe, factor = knob
+        f = self.faiss
+        base = f.IVFRaBitQSearchParameters(nprobe=nprobe) if self.rabitq else f.SearchParametersIVF(nprobe=nprobe)
+        params = f.IndexRefineSearchParameters(k_factor=float(factor), base_index_params=base)
+        return self.index.search(q, 10, params=params)[1]
+
+    def label(self, knob):
+        return f"nprobe {knob[0]}, k_factor {knob[1]}"
 
 
-def disk_bytes(path: Path) -> int:
-    return sum(f.stat().st_size for f in path.iterdir())
+class ScaNN(Method):
+    def __init__(self, x):
+        import scann
+
+        self.leaves = 1 << max(6, int(round(np.log2(2 * np.sqrt(len(x))))))
+        self.name = f"ScaNN (tree {self.leaves} leaves, AH 2-d, reorder)"
+
+        def build():
+            self.index = (
+                scann.scann_ops_pybind.builder(x, 10, "dot_product")
+                .set_n_training_threads(BUILD_THREADS)
+                .tree(self.leaves, 8, training_sample_size=min(len(x), 100_000))
+                .score_ah(2, anisotropic_quantization_threshold=0.2)
+                .reorder(100)
+                .build()
+            )
+
+        _built(self, build)
+
+    def knobs(self):
+        return [[(leaves, r) for leaves in NPROBE if leaves <= self.leaves] for r in (20, 40, 80, 160, 320)]
+
+    def search(self, q, knob):
+        leaves, reorder = knob
+        return self.index.search_batched(q, 10, leaves_to_search=leaves, pre_reorder_num_neighbors=reorder)[0]
+
+    def label(self, knob):
+        return f"leaves_to_search {knob[0]}, reorder {knob[1]}"
 
 
-def ours(x, q, work: Path, configs: list[tuple], threads: int, rounds: int, rows: list) -> None:
-    """Build each index folder once (timed), then measure every configuration of this project's index in
-    `rounds` interleaved rounds (so a slow spell of a shared machine hits every row alike); each figure is
-    the median over the rounds. `configs`: (name, folder, build_kw, search_kw, kernel)."""
-    build_s: dict[str, float] = {}
-    for _, folder, build_kw, _, _ in configs:
-        if folder not in build_s:
+class Hnswlib(Method):
+    def __init__(self, x):
+        import hnswlib
+
+        self.name = "hnswlib (M=16, ef_construction=100)"
+        self.index = hnswlib.Index(space="ip", dim=x.shape[1])
+
+        def build():
+            self.index.init_index(max_elements=len(x), M=16, ef_construction=100, random_seed=0)
+            self.index.add_items(x, num_threads=BUILD_THREADS)
+
+        _built(self, build)
+
+    def knobs(self):
+        return [list(EF)]
+
+    def search(self, q, ef):
+        self.index.set_ef(ef)  # one setting for the whole object: the interleaved rounds set it before each use
+        return self.index.knn_query(q, k=10, num_threads=1)[0].astype(np.int64)
+
+    def label(self, ef):
+        return f"ef {ef}"
+
+
+class USearch(Method):
+    def __init__(self, x):
+        from usearch.index import Index
+
+        self.name = "USearch (f16, connectivity 16, expansion_add 128)"
+        self.index = Index(ndim=x.shape[1], metric="ip", dtype="f16", connectivity=16, expansion_add=128)
+        _built(self, lambda: self.index.add(np.arange(len(x)), x, threads=BUILD_THREADS))
+
+    def knobs(self):
+        return [list(EF)]
+
+    def search(self, q, ef):
+        self.index.expansion_search = ef
+        found = self.index.search(q, 10, threads=1)
+        return np.asarray(found.keys, dtype=np.int64).reshape(len(q), -1)
+
+    def label(self, ef):
+        return f"expansion_search {ef}"
+
+
+def sweep(method: Method, q: np.ndarray, truth: np.ndarray, target: float) -> tuple:
+    """(knob, its recall) of the fastest knob reaching `target` (else the most accurate), timing each batch."""
+    results = []
+    for group in method.knobs():
+        for knob in group:
             start = time.perf_counter()
-            build_index(x, None, work / folder, **build_kw)
-            build_s[folder] = time.perf_counter() - start
-    opened: dict[str, object] = {}  # one Index per folder (each holds its vectors: ~1-2 GB at 1.1M rows)
-    ram = []
-    for _, folder, _, search_kw, kernel in configs:
-        index = opened[folder] = opened.get(folder) or open_index(work / folder)
-        index.kernel = kernel
-        # load codes, scan columns and vectors into memory; compile the kernels
-        search(index, q[:2], SearchSettings(**search_kw))
-        ram.append(index.memory_bytes() + sum(sys.getsizeof(i) + 8 for i in index.all_ids()))  # arrays + ids
-    measured: list[list] = [[] for _ in configs]
-    for _ in range(rounds):
-        for (_, folder, _, search_kw, kernel), runs in zip(configs, measured, strict=False):
-            index = opened[folder]
-            index.kernel = kernel
-            settings = SearchSettings(**search_kw)
-            p50, p95, found = latency(lambda v: search(index, v, settings)[0].rows, q)
-            qps = len(q) / _timed(lambda: search(index, q, settings, threads=threads))
-            runs.append((p50, p95, qps, found))
-    first_build = set()
-    for (name, folder, _, _, _), runs, size in zip(configs, measured, ram, strict=False):
-        built = build_s[folder] if folder not in first_build else float("nan")
-        first_build.add(folder)
-        p50, p95, qps = (statistics.median(run[j] for run in runs) for j in range(3))
-        rows.append((name, built, size / len(x), disk_bytes(work / folder) / len(x), p50, p95, qps, runs[0][3]))
-    for index in opened.values():
-        index.kernel = "auto"
+            found = method.search(q, knob)
+            results.append((time.perf_counter() - start, recall(found, truth), knob))
+            if results[-1][1] >= target:
+                break
+            if len(results) > 1 and results[-1][0] > 20 * min(r[0] for r in results):
+                break  # 20x the cheapest point and still short: dearer knobs of this group cannot win
+    good = [r for r in results if r[1] >= target]
+    best = min(good, key=lambda r: r[0]) if good else max(results, key=lambda r: r[1])
+    return best[2], best[1]
 
 
-def _timed(f) -> float:
-    start = time.perf_counter()
-    f()
-    return time.perf_counter() - start
-
-
-def stage_profile(index, q: np.ndarray) -> list[tuple[str, float]]:
-    """p50 ms of each stage of the default search, one query at a time (the same calls `search.search` makes)."""
-    from eproduct_core import lsh, search_kernels
-    from eproduct_core import search as S
-
-    plan = S._plan(index, SearchSettings())
-    stages = plan.stages(index)
-    columns, sample = index.scan_arrays(stages.probe_bits)
-    store = search_kernels.Store(columns, sample, index.words, index.vectors)
-    times: dict[str, list[float]] = {}
-
-    def timed(name, f):
-        start = time.perf_counter()
-        out = f()
-        times.setdefault(name, []).append(time.perf_counter() - start)
-        return out
-
+def measure(method: Method, knob, q: np.ndarray, threads: int) -> tuple[float, float, float, np.ndarray]:
+    """p50 ms, p95 ms (one query at a time), batched q/s over `threads` threads, and the rows found."""
+    times, found = [], []
     for query in q:
-        projections = timed(f"hash the query ({index.bits} hyperplanes)", lambda: index.project(query[None, :]))
-        qwords = lsh.to_words(lsh.pack(projections > 0))[0]
-        timed(
-            f"stage 1 alone: {stages.probe_bits}-bit prefix scan of every row -> {stages.candidates} candidates "
-            f"({'numba' if search_kernels_compiled() else 'numpy'} kernel)",
-            lambda: search_kernels.scan(columns, qwords, stages.probe_bits, stages.candidates, index.kernel, sample),
-        )
-        rows, ham = timed(
-            f"stages 1-3: prefix scan, {stages.bits}-bit Hamming -> {stages.shortlist}, weighted Hamming "
-            f"-> {stages.rerank} (one compiled call)",
-            lambda: search_kernels.best_rows(store, stages, qwords, projections[0], index.kernel),
-        )
-        timed(
-            f"stage 4: exact cosine on {stages.rerank} float16 rows -> top 10, ids",
-            lambda: S._finish(index, query, qwords, rows, ham, plan, len(rows), True),
-        )
-        timed("whole `search.search` call", lambda: search(index, query, SearchSettings()))
-    return [(name, float(np.median(values) * 1e3)) for name, values in times.items()]
-
-
-def search_kernels_compiled() -> bool:
-    from eproduct_core import search_kernels
-
-    return search_kernels.numba_available()
-
-
-def faiss_peers(x, q, codes_index, threads: int, rows: list) -> None:
-    """faiss with one OpenMP thread per call; batched = `threads` Python threads (as ours)."""
-    import faiss
-
-    faiss.omp_set_num_threads(1)
-    dim = x.shape[1]
+        start = time.perf_counter()
+        found.append(method.search(query[None, :], knob)[0])
+        times.append(time.perf_counter() - start)
+    parts = np.array_split(q, threads)
+    if isinstance(method, Hnswlib | USearch):
+        method.search(q[:1], knob)  # the knob lives on the object; threads below share it
     start = time.perf_counter()
-    refine = faiss.IndexRefine(
-        faiss.IndexLSH(dim, 512, True, False), faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_fp16)
-    )
-    refine.train(x[:50000])
-    refine.add(x)
-    build_s = time.perf_counter() - start
-    params = faiss.IndexRefineSearchParameters(k_factor=100.0)  # re-rank 1000 for k=10
-    p50, p95, found = latency(lambda v: refine.search(v, 10, params=params)[1][0], q)
-    qps = batched_qps(lambda part: refine.search(part, 10, params=params), q, threads)
-    memory = (512 // 8 + 2 * dim) * len(x)
-    rows.append(
-        (
-            "faiss IndexRefine(IndexLSH 512, SQfp16), re-rank 1000",
-            build_s,
-            memory / len(x),
-            float("nan"),
-            p50,
-            p95,
-            qps,
-            found,
-        )
-    )
-
-    faiss.omp_set_num_threads(1)
-    codes = np.ascontiguousarray(codes_index.words.astype(">u8")).view(np.uint8).reshape(len(x), -1)
-    start = time.perf_counter()
-    binary = faiss.IndexBinaryFlat(codes.shape[1] * 8)
-    binary.add(codes)
-    build_s = time.perf_counter() - start
-    qcodes = np.ascontiguousarray(codes_index.encode(q).astype(">u8")).view(np.uint8).reshape(len(q), -1)
-    p50, p95, found = latency(lambda v: binary.search(v, 10)[1][0], qcodes)
-    qps = batched_qps(lambda part: binary.search(part, 10), qcodes, threads)
-    rows.append(
-        (
-            f"faiss IndexBinaryFlat ({codes.shape[1] * 8}-bit codes, Hamming top-10)",
-            build_s,
-            codes.shape[1],
-            codes.shape[1],
-            p50,
-            p95,
-            qps,
-            found,
-        )
-    )
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(lambda part: method.search(part, knob), parts))
+    qps = len(q) / (time.perf_counter() - start)
+    return float(np.median(times) * 1e3), float(np.percentile(times, 95) * 1e3), qps, np.stack(found)
 
 
-def run(args: argparse.Namespace) -> str:
-    args.load_start = os.getloadavg()[0]
+def make_methods(x: np.ndarray, work: Path, peers: list[str], log) -> list[Method]:
+    tuned = Ours(x, work, "tuned")
+    log(f"ours: build {tuned.build_s:.1f} s, tune {tuned.tune_s:.1f} s -> {tuning.describe(tuned.tuned.estimate())}")
+    methods: list[Method] = [tuned, Ours(x, work, "swept", tuned), Ours(x, work, "default", tuned)]
+    methods.append(Ours(x, work, "tables", tuned))
+    log(f"{methods[-1].name}: tables built in {methods[-1].build_s - tuned.build_s:.1f} s")
+    makers = {
+        "hnsw": FaissHNSW,
+        "ivfpq": lambda v: FaissIVF(v, "pq"),
+        "rabitq": lambda v: FaissIVF(v, "rabitq"),
+        "scann": ScaNN,
+        "hnswlib": Hnswlib,
+        "usearch": USearch,
+    }
+    for peer in peers:
+        method = makers[peer](x)
+        log(f"{method.name}: build {method.build_s:.1f} s, memory {method.memory / len(x):.0f} B/item")
+        methods.append(method)
+    return methods
+
+
+def run(args: argparse.Namespace, log) -> str:
+    load_start = os.getloadavg()[0]
     t0 = time.perf_counter()
-    x, q = make_data(args.n, args.dim, args.queries, args.seed)
-    truth = exact_truth(x, q, 10)
-    gen_s = time.perf_counter() - t0
-    rows: list = []
-    nq_bf = min(len(q), args.brute_queries)
-    p50, p95, _ = latency(lambda v: brute_force(x, v, 10)[0], q[:nq_bf])
-    qps = batched_qps(
-        lambda part: [brute_force(x, part[i : i + 16], 10) for i in range(0, len(part), 16)], q[:nq_bf], args.threads
-    )
-    rows.append(
-        ("exact numpy brute force (float32)", float("nan"), 4 * args.dim, float("nan"), p50, p95, qps, list(truth))
-    )
+    x, q = vectors.make(args.dist, args.n, args.dim, args.queries, args.seed)
+    truth = vectors.exact_neighbours(x, q)
+    log(f"data {x.shape} + exact truth: {time.perf_counter() - t0:.0f} s")
     work = Path(tempfile.mkdtemp(prefix="eproduct-bench-", dir=args.workdir))
     try:
-        default = (
-            f"default: {DEFAULT_BITS} bits, {DEFAULT_PROBE_BITS}-bit probe, {DEFAULT_CANDIDATES} candidates, "
-            f"shortlist {DEFAULT_SHORTLIST}, re-rank {DEFAULT_RERANK}"
-        )
-        seed_build = {"bits": 24, "shard_size": 8000, "vectors_fp16": False}
-        configs = [
-            (
-                "seed layout: 20 bits, 8,000/shard, code cosine < 0.1",
-                "seed",
-                seed_build,
-                {"mode": "cutoff", "bits": 20, "cutoff": 0.1, "k": 10},
-                "auto",
-            ),
-            (default, "default", {}, {}, "auto"),
-            ("same, numpy kernels instead of numba", "default", {}, {}, "numpy"),
-            (
-                "same, no weighted Hamming stage: Hamming best 768 re-ranked (the previous default)",
-                "default",
-                {},
-                {"rerank": 768, "shortlist": 768},
-                "auto",
-            ),
-            ("same, shortlist 2048, re-rank 384", "default", {}, {"shortlist": 2048, "rerank": 384}, "auto"),
-            (
-                "same, candidates 4096, shortlist 1024, re-rank 128",
-                "default",
-                {},
-                {"candidates": 4096, "shortlist": 1024, "rerank": 128},
-                "auto",
-            ),
-            (
-                f"same, exact {DEFAULT_BITS}-bit Hamming scan (no prefix stage)",
-                "default",
-                {},
-                {"probe_bits": DEFAULT_BITS},
-                "auto",
-            ),
-        ]
-        ours(x, q, work, configs, args.threads, args.rounds, rows)
-        index = open_index(work / "default")
-        # first use at 64 bits builds its scan structure (~0.1 s)
-        search(index, q[:2], SearchSettings(bits=64, rerank=0))
-        no_rebuild = _timed(lambda: search(index, q[:50], SearchSettings(bits=64, rerank=0))) / 50 * 1e3
-        stages = stage_profile(index, q)
-        if not args.skip_faiss:
-            faiss_peers(x, q, index, args.threads, rows)
+        methods = make_methods(x, work, args.peers, log)
+        chosen = []
+        for method in methods:
+            knob, r = sweep(method, q, truth, args.target)
+            chosen.append(knob)
+            log(f"{method.name}: {method.label(knob)} -> recall@10 {r:.3f}")
+        measured: list[list] = [[] for _ in methods]
+        for round_ in range(args.rounds):
+            for method, knob, runs in zip(methods, chosen, measured, strict=True):
+                runs.append(measure(method, knob, q, args.threads))
+            log(f"round {round_ + 1}/{args.rounds} done")
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    bandwidth = read_bandwidth()
-    return report(args, rows, truth, gen_s, bandwidth, no_rebuild, stages)
+    return report(args, x, methods, chosen, measured, truth, load_start)
 
 
-def report(args, rows, truth, gen_s, bandwidth, no_rebuild_ms, stages) -> str:
-    base = rows[0]
+def report(args, x, methods, chosen, measured, truth, load_start) -> str:
+    tuned = methods[0].tuned
     lines = [
-        f"n = {args.n:,}, dim = {args.dim}, {args.queries} queries (brute force latency on "
-        f"{min(args.queries, args.brute_queries)}), top-10, {args.threads} threads for batched, one thread per "
-        f"query otherwise; this project's rows: median of {args.rounds} interleaved rounds; data + exact truth took {gen_s:.0f} s; load average (1 min) {args.load_start:.1f} at "
-        f"the start, {os.getloadavg()[0]:.1f} at the end, on {os.cpu_count()} cores (this run itself adds ~1-2).",
+        f"{args.dist}: n = {len(x):,}, dim = {x.shape[1]}, {args.queries} queries, top-10, target recall@10 "
+        f">= {args.target}; p50/p95 one query at a time on one thread, q/s over {args.threads} threads; medians "
+        f"of {args.rounds} interleaved rounds; builds on {BUILD_THREADS} threads; load average {load_start:.1f} at "
+        f"the start, {os.getloadavg()[0]:.1f} at the end, {os.cpu_count()} cores.",
+        f"Tuner (held-out index rows, not these queries): {tuning.describe(tuned.estimate())}.",
         "",
-        "| method | build s | RAM B/item | disk B/item | p50 ms | p95 ms | p50 vs brute | batched q/s | q/s vs brute "
-        "| recall@10 |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| method | setting (cheapest at the target) | build s | memory B/item | p50 ms | p95 ms | q/s | recall@10 |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    for name, build_s, ram, disk, p50, p95, qps, found in rows:
+    for method, knob, runs in zip(methods, chosen, measured, strict=True):
+        p50, p95, qps = (statistics.median(run[j] for run in runs) for j in range(3))
         lines.append(
-            f"| {name} | {'-' if build_s != build_s else f'{build_s:.1f}'} | {ram:,.0f} | {'-' if disk != disk else f'{disk:,.0f}'} | {p50:.2f} | "
-            f"{p95:.2f} | {base[4] / p50:.0f}x faster | {qps:,.0f} | {qps / base[6]:.1f}x | "
-            f"{recall(found, truth):.3f} |"
+            f"| {method.name} | {method.label(knob)} | {method.build_s:.1f} | {method.memory / len(x):,.0f} | "
+            f"{p50:.2f} | {p95:.2f} | {qps:,.0f} | {recall(runs[0][3], truth):.3f} |"
         )
-    scanned = (
-        args.n * DEFAULT_PROBE_BITS / 8
-        + (DEFAULT_CANDIDATES + DEFAULT_SHORTLIST) * DEFAULT_BITS / 8
-        + DEFAULT_RERANK * 2 * args.dim
-    )  # prefixes of every row + codes of candidates, shortlist + float16 rows
-    floor_ms = scanned / (bandwidth * 1e9) * 1e3
-    default = rows[2]
-    lines += [
-        "",
-        f"Memory-bandwidth floor of the default: it reads ~{scanned / 1e6:.1f} MB per query "
-        f"({DEFAULT_PROBE_BITS}-bit prefixes of every row + codes of {DEFAULT_CANDIDATES:,} candidates and "
-        f"{DEFAULT_SHORTLIST:,} shortlisted + {DEFAULT_RERANK} float16 vectors); measured single-thread read "
-        f"bandwidth {bandwidth:.1f} GB/s -> floor {floor_ms:.2f} ms; measured p50 {default[4]:.2f} ms = "
-        f"{default[4] / floor_ms:.1f}x the floor.",
-        f"Changing hash length costs no rebuild: the same index searched at 64 bits (Hamming top-10, no "
-        f"re-rank) took {no_rebuild_ms:.2f} ms per query.",
-        "",
-        "Where the time of the default goes (p50 per stage, one query at a time, same run):",
-        "",
-        "| stage | p50 ms |",
-        "|---|---|",
-        *[f"| {name} | {ms:.2f} |" for name, ms in stages],
-        "",
-        f"Rerun: `python benchmarks/retrieval.py {' '.join(sys.argv[1:])}`",
-    ]
+    ran = ", ".join(m.name for m in methods[4:]) or "none"
+    lines += ["", f"Peers that ran: {ran}.", f"Rerun: `python benchmarks/retrieval.py {' '.join(sys.argv[1:])}`"]
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=1_100_000, help="index rows")
-    parser.add_argument("--dim", type=int, default=512, help="embedding dimension (512 or 1002 in the report)")
-    parser.add_argument("--queries", type=int, default=200, help="queries (perturbed copies of index rows)")
-    parser.add_argument("--brute-queries", type=int, default=40, help="queries timed for brute force (slow)")
-    parser.add_argument("--threads", type=int, default=2, help="threads for the batched measurement")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved measurement rounds of our configurations")
+    parser.add_argument("--dist", choices=vectors.DISTRIBUTIONS, default="latent", help="vector distribution")
+    parser.add_argument("--n", type=int, default=200_000, help="index rows (fashion: at most its cache)")
+    parser.add_argument("--dim", type=int, default=512, help="dimension (fashion: 1280 always; seed: 1002)")
+    parser.add_argument("--queries", type=int, default=500, help="queries")
+    parser.add_argument("--peers", default="all", help=f"comma list of {PEERS}, 'all' or 'none'")
+    parser.add_argument("--target", type=float, default=0.95, help="recall@10 each method's setting must reach")
+    parser.add_argument("--threads", type=int, default=2, help="threads for the batched q/s")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved measurement rounds")
     parser.add_argument("--seed", type=int, default=0, help="data seed")
-    parser.add_argument("--skip-faiss", action="store_true", help="leave out the faiss peers")
-    parser.add_argument("--workdir", default=None, help="where the temporary indexes go (default: system temp)")
+    parser.add_argument("--workdir", default=None, help="where our temporary index goes (default: system temp)")
+    parser.add_argument("--out", default=None, help="also write the table to this file")
     args = parser.parse_args()
-    print(run(args))
-    print(f"\npeak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.1f} GiB", file=sys.stderr)
+    args.peers = list(PEERS) if args.peers == "all" else [] if args.peers == "none" else args.peers.split(",")
+    unknown = sorted(set(args.peers) - set(PEERS))
+    if unknown:
+        raise SystemExit(f"unknown peers {unknown}; choose from {PEERS}")
+
+    def log(message: str) -> None:
+        print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+    table = run(args, log)
+    print(table)
+    if args.out:
+        Path(args.out).write_text(table + "\n")
 
 
 if __name__ == "__main__":

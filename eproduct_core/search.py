@@ -42,7 +42,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import lsh, postprocess, search_kernels
+from . import lsh, lsh_tables, postprocess, search_kernels
 from .errors import EproductError
 from .index_store import Index
 from .settings import (
@@ -137,6 +137,7 @@ class _Plan:
     shortlist: int
     probe_bits: int
     candidates: int
+    table_probes: int = 0  # > 0: stage 1 from the prefix-bucket tables (lsh_tables.py)
 
     def probes(self, index: Index) -> bool:
         """Whether top-k mode scans a prefix first (stage 1) rather than ranking every row exactly."""
@@ -198,6 +199,17 @@ def _search_reranked(index: Index, queries, qwords, projections, plan: _Plan) ->
     return [
         _result(index, qwords[i], rows[i], hamming[i], cosine[i], plan, considered, True) for i in range(len(queries))
     ]
+
+
+def _search_tables(index: Index, query, qwords, projection, plan: _Plan) -> SearchResult:
+    """Stage 1 from the prefix-bucket tables (lsh_tables.py: multi-probe), then stages 2-4 on its candidates."""
+    probed = lsh_tables.tables_of(index).candidates(projection, plan.table_probes)
+    rows, hamming = _topk_candidates(index, qwords, plan.bits, min(plan.shortlist, len(probed)), probed)
+    if 0 < plan.rerank < len(rows):
+        weighted = search_kernels.rows_weighted(index.words, rows, projection, plan.bits, index.kernel)
+        best = np.lexsort((rows, weighted))[: plan.rerank]
+        rows, hamming = rows[best], hamming[best]
+    return _finish(index, query, qwords, rows, hamming, plan, len(probed), True)
 
 
 def _search_cutoff(index: Index, query, qwords, plan: _Plan) -> SearchResult:
@@ -281,6 +293,9 @@ def resolve(index: Index, settings: SearchSettings) -> SearchSettings:
     candidates = pick("candidates")
     candidates = max(DEFAULT_CANDIDATES, 4 * shortlist, 8 * (k or 0)) if candidates is None else candidates
     candidates = max(candidates, shortlist)
+    table_probes = pick("table_probes") or 0
+    if table_probes and mode == "topk":
+        lsh_tables.tables_of(index)  # refuses an index without tables, naming the fix
     return SearchSettings(
         mode=mode,
         bits=bits,
@@ -290,6 +305,7 @@ def resolve(index: Index, settings: SearchSettings) -> SearchSettings:
         shortlist=int(shortlist),
         probe_bits=int(probe_bits),
         candidates=int(candidates),
+        table_probes=int(table_probes),
     )
 
 
@@ -297,7 +313,8 @@ def _plan(index: Index, settings: SearchSettings) -> _Plan:
     r = resolve(index, settings)
     assert r.bits is not None and r.rerank is not None and r.shortlist is not None  # filled by resolve
     assert r.probe_bits is not None and r.candidates is not None
-    return _Plan(r.mode, r.bits, r.k, r.cutoff, r.rerank, r.shortlist, r.probe_bits, r.candidates)
+    assert r.table_probes is not None
+    return _Plan(r.mode, r.bits, r.k, r.cutoff, r.rerank, r.shortlist, r.probe_bits, r.candidates, r.table_probes)
 
 
 def search(index: Index, queries: np.ndarray, settings: SearchSettings, *, threads: int = 1) -> list[SearchResult]:
@@ -397,6 +414,8 @@ def _postprocessed(index: Index, queries: np.ndarray, settings: SearchSettings, 
 def _search_many(index: Index, queries, qwords, projections, plan: _Plan) -> list[SearchResult]:
     if plan.mode == "cutoff":
         return [_search_cutoff(index, queries[i], qwords[i], plan) for i in range(len(queries))]
+    if plan.table_probes:
+        return [_search_tables(index, queries[i], qwords[i], projections[i], plan) for i in range(len(queries))]
     if 0 < plan.rerank < plan.shortlist:
         return _search_reranked(index, queries, qwords, projections, plan)
     return [_search_topk(index, queries[i], qwords[i], plan) for i in range(len(queries))]

@@ -55,6 +55,9 @@ class SearchSettings:
     shortlist: int | None = None  # rows ranked by weighted Hamming before the re-rank
     probe_bits: int | None = None  # code prefix scanned over every row (probe_bits >= bits: exact Hamming ranking)
     candidates: int | None = None  # rows kept by the prefix scan
+    # stage 1 from the index's prefix-bucket tables (lsh_tables.py): buckets probed per table (cost grows
+    # slower than the index); 0: the flat prefix scan; None: the index's tuned default, else 0
+    table_probes: int | None = None
     # Post-processing (eproduct_core/postprocess.py), measured in benchmarks/quality.py:
     whiten: bool = False  # PCA-whiten queries and index rows with a whitening fitted on the index embeddings
     query_expansion: int = 0  # alpha-QE over this many top results before the final ranking (0 = off)
@@ -75,6 +78,8 @@ class SearchSettings:
             _fail(name, "cutoff", self.cutoff, "a cosine distance lies between 0 and 2")
         if self.rerank is not None and self.rerank < 0:
             _fail(name, "rerank", self.rerank, "must be 0 (off) or a positive number of rows")
+        if self.table_probes is not None and self.table_probes < 0:
+            _fail(name, "table_probes", self.table_probes, "must be 0 (the flat prefix scan) or a positive count")
         for key in ("query_expansion", "dba"):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:

@@ -466,7 +466,14 @@ def test_compare_shows_both_indexes_and_their_differences(server, browser):
     page = _new_page(browser)
     page.goto(f"{url}/compare")
     page.get_by_role("heading", name="Compare").first.wait_for(timeout=WAIT_MS)
-    _metric(page, "MAR@10 of seed-20bit").wait_for(timeout=WAIT_MS)
+    # the page draws in steps: wait for each part, then for the run to finish, then count
+    for part in (
+        _metric(page, "MAR@10 of seed-20bit"),
+        _metric(page, "MAR@10 of metric-256bit"),
+        _metric(page, "Found by seed-20bit only"),
+        page.get_by_text("Every query"),
+    ):
+        part.first.wait_for(timeout=WAIT_MS)
     _settled(page)
     assert _metric(page, "MAR@10 of metric-256bit").count() == 1
     assert _metric(page, "Found by seed-20bit only").count() == 1

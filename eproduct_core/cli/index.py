@@ -1,7 +1,8 @@
-"""`eproduct index build|verify|info` and `eproduct search`: the sharded LSH index from the command line.
+"""`eproduct index build|verify|info|tune` and `eproduct search`: the sharded LSH index from the command line.
 
 `index build`'s --kind --bits --shard-size --seed make one `IndexSpec`; `search`'s settings are the shared
-flag set (search_flags.py) over the index's own defaults.
+flag set (search_flags.py) over the index's own defaults; `index tune` and `build --target-recall` store
+tuned defaults (tuning.py).
 """
 
 from __future__ import annotations
@@ -74,7 +75,110 @@ def _build(args: argparse.Namespace) -> int:
             progress=lambda done, total: bar.update(done - bar.n),
         )
     print(f"{out}: {len(vectors)} rows, {spec.bits} bits")
+    if args.tables:
+        _tables_into(out)
+    if args.target_recall and not args.no_vectors:
+        _tune_into(out, args.target_recall, _tune_queries(args.tune_queries, args.embeddings), args.quiet)
     return 0
+
+
+# -- recall-targeted tuning (eproduct_core/tuning.py): `index build --target-recall`, `index tune` ----------
+
+
+def _tune_queries(path: str | None, embeddings: str | None):
+    """Sample queries for tuning: --tune-queries (.npy or embeddings folder), else the catalog's query
+    embeddings beside an index-split --embeddings folder (EMB/...-index -> ...-query), else None."""
+    from pathlib import Path
+
+    from ..embeddings import read_embeddings, read_meta
+
+    if path:
+        return _load_vectors(path) if path.endswith(".npy") else read_embeddings(path, mmap=True).vectors
+    if embeddings and Path(embeddings).name.endswith("index"):
+        sibling = Path(embeddings).with_name(Path(embeddings).name[: -len("index")] + "query")
+        if (sibling / "meta.json").is_file() and read_meta(sibling).get("split", "query") == "query":
+            return read_embeddings(sibling, mmap=True).vectors
+    return None
+
+
+def _tune_into(folder, target: float, queries, quiet: bool) -> None:
+    from ..index import open_index
+    from ..tuning import describe, store_tuned, tune
+
+    index = open_index(folder)
+    result = tune(index, target=target, queries=queries, progress=None if quiet else lambda line: print(f"  {line}"))
+    store_tuned(folder, result)
+    s = result.settings
+    print(
+        f"{folder}: default search settings probe_bits {s.probe_bits}, candidates {s.candidates}, "
+        f"shortlist {s.shortlist}, rerank {s.rerank}; {describe(result.estimate())}"
+    )
+
+
+def _verify_tables(folder) -> list[str]:
+    from ..index import open_index
+    from ..lsh_tables import verify_tables
+
+    return verify_tables(open_index(folder))
+
+
+def _tables_into(folder) -> None:
+    import time
+
+    from ..index import open_index
+    from ..lsh_tables import build_tables
+
+    start = time.perf_counter()
+    made = build_tables(open_index(folder))
+    print(
+        f"{folder}: candidate tables {made.tables} x {made.key_bits}-bit keys, {made.memory_bytes() / 2**20:.1f} MiB, "
+        f"built in {time.perf_counter() - start:.1f} s (search with --table-probes N)"
+    )
+
+
+def _tables(args: argparse.Namespace) -> int:
+    _tables_into(args.dir)
+    return 0
+
+
+def _tune(args: argparse.Namespace) -> int:
+    _one_blas_thread()
+    _tune_into(args.dir, args.target_recall, _tune_queries(args.queries, None), args.quiet)
+    return 0
+
+
+def _add_tuning(commands: argparse._SubParsersAction, build: argparse.ArgumentParser) -> None:
+    from ..tuning import DEFAULT_TARGET
+
+    build.add_argument(
+        "--target-recall",
+        type=float,
+        default=DEFAULT_TARGET,
+        metavar="R",
+        help=f"tune the default stage sizes for recall@10 >= R after the build (default {DEFAULT_TARGET}; 0: skip)",
+    )
+    build.add_argument(
+        "--tune-queries",
+        metavar="Q",
+        help="sample queries for tuning (.npy or embeddings folder; default: the catalog's query embeddings "
+        "beside --embeddings, else held-out index rows)",
+    )
+    build.add_argument(
+        "--tables", action="store_true", help="also build prefix-bucket candidate tables (sublinear stage 1)"
+    )
+    tables = commands.add_parser("tables", help="build prefix-bucket candidate tables into an index folder")
+    tables.add_argument("dir", help="index folder")
+    tables.set_defaults(func=_tables)
+    tune = commands.add_parser(
+        "tune", help="pick the stage sizes reaching a recall@10 target and store them as the index's defaults"
+    )
+    tune.add_argument("dir", help="index folder (built with vectors)")
+    tune.add_argument("--target-recall", type=float, default=DEFAULT_TARGET, metavar="R", help="recall@10 to reach")
+    tune.add_argument(
+        "--queries", metavar="Q", help="sample queries (.npy or embeddings folder; default: held-out index rows)"
+    )
+    tune.add_argument("-q", "--quiet", action="store_true", help="no per-setting lines")
+    tune.set_defaults(func=_tune)
 
 
 def _verify(args: argparse.Namespace) -> int:
@@ -86,6 +190,8 @@ def _verify(args: argparse.Namespace) -> int:
     if not Path(args.dir).is_dir():
         raise EproductError(f"{args.dir} is not a folder. Give an index folder from `eproduct index build`.")
     problems = verify_index(args.dir)
+    if not problems:
+        problems = _verify_tables(args.dir)
     for problem in problems:
         print(problem)
     if problems:
@@ -142,6 +248,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--out", required=True, metavar="IDX", help="index folder to write")
     build.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     build.set_defaults(func=_build)
+    _add_tuning(commands, build)
 
     verify = commands.add_parser("verify", help="check files, row counts and sha256 checksums; exit 1 on problems")
     verify.add_argument("dir", help="index folder")
@@ -158,6 +265,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     search.add_argument("--kind", help="embedding kind of the queries (refused if it differs from the index's)")
     add_search_flags(search, "the index's own: top-k, k 10, all stored bits")
-    search.add_argument("--threads", type=int, default=1, help="queries searched in parallel")
+    search.add_argument(
+        "--threads", type=int, default=os.cpu_count() or 1, help="queries searched in parallel (default: all cores)"
+    )
     search.add_argument("--out", required=True, help="results CSV: query_id,id1 id2 ...")
     search.set_defaults(func=_search)

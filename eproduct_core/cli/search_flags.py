@@ -1,6 +1,7 @@
 """The one flag set of search settings shared by `search`, `evaluate`, `sweep` and `submit`.
 
 `add_search_flags` declares --mode --bits --k --cutoff --rerank --shortlist --probe-bits --candidates
+--table-probes
 (every one defaulting to "not given"); `search_settings` builds the one `SearchSettings` from a base
 (the run preset's, or `SearchSettings()` whose `None` fields let the index decide) and the flags given.
 Validation is SearchSettings' own (and search.py's for what needs the index), never repeated here.
@@ -20,7 +21,17 @@ from ..settings import (
     SearchSettings,
 )
 
-FLAGS = ("mode", "bits", "k", "cutoff", "rerank", "shortlist", "probe_bits", "candidates")  # SearchSettings fields
+FLAGS = (
+    "mode",
+    "bits",
+    "k",
+    "cutoff",
+    "rerank",
+    "shortlist",
+    "probe_bits",
+    "candidates",
+    "table_probes",
+)  # SearchSettings fields
 
 
 def add_search_flags(parser: argparse.ArgumentParser, default: str) -> None:
@@ -59,6 +70,12 @@ def add_search_flags(parser: argparse.ArgumentParser, default: str) -> None:
     )
     group.add_argument(
         "--candidates", type=int, help=f"rows kept by the prefix scan (default: the index's, else {DEFAULT_CANDIDATES})"
+    )
+    group.add_argument(
+        "--table-probes",
+        type=int,
+        help="stage 1 from the index's candidate tables (`eproduct index tables`): buckets probed per table "
+        "(0 = the flat prefix scan; default: the index's, else 0)",
     )
 
 

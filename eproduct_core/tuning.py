@@ -1,0 +1,280 @@
+"""Recall-targeted tuning: the cheapest stage sizes of a top-k search that reach a recall@k target.
+
+Owns `tune` (pick probe_bits, candidates, shortlist and rerank from sample queries with exact
+neighbours), `store_tuned` (write them into the index manifest as its default search settings, key
+"search", with the estimate under "search_estimate"), `read_estimate`, and the sample queries. numpy only.
+
+Sample queries. The catalog's own queries when the caller has them (`queries=`), with exact neighbours
+by cosine over the index's float16 vectors. Otherwise *held-out index rows* (leave-one-out): a random
+index row is the query and is excluded from both its exact neighbours and its results (the search asks
+for k+1 and drops it). No noise is added: a perturbation needs a scale, and any scale we pick would
+decide how easy the sample is; an index row's own neighbours come from the distribution the real
+queries are drawn to match (another photo of a product among the index's photos). On the benchmark
+distributions this is at least as hard as their real queries (these sit nearer to one index item than
+index items sit to each other), so the estimate errs on the safe side; tests check the held-out recall.
+
+Choice. Stage sizes come in one family scaled by the re-rank depth R (shortlist 6R, candidates 32R,
+the ratios of the defaults in settings.py), for each prefix length in PROBE_CHOICES. For each prefix
+length a bisection over LADDER finds the smallest R whose recall reaches the target with margin: the
+lower end of the 90% bootstrap interval over the sample queries must be >= target. The winners of the
+prefix lengths are then timed on 100 sample queries (median of 3 passes, one query at a time) and the fastest is kept.
+If no setting reaches the target, the most accurate one tried is kept and `reached` is False.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from . import search as _search
+from .errors import EproductError
+from .settings import SearchSettings
+
+DEFAULT_TARGET = 0.95  # recall@k a tuned index aims at
+SAMPLE_QUERIES = 400  # sample size: the 90% interval is then about +-0.01 wide on hard data
+LADDER = (4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 3072, 4096)
+SHORTLIST_PER_RERANK = 6  # as DEFAULT_SHORTLIST / DEFAULT_RERANK
+CANDIDATES_PER_RERANK = 32  # as DEFAULT_CANDIDATES / DEFAULT_RERANK
+PROBE_CHOICES = (64, 128, 256)  # prefix lengths tried for the candidate scan (capped at the stored bits)
+BOOTSTRAP = 1000  # resamples for the interval
+
+
+@dataclass(frozen=True)
+class TuneResult:
+    """The tuned settings and how well they are expected to do."""
+
+    settings: SearchSettings  # k, rerank, shortlist, probe_bits, candidates (other fields None)
+    k: int  # results per query the recall is measured on
+    target: float  # the recall@k asked for
+    recall: float  # mean recall@k over the sample queries
+    low: float  # 90% bootstrap interval of that mean
+    high: float
+    reached: bool  # low >= target
+    queries: int  # sample size
+    source: str  # "catalog queries" or "held-out index rows"
+    ms_per_query: float  # measured during tuning, one thread (this machine, its load at the time)
+    tried: int  # settings evaluated
+
+    def estimate(self) -> dict:
+        """The JSON-able record stored beside the settings in the manifest."""
+        out = asdict(self)
+        out.pop("settings")
+        return out
+
+
+def stage_settings(rerank: int, probe_bits: int, k: int) -> SearchSettings:
+    """The family of stage sizes the tuner searches (see the module doc)."""
+    return SearchSettings(
+        k=k,
+        rerank=rerank,
+        shortlist=SHORTLIST_PER_RERANK * rerank,
+        probe_bits=probe_bits,
+        candidates=CANDIDATES_PER_RERANK * rerank,
+    )
+
+
+def exact_neighbours(
+    index, queries: np.ndarray, k: int, exclude: np.ndarray | None = None, block: int = 65536
+) -> np.ndarray:
+    """(q, k) rows of the k largest cosines to each query among the index's float16 vectors, best first;
+    `exclude[i]` (a row number) is left out of query i's neighbours."""
+    _need_vectors(index)
+    q = np.asarray(queries, dtype=np.float32)
+    q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
+    want = k + (exclude is not None)
+    best_sim = np.full((len(q), want), -np.inf, dtype=np.float32)
+    best_row = np.zeros((len(q), want), dtype=np.int64)
+    vectors = index.vectors
+    for start in range(0, index.size, block):
+        x = np.asarray(vectors[start : start + block], dtype=np.float32)
+        sims = q @ (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)).T
+        if exclude is not None:
+            inside = (exclude >= start) & (exclude < start + len(x))
+            sims[np.flatnonzero(inside), exclude[inside] - start] = -np.inf
+        take = min(want, sims.shape[1])
+        top = np.argpartition(-sims, take - 1, axis=1)[:, :take]
+        sim = np.concatenate([best_sim, np.take_along_axis(sims, top, axis=1)], axis=1)
+        row = np.concatenate([best_row, top + start], axis=1)
+        order = np.lexsort((row, -sim), axis=1)[:, :want]
+        best_sim, best_row = np.take_along_axis(sim, order, axis=1), np.take_along_axis(row, order, axis=1)
+    return best_row[:, :k]
+
+
+def _need_vectors(index) -> None:
+    if not index.has_vectors:
+        raise EproductError(
+            f"Tuning needs the index's stored vectors to find exact neighbours; {index.path} has none. "
+            "Rebuild it without --no-vectors."
+        )
+
+
+def held_out_rows(index, count: int, seed: int = 0) -> np.ndarray:
+    """`count` distinct random row numbers (sorted) to use as leave-one-out queries."""
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(index.size, min(count, index.size), replace=False))
+
+
+def per_query_recall(found: list[np.ndarray], truth: np.ndarray, drop: np.ndarray | None = None) -> np.ndarray:
+    """recall@k of each query: |found[:k] ∩ truth| / k, with row drop[i] removed from found[i] first."""
+    k = truth.shape[1]
+    out = np.empty(len(truth))
+    for i, (rows, want) in enumerate(zip(found, truth, strict=True)):
+        rows = np.asarray(rows)
+        if drop is not None:
+            rows = rows[rows != drop[i]]
+        out[i] = len(np.intersect1d(rows[:k], want)) / k
+    return out
+
+
+def bootstrap_interval(values: np.ndarray, seed: int = 0, level: float = 0.90) -> tuple[float, float]:
+    """The `level` bootstrap interval of the mean of `values`."""
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, len(values), (BOOTSTRAP, len(values)))].mean(axis=1)
+    tail = (1 - level) / 2
+    return float(np.quantile(means, tail)), float(np.quantile(means, 1 - tail))
+
+
+def _rows_found(index, queries, settings: SearchSettings, threads: int) -> list[np.ndarray]:
+    return [r.rows for r in _search.search(index, queries, settings, threads=threads)]
+
+
+def tune(
+    index,
+    *,
+    target: float = DEFAULT_TARGET,
+    k: int = 10,
+    queries: np.ndarray | None = None,
+    sample: int = SAMPLE_QUERIES,
+    seed: int = 0,
+    threads: int = os.cpu_count() or 1,
+    progress: Callable[[str], None] | None = None,
+) -> TuneResult:
+    """The cheapest stage sizes reaching recall@k >= `target` on sample queries (see the module doc)."""
+    if not 0.0 < target <= 1.0:
+        raise EproductError(f"target recall {target!r}: give a number in (0, 1], e.g. 0.95.")
+    _need_vectors(index)
+    if index.size <= k:
+        raise EproductError(f"The index has {index.size} rows; tuning top-{k} needs more than {k}.")
+    if queries is not None:
+        queries = np.asarray(queries, dtype=np.float32)
+        if queries.ndim != 2 or queries.shape[1] != index.dim:
+            raise EproductError(f"Sample queries of shape {queries.shape} do not match the index's dim {index.dim}.")
+        queries = queries[held_out_rows_of(len(queries), sample, seed)]
+        drop, source, ask = None, "catalog queries", k
+    else:
+        drop = held_out_rows(index, sample, seed)
+        queries = np.asarray(index.vectors[drop], dtype=np.float32)
+        source, ask = "held-out index rows", k + 1
+    truth = exact_neighbours(index, queries, k, exclude=drop)
+    cache: dict[SearchSettings, np.ndarray] = {}
+
+    def recall_of(settings: SearchSettings) -> np.ndarray:
+        if settings not in cache:
+            cache[settings] = per_query_recall(_rows_found(index, queries, settings, threads), truth, drop)
+            if progress is not None:
+                progress(
+                    f"probe_bits {settings.probe_bits}, candidates {settings.candidates}, shortlist "
+                    f"{settings.shortlist}, rerank {settings.rerank}: recall@{k} {cache[settings].mean():.3f}"
+                )
+        return cache[settings]
+
+    def reaches(settings: SearchSettings) -> bool:
+        return bootstrap_interval(recall_of(settings), seed)[0] >= target
+
+    probes = sorted({min(p, index.bits) for p in PROBE_CHOICES})
+    winners = []
+    for probe in probes:
+        rung = _first_reaching([stage_settings(r, probe, ask) for r in LADDER], reaches)
+        if rung is not None:
+            winners.append(rung)
+    if winners:
+        timed = [(_time(index, queries, s), s) for s in winners]
+        ms, best = min(timed, key=lambda pair: pair[0])
+    else:
+        best = max(cache, key=lambda s: cache[s].mean())
+        ms = _time(index, queries, best)
+    values = recall_of(best)
+    low, high = bootstrap_interval(values, seed)
+    return TuneResult(
+        best.replace(k=k),
+        k,
+        float(target),
+        float(values.mean()),
+        low,
+        high,
+        low >= target,
+        len(queries),
+        source,
+        ms,
+        len(cache),
+    )
+
+
+def _first_reaching(family: list[SearchSettings], reaches: Callable[[SearchSettings], bool]):
+    """The first rung of `family` that reaches the target (recall grows with the rung), or None: rungs are
+    tried two at a time from the cheapest (dear rungs cost most to evaluate), then the one skipped."""
+    for i in range(1, len(family) + 1, 2):
+        top = min(i, len(family) - 1)
+        if reaches(family[top]):
+            return family[top - 1] if top > 0 and reaches(family[top - 1]) else family[top]
+    return None
+
+
+def held_out_rows_of(count: int, sample: int, seed: int) -> np.ndarray:
+    """Up to `sample` of `count` query rows, seeded and sorted."""
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(count, min(sample, count), replace=False))
+
+
+def _time(index, queries: np.ndarray, settings: SearchSettings, passes: int = 3, count: int = 100) -> float:
+    """Median ms per query over `passes` of searching `count` sample queries one at a time on one thread."""
+    times = []
+    queries = queries[:count]
+    for _ in range(passes):
+        start = time.perf_counter()
+        for query in queries:
+            _search.search(index, query[None, :], settings)
+        times.append((time.perf_counter() - start) / len(queries) * 1e3)
+    return float(np.median(times))
+
+
+def store_tuned(index_dir, result: TuneResult) -> None:
+    """Write `result` into the index manifest (keys "search" and "search_estimate"), atomically."""
+    from pathlib import Path
+
+    from .index_format import MANIFEST, fsync_dir, read_manifest
+
+    folder = Path(index_dir)
+    manifest = read_manifest(folder)
+    manifest["search"] = {key: value for key, value in result.settings.to_dict().items() if value is not None}
+    manifest["search_estimate"] = result.estimate()
+    tmp = folder / f".{MANIFEST}.tmp-{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as handle:
+        handle.write(json.dumps(manifest, indent=2))
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, folder / MANIFEST)
+    fsync_dir(folder)
+
+
+def read_estimate(manifest: dict) -> dict | None:
+    """The stored tuning estimate of an index manifest (None when it was never tuned)."""
+    estimate = manifest.get("search_estimate")
+    return dict(estimate) if isinstance(estimate, dict) else None
+
+
+def describe(estimate: dict | None) -> str:
+    """One line for the CLI and the app: the tuned recall estimate, or that there is none."""
+    if not estimate:
+        return "not tuned: stage sizes are the built-in defaults (run `eproduct index tune`)"
+    reached = "" if estimate.get("reached", True) else " (target not reached)"
+    return (
+        f"tuned for recall@{estimate['k']} >= {estimate['target']:.2f}: estimated {estimate['recall']:.3f} "
+        f"(90% interval {estimate['low']:.3f}-{estimate['high']:.3f}, {estimate['queries']} "
+        f"{estimate['source']}){reached}"
+    )
