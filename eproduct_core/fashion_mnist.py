@@ -70,13 +70,19 @@ class FashionOptions:
     seed: int = 0  # picks items and augmentations; same seed -> same files
     photo_model: str = "studio"  # how query/index photos are made (photo_models.py): "studio" or "field"
 
+    @property
+    def val_count(self) -> int:
+        """val_per_class as resolved by __post_init__ (never None after it)."""
+        assert self.val_per_class is not None
+        return self.val_per_class
+
     def __post_init__(self) -> None:
         if self.val_per_class is None:
             object.__setattr__(self, "val_per_class", max(5, self.train_per_class // 6))
         for name in ("train_per_class", "val_per_class", "queries"):
             if getattr(self, name) < 1:
                 raise EproductError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.train_per_class + self.val_per_class > 6000:
+        if self.train_per_class + self.val_count > 6000:
             raise EproductError(
                 "train_per_class + val_per_class must be at most 6000 (the train split has 6000 per class)"
             )
@@ -120,6 +126,14 @@ def _find(folder: Path, stem: str) -> Path | None:
     return None
 
 
+def _file(folder: Path, stem: str) -> Path:
+    """The file `stem` (or `stem`.gz) in `folder`, which was checked to hold it."""
+    found = _find(folder, stem)
+    if found is None:
+        raise EproductError(f"{folder} lacks the Fashion-MNIST file {stem}(.gz).")
+    return found
+
+
 def _download(cache: Path) -> Path:
     try:
         from torchvision.datasets import FashionMNIST
@@ -153,7 +167,7 @@ def load_fashion_mnist(
         folder = _download(Path(folders[1]).parents[1])
     result = {}
     for split, (images_stem, labels_stem) in FILES.items():
-        images, labels = read_idx(_find(folder, images_stem)), read_idx(_find(folder, labels_stem))
+        images, labels = read_idx(_file(folder, images_stem)), read_idx(_file(folder, labels_stem))
         if images.ndim != 3 or labels.shape != (len(images),) or labels.max(initial=0) > 9:
             raise EproductError(f"{folder}: {split} images {images.shape} and labels {labels.shape} do not match.")
         result[split] = (images, labels)
@@ -170,7 +184,7 @@ def _pick_train(labels: np.ndarray, options: FashionOptions, rng: np.random.Gene
         if options.long_tail:
             keep = max(5, round(keep / (int(np.flatnonzero(order == label)[0]) + 1)))
         train.append(items[:keep])
-        val.append(items[options.train_per_class : options.train_per_class + options.val_per_class])
+        val.append(items[options.train_per_class : options.train_per_class + options.val_count])
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
 
 
@@ -229,7 +243,8 @@ def make_fashion_mnist_catalog(
         "train": _labelled_rows("train", "train", train_items, train_labels),
         "val": _labelled_rows("val", "train", val_items, train_labels),
     }
-    jobs = [
+    # (relative path, 28x28 image, None for a train/val photo or (test item, view) for a query/index photo)
+    jobs: list[tuple[str, np.ndarray, tuple[int, int] | None]] = [
         (row["path"], train_images[item], None)
         for name, items in (("train", train_items), ("val", val_items))
         for row, item in zip(frames[name], items, strict=False)

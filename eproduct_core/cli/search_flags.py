@@ -88,6 +88,5 @@ def search_settings(args: argparse.Namespace, base: SearchSettings | None = None
     base = base or SearchSettings()
     given = {name: getattr(args, name) for name in FLAGS if getattr(args, name, None) is not None}
     if given.get("mode", base.mode) != base.mode:
-        kept = {"bits": base.bits, **({"k": base.k} if base.k is not None else {})}
-        base = SearchSettings(mode=given["mode"], **kept)
+        base = SearchSettings(mode=given["mode"], bits=base.bits, k=base.k if base.k is not None else 10)
     return base.replace(**given)
