@@ -92,6 +92,14 @@ def write_manifest(folder: Path, manifest: dict) -> None:
     writer.close()
 
 
+def replace_manifest(folder: Path, manifest: dict) -> None:
+    """Rewrite the manifest of a finished index folder in place, atomically (tuned settings, tables)."""
+    from .atomic import write_text_atomic
+
+    write_text_atomic(folder / MANIFEST, json.dumps(manifest, indent=2))
+    fsync_dir(folder)
+
+
 def read_manifest(folder: str | Path) -> dict:
     """The manifest of an index folder, or EproductError saying what is wrong and what to do."""
     folder = Path(folder)

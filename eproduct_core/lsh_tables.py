@@ -21,9 +21,7 @@ FLIP_BITS >= key_bits) gives every row: the flat scan's result (tested).
 
 from __future__ import annotations
 
-import json
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -141,7 +139,8 @@ def make_tables(words: np.ndarray, tables: int, key_bits: int) -> Tables:
 def build_tables(index, tables: int | None = None, key_bits: int | None = None) -> Tables:
     """Build tables for an opened index and store them in its folder (checksums in its manifest, key
     "tables"), replacing any there; returns them."""
-    from .index_format import MANIFEST, fsync_dir, read_manifest, sha256_file
+    from .atomic import save_npy_atomic
+    from .index_format import read_manifest, replace_manifest, sha256_file
 
     _, default_b = default_shape(index.size, index.bits)
     key_bits = key_bits or default_b
@@ -150,22 +149,11 @@ def build_tables(index, tables: int | None = None, key_bits: int | None = None) 
     folder = Path(index.path)
     files: dict[str, dict[str, str]] = {}
     for role, name, array in (("order", ORDER_FILE, made.order), ("offsets", OFFSETS_FILE, made.offsets)):
-        tmp = folder / f".{name}.tmp-{os.getpid()}"
-        with open(tmp, "wb") as handle:
-            np.save(handle, array, allow_pickle=False)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, folder / name)
+        save_npy_atomic(folder / name, array)
         files[role] = {"file": name, "sha256": sha256_file(folder / name)}
     manifest = read_manifest(folder)
     manifest["tables"] = {"tables": tables, "key_bits": key_bits, "files": files}
-    tmp = folder / f".{MANIFEST}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(json.dumps(manifest, indent=2))
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, folder / MANIFEST)
-    fsync_dir(folder)
+    replace_manifest(folder, manifest)
     index.manifest = manifest
     return made
 

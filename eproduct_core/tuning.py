@@ -23,7 +23,6 @@ If no setting reaches the target, the most accurate one tried is kept and `reach
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable
@@ -247,19 +246,13 @@ def store_tuned(index_dir, result: TuneResult) -> None:
     """Write `result` into the index manifest (keys "search" and "search_estimate"), atomically."""
     from pathlib import Path
 
-    from .index_format import MANIFEST, fsync_dir, read_manifest
+    from .index_format import read_manifest, replace_manifest
 
     folder = Path(index_dir)
     manifest = read_manifest(folder)
     manifest["search"] = {key: value for key, value in result.settings.to_dict().items() if value is not None}
     manifest["search_estimate"] = result.estimate()
-    tmp = folder / f".{MANIFEST}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(json.dumps(manifest, indent=2))
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, folder / MANIFEST)
-    fsync_dir(folder)
+    replace_manifest(folder, manifest)
 
 
 def read_estimate(manifest: dict) -> dict | None:
