@@ -269,6 +269,10 @@ def test_shared_flags_build_one_settings_object():
     assert search_settings(args, SEED_SETTINGS) == SearchSettings(mode="topk", bits=20, k=10)
     with pytest.raises(EproductError, match="bits"):
         search_settings(parser.parse_args(["evaluate", "--catalog", "c", "--bits", "0"]))
+    # the post-processing settings travel the same way, and stay off unless asked for
+    post = ["--whiten", "--query-expansion", "2", "--dba", "3", "--kreciprocal"]
+    args = parser.parse_args(["search", "--index", "i", "--vectors", "q.npy", "--out", "o", *post])
+    assert search_settings(args) == SearchSettings(whiten=True, query_expansion=2, dba=3, kreciprocal=True)
 
 
 def test_evaluation_modules_do_not_import_torch():

@@ -1,7 +1,7 @@
 """The one flag set of search settings shared by `search`, `evaluate`, `sweep` and `submit`.
 
 `add_search_flags` declares --mode --bits --k --cutoff --rerank --shortlist --probe-bits --candidates
---table-probes
+--table-probes and the post-processing flags --whiten --query-expansion --dba --kreciprocal
 (every one defaulting to "not given"); `search_settings` builds the one `SearchSettings` from a base
 (the run preset's, or `SearchSettings()` whose `None` fields let the index decide) and the flags given.
 Validation is SearchSettings' own (and search.py's for what needs the index), never repeated here.
@@ -31,6 +31,10 @@ FLAGS = (
     "probe_bits",
     "candidates",
     "table_probes",
+    "whiten",
+    "query_expansion",
+    "dba",
+    "kreciprocal",
 )  # SearchSettings fields
 
 
@@ -77,6 +81,14 @@ def add_search_flags(parser: argparse.ArgumentParser, default: str) -> None:
         help="stage 1 from the index's candidate tables (`eproduct index tables`): buckets probed per table "
         "(0 = the flat prefix scan; default: the index's, else 0)",
     )
+
+    post = parser.add_argument_group("post-processing of a top-k search's top 100 (postprocess.py; default: off)")
+    post.add_argument(
+        "--whiten", action="store_const", const=True, help="PCA-whiten queries and rows (fitted on the index)"
+    )
+    post.add_argument("--query-expansion", type=int, metavar="N", help="alpha-QE over the top N results (0 = off)")
+    post.add_argument("--dba", type=int, metavar="N", help="database-side augmentation over N neighbours (0 = off)")
+    post.add_argument("--kreciprocal", action="store_const", const=True, help="k-reciprocal re-ranking of the top 100")
 
 
 def search_settings(args: argparse.Namespace, base: SearchSettings | None = None) -> SearchSettings:
