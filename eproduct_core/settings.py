@@ -36,6 +36,15 @@ def _fail(cls: str, name: str, value: Any, why: str) -> None:
     raise EproductError(f"{cls}.{name} = {value!r}: {why}")
 
 
+def _from_dict(cls: Any, data: dict[str, Any], what: str) -> Any:
+    """`cls(**data)` for a settings dataclass; an unknown key is an EproductError naming the known ones."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise EproductError(f"Unknown {what} {unknown}. Known: {sorted(known)}.")
+    return cls(**data)
+
+
 def check_bits(bits: int, what: str = "bits") -> int:
     """`bits` as an int if MIN_BITS <= bits <= MAX_BITS, else an EproductError naming `what`."""
     if isinstance(bits, bool) or not isinstance(bits, int) or not MIN_BITS <= bits <= MAX_BITS:
@@ -99,11 +108,7 @@ class SearchSettings:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SearchSettings:
         """From `to_dict`'s output; an unknown key is an EproductError naming the known ones."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise EproductError(f"Unknown search settings {unknown}. Known: {sorted(known)}.")
-        return cls(**data)
+        return _from_dict(cls, data, "search settings")
 
 
 SEED_SETTINGS = SearchSettings(mode="cutoff", bits=20, k=10, cutoff=SEED_CUTOFF, rerank=0)
@@ -134,11 +139,7 @@ class IndexSpec:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> IndexSpec:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise EproductError(f"Unknown index build settings {unknown}. Known: {sorted(known)}.")
-        return cls(**data)
+        return _from_dict(cls, data, "index build settings")
 
 
 SEED_INDEX = IndexSpec(kind="seed", bits=20, shard_size=DEFAULT_SHARD_SIZE)
