@@ -98,7 +98,18 @@ def split_train_val(
     return train, val
 
 
-FAMILIES = ("affine", "rotate", "flip", "perspective", "colour", "blur", "jpeg", "erase")  # for mode "robust"
+FAMILIES = (
+    "affine",
+    "rotate",
+    "flip",
+    "perspective",
+    "colour",
+    "blur",
+    "jpeg",
+    "erase",
+    "backdrop",
+    "tint",
+)  # for mode "robust"; "tint" is drawn once per image and shared by its views (`shared_tint`)
 
 
 def augment(
@@ -114,7 +125,9 @@ def augment(
     affine (scale 0.6-1.05, shear, shift), rotate (up to +-40 deg), flip (mirror, p 0.5), perspective
     (random homography), colour (per-channel gains: grey items become coloured; brightness, contrast,
     saturation), blur (down- and up-sampling, p 0.5), jpeg (quality 10-60, p 0.5), erase (a random
-    rectangle of noise or colour, p 0.5).
+    rectangle of noise or colour, p 0.5), backdrop (the background, told from the item by its distance
+    to the border colour, replaced by a random texture, p 0.8). "tint" is not drawn here: it is one
+    colour per training image that all its views share (`shared_tint`), as one product keeps its colour.
     """
     if mode == "none":
         return images
@@ -179,11 +192,13 @@ def _geometry(images: torch.Tensor, generator: torch.Generator | None, families:
     return F.grid_sample(images, grid.to(images.device), mode="bilinear", padding_mode="zeros", align_corners=True)
 
 
-def _colour(images: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+def _colour(images: torch.Tensor, generator: torch.Generator | None, mild: bool) -> torch.Tensor:
+    """Per-view colour change; `mild` (with a shared tint: the views keep their product's colour) or strong."""
     b = images.shape[0]
-    gains = _rand((b, 3, 1, 1), 0.3, 1.3, generator).to(images.device)
+    low, high, least = (0.8, 1.15, 0.6) if mild else (0.3, 1.3, 0.0)
+    gains = _rand((b, 3, 1, 1), low, high, generator).to(images.device)
     grey = images.mean(dim=1, keepdim=True)
-    saturation = _rand((b, 1, 1, 1), 0.0, 1.5, generator).to(images.device)
+    saturation = _rand((b, 1, 1, 1), least, 1.5, generator).to(images.device)
     out = (grey + (images - grey) * saturation) * gains
     mean = out.mean(dim=(1, 2, 3), keepdim=True)
     contrast = _rand((b, 1, 1, 1), 0.5, 1.4, generator).to(images.device)
@@ -219,15 +234,68 @@ def _per_image(images: torch.Tensor, generator: torch.Generator | None, family: 
     return out
 
 
+def shared_tint(images: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """One random colour per image, for all its views: grey images are coloured, coloured ones hue-turned.
+
+    The channels are mixed by a random rotation about the grey axis (a hue turn), then grey items (all
+    channels equal) are multiplied by a random saturated colour, so a grey catalog trains on coloured
+    products whose two views agree on the colour.
+    """
+    b = images.shape[0]
+    angle = _rand((b,), 0.0, 2 * math.pi, generator)
+    axis = torch.full((3,), 1 / math.sqrt(3.0))
+    cross = torch.tensor([[0.0, -axis[2], axis[1]], [axis[2], 0.0, -axis[0]], [-axis[1], axis[0], 0.0]])
+    outer = torch.outer(axis, axis)
+    cos, sin = angle.cos().view(b, 1, 1), angle.sin().view(b, 1, 1)
+    rotation = cos * torch.eye(3) + sin * cross + (1 - cos) * outer  # Rodrigues: (B, 3, 3)
+    turned = torch.einsum("bij,bjhw->bihw", rotation.to(images.device), images)
+    colour = _rand((b, 3, 1, 1), 0.15, 1.0, generator)
+    colour = colour / colour.amax(dim=1, keepdim=True)  # one channel at full strength
+    grey = (images.amax(dim=1) - images.amin(dim=1)).mean(dim=(1, 2)) < 0.02
+    coloured = images.mean(dim=1, keepdim=True) * colour.to(images.device) * 1.3
+    return torch.where(grey.view(b, 1, 1, 1), coloured, turned).clamp(0.0, 1.0)
+
+
+def _foreground(images: torch.Tensor) -> torch.Tensor:
+    """(B, 1, H, W) soft mask of the item: pixels far from the median colour of the image's border."""
+    border = torch.cat([images[..., 0, :], images[..., -1, :], images[..., :, 0], images[..., :, -1]], dim=-1)
+    background = border.median(dim=-1).values.view(images.shape[0], 3, 1, 1)
+    distance = (images - background).abs().amax(dim=1, keepdim=True)
+    return ((distance - 0.04) / 0.08).clamp(0.0, 1.0)
+
+
+def _texture(b: int, size: int, generator: torch.Generator | None) -> torch.Tensor:
+    """(B, 3, size, size) random backdrops: a grating, checks or smooth noise between two random colours."""
+    ys, xs = torch.meshgrid(torch.linspace(0, 1, size), torch.linspace(0, 1, size), indexing="ij")
+    angle = _rand((b, 1, 1), 0.0, math.pi, generator)
+    frequency = _rand((b, 1, 1), 3.0, 14.0, generator)
+    grating = 0.5 + 0.5 * torch.sin(2 * math.pi * frequency * (xs * angle.cos() + ys * angle.sin()))
+    checks = ((xs * frequency).floor() + (ys * frequency).floor()).remainder(2)
+    noise = F.interpolate(torch.rand((b, 1, 5, 5), generator=generator), size=(size, size), mode="bicubic")[:, 0]
+    kind = torch.randint(0, 3, (b, 1, 1), generator=generator)
+    mix = torch.where(kind == 0, grating, torch.where(kind == 1, checks, noise.clamp(0, 1))).unsqueeze(1)
+    first = torch.rand((b, 3, 1, 1), generator=generator)
+    second = (first + _rand((b, 3, 1, 1), -0.35, 0.35, generator)).clamp(0, 1)
+    return first * mix + second * (1 - mix)
+
+
 def _robust(images: torch.Tensor, generator: torch.Generator | None, families: tuple[str, ...]) -> torch.Tensor:
     unknown = sorted(set(families) - set(FAMILIES))
     if unknown:
         raise EproductError(f"Unknown augmentation families {unknown}. Choose from {', '.join(FAMILIES)}.")
     out = images
+    backdrop = "backdrop" in families
+    if backdrop:  # the mask travels through the geometry with the image (outside the frame is background)
+        out = torch.cat([out, _foreground(out)], dim=1)
     if {"affine", "rotate", "flip", "perspective"} & set(families):
         out = _geometry(out, generator, families)
+    if backdrop:
+        out, mask = out[:, :3], out[:, 3:]
+        keep = (torch.rand((out.shape[0], 1, 1, 1), generator=generator) < 0.2).to(out.device)
+        texture = _texture(out.shape[0], out.shape[-1], generator).to(out.device)
+        out = torch.where(keep, out, out * mask + texture * (1 - mask))
     if "colour" in families:
-        out = _colour(out, generator)
+        out = _colour(out, generator, mild="tint" in families)
     out = out.clamp(0.0, 1.0)
     for family in ("erase", "blur", "jpeg"):
         if family in families:

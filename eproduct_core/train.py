@@ -30,7 +30,7 @@ from . import distributed, losses, run_folder, titles
 from .atomic import write_text_atomic
 from .catalog import read_catalog
 from .config import TrainConfig
-from .data import CatalogImages, EpochSampler, ResumableSampler, augment, split_train_val, to_float
+from .data import CatalogImages, EpochSampler, ResumableSampler, augment, shared_tint, split_train_val, to_float
 from .errors import EproductError
 from .model import ModelSpec, ProductModel
 from .progress import Progress
@@ -281,6 +281,8 @@ class _Trainer:
             batch = to_float(images[keep]).to(self.device, non_blocking=True)
             n_views = 2 if config.metric and config.instance_weight > 0 else 1
             mode = "light" if config.augment == "none" and n_views > 1 else config.augment  # two views must differ
+            if mode == "robust" and "tint" in config.augment_families.split(","):
+                batch = shared_tint(batch, generator)  # one colour per product, kept by all its views
             views = [augment(batch, mode, generator, config.augment_families) for _ in range(n_views)]
             inputs = torch.cat(views)
             if self.device.type == "cuda":

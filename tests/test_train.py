@@ -298,19 +298,54 @@ def test_each_new_loss_and_head_goes_down_on_a_tiny_catalog(tiny_catalog, change
 
 
 def test_robust_augmentation_is_seeded_and_every_family_changes_the_batch():
-    from eproduct_core.data import FAMILIES, augment
+    from eproduct_core.data import FAMILIES, augment, shared_tint
 
     images = torch.rand(6, 3, 32, 32)
     one = augment(images, "robust", torch.Generator().manual_seed(3))
     torch.testing.assert_close(one, augment(images, "robust", torch.Generator().manual_seed(3)))
     for family in FAMILIES:
-        out = augment(images, "robust", torch.Generator().manual_seed(1), (family,))
+        generator = torch.Generator().manual_seed(1)
+        out = shared_tint(images, generator) if family == "tint" else augment(images, "robust", generator, (family,))
         assert out.shape == images.shape and float(out.min()) >= 0 and float(out.max()) <= 1
         assert not torch.allclose(out, images), family
     with pytest.raises(EproductError, match="families"):
         augment(images, "robust", None, "affine,sepia")
     with pytest.raises(EproductError, match="augment_families"):
         TrainConfig(augment="robust", augment_families="affine,sepia")
+
+
+def _grey_item_on_black(n: int = 8, size: int = 32) -> torch.Tensor:
+    """A Fashion-MNIST-like batch: a grey rectangle of varying brightness on a black background."""
+    images = torch.zeros(n, 3, size, size)
+    for i in range(n):
+        images[i, :, 8:24, 10:22] = 0.4 + 0.03 * i
+    return images
+
+
+def test_shared_tint_colours_grey_items_the_same_way_for_every_view_and_turns_hues_of_coloured_ones():
+    from eproduct_core.data import shared_tint
+
+    grey = _grey_item_on_black()
+    tinted = shared_tint(grey, torch.Generator().manual_seed(0))
+    item = tinted[:, :, 8:24, 10:22]
+    assert float((item.amax(dim=1) - item.amin(dim=1)).mean()) > 0.1  # grey items became coloured
+    assert float(tinted[:, :, :4, :4].abs().max()) == 0.0  # a black background stays black
+    torch.testing.assert_close(tinted, shared_tint(grey, torch.Generator().manual_seed(0)))
+    red = torch.tensor([0.6, 0.3, 0.3]).view(1, 3, 1, 1).repeat(2, 1, 8, 8)  # a soft red: no channel clips
+    turned = shared_tint(red, torch.Generator().manual_seed(1))
+    assert float((turned - red).abs().max()) > 0.1  # the hue moved
+    torch.testing.assert_close(turned.sum(dim=1), red.sum(dim=1), atol=1e-4, rtol=0)  # the grey level is kept
+
+
+def test_backdrop_replaces_the_background_and_keeps_the_item():
+    from eproduct_core.data import augment
+
+    images = _grey_item_on_black(16)
+    out = augment(images, "robust", torch.Generator().manual_seed(0), ("backdrop",))
+    background = out[:, :, :6, :6].flatten(1).std(dim=1) + out[:, :, :6, :6].flatten(1).mean(dim=1)
+    replaced = background > 0.02
+    assert 8 <= int(replaced.sum()) < 16  # ~80% of the images get a textured backdrop, the rest keep theirs
+    torch.testing.assert_close(out[:, :, 10:22, 12:20], images[:, :, 10:22, 12:20])  # the item is untouched
 
 
 class _Stop(Exception):
