@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train", required=True, help="catalog folder to train on")
     parser.add_argument("--eval", required=True, help="comma list NAME=CATALOG to score on")
     parser.add_argument("--work", default="/tmp/eproduct-ablation")
-    parser.add_argument("--variant", action="append", default=[], help="NAME:key=value,key=value (repeatable)")
+    parser.add_argument("--variant", action="append", default=[], help="NAME:key=value,key=value (repeatable; '+' separates a list value's items)")
     parser.add_argument("--set", action="append", default=["max_train_images=1000", "epochs=1"], help="for all")
     parser.add_argument("--frozen", default="64", help="comma list of frozen Lite0 resolutions to measure")
     parser.add_argument("--tta", default="none", choices=["none", "flip"])
@@ -86,7 +86,9 @@ def main(argv: list[str] | None = None) -> int:
         print(lines[-1], flush=True)
     for spec in args.variant:
         name, _, body = spec.partition(":")
-        overrides = {"device": "cpu", **common, **dict(kv.split("=", 1) for kv in body.split(",") if kv)}
+        # a value's own list separator is "+" (augment_families=affine+rotate), as "," separates the overrides
+        changes = {k: v.replace("+", ",") for k, v in (kv.split("=", 1) for kv in body.split(",") if kv)}
+        overrides = {"device": "cpu", **common, **changes}
         start = time.perf_counter()
         row = run_variant(name, overrides, Path(args.train), evals, work, args.tta, args.preset)
         cells = " / ".join(f"{k} {v:.3f}" for k, v in row.items() if "/" in k)
