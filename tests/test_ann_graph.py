@@ -78,6 +78,15 @@ def test_a_narrow_beam_is_an_approximation_and_the_cutoff_filters(graphed):
     assert sum(len(r.rows) for r in cut) < truth.size
 
 
+def test_post_processing_runs_over_the_graphs_top_100(graphed):
+    index = open_index(graphed)
+    _, q = _data()
+    graph = SearchSettings(k=K, backend="hnsw", ef_search=1000, kreciprocal=True)
+    lsh = SearchSettings(k=K, rerank=N, shortlist=N, candidates=N, probe_bits=64, kreciprocal=True)
+    for a, b in zip(search.search(index, q[:5], graph), search.search(index, q[:5], lsh), strict=True):
+        assert len(a.rows) == K and len(np.intersect1d(a.rows, b.rows)) >= K - 1  # same top 100, same re-ranking
+
+
 def test_manifest_records_the_file_and_verify_catches_corruption(graphed):
     manifest = json.loads((graphed / "manifest.json").read_text())
     entry = manifest["ann"]
