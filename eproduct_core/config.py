@@ -33,7 +33,9 @@ from .settings import (
 )
 
 BACKBONES = ("resnet18", "resnet50", "efficientnet-lite0", "tiny")
-AUGMENT_FAMILIES = "affine,rotate,flip,perspective,colour,blur,jpeg,erase,backdrop,tint"  # data.FAMILIES, as a config string
+AUGMENT_FAMILIES = (
+    "affine,rotate,flip,perspective,colour,blur,jpeg,erase,backdrop,tint"  # data.FAMILIES, as a config string
+)
 METRIC_LOSSES = ("normsoftmax", "cosface", "proxy-anchor")
 INSTANCE_LOSSES = ("ntxent", "supcon")
 TTA_MODES = ("none", "flip")

@@ -268,7 +268,10 @@ def _count_rows(path: Path, role: str) -> tuple[int, int | None]:
 
 
 def verify_index(path: str | Path) -> list[str]:
-    """Every problem with an index folder (manifest, files, row counts, sha256 checksums); [] when sound."""
+    """Every problem with an index folder (manifest, files, row counts, sha256 checksums, the optional HNSW
+    graph's file and checksum: ann_graph.verify_graph); [] when sound."""
+    from .ann_graph import verify_graph
+
     folder = Path(path)
     try:
         manifest = read_manifest(folder)
@@ -285,4 +288,4 @@ def verify_index(path: str | Path) -> list[str]:
         file = folder / entry["file"]
         if file.is_file() and sha256_file(file) != entry["sha256"]:
             problems.append(f"{folder}: {what} file {file.name} fails its sha256 checksum (corrupted or changed).")
-    return problems
+    return problems + verify_graph(folder, manifest)

@@ -6,12 +6,15 @@ Layout of an index folder `IDX/`:
                             "hyperplanes": {"file", "sha256"},
                             "shards": [{"name", "rows", "files": {"codes"|"ids"|"vectors": {"file", "sha256"}}}],
                             optional "search": a SearchSettings dict, the index's tuned default settings
-                            (search.resolve fills a search's None fields from it)}
+                            (search.resolve fills a search's None fields from it), "search_estimate" (tuning.py),
+                            "tables" (lsh_tables.py), "ann" (ann_graph.py: the optional faiss HNSW graph,
+                            {"type", "file", "sha256", "rows", "dim", "params", "build_s"})}
   hyperplanes.npy          float32 (bits, dim)
   codes-00000.npy          uint8 (rows, code_bytes) packed codes, big-endian bit order (see lsh.py)
   ids-00000.txt            one id per line (UTF-8)
   vectors-00000.npy        float16 (rows, dim), the rows scaled to unit length, for exact re-rank
                            (absent when built with vectors=False; older indexes hold raw rows: same cosine)
+  ann-hnsw.faiss           optional: the faiss HNSW graph over the vectors (faiss's binary format), `eproduct index ann`
 
 A build writes everything into a hidden temporary sibling and swaps it into place, so a crash leaves
 either the old index or the new one (see `swap_into_place`, `recover`).

@@ -24,6 +24,10 @@ Modes, at hash length `bits` (any prefix of the stored codes; default the stored
   PCA-whitened (a whitening fitted once per opened index on its stored vectors), averaged with their
   top-`dba` neighbours among those rows (DBA, local to the candidates), against an alpha-expanded
   query (QE over its top `query_expansion`), and ranked by k-reciprocal or plain cosine distance.
+- backend "hnsw" (settings.backend; top-k): the candidate stage is the index's faiss HNSW graph (ann_graph.py:
+  its top k within a beam of max(ef_search, k), scored by exact cosine on the stored vectors); the results
+  carry the same fields (Hamming and code cosine at `bits` of the rows it returns), the cutoff and
+  post-processing apply as above, and the LSH stage sizes are unused (None in `resolve`).
 - "cutoff" (the seed pipeline's): every item whose code cosine distance (eq. 4, see lsh.py) is
   strictly below `cutoff`, decided exactly in integers (lsh.below_cutoff: a row exactly at the cutoff,
   e.g. 1 - 9/10 at 0.1, is not admitted), ranked by that distance; `k` truncates (k=None keeps all).
@@ -42,11 +46,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import lsh, lsh_tables, postprocess, search_kernels
+from . import ann_graph, lsh, lsh_tables, postprocess, search_kernels
 from .errors import EproductError
 from .index_store import Index
 from .settings import (
     DEFAULT_CANDIDATES,
+    DEFAULT_EF_SEARCH,
     DEFAULT_PROBE_BITS,
     DEFAULT_RERANK,
     DEFAULT_SHORTLIST,
@@ -259,7 +264,11 @@ def resolve(index: Index, settings: SearchSettings) -> SearchSettings:
     (rerank = max(rerank, k)); the shortlist holds at least the re-ranked rows (exactly k without a
     re-rank: the top k by Hamming); the candidates at least the shortlist; probe_bits at most bits.
     Refuses bits above the stored length and a re-rank on an index without vectors.
+    Backend "hnsw": mode, bits, k, cutoff and ef_search = max(ef_search or DEFAULT_EF_SEARCH, k) are filled,
+    the LSH stage sizes left None; refuses an index without a graph (or faiss), naming the fix.
     """
+    if settings.backend == "hnsw":
+        return _resolve_graph(index, settings)
     tuned = _stored_defaults(index, settings.mode)
 
     def pick(name: str):
@@ -309,6 +318,31 @@ def resolve(index: Index, settings: SearchSettings) -> SearchSettings:
     )
 
 
+def _resolve_graph(index: Index, settings: SearchSettings) -> SearchSettings:
+    """`resolve` for backend "hnsw" (its doc)."""
+    bits = index.bits if settings.bits is None else int(settings.bits)
+    if bits > index.bits:
+        raise EproductError(f"bits = {bits}: must be between 1 and the index's stored {index.bits}.")
+    ann_graph.require(index)
+    k = int(settings.k or 10)
+    ef = max(DEFAULT_EF_SEARCH if settings.ef_search is None else settings.ef_search, k)
+    return SearchSettings(mode="topk", bits=bits, k=k, cutoff=settings.cutoff, backend="hnsw", ef_search=ef)
+
+
+def _search_graph(index: Index, queries: np.ndarray, settings: SearchSettings) -> list[SearchResult]:
+    """Backend "hnsw": the graph's rows and exact cosines (ann_graph.search_graph), then `_result` (cutoff, k,
+    the rows' Hamming and code cosine at `bits`); candidates = the beam width."""
+    r = resolve(index, settings)
+    assert r.bits is not None and r.k is not None and r.ef_search is not None  # filled by _resolve_graph
+    plan = _Plan("topk", r.bits, r.k, r.cutoff, rerank=r.k, shortlist=r.k, probe_bits=r.bits, candidates=r.ef_search)
+    qwords = lsh.to_words(lsh.pack(index.project(queries) > 0))
+    found = ann_graph.search_graph(index, queries, r.k, r.ef_search)
+    return [
+        _result(index, qwords[i], rows, _hamming_rows(index, qwords[i], rows, r.bits), cosine, plan, r.ef_search, True)
+        for i, (rows, cosine) in enumerate(found)
+    ]
+
+
 def _plan(index: Index, settings: SearchSettings) -> _Plan:
     r = resolve(index, settings)
     assert r.bits is not None and r.rerank is not None and r.shortlist is not None  # filled by resolve
@@ -337,6 +371,8 @@ def search(index: Index, queries: np.ndarray, settings: SearchSettings, *, threa
         )
     if _post_on(settings):
         return _postprocessed(index, queries, settings, threads)
+    if settings.backend == "hnsw":
+        return _search_graph(index, queries, settings)
     plan = _plan(index, settings)
     projections = index.project(queries)
     qwords = lsh.to_words(lsh.pack(projections > 0))
@@ -424,8 +460,9 @@ def _search_many(index: Index, queries, qwords, projections, plan: _Plan) -> lis
 def explain(index: Index, query: np.ndarray, rows: Sequence[int], settings: SearchSettings) -> list[RowExplanation]:
     """Per row: distances at the settings' hash length, its Hamming, weighted and prefix-scan ranks, and what
     would have retrieved it. `settings` resolve as in `search`; a top-k search without a cutoff is explained
-    against the seed's cutoff (SEED_CUTOFF) for `cutoff_needed`'s neighbour `shortest_bits`."""
-    plan = _plan(index, settings)
+    against the seed's cutoff (SEED_CUTOFF) for `cutoff_needed`'s neighbour `shortest_bits`. The ranks are the
+    LSH stages' (backend "hnsw" is explained as backend "lsh")."""
+    plan = _plan(index, settings.replace(backend="lsh", ef_search=None))
     bits, probe_bits = plan.bits, plan.probe_bits
     cutoff = SEED_CUTOFF if plan.cutoff is None else plan.cutoff
     query = np.asarray(query).ravel()

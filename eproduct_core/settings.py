@@ -31,6 +31,13 @@ DEFAULT_SHORTLIST = 1536  # rows ranked by weighted Hamming (at least 6x the re-
 DEFAULT_PROBE_BITS = 128  # code prefix scanned over every row to pick candidates
 DEFAULT_CANDIDATES = 8192  # rows kept by the prefix scan (at least 4x the shortlist)
 
+# The optional faiss HNSW graph stored beside an index (ann_graph.py): the ANN peer a search can use instead.
+GRAPH_TYPES = ("hnsw",)  # graphs `eproduct index ann` builds (faiss IndexHNSWFlat, inner product)
+BACKENDS = ("lsh", "hnsw")  # candidate stage of a top-k search: our LSH stages, or the index's faiss HNSW graph
+DEFAULT_GRAPH_M = 32  # HNSW links per node (faiss's M), as the retrieval benchmark's peer
+DEFAULT_EF_CONSTRUCTION = 40  # HNSW build beam (faiss's default efConstruction)
+DEFAULT_EF_SEARCH = 64  # HNSW search beam when the settings give none (at least k)
+
 
 def _fail(cls: str, name: str, value: Any, why: str) -> None:
     raise EproductError(f"{cls}.{name} = {value!r}: {why}")
@@ -72,6 +79,10 @@ class SearchSettings:
     query_expansion: int = 0  # alpha-QE over this many top results before the final ranking (0 = off)
     dba: int = 0  # database-side augmentation: index rows averaged over their top-dba neighbours (0 = off)
     kreciprocal: bool = False  # k-reciprocal re-ranking of the top 100 exact-cosine results
+    # The candidate stage: "lsh" (the stages above) or "hnsw", the index's faiss graph (`eproduct index ann`,
+    # ann_graph.py) with exact cosine on the stored vectors; top-k only. The LSH stage sizes are then unused.
+    backend: str = "lsh"
+    ef_search: int | None = None  # hnsw: the search beam (None: DEFAULT_EF_SEARCH); at least k is used
 
     def __post_init__(self) -> None:
         name = type(self).__name__
@@ -87,13 +98,17 @@ class SearchSettings:
             _fail(name, "cutoff", self.cutoff, "a cosine distance lies between 0 and 2")
         if self.rerank is not None and self.rerank < 0:
             _fail(name, "rerank", self.rerank, "must be 0 (off) or a positive number of rows")
+        if self.backend not in BACKENDS:
+            _fail(name, "backend", self.backend, f"must be one of {BACKENDS}")
+        if self.backend != "lsh" and self.mode != "topk":
+            _fail(name, "backend", self.backend, "searches top-k only; the cutoff mode scans the LSH codes")
         if self.table_probes is not None and self.table_probes < 0:
             _fail(name, "table_probes", self.table_probes, "must be 0 (the flat prefix scan) or a positive count")
         for key in ("query_expansion", "dba"):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 _fail(name, key, value, "must be 0 (off) or a positive number of neighbours")
-        for key in ("shortlist", "probe_bits", "candidates"):
+        for key in ("shortlist", "probe_bits", "candidates", "ef_search"):
             value = getattr(self, key)
             if value is not None and value < 1:
                 _fail(name, key, value, "must be at least 1")

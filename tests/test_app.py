@@ -233,6 +233,33 @@ def test_index_page_builds_a_new_index(tiny_workspace, tmp_path, monkeypatch):
     assert any("match their sha256" in s.value for s in at.success)
 
 
+def test_index_page_builds_an_hnsw_graph_and_compares_it_with_lsh(tiny_workspace, tmp_path, monkeypatch):
+    import sys
+
+    from eproduct_core.index import open_index, verify_index
+
+    home = tmp_path / "home"
+    shutil.copytree(tiny_workspace, home, ignore=shutil.ignore_patterns(".*.lock"))
+    monkeypatch.setenv(ws.ENV_HOME, str(home))
+    at = _app("app_pages/index.py")
+    _clean(at)
+    assert not [d for d in at.dataframe if "backend" in d.value.columns]  # no graph yet: no comparison
+    at.button(key="build_graph").click().run()
+    _clean(at)
+    path = _demo(home).index_dir(METRIC_INDEX)
+    assert open_index(path).manifest["ann"]["type"] == "hnsw" and verify_index(path) == []
+    tables = [d.value for d in at.dataframe if "backend" in d.value.columns]
+    assert len(tables) == 1 and tables[0]["backend"].tolist() == ["LSH (index defaults)", "HNSW graph"]
+    assert 0.0 <= tables[0]["recall@10"].min() and tables[0]["recall@10"].max() <= 1.0
+    assert tables[0]["recall@10"].iloc[1] >= 0.9  # a beam of 64 on a small index is all but exact
+    assert (tables[0]["ms/query (median)"] > 0).all()
+    monkeypatch.setitem(sys.modules, "faiss", None)  # as on a machine without the `ann` extra
+    at = _app("app_pages/index.py")
+    _clean(at)
+    assert any("eproduct[ann]" in c.value for c in at.caption)
+    assert not [b for b in at.button if b.key == "build_graph"]
+
+
 def test_bucket_sizes_count_every_code_prefix(tiny_workspace):
     from eproduct_core import lsh
     from eproduct_core.index import open_index

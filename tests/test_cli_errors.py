@@ -112,12 +112,16 @@ CASES = {
     "index verify missing": "index verify {missing}",
     "index info missing": "index info {missing}",
     "index info a catalog": "index info {cat}",
+    "index ann missing": "index ann {missing}",
+    "index ann m 1": "index ann {idx} --m 1",
     # search
     "search index missing": "search --index {missing} --vectors {vec} --out {new}/o1.csv",
     "search vectors missing": "search --index {idx} --vectors {missing} --out {new}/o2.csv",
     "search vectors empty file": "search --index {idx} --vectors {emptynpy} --out {new}/o3.csv",
     "search k 0": "search --index {idx} --vectors {vec} --out {new}/o4.csv --k 0",
     "search bits beyond stored": "search --index {idx} --vectors {vec} --out {new}/o5.csv --bits 999",
+    "search hnsw without a graph": "search --index {idx} --vectors {vec} --out {new}/o7.csv --backend hnsw",
+    "search hnsw in cutoff mode": "search --index {idx} --vectors {vec} --out {new}/o8.csv --backend hnsw --mode cutoff",
     "search --out is a folder": "search --index {idx} --vectors {vec} --out {dir}",
     "search wrong kind": "search --index {idx} --vectors {vec} --out {new}/o6.csv --kind seed",
     # serve

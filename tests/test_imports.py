@@ -29,6 +29,7 @@ SEARCH_AND_EVALUATION = {
     "search_kernels",
     "numba_kernels",
     "search",
+    "ann_graph",
     "settings",
     "metrics",
     "evaluate",

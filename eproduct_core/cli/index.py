@@ -1,8 +1,9 @@
-"""`eproduct index build|verify|info|tune` and `eproduct search`: the sharded LSH index from the command line.
+"""`eproduct index build|verify|info|tune|tables|ann` and `eproduct search`: the sharded LSH index from the command line.
 
 `index build`'s --kind --bits --shard-size --seed make one `IndexSpec`; `search`'s settings are the shared
 flag set (search_flags.py) over the index's own defaults; `index tune` and `build --target-recall` store
-tuned defaults (tuning.py).
+tuned defaults (tuning.py); `index ann` stores the optional faiss HNSW graph (ann_graph.py) that
+`search --backend hnsw` uses.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import argparse
 import os
 import sys
 
-from ..settings import DEFAULT_BITS, DEFAULT_SHARD_SIZE
+from ..settings import DEFAULT_BITS, DEFAULT_EF_CONSTRUCTION, DEFAULT_GRAPH_M, DEFAULT_SHARD_SIZE, GRAPH_TYPES
 from .search_flags import add_search_flags, search_settings
 
 
@@ -141,6 +142,29 @@ def _tables(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ann(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from ..ann_graph import build_graph
+    from ..index import open_index
+
+    index = open_index(args.dir)
+    with tqdm(total=index.size, unit="row", desc="index ann", disable=args.quiet) as bar:
+        entry = build_graph(
+            index,
+            graph_type=args.type,
+            m=args.m,
+            ef_construction=args.ef_construction,
+            progress=lambda done, total: bar.update(done - bar.n),
+        )
+    size = (index.path / entry["file"]).stat().st_size
+    print(
+        f"{args.dir}: HNSW graph M {args.m}, efConstruction {args.ef_construction} over {index.size} rows, "
+        f"{size / 2**20:.1f} MiB, built in {entry['build_s']:.1f} s (search with --backend hnsw --ef-search N)"
+    )
+    return 0
+
+
 def _tune(args: argparse.Namespace) -> int:
     _one_blas_thread()
     _tune_into(args.dir, args.target_recall, _tune_queries(args.queries, None), args.quiet)
@@ -169,6 +193,20 @@ def _add_tuning(commands: argparse._SubParsersAction, build: argparse.ArgumentPa
     tables = commands.add_parser("tables", help="build prefix-bucket candidate tables into an index folder")
     tables.add_argument("dir", help="index folder")
     tables.set_defaults(func=_tables)
+    ann = commands.add_parser(
+        "ann", help="build a faiss HNSW graph into an index folder (search it with --backend hnsw; needs faiss)"
+    )
+    ann.add_argument("dir", help="index folder (built with vectors)")
+    ann.add_argument("--type", choices=GRAPH_TYPES, default=GRAPH_TYPES[0], help="graph type (default hnsw)")
+    ann.add_argument("--m", type=int, default=DEFAULT_GRAPH_M, help=f"links per node (default {DEFAULT_GRAPH_M})")
+    ann.add_argument(
+        "--ef-construction",
+        type=int,
+        default=DEFAULT_EF_CONSTRUCTION,
+        help=f"build beam width (default {DEFAULT_EF_CONSTRUCTION})",
+    )
+    ann.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    ann.set_defaults(func=_ann)
     tune = commands.add_parser(
         "tune", help="pick the stage sizes reaching a recall@10 target and store them as the index's defaults"
     )
@@ -211,6 +249,9 @@ def _info(args: argparse.Namespace) -> int:
         f"(seed {m['seed']}), {len(m['shards'])} shards of up to {m['shard_size']} rows, "
         f"vectors {'stored' if index.has_vectors else 'not stored'}, {disk / 2**20:.1f} MiB, created {m['created']}"
     )
+    if m.get("ann"):
+        params = m["ann"].get("params", {})
+        print(f"  HNSW graph {m['ann']['file']}: M {params.get('m')}, efConstruction {params.get('ef_construction')}")
     return 0
 
 

@@ -1,7 +1,8 @@
 """The one flag set of search settings shared by `search`, `evaluate`, `sweep` and `submit`.
 
 `add_search_flags` declares --mode --bits --k --cutoff --rerank --shortlist --probe-bits --candidates
---table-probes and the post-processing flags --whiten --query-expansion --dba --kreciprocal
+--table-probes, the candidate stage --backend --ef-search and the post-processing flags --whiten
+--query-expansion --dba --kreciprocal
 (every one defaulting to "not given"); `search_settings` builds the one `SearchSettings` from a base
 (the run preset's, or `SearchSettings()` whose `None` fields let the index decide) and the flags given.
 Validation is SearchSettings' own (and search.py's for what needs the index), never repeated here.
@@ -12,7 +13,9 @@ from __future__ import annotations
 import argparse
 
 from ..settings import (
+    BACKENDS,
     DEFAULT_CANDIDATES,
+    DEFAULT_EF_SEARCH,
     DEFAULT_PROBE_BITS,
     DEFAULT_RERANK,
     DEFAULT_SHORTLIST,
@@ -31,6 +34,8 @@ FLAGS = (
     "probe_bits",
     "candidates",
     "table_probes",
+    "backend",
+    "ef_search",
     "whiten",
     "query_expansion",
     "dba",
@@ -80,6 +85,15 @@ def add_search_flags(parser: argparse.ArgumentParser, default: str) -> None:
         type=int,
         help="stage 1 from the index's candidate tables (`eproduct index tables`): buckets probed per table "
         "(0 = the flat prefix scan; default: the index's, else 0)",
+    )
+    group.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        help="candidate stage: lsh (the stages above; default) or hnsw, the index's faiss graph "
+        '(`eproduct index ann`; needs faiss: pip install "eproduct[ann]"), exact cosine on the stored vectors',
+    )
+    group.add_argument(
+        "--ef-search", type=int, help=f"hnsw: the search beam (default {DEFAULT_EF_SEARCH}; at least k is used)"
     )
 
     post = parser.add_argument_group("post-processing of a top-k search's top 100 (postprocess.py; default: off)")

@@ -1,5 +1,6 @@
-"""Index page: shards, rows, bits, sizes on disk, checksum status (on request), bucket occupancy, and
-building a new index (other hash length / shard size) from the workspace's embeddings with progress.
+"""Index page: shards, rows, bits, sizes on disk, checksum status (on request), bucket occupancy, the LSH search
+beside the index's optional faiss HNSW graph on the workspace's own queries (building the graph when faiss is
+installed), and building a new index (other hash length / shard size) from the workspace's embeddings with progress.
 """
 
 from __future__ import annotations
@@ -9,16 +10,25 @@ import re
 import pandas as pd
 import streamlit as st
 
-from eproduct_core import lsh
+from eproduct_core import lsh, results_cache
 from eproduct_core import workspace as ws
 from eproduct_core.errors import EproductError
 from eproduct_core.lsh import hamming_radius
-from eproduct_core.settings import DEFAULT_SHARD_SIZE, IndexSpec, SearchSettings
+from eproduct_core.settings import (
+    DEFAULT_EF_CONSTRUCTION,
+    DEFAULT_EF_SEARCH,
+    DEFAULT_GRAPH_M,
+    DEFAULT_SHARD_SIZE,
+    IndexSpec,
+    SearchSettings,
+)
 from eproduct_ui import charts, controls, loaders
 from eproduct_ui.state import current_workspace
 
 MAX_BUCKET_BITS = 32  # bucket occupancy is counted on a code prefix of at most this many bits
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+COMPARE_QUERIES = 200  # workspace queries the LSH / HNSW comparison searches (one at a time, each backend)
+EF_CHOICES = (16, 32, 64, 128, 256, 512)
 
 
 def shard_table(index) -> pd.DataFrame:
@@ -68,6 +78,61 @@ def _verify(path) -> None:
             st.success("All files match their sha256 checksums.")
     else:
         st.caption("Checksums not verified yet in this session.")
+
+
+def _graph(workspace, index_name: str, path, index) -> None:
+    """LSH at the index's defaults vs its HNSW graph on the workspace's queries (ann_graph.compare), and the
+    button that builds the graph (ann_graph.build_graph) when faiss imports."""
+    from eproduct_core import ann_graph
+    from eproduct_core.index import open_index
+
+    st.subheader("LSH vs an HNSW graph")
+    if not ann_graph.faiss_available():
+        st.caption(
+            'faiss is not installed here: `pip install "eproduct[ann]"` to build an HNSW graph of this index and '
+            "compare it with the LSH search."
+        )
+        return
+    if not index.has_vectors:
+        st.caption("This index stores no vectors, and an HNSW graph is built from them.")
+        return
+    entry = index.manifest.get("ann")
+    label = "Rebuild the HNSW graph" if entry else "Build an HNSW graph"
+    if st.button(f"{label} (M {DEFAULT_GRAPH_M}, efConstruction {DEFAULT_EF_CONSTRUCTION})", key="build_graph"):
+        bar = st.progress(0.0, text="Adding rows to the graph")
+
+        def added(done: int, total: int) -> None:
+            bar.progress(done / max(total, 1), text=f"Added {done:,}/{total:,} rows to the graph")
+
+        ann_graph.build_graph(open_index(path), progress=added)  # a fresh handle: the cached Index is shared
+        st.rerun()  # the manifest changed: the loader opens the index again, graph included
+    if not entry:
+        st.caption("No graph yet: build one to compare recall@10 and speed with the LSH search on your queries.")
+        return
+    query_name = workspace.query_embeddings_for(index_name)
+    if query_name is None:
+        st.caption("This workspace has no query embeddings of this index's kind to compare on.")
+        return
+    vectors, ids = loaders.embeddings(workspace.embeddings_dir(query_name))
+    vectors, ids = vectors[:COMPARE_QUERIES], ids[:COMPARE_QUERIES]
+    ef = st.select_slider("HNSW search beam (ef_search)", options=EF_CHOICES, value=DEFAULT_EF_SEARCH, key="ef_search")
+    key = {
+        "index": results_cache.index_checksum(path),
+        "queries": results_cache.queries_digest(ids, vectors),
+        "ef_search": int(ef),
+    }
+
+    def compute() -> pd.DataFrame:
+        with st.spinner(f"Searching {len(ids):,} queries with both backends (once; kept in the workspace)..."):
+            return ann_graph.compare(index, vectors, ef_search=int(ef))
+
+    st.dataframe(results_cache.cached_frame(workspace.path, "ann-compare", key, compute), hide_index=True)
+    params = entry.get("params", {})
+    st.caption(
+        f"{len(ids):,} queries of `{query_name}`, one at a time; recall@10 against exact cosine on the stored vectors. "
+        f"Graph: M {params.get('m')}, efConstruction {params.get('ef_construction')}, built in "
+        f"{entry.get('build_s', 0):.1f} s. Search it from the command line with `--backend hnsw --ef-search {ef}`."
+    )
 
 
 def _build_form(workspace) -> None:
@@ -145,4 +210,5 @@ def render() -> None:
         "(for codes with half their bits set): an almost exact bucket match."
     )
     st.altair_chart(charts.bucket_occupancy(sizes), width="stretch")
+    _graph(workspace, index_name, path, index)
     _build_form(workspace)
