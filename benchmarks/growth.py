@@ -33,6 +33,15 @@ sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve
 import retrieval  # noqa: E402
 import vectors  # noqa: E402
 
+SHORT = {
+    "ours": "eproduct LSH (tuned)",
+    "hnsw": "faiss HNSW",
+    "ivfpq": "faiss IVF-PQ fast-scan",
+    "rabitq": "faiss IVF-RaBitQ",
+    "scann": "ScaNN",
+    "hnswlib": "hnswlib",
+    "usearch": "USearch",
+}
 COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf")
 
 
@@ -84,7 +93,7 @@ def measure_size(n: int, args: argparse.Namespace, skip_peers: set[str], log) ->
     return rows
 
 
-def svg_plot(rows: list[dict], title: str) -> str:
+def svg_plot(rows: list[dict], title: str, target: float) -> str:
     """A small log-log line plot of p50 ms against rows, one line per method, as an SVG document."""
     width, height, left, bottom, top, right = 640, 400, 70, 50, 30, 230
     xs = sorted({r["n"] for r in rows})
@@ -114,17 +123,20 @@ def svg_plot(rows: list[dict], title: str) -> str:
         parts.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top}" y2="{height - bottom}" stroke="#eee"/>')
         parts.append(f'<text x="{x:.1f}" y="{height - bottom + 18}" text-anchor="middle">{n:,}</text>')
     parts.append(f'<text x="{(left + width - right) / 2}" y="{height - 10}" text-anchor="middle">index rows</text>')
-    methods = list(dict.fromkeys(r["method"] for r in rows))
-    for i, name in enumerate(methods):
+    peers = list(dict.fromkeys(r["peer"] for r in rows))
+    for i, peer in enumerate(peers):
         colour = COLOURS[i % len(COLOURS)]
-        points = sorted((r["n"], r["p50"]) for r in rows if r["method"] == name)
-        path = " ".join(f"{px(n):.1f},{py(ms):.1f}" for n, ms in points)
+        points = sorted((r["n"], r["p50"], r["recall"] >= target) for r in rows if r["peer"] == peer)
+        path = " ".join(f"{px(n):.1f},{py(ms):.1f}" for n, ms, _ in points)
         parts.append(f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="2"/>')
-        parts += [f'<circle cx="{px(n):.1f}" cy="{py(ms):.1f}" r="3" fill="{colour}"/>' for n, ms in points]
+        for n, ms, reached in points:  # hollow: this setting missed the recall target
+            fill = colour if reached else "white"
+            parts.append(f'<circle cx="{px(n):.1f}" cy="{py(ms):.1f}" r="4" fill="{fill}" stroke="{colour}"/>')
         y = top + 16 * i
         parts.append(f'<rect x="{width - right + 12}" y="{y}" width="10" height="10" fill="{colour}"/>')
-        label = name if len(name) <= 34 else name[:33] + "…"
-        parts.append(f'<text x="{width - right + 28}" y="{y + 9}">{label}</text>')
+        parts.append(f'<text x="{width - right + 28}" y="{y + 9}">{SHORT.get(peer, peer)}</text>')
+    y = top + 16 * len(peers) + 8
+    parts.append(f'<text x="{width - right + 12}" y="{y + 9}" fill="#555">hollow: recall below {target}</text>')
     parts.append("</svg>")
     return "\n".join(parts) + "\n"
 
@@ -145,7 +157,12 @@ def table(rows: list[dict], notes: list[str], args: argparse.Namespace, load: tu
             f"| {r['n']:,} | {r['method']} | {r['setting']} | {r['build_s']:.1f} | {r['bytes']:,.0f} | "
             f"{r['p50']:.2f} | {r['p95']:.2f} | {r['recall']:.3f} |"
         )
-    lines += ["", *[f"- {note}" for note in notes], "", f"Rerun: `python benchmarks/growth.py {' '.join(sys.argv[1:])}`"]
+    lines += [
+        "",
+        *[f"- {note}" for note in notes],
+        "",
+        f"Rerun: `python benchmarks/growth.py {' '.join(sys.argv[1:])}`",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -180,7 +197,11 @@ def main() -> None:
     for i, n in enumerate(sizes):
         if i:  # extrapolate each peer's build from the previous size
             for r in rows:
-                if r["n"] == sizes[i - 1] and r["peer"] != "ours" and r["build_s"] * n / sizes[i - 1] > args.max_build_s:
+                if (
+                    r["n"] == sizes[i - 1]
+                    and r["peer"] != "ours"
+                    and r["build_s"] * n / sizes[i - 1] > args.max_build_s
+                ):
                     skip.add(r["peer"])
                     notes.append(
                         f"{r['method']} left out from {n:,} rows: its build would take about "
@@ -192,7 +213,8 @@ def main() -> None:
             Path(args.out).write_text(text, encoding="utf-8")
         if args.plot:
             Path(args.plot).write_text(
-                svg_plot(rows, f"p50 at recall@10 >= {args.target} ({args.dist}, d = {args.dim})"), encoding="utf-8"
+                svg_plot(rows, f"p50 at recall@10 >= {args.target} ({args.dist}, d = {args.dim})", args.target),
+                encoding="utf-8",
             )
     print(text)
 

@@ -56,8 +56,9 @@ from eproduct_core.settings import (  # noqa: E402
 
 PEERS = ("hnsw", "ivfpq", "rabitq", "scann", "hnswlib", "usearch")
 EF = (10, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
-NPROBE = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256)
-K_FACTOR = (2, 4, 8, 16, 32, 64)
+NPROBE = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
+K_FACTOR = (2, 4, 8, 16, 32, 64, 128)
+MAX_SWEEP_S = 60.0  # a sweep point slower than this for the whole query set ends its group
 BUILD_THREADS = 2
 
 
@@ -308,8 +309,9 @@ def sweep(method: Method, q: np.ndarray, truth: np.ndarray, target: float) -> tu
             results.append((time.perf_counter() - start, recall(found, truth), knob))
             if results[-1][1] >= target:
                 break
-            if len(results) > 1 and results[-1][0] > 20 * min(r[0] for r in results):
-                break  # 20x the cheapest point and still short: dearer knobs of this group cannot win
+            reached = [r[0] for r in results if r[1] >= target]
+            if (reached and results[-1][0] > min(reached)) or results[-1][0] > MAX_SWEEP_S:
+                break  # dearer than a setting that already reached the target (or far too slow): cannot win
     good = [r for r in results if r[1] >= target]
     best = min(good, key=lambda r: r[0]) if good else max(results, key=lambda r: r[1])
     return best[2], best[1]
@@ -332,12 +334,8 @@ def measure(method: Method, knob, q: np.ndarray, threads: int) -> tuple[float, f
     return float(np.median(times) * 1e3), float(np.percentile(times, 95) * 1e3), qps, np.stack(found)
 
 
-def make_methods(x: np.ndarray, work: Path, peers: list[str], log) -> list[Method]:
-    tuned = Ours(x, work, "tuned")
-    log(f"ours: build {tuned.build_s:.1f} s, tune {tuned.tune_s:.1f} s -> {tuning.describe(tuned.tuned.estimate())}")
-    methods: list[Method] = [tuned, Ours(x, work, "swept", tuned), Ours(x, work, "default", tuned)]
-    methods.append(Ours(x, work, "tables", tuned))
-    log(f"{methods[-1].name}: tables built in {methods[-1].build_s - tuned.build_s:.1f} s")
+def make_peer(peer: str, x: np.ndarray) -> Method:
+    """Build one peer (a name of PEERS) on `x`, timed."""
     makers = {
         "hnsw": FaissHNSW,
         "ivfpq": lambda v: FaissIVF(v, "pq"),
@@ -346,8 +344,17 @@ def make_methods(x: np.ndarray, work: Path, peers: list[str], log) -> list[Metho
         "hnswlib": Hnswlib,
         "usearch": USearch,
     }
+    return makers[peer](x)
+
+
+def make_methods(x: np.ndarray, work: Path, peers: list[str], log) -> list[Method]:
+    tuned = Ours(x, work, "tuned")
+    log(f"ours: build {tuned.build_s:.1f} s, tune {tuned.tune_s:.1f} s -> {tuning.describe(tuned.tuned.estimate())}")
+    methods: list[Method] = [tuned, Ours(x, work, "swept", tuned), Ours(x, work, "default", tuned)]
+    methods.append(Ours(x, work, "tables", tuned))
+    log(f"{methods[-1].name}: tables built in {methods[-1].build_s - tuned.build_s:.1f} s")
     for peer in peers:
-        method = makers[peer](x)
+        method = make_peer(peer, x)
         log(f"{method.name}: build {method.build_s:.1f} s, memory {method.memory / len(x):.0f} B/item")
         methods.append(method)
     return methods
