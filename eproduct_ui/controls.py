@@ -122,7 +122,49 @@ def search_settings(workspace, index_name: str, index) -> SearchSettings:
         remember(f"{name}::{scope}", value)
     if mode == "cutoff":
         return SearchSettings(mode="cutoff", bits=int(bits), k=None, cutoff=float(cutoff), rerank=0)
-    return SearchSettings(mode="topk", bits=int(bits), k=int(k), rerank=int(rerank))
+    post = post_processing(saved, scope, enabled=index.has_vectors)
+    return SearchSettings(mode="topk", bits=int(bits), k=int(k), rerank=int(rerank), **post)
+
+
+def post_processing(saved: SearchSettings, scope: str, enabled: bool) -> dict:
+    """The search-side post-processing controls (top-k over stored vectors); their SearchSettings fields.
+
+    Each step's cost shows in the Search page's "Search time"; benchmarks/quality.py measures what each pays.
+    """
+    with st.sidebar.expander("Post-processing", expanded=False):
+        if not enabled:
+            st.caption("Needs an index with stored vectors (exact cosine).")
+        whiten = st.checkbox(
+            "PCA-whitening",
+            key=remembered(f"whiten::{scope}", bool(saved.whiten)),
+            disabled=not enabled,
+            help="Whiten queries and index rows with a PCA fitted on the index's stored vectors.",
+        )
+        expansion = st.number_input(
+            "Query expansion (alpha-QE over the top n; 0 = off)",
+            0,
+            20,
+            key=remembered(f"qe::{scope}", int(saved.query_expansion)),
+            disabled=not enabled,
+        )
+        dba = st.number_input(
+            "Database-side augmentation (each row averaged with its top n; 0 = off)",
+            0,
+            20,
+            key=remembered(f"dba::{scope}", int(saved.dba)),
+            disabled=not enabled,
+        )
+        kreciprocal = st.checkbox(
+            "k-reciprocal re-ranking of the top 100",
+            key=remembered(f"krr::{scope}", bool(saved.kreciprocal)),
+            disabled=not enabled,
+        )
+    values = {"whiten": whiten, "qe": expansion, "dba": dba, "krr": kreciprocal}
+    for name, value in values.items():
+        remember(f"{name}::{scope}", value)
+    if not enabled:
+        return {}
+    return {"whiten": bool(whiten), "query_expansion": int(expansion), "dba": int(dba), "kreciprocal": bool(kreciprocal)}
 
 
 def shown_cutoff(settings: SearchSettings) -> float:

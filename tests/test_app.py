@@ -354,3 +354,34 @@ def test_search_settings_carry_over_to_another_page(home):
     at.switch_page("app_pages/search.py")
     at.run()
     assert at.select_slider(key=key).value == 64
+
+
+def test_post_processing_controls_reach_the_core_search(home):
+    """Whitening + query expansion + DBA from the sidebar give exactly the core search's rows for those settings."""
+    from eproduct_core.embeddings import read_embeddings
+    from eproduct_core.index import open_index
+    from eproduct_core.search import search
+
+    at = _app()
+    _clean(at)
+    demo = _demo(home)
+    query_id = at.selectbox(key="sample_query").value
+    stored = read_embeddings(demo.embeddings_dir(demo.query_embeddings_for(METRIC_INDEX)))
+    vector = np.asarray(stored.vectors[stored.ids.index(query_id)], dtype=np.float32)
+    index = open_index(demo.index_dir(METRIC_INDEX))
+    plain = [b.key.split("::", 1)[1] for b in at.button if (b.key or "").startswith("more::")]
+    at.checkbox(key=f"whiten::{SCOPE}").check().run()
+    at.number_input(key=f"qe::{SCOPE}").set_value(2).run()
+    at.number_input(key=f"dba::{SCOPE}").set_value(2).run()
+    _clean(at)
+    shown = [b.key.split("::", 1)[1] for b in at.button if (b.key or "").startswith("more::")]
+    settings = at.session_state["remembered_controls"]
+    expected = search(
+        index,
+        vector[None, :],
+        demo.search_settings(METRIC_INDEX).replace(
+            bits=settings[f"bits::{SCOPE}"], rerank=settings[f"rerank::{SCOPE}"], whiten=True, query_expansion=2, dba=2
+        ),
+    )[0]
+    assert shown == list(expected.ids)
+    assert shown != plain  # the steps change the ranking of this query
