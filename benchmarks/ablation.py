@@ -63,7 +63,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train", required=True, help="catalog folder to train on")
     parser.add_argument("--eval", required=True, help="comma list NAME=CATALOG to score on")
     parser.add_argument("--work", default="/tmp/eproduct-ablation")
-    parser.add_argument("--variant", action="append", default=[], help="NAME:key=value,key=value (repeatable; '+' separates a list value's items)")
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        help="NAME:key=value,key=value (repeatable; '+' separates a list value's items)",
+    )
     parser.add_argument("--set", action="append", default=["max_train_images=1000", "epochs=1"], help="for all")
     parser.add_argument("--frozen", default="64", help="comma list of frozen Lite0 resolutions to measure")
     parser.add_argument("--tta", default="none", choices=["none", "flip"])

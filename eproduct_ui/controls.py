@@ -164,7 +164,12 @@ def post_processing(saved: SearchSettings, scope: str, enabled: bool) -> dict:
         remember(f"{name}::{scope}", value)
     if not enabled:
         return {}
-    return {"whiten": bool(whiten), "query_expansion": int(expansion), "dba": int(dba), "kreciprocal": bool(kreciprocal)}
+    return {
+        "whiten": bool(whiten),
+        "query_expansion": int(expansion),
+        "dba": int(dba),
+        "kreciprocal": bool(kreciprocal),
+    }
 
 
 def shown_cutoff(settings: SearchSettings) -> float:
