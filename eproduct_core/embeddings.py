@@ -100,6 +100,10 @@ def read_embeddings(folder: str | Path, mmap: bool = False) -> Embeddings:
     folder = Path(folder)
     meta = read_meta(folder)
     vector_files = sorted(folder.glob("vectors-*.npy"))
+    if int(meta.get("parts", 1)) > 1:  # `embed --part i/n` output, not merged
+        from .embed_parts import check_parts  # (embed_parts imports this module)
+
+        check_parts([folder])  # every part there and finished, or a message naming the first one missing
     if not vector_files:
         raise EproductError(f"{folder} holds no vectors-*.npy shards. Re-run `eproduct embed`.")
     blocks, ids = [], []

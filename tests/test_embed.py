@@ -185,6 +185,9 @@ def test_merge_checks_every_part_then_indexes_like_one_job(runs, tiny_catalog, t
         embed_split(runs["both"], tiny_catalog, "index", "metric", tmp_path / "a", device="cpu", part=(i, 3))
     with pytest.raises(EproductError, match=r"Parts \[1\] of 3 are missing or unfinished"):
         merge_parts([tmp_path / "a"], tmp_path / "merged")
+    with pytest.raises(EproductError, match=r"Parts \[1\] of 3 are missing or unfinished"):  # no index of 2/3
+        build_index_from_embeddings(tmp_path / "a", tmp_path / "partial-index", bits=64)
+    assert not (tmp_path / "partial-index").exists()
     monkeypatch.setenv("RANK", "1")
     monkeypatch.setenv("WORLD_SIZE", "3")
     embed_split(runs["both"], tiny_catalog, "index", "metric", tmp_path / "b", device="cpu", part=parse_part(None))
