@@ -176,6 +176,9 @@ def main() -> None:
     parser.add_argument("--target", type=float, default=0.95)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--max-build-s", type=float, default=900.0, help="leave out a peer whose build would exceed")
+    parser.add_argument(
+        "--peer-max-rows", type=int, default=2_000_000, help="peers only up to this many rows (their float32 copies)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workdir", default=None)
     parser.add_argument("--out", default=None, help="also write the table here (after every size)")
@@ -207,6 +210,12 @@ def main() -> None:
                         f"{r['method']} left out from {n:,} rows: its build would take about "
                         f"{r['build_s'] * n / sizes[i - 1]:,.0f} s (> --max-build-s {args.max_build_s:.0f})."
                     )
+        if n > args.peer_max_rows and args.peers:
+            notes.append(
+                f"Peers ({', '.join(args.peers)}) not run at {n:,} rows: each keeps its own float32 or graph copy "
+                f"beside ours, which would not fit this machine's memory (--peer-max-rows {args.peer_max_rows:,})."
+            )
+            skip |= set(args.peers)
         rows += measure_size(n, args, skip, log)
         text = table(rows, notes, args, (start_load, os.getloadavg()[0]))
         if args.out:

@@ -281,13 +281,16 @@ class Table:
         Path(self.args.results).write_text(self.text(), encoding="utf-8")
 
 
-def embed_columns(run_dir: Path, catalogs: dict[str, Path], columns: list[str], kinds: list[str]) -> dict:
-    """{column: (query vectors by kind, query ids, index vectors by kind, index ids)} with a run's model."""
+def embed_columns(
+    run_dir: Path, catalogs: dict[str, Path], columns: list[str], kinds: list[str], tta: str | None = None
+) -> dict:
+    """{column: (query vectors by kind, query ids, index vectors by kind, index ids)} with a run's model
+    (test-time augmentation `tta`, None: the run's own `embed_tta`)."""
     bundle = load_run(run_dir, "cpu")
     out = {}
     for column in columns:
-        query, qids = embed_kinds(bundle, catalogs[column], "query", kinds)
-        index, iids = embed_kinds(bundle, catalogs[column], "index", kinds)
+        query, qids = embed_kinds(bundle, catalogs[column], "query", kinds, tta=tta)
+        index, iids = embed_kinds(bundle, catalogs[column], "index", kinds, tta=tta)
         out[column] = (query, qids, index, iids)
         log.info("embedded %s with %s", column, run_dir)
     return out
@@ -336,7 +339,10 @@ def seed_rows(table: Table, catalogs, columns, work: Path, given: dict[str, str 
         )
 
 
-def best_rows(table: Table, catalogs, columns, work: Path, given: dict[str, str | None], overrides: dict, skip):
+def best_rows(
+    table: Table, catalogs, columns, work: Path, given: dict[str, str | None], overrides: dict, skip, ttas: list[str]
+):
+    """A best row per test-time augmentation in `ttas` (the run's own when empty); post-processing on the last."""
     for split, run in given.items():
         cols = [c for c in columns if TRAINING[c] == split]
         if not cols:
@@ -346,17 +352,19 @@ def best_rows(table: Table, catalogs, columns, work: Path, given: dict[str, str 
         config = stats["config"]
         kind = config["embed_kind"]
         images = config.get("max_train_images") or "all"
-        label = (
-            f"best preset ({config['backbone']}, {config['image_size']} px, {stats['epochs']} ep on {images} "
-            f"train images, "
-            f"{config.get('augment')} augment, test-time {config.get('embed_tta', 'none')}), `{kind}`"
-        )
         slot = 0 if split == "fmnist" else 1
-        table.part(label, EXTRA[0], slot, 2, f"{stats['train_s']:.0f}")
-        table.part(label, EXTRA[1], slot, 2, f"{stats['images_per_s']:.1f}")
-        for column, (query, qids, index, iids) in embed_columns(run_dir, catalogs, cols, [kind]).items():
+        for tta in ttas or [config.get("embed_tta", "none")]:
+            label = (
+                f"best preset ({config['backbone']}, {config['image_size']} px, {stats['epochs']} ep on {images} "
+                f"train images, {config.get('augment')} augment, test-time {tta}), `{kind}`"
+            )
+            table.part(label, EXTRA[0], slot, 2, f"{stats['train_s']:.0f}")
+            table.part(label, EXTRA[1], slot, 2, f"{stats['images_per_s']:.1f}")
+            embedded = embed_columns(run_dir, catalogs, cols, [kind], tta)
+            for column, (query, qids, index, iids) in embedded.items():
+                table.set(label, column, f"{top10_mar(catalogs[column], query[kind], qids, index[kind], iids):.3f}")
+        for column, (query, qids, index, iids) in embedded.items():
             cdir = catalogs[column]
-            table.set(label, column, f"{top10_mar(cdir, query[kind], qids, index[kind], iids):.3f}")
             if "post" in skip:
                 continue
             for step, step_label in POST_STEPS.items():
@@ -385,8 +393,15 @@ def main(argv: list[str] | None = None) -> int:
             f"--best-run-{split}", metavar="DIR", help=f"reuse a finished best run ({split} train split)"
         )
     parser.add_argument("--best-splits", default="fmnist,synth", help="train splits to give a best row (fmnist, synth)")
-    parser.add_argument("--frozen-sizes", default="64,96,128", help="frozen Lite0 input sizes (default 64,96,128)")
+    parser.add_argument(
+        "--frozen-sizes", default="64,96,128,224", help="frozen Lite0 input sizes (default 64,96,128,224)"
+    )
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for the best preset")
+    parser.add_argument(
+        "--best-tta",
+        default="",
+        help="comma list of test-time augmentations (none, flip) for best rows (default: the run's)",
+    )
     parser.add_argument("--columns", default=",".join(COLUMNS), help="comma list of columns to measure")
     parser.add_argument("--skip", default="", help="comma list of rows to skip: raw, frozen, seed, best, post")
     parser.add_argument("--results", default=str(RESULTS), help="markdown file to write the table to")
@@ -411,7 +426,8 @@ def main(argv: list[str] | None = None) -> int:
         for split in sorted(set(given) - wanted):
             table.notes.append(f"best on {split}: not run (left out with --best-splits).")
         given = {split: run for split, run in given.items() if split in wanted}
-        best_rows(table, catalogs, columns, work, given, overrides, skip)
+        ttas = [t for t in args.best_tta.split(",") if t]
+        best_rows(table, catalogs, columns, work, given, overrides, skip, ttas)
     table.write()
     print(table.text())
     return 0
