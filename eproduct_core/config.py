@@ -300,14 +300,15 @@ PRESETS: dict[str, TrainConfig] = {
         index=SEED_INDEX,
         search=SEED_SETTINGS,
     ),
-    # What the app builds on first run: quick on 2 CPU cores (one epoch; about 40 CPU-seconds per 256
-    # training images measured on a loaded machine, so ~1.5-3 minutes for the synthetic "small" catalog),
-    # and it carries both heads so it can embed `seed` and `metric` side by side.
+    # What the app builds on first run: quick on 2 CPU cores (one epoch over the synthetic "small" catalog at 96 px:
+    # 48 px loses the glyphs and proportions that tell lookalikes apart; benchmarks/ablation.py --preset fast-demo),
+    # searched with the fine-tuned pooled features (penultimate); it carries the DHC and metric heads too, so the
+    # demo also embeds `seed` (the seed's index beside the better one) and `metric`.
     "fast-demo": TrainConfig(
         preset="fast-demo",
         backbone="efficientnet-lite0",
         weights="imagenet",
-        image_size=48,
+        image_size=96,
         epochs=1,
         batch_size=64,
         lr=2e-3,
@@ -323,8 +324,8 @@ PRESETS: dict[str, TrainConfig] = {
         metric=True,
         metric_labels="product",
         instance_weight=1.0,
-        embed_kind="metric",
-        index=BETTER_INDEX,
+        embed_kind="penultimate",
+        index=BETTER_INDEX.replace(kind="penultimate"),
         search=BETTER_SETTINGS,
     ),
     # The best MAR@10 within ~15 CPU-minutes on a few thousand training images, chosen on photo models the training

@@ -36,13 +36,16 @@ def _span(progress: Progress, step: str) -> Progress:
 
 
 def offered_kinds(config) -> list[str]:
-    """The embedding kinds a run of `config` can produce that the demo indexes: seed and/or metric."""
+    """The embedding kinds the demo embeds from a run of `config`: seed and/or metric (by its heads), and the
+    preset's own `embed_kind` (indexed as the better default)."""
     kinds = []
     if config.dhc:
         kinds.append("seed")
     if config.metric:
         kinds.append("metric")
-    return kinds or [config.embed_kind]
+    if config.embed_kind not in kinds:
+        kinds.append(config.embed_kind)
+    return kinds
 
 
 def embed_catalog_split(bundle, catalog_dir: Path, split: str, kinds: list[str], out_root: Path) -> dict[str, dict]:

@@ -40,6 +40,9 @@ TINY_TRAIN = {
     "augment": "none",
     "instance_weight": 0.0,
     "batch_size": 32,
+    # the app tests' better index stays the metric head's (fast-demo itself indexes penultimate features)
+    "embed_kind": "metric",
+    "index.kind": "metric",
 }
 
 

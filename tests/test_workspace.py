@@ -195,3 +195,16 @@ def test_tiny_demo_workspace_is_complete(tiny_workspace):
     # the better index: top-k with the index's own defaults (not a second copy of them)
     assert opened.search_settings("metric-256bit") == SearchSettings(mode="topk", k=10)
     assert not list(tiny_workspace.glob(".demo.building-*"))
+
+
+def test_demo_embeds_every_head_and_the_presets_own_kind():
+    """fast-demo indexes its penultimate features as the better default, beside the seed's (and the metric head's)
+    embeddings; a kind is offered once."""
+    from eproduct_core.config import preset, with_overrides
+    from eproduct_core.workspace_build import offered_kinds
+
+    assert offered_kinds(preset("fast-demo")) == ["seed", "metric", "penultimate"]
+    assert preset("fast-demo").index.kind == "penultimate"
+    metric_only = with_overrides(preset("fast-demo"), {"dhc": False})
+    assert offered_kinds(metric_only) == ["metric", "penultimate"]
+    assert offered_kinds(with_overrides(preset("fast-demo"), {"embed_kind": "metric"})) == ["seed", "metric"]
