@@ -75,6 +75,29 @@ def _queries(target: Path, count: int) -> list[tuple[str, float]]:
     return rows
 
 
+def _quality(target: Path) -> list[tuple[str, float]]:
+    """MAR@10 of every demo index with its workspace settings (what the Evaluation page shows), on the stored
+    query embeddings."""
+    import numpy as np
+
+    from eproduct_core.catalog import read_catalog
+    from eproduct_core.embeddings import read_embeddings
+    from eproduct_core.evaluate import evaluate_search
+    from eproduct_core.index import open_index
+    from eproduct_core.workspace import open_workspace
+
+    demo = open_workspace(target, allowed=[target.parent])
+    matches = read_catalog(demo.catalog_dir).matches()
+    rows = []
+    for name in demo.indexes:
+        queries = read_embeddings(demo.embeddings_dir(demo.query_embeddings_for(name)))
+        index = open_index(demo.index_dir(name))
+        settings = demo.search_settings(name)
+        result = evaluate_search(index, np.asarray(queries.vectors, np.float32), queries.ids, matches, settings)
+        rows.append((f"{name} ({settings.mode}, {demo.index_info(name).get('label', '')})", result.summary["mar@10_G"]))
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workspace", default="/tmp/eproduct-bench/demo", help="demo workspace folder")
@@ -92,6 +115,8 @@ def main() -> None:
         print(f"{'demo build':<72} {'(already built)':>14}")
     for name, ms in _queries(target, args.queries):
         print(f"{'query -> matches (decode+embed+search) ' + name:<72} {ms:>11.1f} ms")
+    for name, mar in _quality(target):
+        print(f"{'MAR@10 of ' + name:<72} {mar:>14.3f}")
 
 
 if __name__ == "__main__":

@@ -30,8 +30,11 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
+import numpy as np  # noqa: E402
 import retrieval  # noqa: E402
 import vectors  # noqa: E402
+
+FLOAT16_ABOVE = 4 << 30  # index rows above this many float32 bytes are drawn and kept as float16
 
 SHORT = {
     "ours": "eproduct LSH (tuned)",
@@ -48,7 +51,8 @@ COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#1
 def measure_size(n: int, args: argparse.Namespace, skip_peers: set[str], log) -> list[dict]:
     """Rows of one size: ours (tuned) and every peer not skipped, swept and measured in interleaved rounds."""
     t0 = time.perf_counter()
-    x, q = vectors.make(args.dist, n, args.dim, args.queries, args.seed)
+    dtype = np.float16 if n * args.dim * 4 > FLOAT16_ABOVE else np.float32  # 10M x 256 float32 would not fit
+    x, q = vectors.make(args.dist, n, args.dim, args.queries, args.seed, dtype=dtype)
     truth = vectors.exact_neighbours(x, q)
     log(f"{n:,}: data + exact truth {time.perf_counter() - t0:.0f} s")
     work = Path(tempfile.mkdtemp(prefix="eproduct-growth-", dir=args.workdir))
@@ -141,9 +145,44 @@ def svg_plot(rows: list[dict], title: str, target: float) -> str:
     return "\n".join(parts) + "\n"
 
 
+def earlier_rows(path: Path, header: str) -> list[dict]:
+    """The rows of a table this script wrote before (same distribution, dim, queries and target: its first line
+    must equal `header`), so a run stopped at a later size resumes without re-measuring the earlier ones."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    if not lines or lines[0] != header:
+        raise SystemExit(f"{path} is not a growth table of this setup (its first line must be {header!r})")
+    peer_of = {name: peer for peer, name in SHORT.items()}
+    prefixes = {"eproduct LSH": "ours", "faiss IndexHNSWFlat": "hnsw", "ScaNN": "scann", "hnswlib": "hnswlib"}
+    prefixes |= {"USearch": "usearch"} | {name: peer for name, peer in peer_of.items()}
+    rows = []
+    for line in lines:
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) != 8 or not cells[0].replace(",", "").isdigit():
+            continue
+        method = cells[1]
+        peer = next((p for prefix, p in prefixes.items() if method.startswith(prefix)), None)
+        if peer is None:
+            peer = "rabitq" if "RaBitQ" in method else "ivfpq"
+        rows.append(
+            {
+                "n": int(cells[0].replace(",", "")),
+                "peer": peer,
+                "method": method,
+                "setting": cells[2],
+                "build_s": float(cells[3]),
+                "bytes": float(cells[4].replace(",", "")),
+                "p50": float(cells[5]),
+                "p95": float(cells[6]),
+                "recall": float(cells[7]),
+                "earlier": True,
+            }
+        )
+    return rows
+
+
 def table(rows: list[dict], notes: list[str], args: argparse.Namespace, load: tuple[float, float]) -> str:
     lines = [
-        f"# Growth: {args.dist}, d = {args.dim}, {args.queries} queries, target recall@10 >= {args.target}",
+        heading(args),
         "",
         f"p50/p95 one query at a time on one thread, medians of {args.rounds} interleaved rounds per size; builds on "
         f"{retrieval.BUILD_THREADS} threads; load average {load[0]:.1f} at the start, {load[1]:.1f} at the end, "
@@ -166,6 +205,10 @@ def table(rows: list[dict], notes: list[str], args: argparse.Namespace, load: tu
     return "\n".join(lines) + "\n"
 
 
+def heading(args: argparse.Namespace) -> str:
+    return f"# Growth: {args.dist}, d = {args.dim}, {args.queries} queries, target recall@10 >= {args.target}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dist", choices=vectors.DISTRIBUTIONS, default="latent")
@@ -180,6 +223,9 @@ def main() -> None:
         "--peer-max-rows", type=int, default=2_000_000, help="peers only up to this many rows (their float32 copies)"
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--earlier", default=None, help="a table this script wrote before: keep its rows, measure only the other sizes"
+    )
     parser.add_argument("--workdir", default=None)
     parser.add_argument("--out", default=None, help="also write the table here (after every size)")
     parser.add_argument("--plot", default=None, help="write the SVG plot here (after every size)")
@@ -193,11 +239,19 @@ def main() -> None:
     def log(message: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
-    rows: list[dict] = []
+    rows: list[dict] = earlier_rows(Path(args.earlier), heading(args)) if args.earlier else []
     notes: list[str] = []
+    if rows:
+        done = sorted({r["n"] for r in rows})
+        notes.append(
+            f"Rows at {', '.join(f'{n:,}' for n in done)} come from an earlier invocation ({args.earlier}), "
+            "measured the same way; this invocation measured the other sizes."
+        )
     skip: set[str] = set()
     sizes = [int(s) for s in args.sizes.split(",") if s]
     for i, n in enumerate(sizes):
+        if any(r["n"] == n for r in rows):
+            continue
         if i:  # extrapolate each peer's build from the previous size
             for r in rows:
                 if (

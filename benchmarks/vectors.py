@@ -53,12 +53,15 @@ def clusters(n: int, dim: int, nq: int, seed: int) -> tuple[np.ndarray, np.ndarr
     return x, _unit(q)
 
 
-def latent(n: int, dim: int, nq: int, seed: int, rank: int = 48) -> tuple[np.ndarray, np.ndarray]:
-    """The harder latent distribution (see the module doc)."""
+def latent(
+    n: int, dim: int, nq: int, seed: int, rank: int = 48, dtype: type = np.float32
+) -> tuple[np.ndarray, np.ndarray]:
+    """The harder latent distribution (see the module doc); index rows stored as `dtype` (float16 halves the
+    memory of 10M rows; drawn and normalised in float32 block by block either way)."""
     rng = np.random.default_rng(seed)
     basis = np.linalg.qr(rng.standard_normal((dim, rank)))[0].astype(np.float32)  # orthonormal columns
     sigma = 0.5 / np.sqrt(dim / rank)
-    x = np.empty((n, dim), dtype=np.float32)
+    x = np.empty((n, dim), dtype=dtype)
     z = rng.standard_normal((n, rank), dtype=np.float32)
     for start in range(0, n, 65536):
         stop = min(n, start + 65536)
@@ -159,23 +162,38 @@ def fashion(n: int, dim: int, nq: int, seed: int) -> tuple[np.ndarray, np.ndarra
     return np.ascontiguousarray(x), np.ascontiguousarray(q[:nq])
 
 
-def make(name: str, n: int, dim: int, nq: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """(x, q) of the named distribution (DISTRIBUTIONS)."""
+def make(
+    name: str, n: int, dim: int, nq: int, seed: int = 0, dtype: type = np.float32
+) -> tuple[np.ndarray, np.ndarray]:
+    """(x, q) of the named distribution (DISTRIBUTIONS); `dtype` float16 index rows: latent only."""
     makers = {"clusters": clusters, "latent": latent, "fashion": fashion, "seed": seed_like}
     if name not in makers:
         raise SystemExit(f"unknown distribution {name!r}; choose from {DISTRIBUTIONS}")
+    if dtype is not np.float32:
+        if name != "latent":
+            raise SystemExit(f"float16 index rows are drawn for the latent distribution only, not {name!r}")
+        return latent(n, dim, nq, seed, dtype=dtype)
     return makers[name](n, dim, nq, seed)
 
 
-def exact_neighbours(x: np.ndarray, q: np.ndarray, k: int = 10, block: int = 64) -> np.ndarray:
-    """(nq, k) int64 rows of the k largest cosines (unit rows), best first."""
-    out = np.empty((len(q), k), dtype=np.int64)
-    for i in range(0, len(q), block):
-        sims = q[i : i + block] @ x.T
-        top = np.argpartition(-sims, k, axis=1)[:, :k]
-        order = np.argsort(-np.take_along_axis(sims, top, axis=1), axis=1, kind="stable")
-        out[i : i + block] = np.take_along_axis(top, order, axis=1)
-    return out
+def exact_neighbours(x: np.ndarray, q: np.ndarray, k: int = 10, block: int = 64, rows: int = 1 << 20) -> np.ndarray:
+    """(nq, k) int64 rows of the k largest cosines (unit rows), best first. The rows are scored `rows` at a time
+    (float16 ones cast to float32 one chunk at a time, never the whole x), keeping the best k seen so far."""
+    found = np.zeros((len(q), 0), dtype=np.int64)
+    scores = np.zeros((len(q), 0), dtype=np.float32)
+    for start in range(0, len(x), rows):
+        part = np.asarray(x[start : start + rows], dtype=np.float32)
+        chunk_rows, chunk_scores = [], []
+        for i in range(0, len(q), block):
+            sims = q[i : i + block] @ part.T
+            top = np.argpartition(-sims, min(k, len(part) - 1), axis=1)[:, :k]
+            chunk_rows.append(top + start)
+            chunk_scores.append(np.take_along_axis(sims, top, axis=1))
+        found = np.concatenate([found, np.concatenate(chunk_rows)], axis=1)
+        scores = np.concatenate([scores, np.concatenate(chunk_scores)], axis=1)
+        order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        found, scores = np.take_along_axis(found, order, axis=1), np.take_along_axis(scores, order, axis=1)
+    return found
 
 
 if __name__ == "__main__":
