@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from eproduct_core import tuning
 from eproduct_core.errors import EproductError
 from eproduct_core.search import resolve
 from eproduct_core.settings import DEFAULT_SHORTLIST, MAX_BITS, MODES, SEED_CUTOFF, SearchSettings
@@ -87,6 +88,7 @@ def search_settings(workspace, index_name: str, index) -> SearchSettings:
     rerank_max = rerank_limit(index)
     with st.sidebar:
         st.markdown("**Search settings**")
+        st.caption(f"Stage sizes: {tuning.describe(tuning.read_estimate(index.manifest))}.")
         mode = st.radio(
             "Search mode",
             sorted(MODES),

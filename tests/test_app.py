@@ -385,3 +385,15 @@ def test_post_processing_controls_reach_the_core_search(home):
     )[0]
     assert shown == list(expected.ids)
     assert shown != plain  # the steps change the ranking of this query
+
+
+def test_sidebar_shows_the_index_tuning_estimate(home):
+    """The recall estimate `eproduct index tune` stores (or that there is none) is shown beside the controls."""
+    from eproduct_core import tuning
+    from eproduct_core.index import open_index
+
+    at = _app()
+    _clean(at)
+    index = open_index(_demo(home).index_dir(METRIC_INDEX))
+    expected = f"Stage sizes: {tuning.describe(tuning.read_estimate(index.manifest))}."
+    assert expected in [c.value for c in at.sidebar.caption]
