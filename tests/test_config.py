@@ -28,7 +28,8 @@ def test_fast_demo_and_best_carry_both_heads_and_better_search():
         assert config.index.kind == config.embed_kind and config.index.bits > 20
         # top-k with the index's own defaults (its exact re-rank depth), not a second copy of them
         assert config.search.mode == "topk" and config.search.rerank is None and config.search.bits is None
-    assert preset("fast-demo").embed_kind == "metric"  # the app shows seed vs metric from one run
+    # the demo searches the fine-tuned pooled features; the heads stay so the app shows seed beside them
+    assert preset("fast-demo").embed_kind == "penultimate" and preset("fast-demo").image_size == 96
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
@@ -118,7 +119,7 @@ def test_index_and_search_overrides_and_none():
     config = with_overrides(
         preset("fast-demo"), {"index.bits": "512", "index.shard_size": "100", "search.rerank": "50"}
     )
-    assert config.index == IndexSpec(kind="metric", bits=512, shard_size=100)
+    assert config.index == IndexSpec(kind="penultimate", bits=512, shard_size=100)
     assert config.search.rerank == 50
     back = with_overrides(config, {"search.rerank": "none", "search.bits": "128"})
     assert back.search.rerank is None and back.search.bits == 128
@@ -130,6 +131,7 @@ def test_old_run_config_with_a_mixed_search_dict_still_loads(tmp_path):
 
     old = preset("fast-demo").to_dict()
     old.pop("index")
+    old["embed_kind"] = "metric"  # what fast-demo searched then
     old["search"] = {
         "kind": "metric",
         "bits": 128,
