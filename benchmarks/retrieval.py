@@ -197,7 +197,9 @@ class FaissIVF(Method):
 
         self.faiss, dim = faiss, x.shape[1]
         self.nlist = 1 << max(6, int(round(np.log2(4 * np.sqrt(len(x))))))
-        spec = f"PQ{dim // 4}x4fs" if code == "pq" else "RaBitQ"
+        # fast-scan PQ: 4-bit codes over sub-vectors of ~4 dims; the sub-vector count must divide dim (1002: 167)
+        subvectors = max(m for m in range(1, dim // 4 + 1) if dim % m == 0)
+        spec = f"PQ{subvectors}x4fs" if code == "pq" else "RaBitQ"
         self.rabitq = code != "pq"
         self.name = f"faiss IVF{self.nlist},{spec},Refine(SQfp16)"
         faiss.omp_set_num_threads(BUILD_THREADS)
