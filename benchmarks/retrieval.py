@@ -305,15 +305,18 @@ def sweep(method: Method, q: np.ndarray, truth: np.ndarray, target: float) -> tu
     """(knob, its recall) of the fastest knob reaching `target` (else the most accurate), timing each batch."""
     results = []
     for group in method.knobs():
+        first = None
         for knob in group:
             start = time.perf_counter()
             found = method.search(q, knob)
             results.append((time.perf_counter() - start, recall(found, truth), knob))
+            first = results[-1][0] if first is None else first
             if results[-1][1] >= target:
                 break
             reached = [r[0] for r in results if r[1] >= target]
-            if (reached and results[-1][0] > min(reached)) or results[-1][0] > MAX_SWEEP_S:
-                break  # dearer than a setting that already reached the target (or far too slow): cannot win
+            spent = results[-1][0]
+            if (reached and spent > min(reached)) or spent > MAX_SWEEP_S or (spent > 100 * first and spent > 5.0):
+                break  # dearer than a setting that reached the target, or far too slow still short: cannot win
     good = [r for r in results if r[1] >= target]
     best = min(good, key=lambda r: r[0]) if good else max(results, key=lambda r: r[1])
     return best[2], best[1]
@@ -349,12 +352,13 @@ def make_peer(peer: str, x: np.ndarray) -> Method:
     return makers[peer](x)
 
 
-def make_methods(x: np.ndarray, work: Path, peers: list[str], log) -> list[Method]:
+def make_methods(x: np.ndarray, work: Path, peers: list[str], log, tables: bool = True) -> list[Method]:
     tuned = Ours(x, work, "tuned")
     log(f"ours: build {tuned.build_s:.1f} s, tune {tuned.tune_s:.1f} s -> {tuning.describe(tuned.tuned.estimate())}")
     methods: list[Method] = [tuned, Ours(x, work, "swept", tuned), Ours(x, work, "default", tuned)]
-    methods.append(Ours(x, work, "tables", tuned))
-    log(f"{methods[-1].name}: tables built in {methods[-1].build_s - tuned.build_s:.1f} s")
+    if tables:
+        methods.append(Ours(x, work, "tables", tuned))
+        log(f"{methods[-1].name}: tables built in {methods[-1].build_s - tuned.build_s:.1f} s")
     for peer in peers:
         method = make_peer(peer, x)
         log(f"{method.name}: build {method.build_s:.1f} s, memory {method.memory / len(x):.0f} B/item")
@@ -370,7 +374,7 @@ def run(args: argparse.Namespace, log) -> str:
     log(f"data {x.shape} + exact truth: {time.perf_counter() - t0:.0f} s")
     work = Path(tempfile.mkdtemp(prefix="eproduct-bench-", dir=args.workdir))
     try:
-        methods = make_methods(x, work, args.peers, log)
+        methods = make_methods(x, work, args.peers, log, tables=not args.no_tables)
         chosen = []
         for method in methods:
             knob, r = sweep(method, q, truth, args.target)
@@ -404,7 +408,7 @@ def report(args, x, methods, chosen, measured, truth, load_start) -> str:
             f"| {method.name} | {method.label(knob)} | {method.build_s:.1f} | {method.memory / len(x):,.0f} | "
             f"{p50:.2f} | {p95:.2f} | {qps:,.0f} | {recall(runs[0][3], truth):.3f} |"
         )
-    ran = ", ".join(m.name for m in methods[4:]) or "none"
+    ran = ", ".join(m.name for m in methods if not isinstance(m, Ours)) or "none"
     lines += ["", f"Peers that ran: {ran}.", f"Rerun: `python benchmarks/retrieval.py {' '.join(sys.argv[1:])}`"]
     return "\n".join(lines)
 
@@ -422,6 +426,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="data seed")
     parser.add_argument("--workdir", default=None, help="where our temporary index goes (default: system temp)")
     parser.add_argument("--out", default=None, help="also write the table to this file")
+    parser.add_argument("--no-tables", action="store_true", help="leave out our prefix-bucket tables row")
     args = parser.parse_args()
     args.peers = list(PEERS) if args.peers == "all" else [] if args.peers == "none" else args.peers.split(",")
     unknown = sorted(set(args.peers) - set(PEERS))
