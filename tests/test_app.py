@@ -208,12 +208,19 @@ def test_first_run_builds_the_demo_with_progress(tiny_workspace, tmp_path, monke
     assert calls == ["fast-demo"]  # later runs open at once
 
 
-def test_index_page_builds_a_new_index(tiny_workspace, tmp_path, monkeypatch):
-    from eproduct_core.index import open_index
-
+@pytest.fixture
+def own_home(tiny_workspace, tmp_path, monkeypatch) -> Path:
+    """A private copy of the tiny workspace root as EPRODUCT_HOME, for tests that change the workspace."""
     home = tmp_path / "home"
     shutil.copytree(tiny_workspace, home, ignore=shutil.ignore_patterns(".*.lock"))
     monkeypatch.setenv(ws.ENV_HOME, str(home))
+    return home
+
+
+def test_index_page_builds_a_new_index(own_home):
+    from eproduct_core.index import open_index
+
+    home = own_home
     at = _app("app_pages/index.py")
     _clean(at)
     at.selectbox(key="new_index_source").set_value("metric-index")
@@ -233,14 +240,12 @@ def test_index_page_builds_a_new_index(tiny_workspace, tmp_path, monkeypatch):
     assert any("match their sha256" in s.value for s in at.success)
 
 
-def test_index_page_builds_an_hnsw_graph_and_compares_it_with_lsh(tiny_workspace, tmp_path, monkeypatch):
+def test_index_page_builds_an_hnsw_graph_and_compares_it_with_lsh(own_home, monkeypatch):
     import sys
 
     from eproduct_core.index import open_index, verify_index
 
-    home = tmp_path / "home"
-    shutil.copytree(tiny_workspace, home, ignore=shutil.ignore_patterns(".*.lock"))
-    monkeypatch.setenv(ws.ENV_HOME, str(home))
+    home = own_home
     at = _app("app_pages/index.py")
     _clean(at)
     assert not [d for d in at.dataframe if "backend" in d.value.columns]  # no graph yet: no comparison
