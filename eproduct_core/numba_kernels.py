@@ -72,8 +72,9 @@ def sample_histogram(sample, query, masks, max_distance):
 def within(columns, query, masks, radius, rows_out, dists_out):
     """Every row with distance <= radius, in row order, into rows_out / dists_out (each >= rows long).
 
-    Returns how many. Prefixes of one or two whole words (64 or 128 bits) have their own loops: the
-    generic loop (a word loop, masks) runs ~1.5-3x slower.
+    Returns how many. Prefixes of one, two or four whole words (64, 128, 256 bits) have their own loops;
+    any other prefix runs the block loop of `_within_blocks` (a word loop, masks): for 256 bits over 1.1M
+    rows the four-word loop took 1.46 ms, the block loop 2.77 ms, a per-row word loop 4.75 ms.
     """
     whole = True
     for mask in masks:
@@ -82,14 +83,9 @@ def within(columns, query, masks, radius, rows_out, dists_out):
         return _within_two_words(columns[0], columns[1], query[0], query[1], radius, rows_out, dists_out)
     if whole and columns.shape[0] == 1:
         return _within_one_word(columns[0], query[0], radius, rows_out, dists_out)
-    k = 0
-    for row in range(columns.shape[1]):
-        d = _distance(columns, query, masks, row)
-        if d <= radius:
-            rows_out[k] = row
-            dists_out[k] = d
-            k += 1
-    return k
+    if whole and columns.shape[0] == 4:
+        return _within_four_words(columns, query, radius, rows_out, dists_out)
+    return _within_blocks(columns, query, masks, radius, rows_out, dists_out)
 
 
 @njit(inline="always")
@@ -107,13 +103,7 @@ def _within_two_words(c0, c1, q0, q1, radius, rows_out, dists_out):
         _distances_and_hits(
             c0[start : start + size], c1[start : start + size], q0, q1, radius, dists[:size], hits[:size]
         )
-        for group in range(len(groups)):
-            if groups[group] != 0:
-                for i in range(8 * group, 8 * group + 8):
-                    if hits[i]:
-                        rows_out[k] = start + i
-                        dists_out[k] = dists[i]
-                        k += 1
+        k = _collect_hits(start, hits, groups, dists, rows_out, dists_out, k)
     return k
 
 
@@ -124,6 +114,78 @@ def _distances_and_hits(c0, c1, q0, q1, radius, dists, hits):
         d = _popcount(c0[i] ^ q0) + _popcount(c1[i] ^ q1)
         dists[i] = d
         hits[i] = d <= radius
+
+
+@njit(inline="always")
+def _collect_hits(start, hits, groups, dists, rows_out, dists_out, k):
+    """Append the rows of a block whose hit flag is set (visiting only 8-row groups with a hit); returns k."""
+    for group in range(len(groups)):
+        if groups[group] != 0:
+            for i in range(8 * group, 8 * group + 8):
+                if hits[i]:
+                    rows_out[k] = start + i
+                    dists_out[k] = dists[i]
+                    k += 1
+    return k
+
+
+@njit(inline="always")
+def _within_four_words(columns, query, radius, rows_out, dists_out):
+    """The 256-bit scan, block by block as `_within_two_words` (distances up to 256: uint16)."""
+    dists = np.empty(SCAN_BLOCK, dtype=np.uint16)
+    hits = np.zeros(SCAN_BLOCK, dtype=np.uint8)
+    groups = hits.view(np.uint64)
+    c0, c1, c2, c3 = columns[0], columns[1], columns[2], columns[3]
+    k = 0
+    for start in range(0, len(c0), SCAN_BLOCK):
+        stop = min(len(c0), start + SCAN_BLOCK)
+        if stop - start < SCAN_BLOCK:
+            hits[:] = 0
+        _four_word_distances(c0[start:stop], c1[start:stop], c2[start:stop], c3[start:stop], query, radius, dists, hits)
+        k = _collect_hits(start, hits, groups, dists, rows_out, dists_out, k)
+    return k
+
+
+@njit(nogil=True)
+def _four_word_distances(c0, c1, c2, c3, query, radius, dists, hits):
+    """Distances and hit flags of a block of four-word prefixes (vectorised, as `_distances_and_hits`)."""
+    q0, q1, q2, q3 = query[0], query[1], query[2], query[3]
+    for i in range(len(c0)):
+        d = _popcount(c0[i] ^ q0) + _popcount(c1[i] ^ q1) + _popcount(c2[i] ^ q2) + _popcount(c3[i] ^ q3)
+        dists[i] = d
+        hits[i] = d <= radius
+
+
+@njit(inline="always")
+def _within_blocks(columns, query, masks, radius, rows_out, dists_out):
+    """Any prefix, block by block: each word's masked distances added over a block of rows (a vectorised
+    loop per word), then the block's hits collected."""
+    dists = np.empty(SCAN_BLOCK, dtype=np.uint16)  # prefixes of up to 4,096 bits
+    hits = np.zeros(SCAN_BLOCK, dtype=np.uint8)
+    groups = hits.view(np.uint64)
+    n = columns.shape[1]
+    k = 0
+    for start in range(0, n, SCAN_BLOCK):
+        stop = min(n, start + SCAN_BLOCK)
+        if stop - start < SCAN_BLOCK:
+            hits[:] = 0
+        _block_distances(columns, start, stop, query, masks, radius, dists, hits)
+        k = _collect_hits(start, hits, groups, dists, rows_out, dists_out, k)
+    return k
+
+
+@njit(nogil=True)
+def _block_distances(columns, start, stop, query, masks, radius, dists, hits):
+    """Masked prefix distances and hit flags of rows start..stop, word by word."""
+    size = stop - start
+    for i in range(size):
+        dists[i] = 0
+    for j in range(columns.shape[0]):
+        column, qj, mask = columns[j, start:stop], query[j], masks[j]
+        for i in range(size):
+            dists[i] += _popcount((column[i] ^ qj) & mask)
+    for i in range(size):
+        hits[i] = dists[i] <= radius
 
 
 @njit(inline="always")
@@ -201,8 +263,30 @@ def best_rows(store, stages, margin, query, table, scratch):
     hamming = rows_hamming(store.words, probed, query, _word_masks(stages.bits))
     shortlist = select_nearest(hamming, stages.shortlist, stages.bits)  # ascending, so rows ascend too
     rows, hamming = probed[shortlist], hamming[shortlist]
-    order = np.argsort(rows_weighted(store.words, rows, table), kind="mergesort")[: stages.rerank]  # ties by row
+    order = smallest_first(rows_weighted(store.words, rows, table), stages.rerank)  # rows ascend: ties by row
     return rows[order], hamming[order]
+
+
+@njit(cache=True, nogil=True)
+def smallest_first(values, count):
+    """Indices of the `count` smallest `values`, smallest first, ties by lowest index: the first `count` of a
+    stable argsort, found by a partition and a sort of those only (~8x less work for 768 of 4,608)."""
+    if count >= len(values):
+        return np.argsort(values, kind="mergesort")
+    threshold = np.partition(values, count - 1)[count - 1]
+    picked = np.empty(count, dtype=np.int64)
+    k = 0
+    for i in range(len(values)):
+        if values[i] < threshold:
+            picked[k] = i
+            k += 1
+    for i in range(len(values)):
+        if k == count:
+            break
+        if values[i] == threshold:
+            picked[k] = i
+            k += 1
+    return picked[np.argsort(values[picked], kind="mergesort")]
 
 
 @njit(cache=True, nogil=True)
@@ -240,12 +324,19 @@ def rows_hamming(words, rows, query, masks):
 @njit(cache=True, nogil=True)
 def rows_weighted(words, rows, table):
     """Weighted Hamming distances (len(rows),) float64 of the given rows: one `table` (bytes, 256) lookup
-    per code byte (lsh.weighted_table); byte b of a code is byte b % 8 of word b // 8, big-endian."""
+    per code byte (lsh.weighted_table); byte b of a code is byte b % 8 of word b // 8, big-endian.
+    The rows' words are gathered first, in a short loop that keeps many cache misses in flight: looking
+    up bytes straight from scattered rows waited on one miss at a time (4,608 of 1.1M rows: 0.60 -> 0.33 ms)."""
+    nwords = (table.shape[0] + 7) // 8
+    gathered = np.empty((len(rows), nwords), dtype=np.uint64)
+    for i in range(len(rows)):
+        for j in range(nwords):
+            gathered[i, j] = words[rows[i], j]
     out = np.empty(len(rows), dtype=np.float64)
     for i in range(len(rows)):
         d = 0.0
         for b in range(table.shape[0]):
-            word = words[rows[i], b // 8]
+            word = gathered[i, b // 8]
             d += table[b, (word >> np.uint64(56 - 8 * (b % 8))) & np.uint64(0xFF)]
         out[i] = d
     return out

@@ -28,6 +28,23 @@ def test_scan_of_long_prefixes_never_wraps(bits, kernel):
         np.testing.assert_array_equal(got, expected)
 
 
+@pytest.mark.parametrize("bits", [64, 100, 128, 200, 256, 320])
+def test_every_scan_loop_equals_a_direct_ranking(bits):
+    """Each loop of the compiled scan (one, two, four whole words, the masked block loop), over several
+    blocks of rows and a partial last one, keeps exactly the nearest rows (ties: lowest row)."""
+    rng = np.random.default_rng(bits)
+    words = lsh.to_words(lsh.pack(rng.random((9100, 320)) < 0.5))  # 9,100 rows: two whole blocks and a part
+    columns = np.ascontiguousarray(words.T[: -(-bits // 64)])
+    query = words[8999] ^ lsh.to_words(lsh.pack(rng.random((1, 320)) < 0.2))[0]  # a row in the last block
+    dist = lsh.hamming(query, words, bits)
+    for count in (1, 50, 3000):
+        expected = np.sort(np.lexsort((np.arange(len(dist)), dist))[:count])
+        for kernel in KERNELS:
+            got = search_kernels.scan(columns, query, bits, count, kernel, search_kernels.radius_sample(columns))
+            np.testing.assert_array_equal(got, expected)
+    assert 8999 in search_kernels.scan(columns, query, bits, 1, "numba")
+
+
 def near_tied(n=600, dim=48, seed=0):
     """Rows and queries all within ~1e-3 of one direction: exact cosines differ in the 7th digit or less."""
     rng = np.random.default_rng(seed)
