@@ -22,6 +22,7 @@ import numpy as np
 from . import lsh
 from .errors import EproductError
 from .index_format import (
+    CENTRE,
     FORMAT,
     HYPERPLANES,
     MANIFEST,
@@ -78,10 +79,16 @@ def unit_float16(block: np.ndarray) -> np.ndarray:
 
 
 def _write_shard(
-    folder: Path, name: str, block: np.ndarray, ids: Sequence[str], planes: np.ndarray, with_vectors: bool
+    folder: Path,
+    name: str,
+    block: np.ndarray,
+    ids: Sequence[str],
+    planes: np.ndarray,
+    with_vectors: bool,
+    centre: np.ndarray | None,
 ) -> dict:
     files = shard_files(name)  # fsync deferred to `fsync_files` once every shard is written
-    codes = lsh.encode(block, planes, chunk=len(block))  # one float32 matmul per shard
+    codes = lsh.encode(lsh.centred(block, centre), planes, chunk=len(block))  # one float32 matmul per shard
     digests = {"codes": _write_npy(folder / files["codes"], codes, False)}
     writer = HashingWriter(folder / files["ids"], sync=False)
     writer.write(("\n".join(ids) + "\n").encode("utf-8"))
@@ -107,11 +114,15 @@ def build_index(
     progress: CountProgress | None = None,
     vectors_fp16: bool = True,
     workers: int = 2,
+    centre: bool = False,
 ) -> Path:
     """Hash `vectors` (rows, dim) into an index folder at `out`, replacing any index there atomically.
 
     `ids` default to row numbers. `vectors_fp16=False` leaves out the float16 copies (no exact re-rank).
-    `workers` threads hash and write shards in parallel. Returns `out`.
+    `workers` threads hash and write shards in parallel. `centre=True` hashes each unit row minus the mean
+    of the unit rows (stored as centre.npy, checksummed; queries are shifted the same way, index_store.py):
+    embeddings that all lean one way (probabilities, ReLU features) then spread over both sides of every
+    hyperplane. Returns `out`.
     """
     out = Path(out)
     ids = [str(i) for i in range(len(vectors))] if ids is None else [str(i) for i in ids]
@@ -124,7 +135,7 @@ def build_index(
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
-        manifest = _build_into(tmp, vectors, ids, bits, shard_size, seed, kind, progress, vectors_fp16, workers)
+        manifest = _build_into(tmp, vectors, ids, bits, shard_size, seed, kind, progress, vectors_fp16, workers, centre)
         write_manifest_and_sync(tmp, manifest)
         swap_into_place(tmp, out)
         fsync_dir(out.parent)
@@ -135,10 +146,17 @@ def build_index(
     return out
 
 
-def _build_into(folder: Path, vectors, ids, bits, shard_size, seed, kind, progress, with_vectors, workers) -> dict:
+def _build_into(
+    folder: Path, vectors, ids, bits, shard_size, seed, kind, progress, with_vectors, workers, centre
+) -> dict:
     dim = int(vectors.shape[1])
     planes = lsh.hyperplanes(seed, bits, dim)
     hyper_sha = _write_npy(folder / HYPERPLANES, planes)
+    mean = None
+    if centre:
+        _check_finite(vectors, ids)
+        mean = lsh.unit_mean(vectors)
+        centre_sha = _write_npy(folder / CENTRE, mean)
     starts = list(range(0, len(ids), shard_size))
     width = max(5, len(str(len(starts) - 1)))
     done = 0
@@ -161,7 +179,7 @@ def _build_into(folder: Path, vectors, ids, bits, shard_size, seed, kind, progre
                 f"(±{FLOAT32_MAX:.3g}), which hashing cannot represent; nothing was written. Scale the vectors "
                 "down (only their direction matters) or drop the row."
             )
-        return _write_shard(folder, f"{number:0{width}d}", block, ids[start:stop], planes, with_vectors)
+        return _write_shard(folder, f"{number:0{width}d}", block, ids[start:stop], planes, with_vectors, mean)
 
     shards, synced = [], []
     # hashing/writing on `workers` threads; one more thread fsyncs finished shards (disk wait, not CPU)
@@ -174,7 +192,7 @@ def _build_into(folder: Path, vectors, ids, bits, shard_size, seed, kind, progre
                 progress(done, len(ids))
         for future in synced:
             future.result()  # every shard file is on disk before the manifest is written
-    return {
+    manifest = {
         "format": FORMAT,
         "version": VERSION,
         "kind": str(kind),
@@ -189,6 +207,20 @@ def _build_into(folder: Path, vectors, ids, bits, shard_size, seed, kind, progre
         "hyperplanes": {"file": HYPERPLANES, "sha256": hyper_sha},
         "shards": shards,
     }
+    if mean is not None:
+        manifest["centre"] = {"file": CENTRE, "sha256": centre_sha}
+    return manifest
+
+
+def _check_finite(vectors, ids) -> None:
+    """Refuse non-finite rows before the centre is computed from them (the shards check again, per block)."""
+    for start in range(0, len(vectors), 65536):
+        bad = lsh.first_nonfinite_row(vectors[start : start + 65536])
+        if bad is not None:
+            raise EproductError(
+                f"Vector row {start + bad} (id {ids[start + bad]!r}) holds NaN or infinite values; "
+                "nothing was written. Re-embed that image or drop the row."
+            )
 
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -230,6 +262,8 @@ def _structure_problems(folder: Path, manifest: dict) -> list[str]:
     hyper = folder / manifest["hyperplanes"]["file"]
     if not hyper.is_file():
         return [f"{folder}: hyperplanes file {hyper.name} is missing."]
+    if "centre" in manifest and not (folder / manifest["centre"]["file"]).is_file():
+        return [f"{folder}: centre file {manifest['centre']['file']} is missing (the index was built with --centre)."]
     expected_rows = 0
     for shard in manifest["shards"]:
         for role, entry in shard["files"].items():
@@ -279,6 +313,8 @@ def verify_index(path: str | Path) -> list[str]:
         return [str(err)]
     problems = _structure_problems(folder, manifest)
     entries = [(manifest["hyperplanes"], "hyperplanes")]
+    if "centre" in manifest:
+        entries.append((manifest["centre"], "centre"))
     entries += [
         (entry, f"shard {shard['name']} {role}")
         for shard in manifest["shards"]

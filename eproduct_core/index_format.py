@@ -39,6 +39,7 @@ FORMAT = "eproduct-index"
 VERSION = 1
 MANIFEST = "manifest.json"
 HYPERPLANES = "hyperplanes.npy"
+CENTRE = "centre.npy"  # optional: the mean unit row a centred index subtracts before hashing (index.py)
 REBUILD = "Rebuild it with `eproduct index build`."
 
 

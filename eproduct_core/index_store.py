@@ -42,6 +42,7 @@ class Index:
         self.offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)  # first row of each shard
         self._lock = threading.Lock()
         self._planes: np.ndarray | None = None
+        self._centre: np.ndarray | None = None
         self._words: np.ndarray | None = None
         self._columns: np.ndarray | None = None  # (words, rows): the first words of every code, word-major
         self._sample: np.ndarray | None = None  # search_kernels.radius_sample of the columns
@@ -104,6 +105,13 @@ class Index:
         if self._planes is None:
             self._planes = np.load(self.path / self.manifest["hyperplanes"]["file"], allow_pickle=False)
         return self._planes
+
+    @property
+    def centre(self) -> np.ndarray | None:
+        """The mean unit row subtracted before hashing (index.py, `centre=True`), or None."""
+        if self._centre is None and "centre" in self.manifest:
+            self._centre = np.load(self.path / self.manifest["centre"]["file"], allow_pickle=False)
+        return self._centre
 
     @property
     def words(self) -> np.ndarray:
@@ -212,8 +220,8 @@ class Index:
 
     def encode(self, queries: np.ndarray) -> np.ndarray:
         """Query words (q, ceil(bits/64)) uint64 at the stored code length."""
-        return lsh.to_words(lsh.encode(queries, self.planes))
+        return lsh.to_words(lsh.encode(lsh.centred(queries, self.centre), self.planes))
 
     def project(self, queries: np.ndarray) -> np.ndarray:
         """Query projections (q, bits) float32 on the hyperplanes; their signs are the codes `encode` gives."""
-        return lsh.project(queries, self.planes)
+        return lsh.project(lsh.centred(queries, self.centre), self.planes)

@@ -59,6 +59,30 @@ def project(vectors: np.ndarray, planes: np.ndarray) -> np.ndarray:
     return np.asarray(vectors, dtype=np.float32) @ planes.T
 
 
+def centred(vectors: np.ndarray, centre: np.ndarray | None) -> np.ndarray:
+    """What an index with a stored centre hashes: each row scaled to unit length, minus the centre (the mean
+    of the index's unit rows); `vectors` as they are when `centre` is None. Zero rows stay zero before the
+    shift, so they hash as -centre."""
+    if centre is None:
+        return vectors
+    rows = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(rows, axis=-1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        unit = np.where(norms > 0, rows / norms, 0.0)
+    return (unit - centre).astype(np.float32)
+
+
+def unit_mean(vectors: np.ndarray, chunk: int = 65536) -> np.ndarray:
+    """The mean (dim,) float32 of the rows scaled to unit length (zero rows count as zero), in float64
+    chunk by chunk: the centre a centred index subtracts before hashing."""
+    total = np.zeros(vectors.shape[1], dtype=np.float64)
+    for start in range(0, len(vectors), chunk):
+        rows = np.asarray(vectors[start : start + chunk], dtype=np.float64)
+        norms = np.sqrt(np.einsum("ij,ij->i", rows, rows))
+        total += (rows[norms > 0] / norms[norms > 0, None]).sum(axis=0)
+    return (total / max(1, len(vectors))).astype(np.float32)
+
+
 def first_nonfinite_row(vectors: np.ndarray) -> int | None:
     """The first row holding NaN or an infinity, or None. A sum checks first (fast, no full-size temporary);
     one that overflows only costs the exact row check."""

@@ -111,10 +111,18 @@ def run_index(
     stored = stored_bits(spec.bits)
     run_dir = Path(run_dir)
     key = cache_key(run_dir, catalog_dir, "index", spec.kind)
-    folder = run_dir / "cache" / "indexes" / f"{spec.kind}-{key}-{stored}b-{spec.shard_size}r-s{spec.seed}"
+    centred = "-c" if spec.centre else ""
+    folder = run_dir / "cache" / "indexes" / f"{spec.kind}-{key}-{stored}b-{spec.shard_size}r-s{spec.seed}{centred}"
     if not (folder / "manifest.json").is_file():
         emb = split_embeddings(run_dir, catalog_dir, "index", spec.kind, device=device, progress=progress)
         build_index(
-            emb.vectors, emb.ids, folder, bits=stored, shard_size=spec.shard_size, seed=spec.seed, kind=spec.kind
+            emb.vectors,
+            emb.ids,
+            folder,
+            bits=stored,
+            shard_size=spec.shard_size,
+            seed=spec.seed,
+            kind=spec.kind,
+            centre=spec.centre,
         )
     return open_index(folder)

@@ -475,7 +475,7 @@ def explain(index: Index, query: np.ndarray, rows: Sequence[int], settings: Sear
     all_dist = _hamming_rows(index, qwords, None, bits)
     weighted = search_kernels.rows_weighted(index.words, np.arange(index.size), projections, bits, index.kernel)
     prefix_dist = _hamming_rows(index, qwords, None, probe_bits)
-    qbits = lsh.unpack(lsh.encode(query[None, :], index.planes), index.bits)[0, :bits].astype(np.int64)
+    qbits = lsh.unpack(lsh.pack(projections[None, :] > 0), index.bits)[0, :bits].astype(np.int64)
     rbits = lsh.unpack(lsh.prefix(_row_codes(index, wanted), index.bits), index.bits)[:, :bits].astype(np.int64)
     both, weights, qweights = np.cumsum(rbits & qbits, axis=1), np.cumsum(rbits, axis=1), np.cumsum(qbits)[None, :]
     per_length = lsh.code_cosine_from_counts(both, weights, qweights)

@@ -137,6 +137,7 @@ class IndexSpec:
     bits: int = DEFAULT_BITS  # code length stored; any shorter prefix can be searched without a rebuild
     shard_size: int = DEFAULT_SHARD_SIZE  # rows per shard file
     seed: int = 0  # seeds the random hyperplanes
+    centre: bool = False  # hash unit rows minus their mean (index.py); the seed's index does not
 
     def __post_init__(self) -> None:
         name = type(self).__name__

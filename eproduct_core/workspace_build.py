@@ -156,6 +156,7 @@ def populate(
             bits=spec.bits,
             shard_size=spec.shard_size,
             seed=spec.seed,
+            centre=spec.centre,
             kind=spec.kind,
         )
         label = "seed settings" if settings == SEED_SETTINGS else "better default"

@@ -1,6 +1,6 @@
 """`eproduct index build|verify|info|tune|tables|ann` and `eproduct search`: the sharded LSH index from the command line.
 
-`index build`'s --kind --bits --shard-size --seed make one `IndexSpec`; `search`'s settings are the shared
+`index build`'s --kind --bits --shard-size --seed --centre make one `IndexSpec`; `search`'s settings are the shared
 flag set (search_flags.py) over the index's own defaults; `index tune` and `build --target-recall` store
 tuned defaults (tuning.py); `index ann` stores the optional faiss HNSW graph (ann_graph.py) that
 `search --backend hnsw` uses.
@@ -62,7 +62,7 @@ def _build(args: argparse.Namespace) -> int:
                 "give one id per line, one per row."
             )
         kind = args.kind or "external"
-    spec = IndexSpec(kind=kind, bits=args.bits, shard_size=args.shard_size, seed=args.seed)
+    spec = IndexSpec(kind=kind, bits=args.bits, shard_size=args.shard_size, seed=args.seed, centre=args.centre)
     with tqdm(total=len(vectors), unit="row", desc="index build", disable=args.quiet) as bar:
         out = build_index(
             vectors,
@@ -71,6 +71,7 @@ def _build(args: argparse.Namespace) -> int:
             bits=spec.bits,
             shard_size=spec.shard_size,
             seed=spec.seed,
+            centre=spec.centre,
             kind=spec.kind,
             vectors_fp16=not args.no_vectors,
             progress=lambda done, total: bar.update(done - bar.n),
@@ -244,9 +245,10 @@ def _info(args: argparse.Namespace) -> int:
     index = open_index(args.dir)
     m = index.manifest
     disk = sum((index.path / f["file"]).stat().st_size for s in m["shards"] for f in s["files"].values())
+    centred = ", centred" if "centre" in m else ""
     print(
         f"{index.path}: {index.size} rows, kind {index.kind!r}, dim {index.dim}, {index.bits} bits "
-        f"(seed {m['seed']}), {len(m['shards'])} shards of up to {m['shard_size']} rows, "
+        f"(seed {m['seed']}{centred}), {len(m['shards'])} shards of up to {m['shard_size']} rows, "
         f"vectors {'stored' if index.has_vectors else 'not stored'}, {disk / 2**20:.1f} MiB, created {m['created']}"
     )
     if m.get("ann"):
@@ -285,6 +287,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     build.add_argument("--shard-size", type=int, default=DEFAULT_SHARD_SIZE, help="rows per shard file set")
     build.add_argument("--seed", type=int, default=0, help="hyperplane seed")
+    build.add_argument(
+        "--centre",
+        action="store_true",
+        help="hash unit rows minus their mean (stored in the index; queries shifted alike): for embeddings that "
+        "all lean one way, such as class probabilities or ReLU features",
+    )
     build.add_argument("--no-vectors", action="store_true", help="do not store float16 vectors (no exact re-rank)")
     build.add_argument("--out", required=True, metavar="IDX", help="index folder to write")
     build.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
