@@ -13,7 +13,8 @@ each index, after gc; allocator slack counts against everyone alike.
 
 This project's rows: "tuned" takes `eproduct_core.tuning.tune` (sample: held-out index rows, never
 the benchmark's queries) as it is; "swept" sweeps the same stage family on the queries as the peers
-are swept; "default" is settings.py's constants; "+ tables" adds the prefix-bucket tables (lsh_tables.py,
+are swept; "default" is settings.py's constants (with --centre, each of our rows
+is a centred index: unit rows minus their mean are hashed); "+ tables" adds the prefix-bucket tables (lsh_tables.py,
 their build time and memory added to the index's) and sweeps probes per table x re-rank depth.
 
     python benchmarks/retrieval.py --dist latent --n 200000 --dim 512
@@ -105,8 +106,9 @@ def _built(method: Method, build, *args) -> Method:
 
 
 class Ours(Method):
-    def __init__(self, x: np.ndarray, work: Path, variant: str, shared: Ours | None = None):
-        self.name, self.variant = f"eproduct LSH ({variant})", variant
+    def __init__(self, x: np.ndarray, work: Path, variant: str, shared: Ours | None = None, centre: bool = False):
+        self.centre = shared.centre if shared is not None else centre
+        self.name, self.variant = f"eproduct LSH ({variant}{', centred' if self.centre else ''})", variant
         if shared is not None:  # the same opened index, another way of choosing its settings
             self.index, self.build_s, self.memory, self.tuned = (
                 shared.index,
@@ -124,7 +126,7 @@ class Ours(Method):
                 self.name = f"eproduct LSH + tables ({shape}, multi-probe), swept"
             return
         start = time.perf_counter()
-        build_index(x, None, work / "ours", workers=BUILD_THREADS)
+        build_index(x, None, work / "ours", workers=BUILD_THREADS, centre=centre)
         self.build_s = time.perf_counter() - start
         search_kernels.prepare()  # compile the kernels first: their code is not the index's memory
         before = rss()
@@ -352,8 +354,10 @@ def make_peer(peer: str, x: np.ndarray) -> Method:
     return makers[peer](x)
 
 
-def make_methods(x: np.ndarray, work: Path, peers: list[str], log, tables: bool = True) -> list[Method]:
-    tuned = Ours(x, work, "tuned")
+def make_methods(
+    x: np.ndarray, work: Path, peers: list[str], log, tables: bool = True, centre: bool = False
+) -> list[Method]:
+    tuned = Ours(x, work, "tuned", centre=centre)
     log(f"ours: build {tuned.build_s:.1f} s, tune {tuned.tune_s:.1f} s -> {tuning.describe(tuned.tuned.estimate())}")
     methods: list[Method] = [tuned, Ours(x, work, "swept", tuned), Ours(x, work, "default", tuned)]
     if tables:
@@ -374,7 +378,7 @@ def run(args: argparse.Namespace, log) -> str:
     log(f"data {x.shape} + exact truth: {time.perf_counter() - t0:.0f} s")
     work = Path(tempfile.mkdtemp(prefix="eproduct-bench-", dir=args.workdir))
     try:
-        methods = make_methods(x, work, args.peers, log, tables=not args.no_tables)
+        methods = make_methods(x, work, args.peers, log, tables=not args.no_tables, centre=args.centre)
         chosen = []
         for method in methods:
             knob, r = sweep(method, q, truth, args.target)
@@ -427,6 +431,7 @@ def main() -> None:
     parser.add_argument("--workdir", default=None, help="where our temporary index goes (default: system temp)")
     parser.add_argument("--out", default=None, help="also write the table to this file")
     parser.add_argument("--no-tables", action="store_true", help="leave out our prefix-bucket tables row")
+    parser.add_argument("--centre", action="store_true", help="build our index with --centre (index.py)")
     args = parser.parse_args()
     args.peers = list(PEERS) if args.peers == "all" else [] if args.peers == "none" else args.peers.split(",")
     unknown = sorted(set(args.peers) - set(PEERS))

