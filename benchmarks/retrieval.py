@@ -48,6 +48,7 @@ import vectors  # noqa: E402
 from eproduct_core import lsh_tables, search, search_kernels, tuning  # noqa: E402
 from eproduct_core.index import build_index, open_index  # noqa: E402
 from eproduct_core.settings import (  # noqa: E402
+    DEFAULT_BITS,
     DEFAULT_CANDIDATES,
     DEFAULT_PROBE_BITS,
     DEFAULT_RERANK,
@@ -106,7 +107,15 @@ def _built(method: Method, build, *args) -> Method:
 
 
 class Ours(Method):
-    def __init__(self, x: np.ndarray, work: Path, variant: str, shared: Ours | None = None, centre: bool = False):
+    def __init__(
+        self,
+        x: np.ndarray,
+        work: Path,
+        variant: str,
+        shared: Ours | None = None,
+        centre: bool = False,
+        bits: int = DEFAULT_BITS,
+    ):
         self.centre = shared.centre if shared is not None else centre
         self.name, self.variant = f"eproduct LSH ({variant}{', centred' if self.centre else ''})", variant
         if shared is not None:  # the same opened index, another way of choosing its settings
@@ -126,7 +135,7 @@ class Ours(Method):
                 self.name = f"eproduct LSH + tables ({shape}, multi-probe), swept"
             return
         start = time.perf_counter()
-        build_index(x, None, work / "ours", workers=BUILD_THREADS, centre=centre)
+        build_index(x, None, work / "ours", bits=bits, workers=BUILD_THREADS, centre=centre)
         self.build_s = time.perf_counter() - start
         search_kernels.prepare()  # compile the kernels first: their code is not the index's memory
         before = rss()
@@ -148,8 +157,8 @@ class Ours(Method):
                 [SearchSettings(k=10, rerank=r, shortlist=6 * r, table_probes=p) for p in probes]
                 for r in (16, 32, 64, 128, 256)
             ]
-        probe = self.tuned.settings.probe_bits
-        return [[tuning.stage_settings(r, probe, 10) for r in tuning.LADDER if r >= 8]]
+        probe, bits = self.tuned.settings.probe_bits, self.tuned.settings.bits
+        return [[tuning.stage_settings(r, probe, 10, bits) for r in tuning.LADDER if r >= 8]]
 
     def search(self, q, knob):
         return np.stack([_pad(r.rows) for r in search.search(self.index, q, knob)])
@@ -162,7 +171,10 @@ class Ours(Method):
                 f"defaults: probe {DEFAULT_PROBE_BITS} b, candidates {DEFAULT_CANDIDATES}, "
                 f"shortlist {DEFAULT_SHORTLIST}, re-rank {DEFAULT_RERANK}"
             )
-        return f"probe {s.probe_bits} b, candidates {s.candidates}, shortlist {s.shortlist}, re-rank {s.rerank}"
+        searched = f"{s.bits} of {self.index.bits} b, " if s.bits and s.bits < self.index.bits else ""
+        return (
+            f"{searched}probe {s.probe_bits} b, candidates {s.candidates}, shortlist {s.shortlist}, re-rank {s.rerank}"
+        )
 
 
 def _pad(rows: np.ndarray) -> np.ndarray:
@@ -355,9 +367,15 @@ def make_peer(peer: str, x: np.ndarray) -> Method:
 
 
 def make_methods(
-    x: np.ndarray, work: Path, peers: list[str], log, tables: bool = True, centre: bool = False
+    x: np.ndarray,
+    work: Path,
+    peers: list[str],
+    log,
+    tables: bool = True,
+    centre: bool = False,
+    bits: int = DEFAULT_BITS,
 ) -> list[Method]:
-    tuned = Ours(x, work, "tuned", centre=centre)
+    tuned = Ours(x, work, "tuned", centre=centre, bits=bits)
     log(f"ours: build {tuned.build_s:.1f} s, tune {tuned.tune_s:.1f} s -> {tuning.describe(tuned.tuned.estimate())}")
     methods: list[Method] = [tuned, Ours(x, work, "swept", tuned), Ours(x, work, "default", tuned)]
     if tables:
@@ -378,7 +396,7 @@ def run(args: argparse.Namespace, log) -> str:
     log(f"data {x.shape} + exact truth: {time.perf_counter() - t0:.0f} s")
     work = Path(tempfile.mkdtemp(prefix="eproduct-bench-", dir=args.workdir))
     try:
-        methods = make_methods(x, work, args.peers, log, tables=not args.no_tables, centre=args.centre)
+        methods = make_methods(x, work, args.peers, log, tables=not args.no_tables, centre=args.centre, bits=args.bits)
         chosen = []
         for method in methods:
             knob, r = sweep(method, q, truth, args.target)
@@ -432,6 +450,7 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="also write the table to this file")
     parser.add_argument("--no-tables", action="store_true", help="leave out our prefix-bucket tables row")
     parser.add_argument("--centre", action="store_true", help="build our index with --centre (index.py)")
+    parser.add_argument("--bits", type=int, default=DEFAULT_BITS, help="code bits our index stores")
     args = parser.parse_args()
     args.peers = list(PEERS) if args.peers == "all" else [] if args.peers == "none" else args.peers.split(",")
     unknown = sorted(set(args.peers) - set(PEERS))

@@ -14,7 +14,8 @@ distributions this is at least as hard as their real queries (these sit nearer t
 index items sit to each other), so the estimate errs on the safe side; tests check the held-out recall.
 
 Choice. Stage sizes come in one family scaled by the re-rank depth R (shortlist 6R, candidates 32R,
-the ratios of the defaults in settings.py), for each prefix length in PROBE_CHOICES. For each prefix
+the ratios of the defaults in settings.py), for each prefix length in PROBE_CHOICES, searching all stored bits
+and, on an index storing more than SHORT_BITS, also only the first SHORT_BITS (a cheaper weighted stage). For each prefix
 length a bisection over LADDER finds the smallest R whose recall reaches the target with margin: the
 lower end of the 90% bootstrap interval over the sample queries must be >= target. The winners of the
 prefix lengths are then timed on 100 sample queries (median of 3 passes, one query at a time) and the fastest is kept.
@@ -40,6 +41,7 @@ LADDER = (4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 102
 SHORTLIST_PER_RERANK = 6  # as DEFAULT_SHORTLIST / DEFAULT_RERANK
 CANDIDATES_PER_RERANK = 32  # as DEFAULT_CANDIDATES / DEFAULT_RERANK
 PROBE_CHOICES = (64, 128, 256)  # prefix lengths tried for the candidate scan (capped at the stored bits)
+SHORT_BITS = 256  # indexes storing more bits are also tuned searching only this prefix (`_lengths`)
 BOOTSTRAP = 1000  # resamples for the interval
 
 
@@ -66,10 +68,11 @@ class TuneResult:
         return out
 
 
-def stage_settings(rerank: int, probe_bits: int, k: int) -> SearchSettings:
-    """The family of stage sizes the tuner searches (see the module doc)."""
+def stage_settings(rerank: int, probe_bits: int, k: int, bits: int | None = None) -> SearchSettings:
+    """The family of stage sizes the tuner searches (see the module doc); `bits` None: all stored bits."""
     return SearchSettings(
         k=k,
+        bits=bits,
         rerank=rerank,
         shortlist=SHORTLIST_PER_RERANK * rerank,
         probe_bits=probe_bits,
@@ -185,10 +188,9 @@ def tune(
     def reaches(settings: SearchSettings) -> bool:
         return bootstrap_interval(recall_of(settings), seed)[0] >= target
 
-    probes = sorted({min(p, index.bits) for p in PROBE_CHOICES})
     winners = []
-    for probe in probes:
-        rung = _first_reaching([stage_settings(r, probe, ask) for r in LADDER], reaches)
+    for bits, probe in _lengths(index.bits):
+        rung = _first_reaching([stage_settings(r, probe, ask, bits) for r in LADDER], reaches)
         if rung is not None:
             winners.append(rung)
     if winners:
@@ -212,6 +214,15 @@ def tune(
         ms,
         len(cache),
     )
+
+
+def _lengths(stored: int) -> list[tuple[int | None, int]]:
+    """(searched bits, probe bits) pairs the tuner tries: every probe length with all stored bits (None), and
+    with their first SHORT_BITS when more are stored (shorter codes: a cheaper weighted stage, less exact)."""
+    pairs: list[tuple[int | None, int]] = [(None, p) for p in sorted({min(p, stored) for p in PROBE_CHOICES})]
+    if stored > SHORT_BITS:
+        pairs += [(SHORT_BITS, p) for p in sorted({min(p, SHORT_BITS) for p in PROBE_CHOICES})]
+    return pairs
 
 
 def _first_reaching(family: list[SearchSettings], reaches: Callable[[SearchSettings], bool]):

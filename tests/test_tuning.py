@@ -109,3 +109,18 @@ def test_cli_build_tunes_and_tune_retunes(tmp_path, capsys):
     assert main(["index", "verify", str(folder)]) == 0
     assert main(["index", "tune", str(folder), "--target-recall", "2"]) == 2
     assert "target recall" in capsys.readouterr().err
+
+
+def test_the_tuner_tries_every_probe_with_all_stored_bits_and_with_a_short_prefix_of_long_codes():
+    from eproduct_core.tuning import SHORT_BITS, _lengths
+
+    assert _lengths(64) == [(None, 64)]
+    assert _lengths(256) == [(None, 64), (None, 128), (None, 256)]
+    assert _lengths(512) == [
+        (None, 64),
+        (None, 128),
+        (None, 256),
+        (SHORT_BITS, 64),
+        (SHORT_BITS, 128),
+        (SHORT_BITS, 256),
+    ]
