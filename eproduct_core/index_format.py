@@ -8,8 +8,10 @@ Layout of an index folder `IDX/`:
                             optional "search": a SearchSettings dict, the index's tuned default settings
                             (search.resolve fills a search's None fields from it), "search_estimate" (tuning.py),
                             "tables" (lsh_tables.py), "ann" (ann_graph.py: the optional faiss HNSW graph,
-                            {"type", "file", "sha256", "rows", "dim", "params", "build_s"})}
+                            {"type", "file", "sha256", "rows", "dim", "params", "build_s"}),
+                            "centre" ({"file", "sha256"}: a centred index, index.py `centre=True`)}
   hyperplanes.npy          float32 (bits, dim)
+  centre.npy               optional: float32 (dim,), the mean unit row; codes hash unit rows minus it
   codes-00000.npy          uint8 (rows, code_bytes) packed codes, big-endian bit order (see lsh.py)
   ids-00000.txt            one id per line (UTF-8)
   vectors-00000.npy        float16 (rows, dim), the rows scaled to unit length, for exact re-rank
