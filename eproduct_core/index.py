@@ -153,8 +153,9 @@ def _build_into(
     planes = lsh.hyperplanes(seed, bits, dim)
     hyper_sha = _write_npy(folder / HYPERPLANES, planes)
     mean = None
-    if centre:
-        _check_finite(vectors, ids)
+    if centre:  # every row is checked before the mean is taken from them (the shards check theirs again)
+        for start in range(0, len(ids), shard_size):
+            _refuse_bad_rows(vectors[start : start + shard_size], start, ids)
         mean = lsh.unit_mean(vectors)
         centre_sha = _write_npy(folder / CENTRE, mean)
     starts = list(range(0, len(ids), shard_size))
@@ -165,20 +166,7 @@ def _build_into(
         start = starts[number]
         stop = min(start + shard_size, len(ids))
         block = vectors[start:stop]
-        bad = lsh.first_nonfinite_row(block)
-        if bad is not None:
-            raise EproductError(
-                f"Vector row {start + bad} (id {ids[start + bad]!r}) holds NaN or infinite values; "
-                "nothing was written. Re-embed that image (a corrupt file or a diverged model "
-                "gives these) or drop the row."
-            )
-        huge = _first_beyond_float32(block)
-        if huge is not None:
-            raise EproductError(
-                f"Vector row {start + huge} (id {ids[start + huge]!r}) holds values beyond float32's range "
-                f"(±{FLOAT32_MAX:.3g}), which hashing cannot represent; nothing was written. Scale the vectors "
-                "down (only their direction matters) or drop the row."
-            )
+        _refuse_bad_rows(block, start, ids)
         return _write_shard(folder, f"{number:0{width}d}", block, ids[start:stop], planes, with_vectors, mean)
 
     shards, synced = [], []
@@ -212,15 +200,22 @@ def _build_into(
     return manifest
 
 
-def _check_finite(vectors, ids) -> None:
-    """Refuse non-finite rows before the centre is computed from them (the shards check again, per block)."""
-    for start in range(0, len(vectors), 65536):
-        bad = lsh.first_nonfinite_row(vectors[start : start + 65536])
-        if bad is not None:
-            raise EproductError(
-                f"Vector row {start + bad} (id {ids[start + bad]!r}) holds NaN or infinite values; "
-                "nothing was written. Re-embed that image or drop the row."
-            )
+def _refuse_bad_rows(block: np.ndarray, start: int, ids: Sequence[str]) -> None:
+    """An EproductError naming the first row of `block` (rows from `start`) that hashing cannot take."""
+    bad = lsh.first_nonfinite_row(block)
+    if bad is not None:
+        raise EproductError(
+            f"Vector row {start + bad} (id {ids[start + bad]!r}) holds NaN or infinite values; "
+            "nothing was written. Re-embed that image (a corrupt file or a diverged model "
+            "gives these) or drop the row."
+        )
+    huge = _first_beyond_float32(block)
+    if huge is not None:
+        raise EproductError(
+            f"Vector row {start + huge} (id {ids[start + huge]!r}) holds values beyond float32's range "
+            f"(±{FLOAT32_MAX:.3g}), which hashing cannot represent; nothing was written. Scale the vectors "
+            "down (only their direction matters) or drop the row."
+        )
 
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -262,8 +257,16 @@ def _structure_problems(folder: Path, manifest: dict) -> list[str]:
     hyper = folder / manifest["hyperplanes"]["file"]
     if not hyper.is_file():
         return [f"{folder}: hyperplanes file {hyper.name} is missing."]
-    if "centre" in manifest and not (folder / manifest["centre"]["file"]).is_file():
-        return [f"{folder}: centre file {manifest['centre']['file']} is missing (the index was built with --centre)."]
+    if "centre" in manifest:
+        centre = folder / manifest["centre"]["file"]
+        if not centre.is_file():
+            return [f"{folder}: centre file {centre.name} is missing (the index was built with --centre). {REBUILD}"]
+        try:
+            shape = np.load(centre, mmap_mode="r", allow_pickle=False).shape
+        except (ValueError, OSError):
+            return [f"{folder}: centre file {centre.name} is not a readable .npy file. {REBUILD}"]
+        if shape != (manifest["dim"],):
+            return [f"{folder}: centre file {centre.name} has shape {shape}; the index's dim is {manifest['dim']}."]
     expected_rows = 0
     for shard in manifest["shards"]:
         for role, entry in shard["files"].items():

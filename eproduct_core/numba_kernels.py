@@ -50,14 +50,6 @@ def _word_masks(bits):
     return masks
 
 
-@njit(inline="always")
-def _distance(columns, query, masks, row):
-    d = 0
-    for j in range(columns.shape[0]):
-        d += _popcount((columns[j, row] ^ query[j]) & masks[j])
-    return d
-
-
 @njit(cache=True, nogil=True)
 def sample_histogram(sample, query, masks, max_distance):
     """Counts (max_distance + 1,) of the query's distances to the rows of `sample` (words, m)."""

@@ -335,3 +335,15 @@ def test_centring_finds_more_true_neighbours_on_rows_that_lean_one_way(tmp_path)
 
     plain, centred = recall(False), recall(True)
     assert centred > plain + 0.05, (plain, centred)  # measured 0.688 -> 0.807
+
+
+def test_a_centre_file_of_the_wrong_shape_or_not_npy_is_refused_with_a_message(tmp_path):
+    folder = build_index(_leaning(100), None, tmp_path / "c", bits=64, centre=True)
+    centre_file = folder / "centre.npy"
+    np.save(centre_file, np.zeros(3, np.float32))
+    with pytest.raises(EproductError, match="centre file centre.npy has shape"):
+        open_index(folder)
+    centre_file.write_bytes(b"not an array")
+    with pytest.raises(EproductError, match="not a readable .npy"):
+        open_index(folder)
+    assert any("not a readable" in p for p in verify_index(folder))
