@@ -6,7 +6,7 @@ Each generator returns (x, q): float32 unit rows (n, dim) and queries (nq, dim).
 - "latent": normalize(U z + noise), z ~ N(0, I_48), U a random orthonormal dim x 48 basis, noise
   0.5 / sqrt(dim / 48) per dimension; a query is an index item's latent + 0.3 N(0, I_48), with fresh noise.
 - "fashion": real embeddings: frozen ImageNet EfficientNet-Lite0 pooled features (1280-d) of all 70,000
-  Fashion-MNIST photos and `views` augmented views of each (eproduct_core.fashion_mnist.augment), 210k
+  Fashion-MNIST photos and `views` views of each through the studio photo model (eproduct_core.photo_models), 210k
   rows by default; a query is a fresh augmented view of a random photo. Cached as .npy under `cache`
   (it takes minutes); `n` takes the first n rows of a seeded permutation.
 - "seed": d = 1002 seed-like embeddings: meta one-hot-ish score, level-2 score and a 1000-leaf softmax
@@ -129,10 +129,11 @@ def fashion_cache(cache: Path = CACHE, views: int = 2, queries: int = 2000, seed
     """Paths of the cached fashion index and query embeddings; computes them first when missing."""
     from PIL import Image
 
-    from eproduct_core.fashion_mnist import IMAGE_PX, augment, load_fashion_mnist
+    from eproduct_core.fashion_mnist import IMAGE_PX, load_fashion_mnist
+    from eproduct_core.photo_models import photo_view
 
-    xpath = cache / f"fashion-lite0-{PX}px-v{views}-s{seed}-x.npy"
-    qpath = cache / f"fashion-lite0-{PX}px-v{views}-s{seed}-q{queries}.npy"
+    xpath = cache / f"fashion-studio-lite0-{PX}px-v{views}-s{seed}-x.npy"
+    qpath = cache / f"fashion-studio-lite0-{PX}px-v{views}-s{seed}-q{queries}.npy"
     if xpath.is_file() and qpath.is_file():
         return xpath, qpath
     cache.mkdir(parents=True, exist_ok=True)
@@ -140,9 +141,9 @@ def fashion_cache(cache: Path = CACHE, views: int = 2, queries: int = 2000, seed
     items = np.concatenate([data["train"][0], data["test"][0]])
     rng = np.random.default_rng(seed)
     images = [Image.fromarray(item).resize((IMAGE_PX, IMAGE_PX), Image.BICUBIC) for item in items]
-    images += [augment(item, rng) for _ in range(views) for item in items]
+    images += [photo_view("studio", item, seed, i, v) for v in range(1, views + 1) for i, item in enumerate(items)]
     picked = rng.choice(len(items), queries, replace=False)
-    qimages = [augment(items[i], rng) for i in picked]  # a view the index does not hold
+    qimages = [photo_view("studio", items[i], seed, int(i), views + 1) for i in picked]  # a view the index lacks
     log.info("augmented %d index and %d query images", len(images), len(qimages))
     for path, arr in ((qpath, _lite0_embed(qimages)), (xpath, _lite0_embed(images))):
         tmp = path.with_suffix(".tmp.npy")
