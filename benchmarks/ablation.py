@@ -16,6 +16,7 @@ import argparse
 import json
 import logging
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -105,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\n| variant | overrides | MAR@10 | train s | images/s | wall s (train + embed) |\n|---|---|---|---|---|---|")
     print("\n".join(lines))
     print(f"\nload average {os.getloadavg()[0]:.1f}; preset {args.preset}; common: {common}, tta {args.tta}")
-    print("Rerun: `python benchmarks/ablation.py " + " ".join(argv if argv is not None else sys.argv[1:]) + "`")
+    print("Rerun: `python benchmarks/ablation.py " + shlex.join(argv if argv is not None else sys.argv[1:]) + "`")
     return 0
 
 
