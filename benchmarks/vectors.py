@@ -7,7 +7,7 @@ Each generator returns (x, q): float32 unit rows (n, dim) and queries (nq, dim).
   0.5 / sqrt(dim / 48) per dimension; a query is an index item's latent + 0.3 N(0, I_48), with fresh noise.
 - "fashion": real embeddings: frozen ImageNet EfficientNet-Lite0 pooled features (1280-d) of all 70,000
   Fashion-MNIST photos and `views` views of each through the studio photo model (eproduct_core.photo_models), 210k
-  rows by default; a query is a fresh augmented view of a random photo. Cached as .npy under `cache`
+  rows by default; a query is a further studio view of a random photo, one the index does not hold. Cached as .npy under `cache`
   (it takes minutes); `n` takes the first n rows of a seeded permutation.
 - "seed": d = 1002 seed-like embeddings: meta one-hot-ish score, level-2 score and a 1000-leaf softmax
   around a product's leaf, with lookalike leaves; queries are re-drawn logits of an index item.
@@ -144,7 +144,7 @@ def fashion_cache(cache: Path = CACHE, views: int = 2, queries: int = 2000, seed
     images += [photo_view("studio", item, seed, i, v) for v in range(1, views + 1) for i, item in enumerate(items)]
     picked = rng.choice(len(items), queries, replace=False)
     qimages = [photo_view("studio", items[i], seed, int(i), views + 1) for i in picked]  # a view the index lacks
-    log.info("augmented %d index and %d query images", len(images), len(qimages))
+    log.info("drew %d index and %d query images", len(images), len(qimages))
     for path, arr in ((qpath, _lite0_embed(qimages)), (xpath, _lite0_embed(images))):
         tmp = path.with_suffix(".tmp.npy")
         np.save(tmp, arr, allow_pickle=False)
