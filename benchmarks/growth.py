@@ -38,6 +38,7 @@ FLOAT16_ABOVE = 4 << 30  # index rows above this many float32 bytes are drawn an
 
 SHORT = {
     "ours": "eproduct LSH (tuned)",
+    "ours-partitions": "eproduct LSH + partitions (swept)",
     "hnsw": "faiss HNSW",
     "ivfpq": "faiss IVF-PQ fast-scan",
     "rabitq": "faiss IVF-RaBitQ",
@@ -60,6 +61,11 @@ def measure_size(n: int, args: argparse.Namespace, skip_peers: set[str], log) ->
     try:
         methods = [retrieval.Ours(x, work, "tuned")]
         log(f"{n:,}: ours built in {methods[0].build_s:.1f} s (+ tuning {methods[0].tune_s:.1f} s)")
+        if not args.no_partitions:
+            swept = retrieval.Ours(x, work, "partitions-swept", methods[0])
+            swept.peer = "ours-partitions"
+            methods.append(swept)
+            log(f"{n:,}: {swept.lists} partitions built in {swept.build_s - methods[0].build_s:.1f} s")
         for peer in args.peers:
             if peer in skip_peers:
                 continue
@@ -227,6 +233,7 @@ def main() -> None:
         "--earlier", default=None, help="a table this script wrote before: keep its rows, measure only the other sizes"
     )
     parser.add_argument("--workdir", default=None)
+    parser.add_argument("--no-partitions", action="store_true", help="leave out our k-means partitions row")
     parser.add_argument("--out", default=None, help="also write the table here (after every size)")
     parser.add_argument("--plot", default=None, help="write the SVG plot here (after every size)")
     args = parser.parse_args()

@@ -15,7 +15,9 @@ This project's rows: "tuned" takes `eproduct_core.tuning.tune` (sample: held-out
 the benchmark's queries) as it is; "swept" sweeps the same stage family on the queries as the peers
 are swept; "default" is settings.py's constants (with --centre, each of our rows
 is a centred index: unit rows minus their mean are hashed); "+ tables" adds the prefix-bucket tables (lsh_tables.py,
-their build time and memory added to the index's) and sweeps probes per table x re-rank depth.
+their build time and memory added to the index's) and sweeps probes per table x re-rank depth; "+ partitions"
+adds the k-means partitions (partitions.py, build time and memory added alike), tuned by the tuner (which then
+also weighs the flat scan: its pick is the row) and swept over probed lists x re-rank depth.
 
     python benchmarks/retrieval.py --dist latent --n 200000 --dim 512
     python benchmarks/retrieval.py --dist fashion --n 210000 --peers all
@@ -45,7 +47,7 @@ import numpy as np  # noqa: E402
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
 import vectors  # noqa: E402
 
-from eproduct_core import lsh_tables, search, search_kernels, tuning  # noqa: E402
+from eproduct_core import lsh_tables, partitions, search, search_kernels, tuning  # noqa: E402
 from eproduct_core.index import build_index, open_index  # noqa: E402
 from eproduct_core.settings import (  # noqa: E402
     DEFAULT_BITS,
@@ -133,6 +135,20 @@ class Ours(Method):
                 self.memory += rss() - before
                 shape = f"{self.tables.tables} x {self.tables.key_bits}-bit keys"
                 self.name = f"eproduct LSH + tables ({shape}, multi-probe), swept"
+            if variant.startswith("partitions"):  # + k-means partitions (partitions.py), built once
+                if hasattr(shared, "lists"):
+                    self.lists, self.build_s, self.memory = shared.lists, shared.build_s, shared.memory
+                else:
+                    before, start = rss(), time.perf_counter()
+                    self.lists = partitions.build_partitions(self.index)[0].lists
+                    self.build_s += time.perf_counter() - start
+                    self.memory += rss() - before
+                self.name = f"eproduct LSH + {self.lists} partitions (swept)"
+            if variant == "partitions":  # the tuner, which now sees them too
+                start = time.perf_counter()
+                self.tuned = tuning.tune(self.index, target=0.95)
+                self.tune_s = time.perf_counter() - start
+                self.name = f"eproduct LSH + {self.lists} partitions (tuned)"
             return
         start = time.perf_counter()
         build_index(x, None, work / "ours", bits=bits, workers=BUILD_THREADS, centre=centre)
@@ -157,6 +173,11 @@ class Ours(Method):
                 [SearchSettings(k=10, rerank=r, shortlist=6 * r, table_probes=p) for p in probes]
                 for r in (16, 32, 64, 128, 256)
             ]
+        if self.variant == "partitions":
+            return [[self.tuned.settings]]
+        if self.variant == "partitions-swept":
+            probes = [p for p in (2, 4, 8, 16, 32, 64, 128, 256) if p < self.lists]
+            return [[tuning.stage_settings(r, 256, 10, None, p) for r in tuning.LADDER if r >= 8] for p in probes]
         probe, bits = self.tuned.settings.probe_bits, self.tuned.settings.bits
         return [[tuning.stage_settings(r, probe, 10, bits) for r in tuning.LADDER if r >= 8]]
 
@@ -166,6 +187,7 @@ class Ours(Method):
     def label(self, s):
         if s.table_probes:
             return f"{s.table_probes} probes per table, shortlist {s.shortlist}, re-rank {s.rerank}"
+        lists = f"{s.partition_probes} of {self.lists} lists, " if s.partition_probes else ""
         if s == SearchSettings():
             return (
                 f"defaults: probe {DEFAULT_PROBE_BITS} b, candidates {DEFAULT_CANDIDATES}, "
@@ -173,7 +195,8 @@ class Ours(Method):
             )
         searched = f"{s.bits} of {self.index.bits} b, " if s.bits and s.bits < self.index.bits else ""
         return (
-            f"{searched}probe {s.probe_bits} b, candidates {s.candidates}, shortlist {s.shortlist}, re-rank {s.rerank}"
+            f"{lists}{searched}probe {s.probe_bits} b, candidates {s.candidates}, shortlist {s.shortlist}, "
+            f"re-rank {s.rerank}"
         )
 
 
@@ -374,6 +397,7 @@ def make_methods(
     tables: bool = True,
     centre: bool = False,
     bits: int = DEFAULT_BITS,
+    with_partitions: bool = True,
 ) -> list[Method]:
     tuned = Ours(x, work, "tuned", centre=centre, bits=bits)
     log(f"ours: build {tuned.build_s:.1f} s, tune {tuned.tune_s:.1f} s -> {tuning.describe(tuned.tuned.estimate())}")
@@ -381,6 +405,13 @@ def make_methods(
     if tables:
         methods.append(Ours(x, work, "tables", tuned))
         log(f"{methods[-1].name}: tables built in {methods[-1].build_s - tuned.build_s:.1f} s")
+    if with_partitions:
+        parts = Ours(x, work, "partitions", tuned)
+        log(
+            f"{parts.name}: built in {parts.build_s - tuned.build_s:.1f} s, tuned in {parts.tune_s:.1f} s -> "
+            f"{parts.label(parts.tuned.settings)}; {tuning.describe(parts.tuned.estimate())}"
+        )
+        methods += [parts, Ours(x, work, "partitions-swept", parts)]
     for peer in peers:
         method = make_peer(peer, x)
         log(f"{method.name}: build {method.build_s:.1f} s, memory {method.memory / len(x):.0f} B/item")
@@ -396,7 +427,16 @@ def run(args: argparse.Namespace, log) -> str:
     log(f"data {x.shape} + exact truth: {time.perf_counter() - t0:.0f} s")
     work = Path(tempfile.mkdtemp(prefix="eproduct-bench-", dir=args.workdir))
     try:
-        methods = make_methods(x, work, args.peers, log, tables=not args.no_tables, centre=args.centre, bits=args.bits)
+        methods = make_methods(
+            x,
+            work,
+            args.peers,
+            log,
+            tables=not args.no_tables,
+            centre=args.centre,
+            bits=args.bits,
+            with_partitions=not args.no_partitions,
+        )
         chosen = []
         for method in methods:
             knob, r = sweep(method, q, truth, args.target)
@@ -449,6 +489,7 @@ def main() -> None:
     parser.add_argument("--workdir", default=None, help="where our temporary index goes (default: system temp)")
     parser.add_argument("--out", default=None, help="also write the table to this file")
     parser.add_argument("--no-tables", action="store_true", help="leave out our prefix-bucket tables row")
+    parser.add_argument("--no-partitions", action="store_true", help="leave out our k-means partitions rows")
     parser.add_argument("--centre", action="store_true", help="build our index with --centre (index.py)")
     parser.add_argument("--bits", type=int, default=DEFAULT_BITS, help="code bits our index stores")
     args = parser.parse_args()

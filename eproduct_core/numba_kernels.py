@@ -256,11 +256,78 @@ def best_rows(store, stages, margin, query, table, scratch):
     `rerank` of those nearest in weighted Hamming (ties: lowest row). Returns their rows and Hamming
     distances, best (weighted) first."""
     probed = nearest_prefixes(store.columns, store.sample, query, stages.probe_bits, stages.candidates, margin, scratch)
+    return from_candidates(store, stages, probed, query, table)
+
+
+@njit(cache=True, nogil=True)
+def from_candidates(store, stages, probed, query, table):
+    """Stages 2-3 on the candidate rows `probed` (ascending): the `shortlist` nearest in full Hamming distance,
+    then the `rerank` of those nearest in weighted Hamming (ties: lowest row), best first, with their Hamming."""
     hamming = rows_hamming(store.words, probed, query, _word_masks(stages.bits))
     shortlist = select_nearest(hamming, stages.shortlist, stages.bits)  # ascending, so rows ascend too
     rows, hamming = probed[shortlist], hamming[shortlist]
     order = smallest_first(rows_weighted(store.words, rows, table), stages.rerank)  # rows ascend: ties by row
     return rows[order], hamming[order]
+
+
+@njit(cache=True, nogil=True)
+def partition_prefixes(parts, lists, query, probe_bits, count, scratch, marks):
+    """Rows (ascending) of the `count` nearest `probe_bits`-bit prefixes among the rows of the probed `lists`
+    (partitions.py; ties: lowest row): the flat scan's rows when every list is probed.
+
+    Every probed position is scored (`parts.columns` holds the prefixes in list order); a histogram gives the
+    threshold distance; the rows below it and the lowest-numbered rows at it are marked in two bitmaps
+    (`marks`, (2, ceil(rows / 64)) uint64, all zero on entry and on return), which are read back in row
+    order: no sort of the candidates.
+    """
+    rows_buffer, dists_buffer = scratch
+    columns, rows, offsets = parts
+    masks = _word_masks(probe_bits)
+    found = 0
+    for part in lists:
+        for p in range(offsets[part], offsets[part + 1]):
+            d = 0
+            for j in range(len(masks)):
+                d += _popcount((columns[j, p] ^ query[j]) & masks[j])
+            rows_buffer[found] = rows[p]
+            dists_buffer[found] = d
+            found += 1
+    counts = np.zeros(probe_bits + 2, dtype=np.int64)
+    for i in range(found):
+        counts[dists_buffer[i]] += 1
+    threshold, below = 0, 0
+    if found <= count:
+        threshold = probe_bits + 1
+    else:
+        while below + counts[threshold] < count:
+            below += counts[threshold]
+            threshold += 1
+    need = count - below  # rows taken at the threshold distance, lowest first
+    one = np.uint64(1)
+    for i in range(found):
+        r, d = rows_buffer[i], dists_buffer[i]
+        if d < threshold:
+            marks[0, r >> 6] |= one << np.uint64(r & 63)
+        elif d == threshold:
+            marks[1, r >> 6] |= one << np.uint64(r & 63)
+    out = np.empty(min(found, count), dtype=np.int64)
+    k = 0
+    for w in range(marks.shape[1]):
+        lower, tied = marks[0, w], marks[1, w]
+        if lower == 0 and tied == 0:
+            continue
+        marks[0, w], marks[1, w] = 0, 0
+        while tied != 0 and need > 0:
+            low = tied & (~tied + one)  # the lowest set bit
+            lower |= low
+            tied ^= low
+            need -= 1
+        while lower != 0:
+            low = lower & (~lower + one)
+            out[k] = w * 64 + _popcount(low - one)
+            k += 1
+            lower ^= low
+    return out[:k]
 
 
 @njit(cache=True, nogil=True)
@@ -286,23 +353,37 @@ def smallest_first(values, count):
 
 
 @njit(cache=True, nogil=True)
-def reranked(store, stages, margin, qwords, tables, queries, scratch):
-    """Stages 1-4 for a batch of queries, in one GIL-free call: per query, the rows `best_rows` picks,
-    ordered by exact cosine distance to the float16 `store.vectors` (uint16 bit patterns; ties: lowest
-    row). Returns (rows, Hamming, cosine), each (queries, min(rerank, shortlist, rows))."""
-    m = min(stages.rerank, stages.shortlist, store.columns.shape[1])
-    out_rows = np.empty((len(queries), m), dtype=np.int64)
-    out_hamming = np.empty((len(queries), m), dtype=np.int64)
-    out_cosine = np.empty((len(queries), m), dtype=np.float64)
+def reranked(store, parts, stages, margin, qwords, lists, tables, queries, scratch, marks):
+    """Stages 1-4 for a batch of queries, in one GIL-free call: per query, stage 1 from the flat scan
+    (`lists` of width 0) or from its probed partitions (`lists[q]`, `partition_prefixes`), stages 2-3
+    (`from_candidates`), then the rows ordered by exact cosine distance to the float16 `store.vectors`
+    (uint16 bit patterns; ties: lowest row). Returns (rows, Hamming, cosine), each (queries,
+    min(rerank, shortlist, rows)), and each query's count of filled columns (fewer only when its probed
+    partitions hold fewer rows)."""
+    m = min(stages.rerank, stages.shortlist, store.words.shape[0])
+    out_rows = np.zeros((len(queries), m), dtype=np.int64)
+    out_hamming = np.zeros((len(queries), m), dtype=np.int64)
+    out_cosine = np.zeros((len(queries), m), dtype=np.float64)
+    filled = np.empty(len(queries), dtype=np.int64)
     for q in range(len(queries)):
-        rows, hamming = best_rows(store, stages, margin, qwords[q], tables[q], scratch)
+        if lists.shape[1] == 0:
+            probed = nearest_prefixes(
+                store.columns, store.sample, qwords[q], stages.probe_bits, stages.candidates, margin, scratch
+            )
+        else:
+            probed = partition_prefixes(
+                parts, lists[q], qwords[q], stages.probe_bits, stages.candidates, scratch, marks
+            )
+        rows, hamming = from_candidates(store, stages, probed, qwords[q], tables[q])
         by_row = np.argsort(rows)
         cosine = rows_cosine(store.vectors, rows[by_row], queries[q])
         ranked = np.argsort(cosine, kind="mergesort")  # stable over ascending rows: ties by row
-        out_rows[q] = rows[by_row[ranked]]
-        out_hamming[q] = hamming[by_row[ranked]]
-        out_cosine[q] = cosine[ranked]
-    return out_rows, out_hamming, out_cosine
+        c = len(rows)
+        out_rows[q, :c] = rows[by_row[ranked]]
+        out_hamming[q, :c] = hamming[by_row[ranked]]
+        out_cosine[q, :c] = cosine[ranked]
+        filled[q] = c
+    return out_rows, out_hamming, out_cosine, filled
 
 
 @njit(cache=True, nogil=True)

@@ -8,7 +8,9 @@ Modes, at hash length `bits` (any prefix of the stored codes; default the stored
 - "topk" (default), in up to four stages, each cheaper per row than the next and run on fewer rows:
   1. candidates: a scan of the first `probe_bits` bits of every code (search_kernels.py; default the
      first 128 bits) keeps the `candidates` rows nearest in Hamming distance (`probe_bits=bits`, or an
-     index of no more than `candidates` rows: an exact Hamming ranking of every row);
+     index of no more than `candidates` rows: an exact Hamming ranking of every row); with
+     `partition_probes` P > 0 (partitions.py) only the rows of the query's P nearest partitions are
+     scanned (prefixes of at most 256 bits, read from their copy in partition order), the same way;
   2. shortlist: their full `bits`-bit Hamming distances keep the best `shortlist`;
   3. weighted Hamming (lsh.py: each differing bit costs the query's margin on that hyperplane)
      keeps the best `rerank` of those;
@@ -46,7 +48,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import ann_graph, lsh, lsh_tables, postprocess, search_kernels
+from . import ann_graph, lsh, lsh_tables, partitions, postprocess, search_kernels
 from .errors import EproductError
 from .index_store import Index
 from .settings import (
@@ -92,6 +94,8 @@ class RowExplanation:
     probe_rank: int  # items before it in the prefix scan: candidates needed (topk with probe_bits)
     cutoff_needed: float  # cutoff mode admits it for any cutoff above this (its code cosine)
     shortest_bits: int | None  # shortest hash length at which code cosine < cutoff (None: none)
+    partition_rank: int | None = None  # its partition's rank among the query's (partition_probes needed - 1);
+    # None: the index has no partitions
 
 
 def _order(primary: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -143,14 +147,16 @@ class _Plan:
     probe_bits: int
     candidates: int
     table_probes: int = 0  # > 0: stage 1 from the prefix-bucket tables (lsh_tables.py)
+    partition_probes: int = 0  # > 0: stage 1 from this many of the index's partitions (partitions.py)
 
     def probes(self, index: Index) -> bool:
         """Whether top-k mode scans a prefix first (stage 1) rather than ranking every row exactly."""
         return self.probe_bits < self.bits and self.candidates < index.size
 
     def stages(self, index: Index) -> search_kernels.Stages:
-        """The stage sizes the kernels run (stage 1 is an exact `bits` scan when it does not probe)."""
-        if self.probes(index):
+        """The stage sizes the kernels run: stage 1 is an exact `bits` ranking keeping the shortlist when it
+        does not probe a shorter prefix (also over the rows of probed partitions)."""
+        if self.probes(index) or (self.partition_probes and self.probe_bits < self.bits):
             return search_kernels.Stages(self.probe_bits, self.bits, self.candidates, self.shortlist, self.rerank)
         return search_kernels.Stages(self.bits, self.bits, self.shortlist, self.shortlist, self.rerank)
 
@@ -187,22 +193,40 @@ def _result(index: Index, qwords, rows, hamming, cosine, plan: _Plan, considered
     )
 
 
-def _search_topk(index: Index, query, qwords, plan: _Plan) -> SearchResult:
-    """Top-k by Hamming (rerank=0), or the Hamming best `rerank` re-ranked by exact cosine (no weighted stage)."""
-    probed = _scan(index, qwords, plan.probe_bits, plan.candidates) if plan.probes(index) else None
+def _search_topk(index: Index, query, qwords, plan: _Plan, lists=None) -> SearchResult:
+    """Top-k by Hamming (rerank=0), or the Hamming best `rerank` re-ranked by exact cosine (no weighted stage);
+    stage 1 from the partitions `lists` when given."""
+    if lists is not None:
+        probed = search_kernels.partition_scan(
+            _parts(index), lists, qwords, plan.probe_bits, plan.candidates, index.kernel
+        )
+    else:
+        probed = _scan(index, qwords, plan.probe_bits, plan.candidates) if plan.probes(index) else None
     rows, hamming = _topk_candidates(index, qwords, plan.bits, plan.shortlist, probed)
     return _finish(index, query, qwords, rows, hamming, plan, len(rows), True)
 
 
-def _search_reranked(index: Index, queries, qwords, projections, plan: _Plan) -> list[SearchResult]:
-    """Stages 1-4 (module doc) for a batch, in one compiled call where numba is available."""
+def _parts(index: Index) -> search_kernels.Parts:
+    made = partitions.partitions_of(index)
+    return search_kernels.Parts(made.columns, made.rows, made.offsets)
+
+
+def _search_reranked(index: Index, queries, qwords, projections, plan: _Plan, lists=None) -> list[SearchResult]:
+    """Stages 1-4 (module doc) for a batch, in one compiled call where numba is available; stage 1 from the
+    partitions `lists` (queries, probes) when given."""
     stages = plan.stages(index)
-    columns, sample = index.scan_arrays(stages.probe_bits)
+    if lists is None:
+        columns, sample = index.scan_arrays(stages.probe_bits)
+        parts = search_kernels.NO_PARTS
+    else:
+        columns = sample = search_kernels.NO_PARTS.columns
+        parts = _parts(index)
     store = search_kernels.Store(columns, sample, index.words, index.vectors)
-    rows, hamming, cosine = search_kernels.reranked(store, stages, qwords, projections, queries, index.kernel)
+    found = search_kernels.reranked(store, stages, qwords, projections, queries, index.kernel, parts, lists)
     considered = min(plan.shortlist, index.size)
     return [
-        _result(index, qwords[i], rows[i], hamming[i], cosine[i], plan, considered, True) for i in range(len(queries))
+        _result(index, qwords[i], rows, hamming, cosine, plan, considered, True)
+        for i, (rows, hamming, cosine) in enumerate(found)
     ]
 
 
@@ -302,9 +326,21 @@ def resolve(index: Index, settings: SearchSettings) -> SearchSettings:
     candidates = pick("candidates")
     candidates = max(DEFAULT_CANDIDATES, 4 * shortlist, 8 * (k or 0)) if candidates is None else candidates
     candidates = max(candidates, shortlist)
-    table_probes = pick("table_probes") or 0
+    table_probes, partition_probes = pick("table_probes") or 0, pick("partition_probes") or 0
+    if settings.table_probes and settings.partition_probes is None:
+        partition_probes = 0  # a stage 1 asked for replaces the index's tuned one
+    if settings.partition_probes and settings.table_probes is None:
+        table_probes = 0
+    if table_probes and partition_probes and mode == "topk":
+        raise EproductError(
+            f"table_probes = {table_probes} and partition_probes = {partition_probes}: stage 1 comes from one "
+            "of them; set the other to 0."
+        )
     if table_probes and mode == "topk":
         lsh_tables.tables_of(index)  # refuses an index without tables, naming the fix
+    if partition_probes and mode == "topk":
+        partitions.partitions_of(index)  # refuses an index without partitions, naming the fix
+        probe_bits = min(probe_bits, 64 * partitions.PREFIX_WORDS)  # the prefix words stored in list order
     return SearchSettings(
         mode=mode,
         bits=bits,
@@ -315,6 +351,7 @@ def resolve(index: Index, settings: SearchSettings) -> SearchSettings:
         probe_bits=int(probe_bits),
         candidates=int(candidates),
         table_probes=int(table_probes),
+        partition_probes=int(partition_probes),
     )
 
 
@@ -347,8 +384,19 @@ def _plan(index: Index, settings: SearchSettings) -> _Plan:
     r = resolve(index, settings)
     assert r.bits is not None and r.rerank is not None and r.shortlist is not None  # filled by resolve
     assert r.probe_bits is not None and r.candidates is not None
-    assert r.table_probes is not None
-    return _Plan(r.mode, r.bits, r.k, r.cutoff, r.rerank, r.shortlist, r.probe_bits, r.candidates, r.table_probes)
+    assert r.table_probes is not None and r.partition_probes is not None
+    return _Plan(
+        r.mode,
+        r.bits,
+        r.k,
+        r.cutoff,
+        r.rerank,
+        r.shortlist,
+        r.probe_bits,
+        r.candidates,
+        r.table_probes,
+        r.partition_probes,
+    )
 
 
 def search(index: Index, queries: np.ndarray, settings: SearchSettings, *, threads: int = 1) -> list[SearchResult]:
@@ -452,9 +500,13 @@ def _search_many(index: Index, queries, qwords, projections, plan: _Plan) -> lis
         return [_search_cutoff(index, queries[i], qwords[i], plan) for i in range(len(queries))]
     if plan.table_probes:
         return [_search_tables(index, queries[i], qwords[i], projections[i], plan) for i in range(len(queries))]
+    lists = partitions.partitions_of(index).lists_for(queries, plan.partition_probes) if plan.partition_probes else None
     if 0 < plan.rerank < plan.shortlist:
-        return _search_reranked(index, queries, qwords, projections, plan)
-    return [_search_topk(index, queries[i], qwords[i], plan) for i in range(len(queries))]
+        return _search_reranked(index, queries, qwords, projections, plan, lists)
+    return [
+        _search_topk(index, queries[i], qwords[i], plan, None if lists is None else lists[i])
+        for i in range(len(queries))
+    ]
 
 
 def explain(index: Index, query: np.ndarray, rows: Sequence[int], settings: SearchSettings) -> list[RowExplanation]:
@@ -485,6 +537,7 @@ def explain(index: Index, query: np.ndarray, rows: Sequence[int], settings: Sear
     else:
         cosine = [None] * len(wanted)
     shards = index.shard_of(wanted)
+    partition_rank = _partition_ranks(index, query, wanted)
     out = []
     for i, row in enumerate(wanted):
         d, p, w = all_dist[row], prefix_dist[row], weighted[row]
@@ -502,9 +555,23 @@ def explain(index: Index, query: np.ndarray, rows: Sequence[int], settings: Sear
                 probe_rank=int(np.count_nonzero(prefix_dist < p) + np.count_nonzero(prefix_dist[:row] == p)),
                 cutoff_needed=float(per_length[i, -1]),
                 shortest_bits=int(admits[0]) + 1 if len(admits) else None,
+                partition_rank=None if partition_rank is None else int(partition_rank[i]),
             )
         )
     return out
+
+
+def _partition_ranks(index: Index, query: np.ndarray, rows: np.ndarray) -> np.ndarray | None:
+    """Per row, its partition's rank among the query's partitions (lists_for order), or None without partitions."""
+    if not index.manifest.get("partitions"):
+        return None
+    made = partitions.partitions_of(index)
+    order = made.lists_for(query[None, :], made.lists)[0]
+    rank_of_list = np.empty(made.lists, dtype=np.int64)
+    rank_of_list[order] = np.arange(made.lists)
+    list_of_row = np.empty(index.size, dtype=np.int64)
+    list_of_row[made.rows] = np.repeat(np.arange(made.lists), np.diff(made.offsets))
+    return rank_of_list[list_of_row[rows]]
 
 
 def code_cosines(index: Index, query: np.ndarray, bits: int) -> np.ndarray:

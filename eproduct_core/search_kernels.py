@@ -59,6 +59,17 @@ class Store(NamedTuple):
     vectors: np.ndarray  # (rows, dim) float16 (unit rows, see index.py)
 
 
+class Parts(NamedTuple):
+    """The partitions a stage 1 can probe instead of the flat scan (partitions.Partitions holds them)."""
+
+    columns: np.ndarray  # (words, rows) uint64: the first code words of every row, in list order
+    rows: np.ndarray  # (rows,) int64: the row at each list position
+    offsets: np.ndarray  # (lists + 1,) int64: list l is positions offsets[l]:offsets[l + 1]
+
+
+NO_PARTS = Parts(np.zeros((1, 0), np.uint64), np.zeros(0, np.int64), np.zeros(1, np.int64))  # the flat scan's
+
+
 def numba_available() -> bool:
     """Whether the compiled kernel (numba) can be used; if not, scans fall back to numpy."""
     global _kernels, _kernels_checked
@@ -85,6 +96,9 @@ def prepare() -> bool:
     vectors, queries = np.zeros((8, 4), np.float16), np.ones((1, 4), np.float32)
     store = Store(columns, radius_sample(columns), words, vectors)
     reranked(store, Stages(128, 256, 4, 2, 1), words[:1], np.ones((1, 256), np.float32), queries)
+    parts = Parts(columns, np.arange(8), np.array([0, 8]))
+    lists = np.zeros((1, 1), np.int64)
+    reranked(store, Stages(128, 256, 4, 2, 1), words[:1], np.ones((1, 256), np.float32), queries, "auto", parts, lists)
     best_rows(store, Stages(128, 256, 4, 2, 1), words[0], np.ones(256, np.float32))
     scan(columns, words[0], 100, 2)
     nearest(np.arange(8), 2, 8)
@@ -262,6 +276,14 @@ def _found_buffers(rows: int) -> tuple[np.ndarray, np.ndarray]:
     return buffers
 
 
+def _marks(rows: int) -> np.ndarray:
+    """This thread's two zeroed row bitmaps for `numba_kernels.partition_prefixes` (it leaves them zeroed)."""
+    marks = getattr(_scratch, "marks", None)
+    if marks is None or marks.shape[1] != -(-rows // 64):
+        marks = _scratch.marks = np.zeros((2, -(-rows // 64)), np.uint64)
+    return marks
+
+
 def _compiled_store(store: Store, probe_bits: int) -> Store:
     """`store` as the compiled kernels read it: the scan arrays cut to the probed words, vectors as uint16."""
     nwords = -(-probe_bits // 64)
@@ -269,12 +291,26 @@ def _compiled_store(store: Store, probe_bits: int) -> Store:
 
 
 def best_rows(
-    store: Store, stages: Stages, qwords: np.ndarray, projections: np.ndarray, kernel: str = "auto"
+    store: Store,
+    stages: Stages,
+    qwords: np.ndarray,
+    projections: np.ndarray,
+    kernel: str = "auto",
+    probed: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Stages 1-3 of a top-k search (search.py) for one query: the `stages.candidates` rows nearest on the
     first `stages.probe_bits` bits, the `stages.shortlist` of those nearest in `stages.bits`-bit Hamming
     distance, and the `stages.rerank` of those nearest in weighted Hamming distance.
-    Returns (rows, Hamming distances), best first; ties go to the lowest row."""
+    Returns (rows, Hamming distances), best first; ties go to the lowest row. `probed`: stage 1's rows
+    (ascending) when the caller has them (`partition_scan`)."""
+    if probed is not None and _compiled(kernel):
+        return _kernels.from_candidates(
+            _compiled_store(store, stages.probe_bits),
+            Stages(*(int(v) for v in stages)),
+            np.ascontiguousarray(probed, dtype=np.int64),
+            np.ascontiguousarray(qwords),
+            lsh.weighted_table(projections, stages.bits),
+        )
     if _compiled(kernel):
         return _kernels.best_rows(
             _compiled_store(store, stages.probe_bits),
@@ -285,9 +321,9 @@ def best_rows(
             _found_buffers(store.columns.shape[1]),
         )
     columns, words = store.columns, store.words
-    if stages.candidates < columns.shape[1]:
+    if probed is None and stages.candidates < columns.shape[1]:
         probed = numpy_scan(columns, qwords, stages.probe_bits, stages.candidates)
-    else:
+    elif probed is None:
         probed = np.arange(columns.shape[1])
     hamming = rows_hamming(words, probed, qwords, stages.bits, kernel)
     shortlist = smallest(hamming, stages.shortlist, stages.bits)
@@ -304,29 +340,69 @@ def reranked(
     projections: np.ndarray,
     queries: np.ndarray,
     kernel: str = "auto",
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Stages 1-4 for a batch (q, ...): per query the rows `best_rows` picks, ordered by exact cosine distance
-    to their float16 `store.vectors` (ties: lowest row). Returns (rows, Hamming, cosine), each (q,
-    min(rerank, shortlist, rows)). The compiled kernel runs the whole batch in one GIL-free call."""
+    parts: Parts = NO_PARTS,
+    lists: np.ndarray | None = None,
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Stages 1-4 for a batch (q, ...): per query the rows `best_rows` picks (stage 1 from the flat scan, or
+    with `lists` (q, probes) from those partitions of `parts`, `partition_scan`), ordered by exact cosine
+    distance to their float16 `store.vectors` (ties: lowest row). Returns one (rows, Hamming, cosine) per
+    query, each of min(rerank, shortlist, rows) rows (fewer only when its partitions hold fewer rows).
+    The compiled kernel runs the whole batch in one GIL-free call."""
+    lists = np.zeros((len(queries), 0), np.int64) if lists is None else np.ascontiguousarray(lists, dtype=np.int64)
     if _compiled(kernel):
-        return _kernels.reranked(
+        rows, hamming, cosine, filled = _kernels.reranked(
             _compiled_store(store, stages.probe_bits),
+            Parts(parts.columns[: -(-stages.probe_bits // 64)], parts.rows, parts.offsets),
             Stages(*(int(v) for v in stages)),
             RADIUS_MARGIN,
             np.ascontiguousarray(qwords),
+            lists,
             lsh.weighted_table(projections, stages.bits),
             np.ascontiguousarray(queries, dtype=np.float32),
-            _found_buffers(store.columns.shape[1]),
+            _found_buffers(store.words.shape[0]),
+            _marks(store.words.shape[0]),
         )
-    m = min(stages.rerank, stages.shortlist, store.columns.shape[1])
-    rows = np.empty((len(queries), m), np.int64)
-    hamming, cosine = np.empty_like(rows), np.empty((len(queries), m), np.float64)
+        return [(rows[i, :c], hamming[i, :c], cosine[i, :c]) for i, c in enumerate(filled)]
+    out = []
     for i in range(len(queries)):
-        picked, distances = best_rows(store, stages, qwords[i], projections[i], kernel)
+        probed = (
+            partition_scan(parts, lists[i], qwords[i], stages.probe_bits, stages.candidates, kernel)
+            if lists.shape[1]
+            else None
+        )
+        picked, distances = best_rows(store, stages, qwords[i], projections[i], kernel, probed)
         exact = rows_cosine(store.vectors, picked, queries[i], kernel)
         order = np.lexsort((picked, exact))
-        rows[i], hamming[i], cosine[i] = picked[order], distances[order], exact[order]
-    return rows, hamming, cosine
+        out.append((picked[order], distances[order], exact[order]))
+    return out
+
+
+def partition_scan(
+    parts: Parts, lists: np.ndarray, qwords: np.ndarray, probe_bits: int, count: int, kernel: str = "auto"
+) -> np.ndarray:
+    """Rows (ascending) of the `count` nearest `probe_bits`-bit prefixes among the rows of partitions `lists`
+    (ties: lowest row); probing every list gives `scan`'s rows."""
+    lists = np.ascontiguousarray(lists, dtype=np.int64)
+    if _compiled(kernel):
+        nwords = -(-probe_bits // 64)
+        rows = len(parts.rows)
+        return _kernels.partition_prefixes(
+            Parts(parts.columns[:nwords], parts.rows, parts.offsets),
+            lists,
+            np.ascontiguousarray(qwords[:nwords]),
+            probe_bits,
+            count,
+            _found_buffers(rows),
+            _marks(rows),
+        )
+    starts, stops = parts.offsets[lists], parts.offsets[lists + 1]
+    positions = np.concatenate([np.arange(a, b) for a, b in zip(starts, stops, strict=True)] or [np.zeros(0, int)])
+    masks = lsh.word_masks(probe_bits)
+    dist = np.zeros(len(positions), np.int64)
+    for j, mask in enumerate(masks):
+        dist += np.bitwise_count((parts.columns[j, positions] ^ qwords[j]) & mask)
+    rows = parts.rows[positions]
+    return np.sort(rows[np.lexsort((rows, dist))[:count]])
 
 
 def numpy_scan(columns: np.ndarray, qwords: np.ndarray, probe_bits: int, count: int) -> np.ndarray:

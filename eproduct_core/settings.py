@@ -74,6 +74,10 @@ class SearchSettings:
     # stage 1 from the index's prefix-bucket tables (lsh_tables.py): buckets probed per table (cost grows
     # slower than the index); 0: the flat prefix scan; None: the index's tuned default, else 0
     table_probes: int | None = None
+    # stage 1 from the index's coarse partitions (partitions.py, `eproduct index partitions`): lists probed per
+    # query, the rows of those lists prefix-scanned (cost grows about as sqrt of the index); 0: the flat prefix
+    # scan; None: the index's tuned default, else 0
+    partition_probes: int | None = None
     # Post-processing (eproduct_core/postprocess.py), measured in benchmarks/quality.py:
     whiten: bool = False  # PCA-whiten queries and index rows with a whitening fitted on the index embeddings
     query_expansion: int = 0  # alpha-QE over this many top results before the final ranking (0 = off)
@@ -102,8 +106,10 @@ class SearchSettings:
             _fail(name, "backend", self.backend, f"must be one of {BACKENDS}")
         if self.backend != "lsh" and self.mode != "topk":
             _fail(name, "backend", self.backend, "searches top-k only; the cutoff mode scans the LSH codes")
-        if self.table_probes is not None and self.table_probes < 0:
-            _fail(name, "table_probes", self.table_probes, "must be 0 (the flat prefix scan) or a positive count")
+        for key in ("table_probes", "partition_probes"):
+            value = getattr(self, key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+                _fail(name, key, value, "must be 0 (the flat prefix scan) or a positive count")
         for key in ("query_expansion", "dba"):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:

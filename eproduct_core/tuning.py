@@ -21,6 +21,9 @@ and, on an index storing more than SHORT_BITS, also only the first SHORT_BITS (a
 length a bisection over LADDER finds the smallest R whose recall reaches the target with margin: the
 lower end of the 90% bootstrap interval over the sample queries must be >= target. The winners of the
 prefix lengths are then timed on 100 sample queries (median of 3 passes, one query at a time) and the fastest is kept.
+On an index with partitions (partitions.py) the same family is also searched with stage 1 from 1, 2, 4, ...
+probed lists (256-bit prefixes; rungs capped where stage 1 keeps every probed row) until PARTITION_WINNERS
+counts reach the target; those winners are timed beside the flat scan's, so the flat scan stays when it is faster.
 If no setting reaches the target, the most accurate one tried is kept and `reached` is False.
 """
 
@@ -33,6 +36,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from . import partitions as _partitions
 from . import search as _search
 from .errors import EproductError
 from .settings import SearchSettings
@@ -45,6 +49,7 @@ CANDIDATES_PER_RERANK = 32  # as DEFAULT_CANDIDATES / DEFAULT_RERANK
 PROBE_CHOICES = (64, 128, 256)  # prefix lengths tried for the candidate scan (capped at the stored bits)
 SHORT_BITS = 256  # indexes storing more bits are also tuned searching only this prefix (`_lengths`)
 BOOTSTRAP = 1000  # resamples for the interval
+PARTITION_WINNERS = 3  # probed-list counts reaching the target that the tuner times (partitions only)
 
 
 @dataclass(frozen=True)
@@ -70,8 +75,11 @@ class TuneResult:
         return out
 
 
-def stage_settings(rerank: int, probe_bits: int, k: int, bits: int | None = None) -> SearchSettings:
-    """The family of stage sizes the tuner searches (see the module doc); `bits` None: all stored bits."""
+def stage_settings(
+    rerank: int, probe_bits: int, k: int, bits: int | None = None, partition_probes: int = 0
+) -> SearchSettings:
+    """The family of stage sizes the tuner searches (see the module doc); `bits` None: all stored bits;
+    `partition_probes` > 0: stage 1 from that many of the index's partitions."""
     return SearchSettings(
         k=k,
         bits=bits,
@@ -79,6 +87,7 @@ def stage_settings(rerank: int, probe_bits: int, k: int, bits: int | None = None
         shortlist=SHORTLIST_PER_RERANK * rerank,
         probe_bits=probe_bits,
         candidates=CANDIDATES_PER_RERANK * rerank,
+        partition_probes=partition_probes,
     )
 
 
@@ -181,8 +190,9 @@ def tune(
         if settings not in cache:
             cache[settings] = per_query_recall(_rows_found(index, queries, settings, threads), truth, drop)
             if progress is not None:
+                lists = f"partition_probes {settings.partition_probes}, " if settings.partition_probes else ""
                 progress(
-                    f"probe_bits {settings.probe_bits}, candidates {settings.candidates}, shortlist "
+                    f"{lists}probe_bits {settings.probe_bits}, candidates {settings.candidates}, shortlist "
                     f"{settings.shortlist}, rerank {settings.rerank}: recall@{k} {cache[settings].mean():.3f}"
                 )
         return cache[settings]
@@ -195,6 +205,7 @@ def tune(
         rung = _first_reaching([stage_settings(r, probe, ask, bits) for r in LADDER], reaches)
         if rung is not None:
             winners.append(rung)
+    winners += _partition_winners(index, ask, reaches)
     if winners:
         timed = [(_time(index, queries, s), s) for s in winners]
         ms, best = min(timed, key=lambda pair: pair[0])
@@ -216,6 +227,26 @@ def tune(
         ms,
         len(cache),
     )
+
+
+def _partition_winners(index, k: int, reaches: Callable[[SearchSettings], bool]) -> list[SearchSettings]:
+    """For an index with partitions: per count of probed lists (powers of two, ascending), the smallest re-rank
+    rung reaching the target, rungs capped where stage 1 keeps every probed row; stops after PARTITION_WINNERS
+    counts reach it (probing more lists then only costs more)."""
+    made = _partitions.open_partitions(index) if index.manifest.get("partitions") else None
+    if made is None:
+        return []
+    probe = min(max(PROBE_CHOICES), index.bits, 64 * _partitions.PREFIX_WORDS)
+    winners: list[SearchSettings] = []
+    for lists in [2**i for i in range(made.lists.bit_length()) if 2**i <= made.lists]:
+        probed_rows = lists * index.size / made.lists
+        rungs = [r for r in LADDER if CANDIDATES_PER_RERANK * r < 2 * probed_rows] or [LADDER[0]]
+        rung = _first_reaching([stage_settings(r, probe, k, None, lists) for r in rungs], reaches)
+        if rung is not None:
+            winners.append(rung)
+            if len(winners) == PARTITION_WINNERS:
+                break
+    return winners
 
 
 def _lengths(stored: int) -> list[tuple[int | None, int]]:

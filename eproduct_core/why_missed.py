@@ -45,6 +45,7 @@ COLUMNS = [
     "rerank_needed",
     "shortest_bits_within_cutoff",
     "bits_needed",
+    "partition_rank",
     "reason",
 ]
 
@@ -65,7 +66,8 @@ def why_missed(
 
     Columns: index_id, row, shard, rank (1-based in the actual results, NaN when absent), retrieved,
     hamming, code_cosine, cosine (at settings.bits), hamming_rank, weighted_rank (1-based), cutoff_needed,
-    cutoff_retrieves, rerank_needed, shortest_bits_within_cutoff, bits_needed, reason. Variants are
+    cutoff_retrieves, rerank_needed, shortest_bits_within_cutoff, bits_needed, partition_rank (1-based rank
+    of its partition among the query's, NaN without partitions), reason. Variants are
     `settings.replace(...)` (their other `None` fields still the index's); the reasons quote `settings` as
     resolved for the index (`search.resolve`). Without a k, the top TOP counts.
     """
@@ -116,6 +118,7 @@ def _row(index, query, info, rank, settings: SearchSettings, resolved: SearchSet
         "rerank_needed": rerank_needed,
         "shortest_bits_within_cutoff": info.shortest_bits,
         "bits_needed": bits_needed,
+        "partition_rank": float("nan") if info.partition_rank is None else float(info.partition_rank + 1),
     }
     row["reason"] = _reason(row, resolved)
     return row
@@ -136,6 +139,11 @@ def _reason(row: dict, settings: SearchSettings) -> str:
             text = f"within the cutoff, but {settings.k} or more admitted items rank before it"
     else:
         text = f"Hamming rank {row['hamming_rank']} at {settings.bits} bits"
+        if settings.partition_probes and row["partition_rank"] > settings.partition_probes:
+            text = (
+                f"in the query's partition {int(row['partition_rank'])} by centroid, beyond the "
+                f"{settings.partition_probes} probed; " + text
+            )
         if settings.rerank:
             text += f", weighted Hamming rank {row['weighted_rank']}"
             if row["weighted_rank"] > settings.rerank:

@@ -114,6 +114,9 @@ CASES = {
     "index info a catalog": "index info {cat}",
     "index ann missing": "index ann {missing}",
     "index ann m 1": "index ann {idx} --m 1",
+    "index partitions missing": "index partitions {missing}",
+    "index partitions more lists than rows": "index partitions {idx} --lists 99999999",
+    "index build partitions without vectors": "index build --vectors {vec} --out {new}/i11 --partitions --no-vectors",
     # search
     "search index missing": "search --index {missing} --vectors {vec} --out {new}/o1.csv",
     "search vectors missing": "search --index {idx} --vectors {missing} --out {new}/o2.csv",
@@ -121,6 +124,7 @@ CASES = {
     "search k 0": "search --index {idx} --vectors {vec} --out {new}/o4.csv --k 0",
     "search bits beyond stored": "search --index {idx} --vectors {vec} --out {new}/o5.csv --bits 999",
     "search hnsw without a graph": "search --index {idx} --vectors {vec} --out {new}/o7.csv --backend hnsw",
+    "search partitions absent": "search --index {idx} --vectors {vec} --out {new}/o9.csv --partition-probes 4",
     "search hnsw in cutoff mode": "search --index {idx} --vectors {vec} --out {new}/o8.csv --backend hnsw --mode cutoff",
     "search --out is a folder": "search --index {idx} --vectors {vec} --out {dir}",
     "search wrong kind": "search --index {idx} --vectors {vec} --out {new}/o6.csv --kind seed",

@@ -1,8 +1,10 @@
-"""`eproduct index build|verify|info|tune|tables|ann` and `eproduct search`: the sharded LSH index from the command line.
+"""`eproduct index build|verify|info|tune|tables|partitions|ann` and `eproduct search`: the sharded LSH index from
+the command line.
 
 `index build`'s --kind --bits --shard-size --seed --centre make one `IndexSpec`; `search`'s settings are the shared
 flag set (search_flags.py) over the index's own defaults; `index tune` and `build --target-recall` store
-tuned defaults (tuning.py); `index ann` stores the optional faiss HNSW graph (ann_graph.py) that
+tuned defaults (tuning.py); `index partitions` (or `build --partitions`) stores the coarse partitions
+(partitions.py) that `search --partition-probes` and the tuner use; `index ann` stores the optional faiss HNSW graph (ann_graph.py) that
 `search --backend hnsw` uses.
 """
 
@@ -49,6 +51,8 @@ def _build(args: argparse.Namespace) -> int:
     from ..index import build_index
     from ..settings import IndexSpec
 
+    if args.partitions is not None and args.no_vectors:
+        raise EproductError("--partitions fits k-means on the stored vectors; drop --no-vectors or --partitions.")
     ids: list[str] | None
     if args.embeddings:
         emb = read_embeddings(args.embeddings, mmap=True)
@@ -79,6 +83,8 @@ def _build(args: argparse.Namespace) -> int:
     print(f"{out}: {len(vectors)} rows, {spec.bits} bits")
     if args.tables:
         _tables_into(out)
+    if args.partitions is not None:
+        _partitions_into(out, args.partitions or None)
     if args.target_recall and not args.no_vectors:
         _tune_into(out, args.target_recall, _tune_queries(args.tune_queries, args.embeddings), args.quiet)
     return 0
@@ -111,8 +117,9 @@ def _tune_into(folder, target: float, queries, quiet: bool) -> None:
     result = tune(index, target=target, queries=queries, progress=None if quiet else lambda line: print(f"  {line}"))
     store_tuned(folder, result)
     s = result.settings
+    lists = f"partition_probes {s.partition_probes}, " if s.partition_probes else ""
     print(
-        f"{folder}: default search settings probe_bits {s.probe_bits}, candidates {s.candidates}, "
+        f"{folder}: default search settings {lists}probe_bits {s.probe_bits}, candidates {s.candidates}, "
         f"shortlist {s.shortlist}, rerank {s.rerank}; {describe(result.estimate())}"
     )
 
@@ -120,8 +127,30 @@ def _tune_into(folder, target: float, queries, quiet: bool) -> None:
 def _verify_tables(folder) -> list[str]:
     from ..index import open_index
     from ..lsh_tables import verify_tables
+    from ..partitions import verify_partitions
 
-    return verify_tables(open_index(folder))
+    index = open_index(folder)
+    return verify_tables(index) + verify_partitions(index)
+
+
+def _partitions_into(folder, lists: int | None) -> None:
+    import numpy as np
+
+    from ..index import open_index
+    from ..partitions import build_partitions
+
+    made, seconds = build_partitions(open_index(folder), lists)
+    sizes = made.offsets[1:] - made.offsets[:-1]
+    print(
+        f"{folder}: {made.lists} partitions (rows per list: median {int(np.median(sizes))}, "
+        f"largest {int(sizes.max())}), {made.memory_bytes() / 2**20:.1f} MiB, built in {seconds:.1f} s "
+        "(search with --partition-probes N)"
+    )
+
+
+def _partitions(args: argparse.Namespace) -> int:
+    _partitions_into(args.dir, args.lists)
+    return 0
 
 
 def _tables_into(folder) -> None:
@@ -191,6 +220,21 @@ def _add_tuning(commands: argparse._SubParsersAction, build: argparse.ArgumentPa
     build.add_argument(
         "--tables", action="store_true", help="also build prefix-bucket candidate tables (sublinear stage 1)"
     )
+    build.add_argument(
+        "--partitions",
+        nargs="?",
+        type=int,
+        const=0,
+        metavar="LISTS",
+        help="also cut the rows into k-means partitions (sublinear stage 1; LISTS default about sqrt(rows) / 2), "
+        "before tuning, so the tuner can pick how many to probe",
+    )
+    parts = commands.add_parser(
+        "partitions", help="cut an index's rows into k-means partitions (sublinear stage 1), stored in its folder"
+    )
+    parts.add_argument("dir", help="index folder (built with vectors)")
+    parts.add_argument("--lists", type=int, help="partitions (default: the power of two nearest sqrt(rows) / 2)")
+    parts.set_defaults(func=_partitions)
     tables = commands.add_parser("tables", help="build prefix-bucket candidate tables into an index folder")
     tables.add_argument("dir", help="index folder")
     tables.set_defaults(func=_tables)

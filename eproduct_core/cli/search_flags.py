@@ -34,6 +34,7 @@ FLAGS = (
     "probe_bits",
     "candidates",
     "table_probes",
+    "partition_probes",
     "backend",
     "ef_search",
     "whiten",
@@ -85,6 +86,12 @@ def add_search_flags(parser: argparse.ArgumentParser, default: str) -> None:
         type=int,
         help="stage 1 from the index's candidate tables (`eproduct index tables`): buckets probed per table "
         "(0 = the flat prefix scan; default: the index's, else 0)",
+    )
+    group.add_argument(
+        "--partition-probes",
+        type=int,
+        help="stage 1 from the index's partitions (`eproduct index partitions`): lists probed per query, their "
+        "rows prefix-scanned (0 = the flat prefix scan over every row; default: the index's, else 0)",
     )
     group.add_argument(
         "--backend",

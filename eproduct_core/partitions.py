@@ -1,0 +1,210 @@
+"""Coarse partitions of an index's rows (inverted lists): a candidate stage whose cost grows slower than the index.
+
+Owns `build_partitions` (spherical k-means over the stored vectors, written into the index folder with
+checksums in its manifest, key "partitions"), `open_partitions`, `partitions_of`, `verify_partitions` and
+`Partitions.lists_for` (which lists a query probes). numpy only; the scan of the probed lists is
+search_kernels.partition_scan (compiled, with a numpy twin that gives the same rows).
+
+The rows are grouped by their nearest of `lists` centroids (cosine, k-means on a seeded sample of the
+stored unit vectors). Stored beside the codes: the centroids (float32), the row number at each list position
+(`rows`, lists one after another, each ascending), `offsets` (list l is positions offsets[l]:offsets[l+1])
+and a copy of the first PREFIX_WORDS code words in list order (`columns`, word-major), so the scan of a
+probed list reads contiguous memory. A query probes the `probes` lists whose centroids have the largest
+inner product with it; stage 1 of a top-k search then keeps the `candidates` rows of those lists nearest in
+prefix Hamming distance (ties: lowest row), and stages 2-4 rank them exactly as after the flat scan
+(search.py). The random-hyperplane codes stay the index's; the partitions only choose which rows' codes
+are read. Probing every list gives every row: the flat scan's result (tested).
+
+Cost: probes x rows/lists code prefixes plus lists x dim for the centroid scores; lists defaults to about
+sqrt(rows) / 2 (a power of two), so both terms grow as sqrt(rows).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import EproductError
+
+PREFIX_WORDS = 4  # code words copied in list order: the scan reads up to 256-bit prefixes from them
+LISTS_RANGE = (1, 65536)
+KMEANS_ITERATIONS = 10
+SAMPLE_PER_LIST = 40  # k-means is fitted on about this many sampled rows per list (at least MIN_SAMPLE)
+MIN_SAMPLE = 20_000
+BLOCK = 1 << 13  # rows assigned per matrix product
+FILES = {
+    "centroids": "partitions-centroids.npy",
+    "rows": "partitions-rows.npy",
+    "offsets": "partitions-offsets.npy",
+    "columns": "partitions-columns.npy",
+}
+
+
+def default_lists(rows: int) -> int:
+    """The power of two nearest sqrt(rows) / 2, at least 1 (8 at 256 rows, 256 at 210k, 512 at 1.1M): scoring the
+    centroids reads lists x dim floats per query (at d = 1280, 512 lists took 0.12 ms a query, 256 lists 0.05 ms),
+    so fewer, larger lists than sqrt(rows): the rows they add to the scan cost less."""
+    return int(max(1, 2 ** round(math.log2(max(1.0, math.sqrt(rows) / 2)))))
+
+
+@dataclass
+class Partitions:
+    """Loaded partitions of one index (see the module doc)."""
+
+    centroids: np.ndarray  # (lists, dim) float32 unit rows
+    rows: np.ndarray  # (rows,) int64: the row at each list position
+    offsets: np.ndarray  # (lists + 1,) int64
+    columns: np.ndarray  # (words, rows) uint64: the first code words, in list order
+
+    @property
+    def lists(self) -> int:
+        return int(self.centroids.shape[0])
+
+    def memory_bytes(self) -> int:
+        return int(self.centroids.nbytes + self.rows.nbytes + self.offsets.nbytes + self.columns.nbytes)
+
+    def lists_for(self, queries: np.ndarray, probes: int) -> np.ndarray:
+        """(queries, min(probes, lists)) int64: each query's lists by decreasing centroid inner product
+        (ties: lowest list)."""
+        probes = max(1, min(int(probes), self.lists))
+        scores = np.asarray(queries, dtype=np.float32) @ self.centroids.T
+        out = np.empty((len(scores), probes), dtype=np.int64)
+        for i, row in enumerate(scores):
+            top = np.sort(np.argpartition(-row, probes - 1)[:probes]) if probes < self.lists else np.arange(probes)
+            out[i] = top[np.argsort(-row[top], kind="stable")]  # stable over ascending lists: ties by list
+        return out
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def _assign(vectors: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    """The nearest centroid (largest inner product; ties: lowest) of every row, block by block, the blocks
+    shared by one thread per core (the products release the GIL; per-query code keeps one BLAS thread)."""
+    out = np.empty(len(vectors), dtype=np.int64)
+
+    def one(start: int) -> None:
+        block = np.asarray(vectors[start : start + BLOCK], dtype=np.float32)
+        out[start : start + len(block)] = np.argmax(block @ centroids.T, axis=1)
+
+    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+        list(pool.map(one, range(0, len(vectors), BLOCK)))
+    return out
+
+
+def fit_centroids(vectors: np.ndarray, lists: int, seed: int = 0) -> np.ndarray:
+    """Spherical k-means centroids (lists, dim) float32 of a seeded sample of `vectors` (module doc)."""
+    rng = np.random.default_rng(seed)
+    n = len(vectors)
+    size = min(n, max(MIN_SAMPLE, SAMPLE_PER_LIST * lists))
+    sample = _unit(np.asarray(vectors[np.sort(rng.choice(n, size, replace=False))], dtype=np.float32))
+    centroids = sample[rng.choice(size, lists, replace=False)].copy()
+    for _ in range(KMEANS_ITERATIONS):
+        labels = _assign(sample, centroids)
+        sums = np.zeros_like(centroids)
+        np.add.at(sums, labels, sample)
+        empty = np.flatnonzero(np.bincount(labels, minlength=lists) == 0)
+        sums[empty] = sample[rng.choice(size, len(empty), replace=False)]  # an empty list restarts at a row
+        centroids = _unit(sums).astype(np.float32)
+    return centroids
+
+
+def make_partitions(vectors: np.ndarray, words: np.ndarray, lists: int, seed: int = 0) -> Partitions:
+    """Partitions of an index's unit `vectors` (rows, dim) and packed codes `words` (rows, words) into `lists`."""
+    n = len(vectors)
+    if not LISTS_RANGE[0] <= lists <= min(LISTS_RANGE[1], n):
+        raise EproductError(
+            f"lists = {lists}: an index of {n} rows can be cut into 1 to {min(LISTS_RANGE[1], n)} lists "
+            f"(default about sqrt(rows) / 2: {default_lists(n)})."
+        )
+    centroids = fit_centroids(vectors, lists, seed)
+    labels = _assign(vectors, centroids)
+    rows = np.argsort(labels, kind="stable").astype(np.int64)  # each list ascending by row
+    offsets = np.zeros(lists + 1, dtype=np.int64)
+    np.cumsum(np.bincount(labels, minlength=lists), out=offsets[1:])
+    columns = np.ascontiguousarray(words[rows, :PREFIX_WORDS].T)
+    return Partitions(centroids, rows, offsets, columns)
+
+
+def build_partitions(index, lists: int | None = None, seed: int = 0) -> tuple[Partitions, float]:
+    """Build partitions for an opened index (with vectors) and store them in its folder (checksums in its
+    manifest, key "partitions"), replacing any there; returns them and the seconds the k-means took."""
+    from .atomic import save_npy_atomic
+    from .index_format import read_manifest, replace_manifest, sha256_file
+
+    if not index.has_vectors:
+        raise EproductError(
+            f"Index {index.path} was built without vectors; partitions are fitted on them. Rebuild it with vectors."
+        )
+    start = time.perf_counter()
+    made = make_partitions(index.vectors, index.words, lists or default_lists(index.size), seed)
+    seconds = time.perf_counter() - start
+    folder = Path(index.path)
+    files: dict[str, dict[str, str]] = {}
+    for role, name in FILES.items():
+        save_npy_atomic(folder / name, getattr(made, role))
+        files[role] = {"file": name, "sha256": sha256_file(folder / name)}
+    manifest = read_manifest(folder)
+    manifest["partitions"] = {"lists": made.lists, "seed": seed, "files": files}
+    replace_manifest(folder, manifest)
+    index.manifest = manifest
+    index._partitions = made
+    return made, seconds
+
+
+def open_partitions(index) -> Partitions | None:
+    """The index's stored partitions (None when it has none); refuses files that disagree with the manifest."""
+    entry = index.manifest.get("partitions")
+    if not entry:
+        return None
+    folder = Path(index.path)
+    try:
+        arrays = {role: np.load(folder / entry["files"][role]["file"], allow_pickle=False) for role in FILES}
+    except (OSError, ValueError, KeyError) as err:
+        raise EproductError(
+            f"Index {folder}: its partitions cannot be read ({err}). Rebuild them: `eproduct index partitions`."
+        ) from err
+    made = Partitions(**arrays)
+    lists = int(entry["lists"])
+    if (
+        made.centroids.shape != (lists, index.dim)
+        or made.rows.shape != (index.size,)
+        or made.offsets.shape != (lists + 1,)
+        or made.columns.shape[1] != index.size
+    ):
+        raise EproductError(f"Index {folder}: its partitions do not match its {index.size} rows; rebuild them.")
+    return made
+
+
+def partitions_of(index) -> Partitions:
+    """The index's partitions, loaded once per opened index; an EproductError when it has none."""
+    cached = getattr(index, "_partitions", None)
+    if cached is None:
+        cached = open_partitions(index)
+        if cached is None:
+            raise EproductError(
+                f"Index {index.path} has no partitions; build them with `eproduct index partitions "
+                f"{index.path}` or search with partition_probes 0 (the flat prefix scan)."
+            )
+        index._partitions = cached
+    return cached
+
+
+def verify_partitions(index) -> list[str]:
+    """Checksum problems of the stored partitions ([] when sound or absent)."""
+    from .index_format import sha256_file
+
+    entry = index.manifest.get("partitions")
+    problems = []
+    for role, f in (entry or {}).get("files", {}).items():
+        path = Path(index.path) / f["file"]
+        if not path.is_file() or sha256_file(path) != f["sha256"]:
+            problems.append(f"{path}: the {role} file of the partitions is missing or its checksum differs.")
+    return problems

@@ -1,0 +1,187 @@
+"""k-means partitions: probing every list equals the flat scan (both kernels, every top-k path); fewer lists
+read fewer rows; tuned settings with partitions reach the target on held-out queries; files are checked; the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from eproduct_core import partitions, search, search_kernels, tuning
+from eproduct_core.cli import main
+from eproduct_core.errors import EproductError
+from eproduct_core.index import build_index, open_index
+from eproduct_core.settings import SearchSettings
+from tests.test_tuning import clusters, exact, latent
+
+LISTS = 16
+
+
+def _data(n: int = 4000, dim: int = 32, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    return clusters(n, dim, 30, seed)
+
+
+@pytest.fixture(scope="module")
+def index(tmp_path_factory):
+    x, _ = _data()
+    folder = build_index(x, None, tmp_path_factory.mktemp("parts") / "idx", bits=128, shard_size=1500)
+    partitions.build_partitions(open_index(folder), LISTS)
+    return open_index(folder)
+
+
+FLAT = [
+    SearchSettings(k=10, probe_bits=64, candidates=600, shortlist=200, rerank=40),  # stages 1-4, compiled batch
+    SearchSettings(k=10, probe_bits=128, candidates=600, shortlist=200, rerank=40),  # stage 1 ranks all bits
+    SearchSettings(k=10, probe_bits=64, candidates=600, shortlist=40, rerank=40),  # no weighted stage
+    SearchSettings(k=10, probe_bits=8, candidates=500, rerank=0),  # Hamming only; 8-bit prefixes: many ties
+]
+
+
+@pytest.mark.parametrize("kernel", ["numba", "numpy"])
+@pytest.mark.parametrize("flat", FLAT)
+def test_probing_every_list_returns_the_flat_scan_rows(index, kernel, flat):
+    _, q = _data()
+    index.kernel = kernel
+    try:
+        every = search.search(index, q, flat.replace(partition_probes=LISTS))
+        for a, b in zip(search.search(index, q, flat), every, strict=True):
+            assert a.rows.tolist() == b.rows.tolist()
+            assert a.hamming.tolist() == b.hamming.tolist()
+            assert (a.cosine is None) == (b.cosine is None)
+            if a.cosine is not None:
+                assert a.cosine.tolist() == b.cosine.tolist()
+    finally:
+        index.kernel = "auto"
+
+
+def test_both_kernels_scan_the_same_rows_with_ties_to_the_lowest_row(index):
+    _, q = _data()
+    made = partitions.partitions_of(index)
+    parts = search_kernels.Parts(made.columns, made.rows, made.offsets)
+    qwords = index.encode(q)
+    for probes in (1, 3, LISTS):
+        lists = made.lists_for(q, probes)
+        for i in range(len(q)):
+            for bits, count in ((8, 50), (64, 300), (128, 10**6)):
+                compiled = search_kernels.partition_scan(parts, lists[i], qwords[i], bits, count, "numba")
+                plain = search_kernels.partition_scan(parts, lists[i], qwords[i], bits, count, "numpy")
+                assert compiled.tolist() == plain.tolist()
+                assert np.all(np.diff(compiled) > 0)
+    # all lists: exactly the flat scan's rows (ties included) at an 8-bit prefix, where ties are everywhere
+    columns, sample = index.scan_arrays(8)
+    every = made.lists_for(q, LISTS)
+    for i in range(len(q)):
+        flat = search_kernels.scan(columns, qwords[i], 8, 333, "numba", sample)
+        assert search_kernels.partition_scan(parts, every[i], qwords[i], 8, 333).tolist() == flat.tolist()
+
+
+def test_the_lists_cover_every_row_once_and_fewer_probes_read_fewer_rows(index):
+    made = partitions.partitions_of(index)
+    assert made.lists == LISTS and sorted(made.rows.tolist()) == list(range(index.size))
+    for start, stop in zip(made.offsets[:-1], made.offsets[1:], strict=True):
+        assert np.all(np.diff(made.rows[start:stop]) > 0)  # each list ascending by row
+    x, q = _data()
+    lists = made.lists_for(q, 4)
+    scores = q @ made.centroids.T
+    assert np.array_equal(lists[:, 0], np.argmax(scores, axis=1))  # the nearest centroid first
+    one = search.search(index, q, FLAT[0].replace(partition_probes=1))
+    four = search.search(index, q, FLAT[0].replace(partition_probes=4))
+    truth = exact(x, q)
+    recall_one = tuning.per_query_recall([r.rows for r in one], truth).mean()
+    recall_four = tuning.per_query_recall([r.rows for r in four], truth).mean()
+    assert 0 < recall_one <= recall_four
+
+
+@pytest.mark.parametrize(("make", "target"), [(clusters, 0.95), (latent, 0.9)])
+def test_tuned_settings_with_partitions_reach_the_target_on_held_out_queries(tmp_path, make, target):
+    x, q = make(6000, 48, 300, seed=3)
+    index = open_index(build_index(x, None, tmp_path / "idx", bits=128, shard_size=2000))
+    partitions.build_partitions(index)
+    result = tuning.tune(index, target=target, sample=300, seed=1)
+    assert result.reached and result.low >= target
+    found = [r.rows for r in search.search(index, q, result.settings)]
+    assert tuning.per_query_recall(found, exact(x, q)).mean() >= target
+    # the partition family on its own also reaches the target on the held-out queries
+    best = tuning._partition_winners(index, 11, lambda s: _reaches(index, s, target))
+    assert best and all(0 < s.partition_probes <= index._partitions.lists for s in best)
+    found = [r.rows for r in search.search(index, q, best[0].replace(k=10))]
+    assert tuning.per_query_recall(found, exact(x, q)).mean() >= target - 0.02
+
+
+def _reaches(index, settings: SearchSettings, target: float) -> bool:
+    rows = tuning.held_out_rows(index, 200, seed=4)
+    truth = tuning.exact_neighbours(index, index.vectors[rows], 10, exclude=rows)
+    found = [r.rows for r in search.search(index, np.asarray(index.vectors[rows], np.float32), settings)]
+    return tuning.per_query_recall(found, truth, rows).mean() >= target
+
+
+def test_partitions_are_checked_and_refused_when_absent_or_wrong(index, tmp_path):
+    assert partitions.verify_partitions(index) == []
+    manifest = json.loads((index.path / "manifest.json").read_text())
+    assert manifest["partitions"]["lists"] == LISTS
+    x, q = _data(500)
+    bare = open_index(build_index(x, None, tmp_path / "bare", bits=64))
+    with pytest.raises(EproductError, match="index partitions"):
+        search.search(bare, q, SearchSettings(partition_probes=4))
+    with pytest.raises(EproductError, match="partition_probes"):
+        SearchSettings(partition_probes=-1)
+    with pytest.raises(EproductError, match="lists"):
+        partitions.make_partitions(np.asarray(bare.vectors), bare.words, len(x) + 1)
+    copy = build_index(x, None, tmp_path / "copy", bits=64)
+    opened = open_index(copy)
+    partitions.build_partitions(opened, 4)
+    path = copy / partitions.FILES["rows"]
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 1
+    path.write_bytes(bytes(data))
+    assert partitions.verify_partitions(opened)
+    assert main(["index", "verify", str(copy)]) == 1
+    np.save(path, np.arange(3), allow_pickle=False)
+    with pytest.raises(EproductError, match="rebuild them"):
+        partitions.open_partitions(open_index(copy))
+
+
+def test_settings_round_trip_and_one_stage_one_source(index):
+    s = SearchSettings(k=10, partition_probes=5)
+    assert SearchSettings.from_dict(s.to_dict()) == s
+    with pytest.raises(EproductError, match="stage 1 comes from one"):
+        search.search(index, np.ones((1, 32), np.float32), s.replace(table_probes=2))
+
+
+def test_cli_builds_tunes_and_searches_with_partitions(tmp_path, capsys):
+    x, q = clusters(3000, 32, 20, seed=5)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "q.npy", q)
+    idx = tmp_path / "idx"
+    code = main(["index", "build", "--vectors", str(tmp_path / "x.npy"), "--out", str(idx), "--partitions", "8", "-q"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "8 partitions" in out and "default search settings" in out
+    assert main(["index", "verify", str(idx)]) == 0
+    assert main(["index", "partitions", str(idx), "--lists", "4"]) == 0
+    assert json.loads((idx / "manifest.json").read_text())["partitions"]["lists"] == 4
+    args = ["search", "--index", str(idx), "--vectors", str(tmp_path / "q.npy"), "--partition-probes", "4"]
+    assert main([*args, "--out", str(tmp_path / "r.csv")]) == 0
+    assert len((tmp_path / "r.csv").read_text().splitlines()) == 20
+
+
+def test_explain_and_why_missed_name_an_unprobed_partition(index):
+    from eproduct_core.why_missed import why_missed
+
+    x, q = _data()
+    made = partitions.partitions_of(index)
+    settings = FLAT[0].replace(partition_probes=1)
+    truth = exact(x, q)
+    for i in range(len(q)):
+        first = made.lists_for(q[i : i + 1], 1)[0, 0]
+        members = set(made.rows[made.offsets[first] : made.offsets[first + 1]].tolist())
+        outside = [int(r) for r in truth[i] if int(r) not in members]
+        if not outside:
+            continue
+        explained = search.explain(index, q[i], outside, settings)
+        assert all(e.partition_rank is not None and e.partition_rank >= 1 for e in explained)
+        frame = why_missed(index, q[i], [index.ids([r])[0] for r in outside], settings)
+        assert frame["reason"].str.contains("beyond the 1 probed").all(), frame["reason"].tolist()
+        return
+    pytest.fail("every query's true neighbours sat in its first partition: the test data is too easy")
