@@ -196,12 +196,13 @@ def _result(index: Index, qwords, rows, hamming, cosine, plan: _Plan, considered
 def _search_topk(index: Index, query, qwords, plan: _Plan, lists=None) -> SearchResult:
     """Top-k by Hamming (rerank=0), or the Hamming best `rerank` re-ranked by exact cosine (no weighted stage);
     stage 1 from the partitions `lists` when given."""
+    probed: np.ndarray | None = None
     if lists is not None:
         probed = search_kernels.partition_scan(
             _parts(index), lists, qwords, plan.probe_bits, plan.candidates, index.kernel
         )
-    else:
-        probed = _scan(index, qwords, plan.probe_bits, plan.candidates) if plan.probes(index) else None
+    elif plan.probes(index):
+        probed = _scan(index, qwords, plan.probe_bits, plan.candidates)
     rows, hamming = _topk_candidates(index, qwords, plan.bits, plan.shortlist, probed)
     return _finish(index, query, qwords, rows, hamming, plan, len(rows), True)
 
