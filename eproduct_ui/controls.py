@@ -89,6 +89,9 @@ def search_settings(workspace, index_name: str, index) -> SearchSettings:
     with st.sidebar:
         st.markdown("**Search settings**")
         st.caption(f"Stage sizes: {tuning.describe(tuning.read_estimate(index.manifest))}.")
+        if shown.mode == "topk" and shown.partition_probes:
+            lists = index.manifest["partitions"]["lists"]
+            st.caption(f"Candidates from {shown.partition_probes} of {lists} k-means partitions (`index partitions`).")
         mode = st.radio(
             "Search mode",
             sorted(MODES),

@@ -402,3 +402,22 @@ def test_sidebar_shows_the_index_tuning_estimate(home):
     index = open_index(_demo(home).index_dir(METRIC_INDEX))
     expected = f"Stage sizes: {tuning.describe(tuning.read_estimate(index.manifest))}."
     assert expected in [c.value for c in at.sidebar.caption]
+
+
+def test_sidebar_says_when_candidates_come_from_partitions(own_home):
+    """An index tuned with stage 1 from its partitions says so beside the controls, with the counts."""
+    import dataclasses
+
+    from eproduct_core import partitions, tuning
+    from eproduct_core.index import open_index
+    from eproduct_core.settings import SearchSettings
+
+    path = _demo(own_home).index_dir(METRIC_INDEX)
+    made, _ = partitions.build_partitions(open_index(path), 4)
+    tuned = tuning.tune(open_index(path), target=0.5, sample=50)
+    tuning.store_tuned(path, dataclasses.replace(tuned, settings=SearchSettings(k=10, partition_probes=2)))
+    at = _app()
+    _clean(at)
+    assert f"Candidates from 2 of {made.lists} k-means partitions (`index partitions`)." in [
+        c.value for c in at.sidebar.caption
+    ]
