@@ -32,8 +32,12 @@ import logging
 import os
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .documents import read_versioned_json
+
+if TYPE_CHECKING:
+    import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +108,33 @@ def replace_manifest(folder: Path, manifest: dict) -> None:
 
     write_text_atomic(folder / MANIFEST, json.dumps(manifest, indent=2))
     fsync_dir(folder)
+
+
+def store_extra(index, key: str, arrays: dict[str, tuple[str, np.ndarray]], fields: dict) -> None:
+    """Write an optional structure beside an opened index's shards (tables, partitions): each role's .npy
+    (`arrays`: role -> (file name, array)) atomically, then the manifest entry `key` = `fields` + "files" (role ->
+    file and sha256), replacing any there."""
+    from .atomic import save_npy_atomic
+
+    folder = Path(index.path)
+    files: dict[str, dict[str, str]] = {}
+    for role, (name, array) in arrays.items():
+        save_npy_atomic(folder / name, array)
+        files[role] = {"file": name, "sha256": sha256_file(folder / name)}
+    manifest = read_manifest(folder)
+    manifest[key] = {**fields, "files": files}
+    replace_manifest(folder, manifest)
+    index.manifest = manifest
+
+
+def verify_extra(index, key: str, what: str) -> list[str]:
+    """Checksum problems of the files of manifest entry `key` (`store_extra`; [] when sound or absent)."""
+    problems = []
+    for role, f in (index.manifest.get(key) or {}).get("files", {}).items():
+        path = Path(index.path) / f["file"]
+        if not path.is_file() or sha256_file(path) != f["sha256"]:
+            problems.append(f"{path}: the {role} file of the {what} is missing or its checksum differs.")
+    return problems
 
 
 def read_manifest(folder: str | Path) -> dict:

@@ -139,22 +139,14 @@ def make_tables(words: np.ndarray, tables: int, key_bits: int) -> Tables:
 def build_tables(index, tables: int | None = None, key_bits: int | None = None) -> Tables:
     """Build tables for an opened index and store them in its folder (checksums in its manifest, key
     "tables"), replacing any there; returns them."""
-    from .atomic import save_npy_atomic
-    from .index_format import read_manifest, replace_manifest, sha256_file
+    from .index_format import store_extra
 
     _, default_b = default_shape(index.size, index.bits)
     key_bits = key_bits or default_b
     tables = tables or max(1, min(MAX_TABLES, index.bits // key_bits))
     made = make_tables(index.words, tables, key_bits)
-    folder = Path(index.path)
-    files: dict[str, dict[str, str]] = {}
-    for role, name, array in (("order", ORDER_FILE, made.order), ("offsets", OFFSETS_FILE, made.offsets)):
-        save_npy_atomic(folder / name, array)
-        files[role] = {"file": name, "sha256": sha256_file(folder / name)}
-    manifest = read_manifest(folder)
-    manifest["tables"] = {"tables": tables, "key_bits": key_bits, "files": files}
-    replace_manifest(folder, manifest)
-    index.manifest = manifest
+    arrays = {"order": (ORDER_FILE, made.order), "offsets": (OFFSETS_FILE, made.offsets)}
+    store_extra(index, "tables", arrays, {"tables": tables, "key_bits": key_bits})
     return made
 
 
@@ -193,12 +185,6 @@ def tables_of(index) -> Tables:
 
 def verify_tables(index) -> list[str]:
     """Checksum problems of the stored tables ([] when sound or absent)."""
-    from .index_format import sha256_file
+    from .index_format import verify_extra
 
-    entry = index.manifest.get("tables")
-    problems = []
-    for role, f in (entry or {}).get("files", {}).items():
-        path = Path(index.path) / f["file"]
-        if not path.is_file() or sha256_file(path) != f["sha256"]:
-            problems.append(f"{path}: the {role} file of the candidate tables is missing or its checksum differs.")
-    return problems
+    return verify_extra(index, "tables", "candidate tables")

@@ -136,8 +136,7 @@ def make_partitions(vectors: np.ndarray, words: np.ndarray, lists: int, seed: in
 def build_partitions(index, lists: int | None = None, seed: int = 0) -> tuple[Partitions, float]:
     """Build partitions for an opened index (with vectors) and store them in its folder (checksums in its
     manifest, key "partitions"), replacing any there; returns them and the seconds the k-means took."""
-    from .atomic import save_npy_atomic
-    from .index_format import read_manifest, replace_manifest, sha256_file
+    from .index_format import store_extra
 
     if not index.has_vectors:
         raise EproductError(
@@ -146,15 +145,8 @@ def build_partitions(index, lists: int | None = None, seed: int = 0) -> tuple[Pa
     start = time.perf_counter()
     made = make_partitions(index.vectors, index.words, lists or default_lists(index.size), seed)
     seconds = time.perf_counter() - start
-    folder = Path(index.path)
-    files: dict[str, dict[str, str]] = {}
-    for role, name in FILES.items():
-        save_npy_atomic(folder / name, getattr(made, role))
-        files[role] = {"file": name, "sha256": sha256_file(folder / name)}
-    manifest = read_manifest(folder)
-    manifest["partitions"] = {"lists": made.lists, "seed": seed, "files": files}
-    replace_manifest(folder, manifest)
-    index.manifest = manifest
+    arrays = {role: (name, getattr(made, role)) for role, name in FILES.items()}
+    store_extra(index, "partitions", arrays, {"lists": made.lists, "seed": seed})
     index._partitions = made
     return made, seconds
 
@@ -199,12 +191,6 @@ def partitions_of(index) -> Partitions:
 
 def verify_partitions(index) -> list[str]:
     """Checksum problems of the stored partitions ([] when sound or absent)."""
-    from .index_format import sha256_file
+    from .index_format import verify_extra
 
-    entry = index.manifest.get("partitions")
-    problems = []
-    for role, f in (entry or {}).get("files", {}).items():
-        path = Path(index.path) / f["file"]
-        if not path.is_file() or sha256_file(path) != f["sha256"]:
-            problems.append(f"{path}: the {role} file of the partitions is missing or its checksum differs.")
-    return problems
+    return verify_extra(index, "partitions", "partitions")
