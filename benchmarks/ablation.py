@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--set", action="append", default=["max_train_images=1000", "epochs=1"], help="for all")
     parser.add_argument("--frozen", default="64", help="comma list of frozen Lite0 resolutions to measure")
-    parser.add_argument("--tta", default="none", choices=["none", "flip"])
+    parser.add_argument("--tta", default="none", choices=["none", "flip", "multicrop"])
     parser.add_argument("--preset", default="best", help="the preset the variants start from (best, fast-demo)")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)

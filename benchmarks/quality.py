@@ -400,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--best-tta",
         default="",
-        help="comma list of test-time augmentations (none, flip) for best rows (default: the run's)",
+        help="comma list of test-time augmentations (none, flip, multicrop) for best rows (default: the run's)",
     )
     parser.add_argument("--columns", default=",".join(COLUMNS), help="comma list of columns to measure")
     parser.add_argument("--skip", default="", help="comma list of rows to skip: raw, frozen, seed, best, post")

@@ -38,7 +38,7 @@ AUGMENT_FAMILIES = (
 )
 METRIC_LOSSES = ("normsoftmax", "cosface", "proxy-anchor")
 INSTANCE_LOSSES = ("ntxent", "supcon")
-TTA_MODES = ("none", "flip")
+TTA_MODES = ("none", "flip", "multicrop")  # embed.TTA_VIEWS: the views each averages
 RUN_KINDS = ("seed", "seed-3d", "penultimate", "metric")  # the EMBED_KINDS a training run can produce itself
 DHC_KINDS = ("seed", "seed-3d")  # the RUN_KINDS read from the DHC heads
 assert set(RUN_KINDS) <= set(EMBED_KINDS)
@@ -97,7 +97,8 @@ class TrainConfig:
     prefetch_factor: int = 2  # batches each worker loads ahead (workers > 0 only)
     checkpoint_every: int = 0  # also save a resumable checkpoint every N steps (0: at the end of each epoch only)
     embed_kind: str = "seed"  # the embedding kind this preset is meant to be searched with
-    embed_tta: str = "none"  # test-time augmentation when embedding: "none", or "flip" (mean with the mirror)
+    embed_tta: str = "none"  # test-time augmentation when embedding: "none", "flip" (mean with the mirror) or
+    # "multicrop" (the mean of six views: the image, a centre crop and each one's mirror, two rotations)
     index: IndexSpec = field(default_factory=lambda: IndexSpec(kind="seed"))  # how the run's index is built
     search: SearchSettings = field(default_factory=SearchSettings)  # search defaults (None: the index's own)
 

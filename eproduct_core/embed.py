@@ -120,28 +120,52 @@ def check_tta(tta: str) -> str:
     return tta
 
 
+TTA_VIEWS = {  # config.TTA_MODES -> the views whose penultimate/metric vectors are averaged
+    "none": ("image",),
+    "flip": ("image", "mirror"),
+    "multicrop": ("image", "mirror", "centre", "centre-mirror", "rotate+20", "rotate-20"),
+}
+CENTRE_CROP = 0.8  # side of the "centre" view's crop, as a fraction of the image, resized back up
+
+
+def tta_view(images: torch.Tensor, view: str) -> torch.Tensor:
+    """One test-time view (TTA_VIEWS) of a float (B, C, S, S) batch, the same size."""
+    if view == "image":
+        return images
+    if view == "mirror":
+        return images.flip(-1)
+    if view == "centre-mirror":
+        return tta_view(images, "centre").flip(-1)
+    if view == "centre":
+        side = images.shape[-1]
+        margin = int(round(side * (1 - CENTRE_CROP) / 2))
+        crop = images[..., margin : side - margin, margin : side - margin]
+        return torch.nn.functional.interpolate(crop, size=(side, side), mode="bilinear", align_corners=False)
+    from torchvision.transforms.v2 import functional as tvf
+
+    return tvf.rotate(images, float(view.removeprefix("rotate")), interpolation=tvf.InterpolationMode.BILINEAR)
+
+
 @torch.inference_mode()
 def batch_vectors(bundle: RunBundle, images: torch.Tensor, kinds: Sequence[str], tta: str = "none") -> dict:
-    """{kind: float32 (B, d) tensor} for a float image batch; tta "flip" averages penultimate/metric
-    vectors of each image and its mirror (seed kinds are class predictions and stay unaveraged)."""
+    """{kind: float32 (B, d) tensor} for a float image batch; tta "flip" / "multicrop" averages the
+    penultimate/metric vectors of each image's TTA_VIEWS (metric vectors unit-normalised first; seed kinds
+    are class predictions of the image itself, unaveraged)."""
     images = images.to(bundle.device)
     if bundle.device.type == "cuda":
         images = images.contiguous(memory_format=torch.channels_last)
+    views = TTA_VIEWS[check_tta(tta)]
     with torch.autocast(bundle.device.type, dtype=torch.bfloat16, enabled=bundle.device.type == "cuda"):
-        outputs = bundle.model(images)
-        mirrored = bundle.model(images.flip(-1)) if check_tta(tta) == "flip" else None
+        outputs = [bundle.model(tta_view(images, view)) for view in views]
     vectors = {}
     for kind in kinds:
-        vector = vectors_from_outputs(outputs, kind).float()
-        if mirrored is not None and kind in ("penultimate", "metric"):
-            other = vectors_from_outputs(mirrored, kind).float()
-            if kind == "metric":
-                vector, other = (
-                    torch.nn.functional.normalize(vector, dim=1),
-                    torch.nn.functional.normalize(other, dim=1),
-                )
-            vector = (vector + other) / 2
-        vectors[kind] = vector
+        if kind not in ("penultimate", "metric"):
+            vectors[kind] = vectors_from_outputs(outputs[0], kind).float()
+            continue
+        each = [vectors_from_outputs(out, kind).float() for out in outputs]
+        if kind == "metric" and len(each) > 1:
+            each = [torch.nn.functional.normalize(v, dim=1) for v in each]
+        vectors[kind] = torch.stack(each).mean(dim=0)
     return vectors
 
 
@@ -156,7 +180,7 @@ def embed_images(
 
     `threads`: CPU threads for this call (restored afterwards); None uses 1 thread for a few images
     (one query on a shared machine is fastest without thread hand-offs) and leaves larger batches alone.
-    `tta`: test-time augmentation ("none" or "flip"); None takes the run's `embed_tta`.
+    `tta`: test-time augmentation ("none", "flip" or "multicrop"); None takes the run's `embed_tta`.
     """
     check_kind(bundle, kind)
     if not images:
@@ -184,7 +208,7 @@ def embed_kinds(
 ) -> tuple[dict[str, np.ndarray], list[str]]:
     """In memory, one pass: {kind: float32 (n, d)} for every readable image of a split, and their ids.
 
-    `tta`: "none" or "flip" (see `batch_vectors`); None takes the run's `embed_tta`."""
+    `tta`: "none", "flip" or "multicrop" (see `batch_vectors`); None takes the run's `embed_tta`."""
     for kind in kinds:
         check_kind(bundle, kind)
     catalog = read_catalog(catalog_dir)
@@ -234,7 +258,7 @@ def embed_split(
     `part=(i, n)`: only the i-th of n contiguous row blocks; the part's shards are replaced, and its marker
     (embed_parts.py) is written last, so `embed merge` can tell a finished part from a killed one.
     `workers` DataLoader processes decode images ahead of the model (`prefetch_factor` batches each).
-    `tta`: test-time augmentation ("none" or "flip"); None takes the run's `embed_tta`.
+    `tta`: test-time augmentation ("none", "flip" or "multicrop"); None takes the run's `embed_tta`.
     """
     i, n = part
     if split not in ("index", "query", "train", "val"):

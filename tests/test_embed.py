@@ -224,3 +224,31 @@ def test_a_rerun_part_replaces_its_shards_and_workers_give_the_same_vectors(runs
     loaded = embed_split(runs["both"], tiny_catalog, "query", "metric", tmp_path / "w", device="cpu", workers=2)
     assert read_embeddings(loaded).ids == plain.ids
     np.testing.assert_array_equal(read_embeddings(loaded).vectors, plain.vectors)
+
+
+def test_test_time_views_are_averaged_as_documented(runs, tiny_catalog):
+    from eproduct_core.data import to_uint8_tensor
+    from eproduct_core.embed import TTA_VIEWS, batch_vectors, tta_view, vectors_from_outputs
+
+    bundle = load_run(runs["both"], "cpu")
+    query = pd.read_csv(tiny_catalog / "query.csv")
+    size = bundle.config.image_size
+    images = torch.stack([to_uint8_tensor(load_image(tiny_catalog / p), size) for p in query["path"][:4]]).float() / 255
+    assert torch.equal(tta_view(images, "mirror"), images.flip(-1))
+    for view in TTA_VIEWS["multicrop"]:
+        assert tta_view(images, view).shape == images.shape
+    assert not torch.allclose(tta_view(images, "centre"), images)
+    with torch.inference_mode():
+        outputs = {view: bundle.model(tta_view(images, view)) for view in TTA_VIEWS["multicrop"]}
+    for tta in ("none", "flip", "multicrop"):
+        got = batch_vectors(bundle, images, ["penultimate", "metric", "seed"], tta)
+        views = TTA_VIEWS[tta]
+        pen = torch.stack([vectors_from_outputs(outputs[v], "penultimate").float() for v in views]).mean(0)
+        met = [vectors_from_outputs(outputs[v], "metric").float() for v in views]
+        met = torch.stack([torch.nn.functional.normalize(m, dim=1) for m in met] if len(met) > 1 else met).mean(0)
+        torch.testing.assert_close(got["penultimate"], pen, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(got["metric"], met, atol=1e-5, rtol=1e-4)
+        seed = vectors_from_outputs(outputs["image"], "seed").float()  # class predictions are never averaged
+        torch.testing.assert_close(got["seed"], seed, atol=1e-5, rtol=1e-4)
+    with pytest.raises(EproductError, match="multicrop"):
+        batch_vectors(bundle, images, ["metric"], "crops")

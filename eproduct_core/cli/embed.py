@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..config import TTA_MODES
+
 REQUIRED = ("run", "catalog", "split", "kind", "out")
 
 
@@ -78,10 +80,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--prefetch-factor", type=int, default=2, help="batches each worker decodes ahead")
     parser.add_argument(
         "--tta",
-        choices=["none", "flip"],
+        choices=TTA_MODES,
         default=None,
-        help="test-time augmentation: flip averages each penultimate/metric vector with its mirror's "
-        "(default: the run's embed_tta)",
+        help="test-time augmentation: flip averages each penultimate/metric vector with its mirror's; multicrop "
+        "over six views (the image, a centre crop, their mirrors, two rotations) (default: the run's embed_tta)",
     )
     parser.add_argument(
         "--part",
