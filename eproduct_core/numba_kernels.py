@@ -8,6 +8,7 @@ fixed order: the numpy fallback repeats the same arithmetic, so both return the 
 Stage sizes travel as one `search_kernels.Stages` tuple (probe_bits, bits, candidates, shortlist,
 rerank) and the index arrays as one `search_kernels.Store` tuple; distances of prefixes longer than
 two words are kept in uint16 (up to 4,096 bits), never uint8.
+`partition_prefixes` is the scan restricted to the rows of probed k-means partitions (partitions.py).
 `best_rows` and `reranked` chain them into stages 1-3 and 1-4 of a top-k search (search.py).
 search_kernels.py drives them; this module only holds the loops, so that importing numba (~0.5 s)
 and compiling (~9 s once, then loaded from numba's disk cache) happen on first use (`Index.warm`), not at
@@ -271,46 +272,56 @@ def from_candidates(store, stages, probed, query, table):
 
 
 @njit(cache=True, nogil=True)
-def partition_prefixes(parts, lists, query, probe_bits, count, scratch, marks):
+def partition_prefixes(parts, lists, query, probe_bits, count, marks):
     """Rows (ascending) of the `count` nearest `probe_bits`-bit prefixes among the rows of the probed `lists`
     (partitions.py; ties: lowest row): the flat scan's rows when every list is probed.
 
-    Every probed position is scored (`parts.columns` holds the prefixes in list order); a histogram gives the
-    threshold distance; the rows below it and the lowest-numbered rows at it are marked in two bitmaps
-    (`marks`, (2, ceil(rows / 64)) uint64, all zero on entry and on return), which are read back in row
-    order: no sort of the candidates.
+    Two passes over the probed prefixes (`parts.columns` holds them in list order), block by block with the
+    flat scan's vectorised distance loop (`_block_distances`), writing no per-row buffer: the first counts
+    the distances (a histogram gives the threshold distance), the second marks the rows below it and those
+    at it in two bitmaps (`marks`, (2, ceil(rows / 64)) uint64, all zero on entry and on return), which are
+    read back in row order, taking the lowest-numbered rows at the threshold: no sort of the candidates.
     """
-    rows_buffer, dists_buffer = scratch
     columns, rows, offsets = parts
     masks = _word_masks(probe_bits)
+    dists = np.empty(SCAN_BLOCK, dtype=np.uint16)
+    hits = np.zeros(SCAN_BLOCK, dtype=np.uint8)
+    groups = hits.view(np.uint64)
+    counts = np.zeros(probe_bits + 2, dtype=np.int64)
     found = 0
     for part in lists:
-        for p in range(offsets[part], offsets[part + 1]):
-            d = 0
-            for j in range(len(masks)):
-                d += _popcount((columns[j, p] ^ query[j]) & masks[j])
-            rows_buffer[found] = rows[p]
-            dists_buffer[found] = d
-            found += 1
-    counts = np.zeros(probe_bits + 2, dtype=np.int64)
-    for i in range(found):
-        counts[dists_buffer[i]] += 1
-    threshold, below = 0, 0
-    if found <= count:
-        threshold = probe_bits + 1
-    else:
+        for start in range(offsets[part], offsets[part + 1], SCAN_BLOCK):
+            stop = min(offsets[part + 1], start + SCAN_BLOCK)
+            _block_distances(columns, start, stop, query, masks, probe_bits, dists, hits)
+            for i in range(stop - start):
+                counts[dists[i]] += 1
+        found += offsets[part + 1] - offsets[part]
+    threshold, below = probe_bits + 1, 0
+    if found > count:
+        threshold = 0
         while below + counts[threshold] < count:
             below += counts[threshold]
             threshold += 1
-    need = count - below  # rows taken at the threshold distance, lowest first
     one = np.uint64(1)
-    for i in range(found):
-        r, d = rows_buffer[i], dists_buffer[i]
-        if d < threshold:
-            marks[0, r >> 6] |= one << np.uint64(r & 63)
-        elif d == threshold:
-            marks[1, r >> 6] |= one << np.uint64(r & 63)
-    out = np.empty(min(found, count), dtype=np.int64)
+    for part in lists:
+        for start in range(offsets[part], offsets[part + 1], SCAN_BLOCK):
+            stop = min(offsets[part + 1], start + SCAN_BLOCK)
+            _block_distances(columns, start, stop, query, masks, threshold, dists, hits)
+            for group in range((stop - start + 7) // 8):
+                if groups[group] == 0:
+                    continue
+                for i in range(8 * group, min(8 * group + 8, stop - start)):
+                    if hits[i]:
+                        r = rows[start + i]
+                        marks[0 if dists[i] < threshold else 1, r >> 6] |= one << np.uint64(r & 63)
+    return _marked_rows(marks, count - below, min(found, count))
+
+
+@njit(inline="always")
+def _marked_rows(marks, need, size):
+    """The rows marked in bitmap 0 and the `need` lowest of bitmap 1, ascending; clears the bitmaps."""
+    one = np.uint64(1)
+    out = np.empty(size, dtype=np.int64)
     k = 0
     for w in range(marks.shape[1]):
         lower, tied = marks[0, w], marks[1, w]
@@ -371,9 +382,7 @@ def reranked(store, parts, stages, margin, qwords, lists, tables, queries, scrat
                 store.columns, store.sample, qwords[q], stages.probe_bits, stages.candidates, margin, scratch
             )
         else:
-            probed = partition_prefixes(
-                parts, lists[q], qwords[q], stages.probe_bits, stages.candidates, scratch, marks
-            )
+            probed = partition_prefixes(parts, lists[q], qwords[q], stages.probe_bits, stages.candidates, marks)
         rows, hamming = from_candidates(store, stages, probed, qwords[q], tables[q])
         by_row = np.argsort(rows)
         cosine = rows_cosine(store.vectors, rows[by_row], queries[q])

@@ -8,6 +8,10 @@ search.py composes them; each takes plain arrays (the index's columns, words and
   (xor, popcount, compare; widened and repeated if it admits too few, rare), then selects exactly:
   ~0.8 ms for 1.1M 128-bit prefixes, near the memory-bandwidth floor. The numpy kernel computes full
   distance arrays (np.bitwise_count over the word columns) and selects by histogram: ~3x slower.
+- `partition_scan`, the candidate scan over the rows of some k-means partitions only (partitions.py): the
+  same selection (exact, ties: lowest row) over their prefixes, kept in partition order (`Parts`); the
+  numba kernel counts the distances, then marks the kept rows in two row bitmaps and reads them back in row
+  order (two passes, no per-row buffer, no sort).
 - `rows_hamming`, `rows_weighted`, `rows_cosine`, `nearest`: distances of chosen rows (thousands).
 - `best_rows` (stages 1-3 for one query) and `reranked` (stages 1-4 for a batch): one GIL-free
   compiled call each, so Python threads searching parts of a batch run in parallel.
@@ -392,7 +396,6 @@ def partition_scan(
             np.ascontiguousarray(qwords[:nwords]),
             probe_bits,
             count,
-            _found_buffers(rows),
             _marks(rows),
         )
     starts, stops = parts.offsets[lists], parts.offsets[lists + 1]
