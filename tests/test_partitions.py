@@ -161,6 +161,8 @@ def test_cli_builds_tunes_and_searches_with_partitions(tmp_path, capsys):
     assert main(["index", "verify", str(idx)]) == 0
     assert main(["index", "partitions", str(idx), "--lists", "4"]) == 0
     assert json.loads((idx / "manifest.json").read_text())["partitions"]["lists"] == 4
+    capsys.readouterr()
+    assert main(["index", "info", str(idx)]) == 0 and "k-means partitions: 4 lists" in capsys.readouterr().out
     args = ["search", "--index", str(idx), "--vectors", str(tmp_path / "q.npy"), "--partition-probes", "4"]
     assert main([*args, "--out", str(tmp_path / "r.csv")]) == 0
     assert len((tmp_path / "r.csv").read_text().splitlines()) == 20

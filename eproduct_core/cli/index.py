@@ -295,6 +295,8 @@ def _info(args: argparse.Namespace) -> int:
         f"(seed {m['seed']}{centred}), {len(m['shards'])} shards of up to {m['shard_size']} rows, "
         f"vectors {'stored' if index.has_vectors else 'not stored'}, {disk / 2**20:.1f} MiB, created {m['created']}"
     )
+    if m.get("partitions"):
+        print(f"  k-means partitions: {m['partitions']['lists']} lists (search with --partition-probes N)")
     if m.get("ann"):
         params = m["ann"].get("params", {})
         print(f"  HNSW graph {m['ann']['file']}: M {params.get('m')}, efConstruction {params.get('ef_construction')}")
