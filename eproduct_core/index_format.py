@@ -137,6 +137,20 @@ def verify_extra(index, key: str, what: str) -> list[str]:
     return problems
 
 
+def load_extra(index, attribute: str, opener, missing: str):
+    """An optional structure of an opened index (`opener(index)`, None when absent), loaded once and kept on the
+    index as `attribute`; an EproductError with `missing` when the index has none."""
+    from .errors import EproductError
+
+    cached = getattr(index, attribute, None)
+    if cached is None:
+        cached = opener(index)
+        if cached is None:
+            raise EproductError(missing)
+        setattr(index, attribute, cached)
+    return cached
+
+
 def read_manifest(folder: str | Path) -> dict:
     """The manifest of an index folder, or EproductError saying what is wrong and what to do."""
     folder = Path(folder)

@@ -171,16 +171,15 @@ def open_tables(index) -> Tables | None:
 
 def tables_of(index) -> Tables:
     """The index's tables, loaded once per opened index; an EproductError when it has none."""
-    cached = getattr(index, "_lsh_tables", None)
-    if cached is None:
-        cached = open_tables(index)
-        if cached is None:
-            raise EproductError(
-                f"Index {index.path} has no candidate tables; build them with `eproduct index tables "
-                f"{index.path}` or search with table_probes 0 (the flat prefix scan)."
-            )
-        index._lsh_tables = cached
-    return cached
+    from .index_format import load_extra
+
+    return load_extra(
+        index,
+        "_lsh_tables",
+        open_tables,
+        f"Index {index.path} has no candidate tables; build them with `eproduct index tables {index.path}` "
+        "or search with table_probes 0 (the flat prefix scan).",
+    )
 
 
 def verify_tables(index) -> list[str]:

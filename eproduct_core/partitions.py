@@ -177,16 +177,15 @@ def open_partitions(index) -> Partitions | None:
 
 def partitions_of(index) -> Partitions:
     """The index's partitions, loaded once per opened index; an EproductError when it has none."""
-    cached = getattr(index, "_partitions", None)
-    if cached is None:
-        cached = open_partitions(index)
-        if cached is None:
-            raise EproductError(
-                f"Index {index.path} has no partitions; build them with `eproduct index partitions "
-                f"{index.path}` or search with partition_probes 0 (the flat prefix scan)."
-            )
-        index._partitions = cached
-    return cached
+    from .index_format import load_extra
+
+    return load_extra(
+        index,
+        "_partitions",
+        open_partitions,
+        f"Index {index.path} has no partitions; build them with `eproduct index partitions {index.path}` "
+        "or search with partition_probes 0 (the flat prefix scan).",
+    )
 
 
 def verify_partitions(index) -> list[str]:
