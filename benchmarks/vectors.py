@@ -7,12 +7,13 @@ Each generator returns (x, q): float32 unit rows (n, dim) and queries (nq, dim).
   0.5 / sqrt(dim / 48) per dimension; a query is an index item's latent + 0.3 N(0, I_48), with fresh noise.
 - "fashion": real embeddings: frozen ImageNet EfficientNet-Lite0 pooled features (1280-d) of all 70,000
   Fashion-MNIST photos and `views` views of each through the studio photo model (eproduct_core.photo_models), 210k
-  rows by default; a query is a further studio view of a random photo, one the index does not hold. Cached as .npy under `cache`
+  rows by default (more views when more rows are asked for); a query is a further studio view of a random photo, one the index does not hold. Cached as .npy under `cache`
   (it takes minutes); `n` takes the first n rows of a seeded permutation.
 - "seed": d = 1002 seed-like embeddings: meta one-hot-ish score, level-2 score and a 1000-leaf softmax
   around a product's leaf, with lookalike leaves; queries are re-drawn logits of an index item.
 
     python benchmarks/vectors.py fashion          # build the fashion cache (minutes) and print its shape
+    python benchmarks/vectors.py fashion 630000   # the 8-view cache: 630,000 rows
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import numpy as np
 log = logging.getLogger(__name__)
 DISTRIBUTIONS = ("clusters", "latent", "fashion", "seed")
 CACHE = Path("/tmp/ann")
+PHOTOS = 70_000  # Fashion-MNIST photos (train + test): the fashion index holds them and `views` views of each
 PX = 32  # network input side: near the photos' native 28 px (64 px costs 6x the time on CPU: 26 vs 4.4 ms/image)
 
 
@@ -153,8 +155,9 @@ def fashion_cache(cache: Path = CACHE, views: int = 2, queries: int = 2000, seed
 
 
 def fashion(n: int, dim: int, nq: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Real embeddings (see the module doc); `dim` is ignored (1280)."""
-    xpath, qpath = fashion_cache()
+    """Real embeddings (see the module doc); `dim` is ignored (1280). Up to 210,000 rows come from the two-view
+    cache; more rows take as many studio views as they need (70,000 photos each, a cache of their own)."""
+    xpath, qpath = fashion_cache(views=max(2, -(-n // PHOTOS) - 1))
     x = np.load(xpath, allow_pickle=False)
     q = np.load(qpath, allow_pickle=False)
     rng = np.random.default_rng(seed)
@@ -200,5 +203,6 @@ def exact_neighbours(x: np.ndarray, q: np.ndarray, k: int = 10, block: int = 64,
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     which = sys.argv[1] if len(sys.argv) > 1 else "fashion"
-    xs, qs = make(which, 10**9 if which == "fashion" else 200_000, 1002 if which == "seed" else 512, 2000)
+    rows = int(sys.argv[2]) if len(sys.argv) > 2 else 3 * PHOTOS if which == "fashion" else 200_000
+    xs, qs = make(which, rows, 1002 if which == "seed" else 512, 2000)
     print(which, xs.shape, qs.shape, xs.dtype)
