@@ -143,7 +143,7 @@ def build_partitions(index, lists: int | None = None, seed: int = 0) -> tuple[Pa
             f"Index {index.path} was built without vectors; partitions are fitted on them. Rebuild it with vectors."
         )
     start = time.perf_counter()
-    made = make_partitions(index.vectors, index.words, lists or default_lists(index.size), seed)
+    made = make_partitions(index.vectors, index.words, default_lists(index.size) if lists is None else lists, seed)
     seconds = time.perf_counter() - start
     arrays = {role: (name, getattr(made, role)) for role, name in FILES.items()}
     store_extra(index, "partitions", arrays, {"lists": made.lists, "seed": seed})

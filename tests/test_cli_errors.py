@@ -116,6 +116,7 @@ CASES = {
     "index ann m 1": "index ann {idx} --m 1",
     "index partitions missing": "index partitions {missing}",
     "index partitions more lists than rows": "index partitions {idx} --lists 99999999",
+    "index partitions zero lists": "index partitions {idx} --lists 0",
     "index build partitions without vectors": "index build --vectors {vec} --out {new}/i11 --partitions --no-vectors",
     # search
     "search index missing": "search --index {missing} --vectors {vec} --out {new}/o1.csv",
