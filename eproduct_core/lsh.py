@@ -219,9 +219,9 @@ def code_cosine_from_counts(both: np.ndarray, a: np.ndarray, b: np.ndarray | int
     """Eq. (4) from popcounts: 1 - both / sqrt(a * b) in float64; 1.0 where a code is all zeros."""
     both = np.asarray(both, dtype=np.float64)
     norm2 = np.asarray(a, dtype=np.float64) * np.asarray(b, dtype=np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        dist = 1.0 - both / np.sqrt(norm2)
-    return np.where(norm2 > 0, dist, 1.0)
+    positive = norm2 > 0
+    ratio = np.divide(both, np.sqrt(norm2), out=np.zeros(np.broadcast(both, norm2).shape), where=positive)
+    return np.where(positive, 1.0 - ratio, 1.0)
 
 
 def decimal_cutoff(cutoff: float) -> Fraction:

@@ -264,11 +264,13 @@ def best_rows(store, stages, margin, query, table, scratch):
 def from_candidates(store, stages, probed, query, table):
     """Stages 2-3 on the candidate rows `probed` (ascending): the `shortlist` nearest in full Hamming distance,
     then the `rerank` of those nearest in weighted Hamming (ties: lowest row), best first, with their Hamming."""
-    hamming = rows_hamming(store.words, probed, query, _word_masks(stages.bits))
-    shortlist = select_nearest(hamming, stages.shortlist, stages.bits)  # ascending, so rows ascend too
-    rows, hamming = probed[shortlist], hamming[shortlist]
+    masks = _word_masks(stages.bits)
+    rows = probed
+    if len(probed) > stages.shortlist:  # else stage 2 keeps every row: their Hamming is needed only at the end
+        hamming = rows_hamming(store.words, probed, query, masks)
+        rows = probed[select_nearest(hamming, stages.shortlist, stages.bits)]  # ascending, so rows ascend too
     order = smallest_first(rows_weighted(store.words, rows, table), stages.rerank)  # rows ascend: ties by row
-    return rows[order], hamming[order]
+    return rows[order], rows_hamming(store.words, rows[order], query, masks)
 
 
 @njit(cache=True, nogil=True)
@@ -385,14 +387,104 @@ def reranked(store, parts, stages, margin, qwords, lists, tables, queries, scrat
             probed = partition_prefixes(parts, lists[q], qwords[q], stages.probe_bits, stages.candidates, marks)
         rows, hamming = from_candidates(store, stages, probed, qwords[q], tables[q])
         by_row = np.argsort(rows)
-        cosine = rows_cosine(store.vectors, rows[by_row], queries[q])
-        ranked = np.argsort(cosine, kind="mergesort")  # stable over ascending rows: ties by row
-        c = len(rows)
-        out_rows[q, :c] = rows[by_row[ranked]]
-        out_hamming[q, :c] = hamming[by_row[ranked]]
-        out_cosine[q, :c] = cosine[ranked]
+        rows, hamming = rows[by_row], hamming[by_row]
+        picked, cosine = nearest_cosine(store.vectors, rows, queries[q], stages.top)
+        c = len(picked)
+        out_rows[q, :c] = rows[picked]
+        out_hamming[q, :c] = hamming[picked]
+        out_cosine[q, :c] = cosine
         filled[q] = c
     return out_rows, out_hamming, out_cosine, filled
+
+
+@njit(cache=True, nogil=True)
+def nearest_cosine(vectors, rows, query, top):
+    """The `top` of `rows` (ascending) nearest `query` by exact cosine distance (`rows_cosine`; ties: lowest
+    row), best first, as (indices into rows, their exact distances); every row when top is 0 or >= len(rows).
+
+    The exact distances are computed only for the rows that can be among the `top`: a float32 pass
+    (`cosine_estimates`) bounds every row's distance within +-ESTIMATE_SLACK(dim), the rows whose lower
+    bound exceeds the top-th smallest upper bound are dropped. The result is the exact ranking's first
+    `top`, whatever the float32 pass's rounding (so the numpy kernel, which ranks every row exactly,
+    returns the same rows and bits).
+    """
+    n = len(rows)
+    keep = np.arange(n)
+    slack = estimate_slack(len(query))
+    if 0 < top < n and slack < 0.5:
+        estimates = cosine_estimates(vectors, rows, query)
+        upper = np.partition(estimates, top - 1)[top - 1] + slack
+        keep = np.flatnonzero(estimates - slack <= upper)
+    cosine = rows_cosine(vectors, rows[keep], query)
+    ranked = np.argsort(cosine, kind="mergesort")  # stable over ascending rows: ties by row
+    if 0 < top < len(ranked):
+        ranked = ranked[:top]
+    return keep[ranked], cosine[ranked]
+
+
+@njit(inline="always")
+def estimate_slack(dim):
+    """A bound on |estimate - exact| of `cosine_estimates`' distances: a float32 sum of `dim` products (or
+    squares), in any order, is within gamma = dim u / (1 - dim u) (u = 2^-24) of the exact sum relative to
+    the sum of the products' magnitudes (<= |a| |b|); the dot and the row's squared norm each err so, so the
+    cosine errs by at most 2 gamma / (1 - gamma); 3 gamma and 1e-9 more cover the float64 steps."""
+    unit = dim * 2.0**-24
+    gamma = unit / (1.0 - unit) if unit < 0.5 else 1.0
+    return 3.0 * gamma + 1e-9
+
+
+@njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
+def cosine_estimates(vectors, rows, query):
+    """Cosine distances (len(rows),) float64 of the given rows of `vectors` (float16 bit patterns) to `query`,
+    within `estimate_slack` of `rows_cosine`'s and several times faster: the rows decoded exactly to float32
+    (`_decode_four`, no fastmath there), then summed in float32 in whatever order vectorises (fastmath here:
+    sums reassociated, products fused, which the bound allows)."""
+    dim = len(query)
+    query_norm = 0.0
+    for j in range(dim):
+        query_norm += np.float64(query[j]) * np.float64(query[j])
+    out = np.ones(len(rows), dtype=np.float64)
+    bits = np.empty((4, dim), dtype=np.uint32)
+    small = np.empty((4, dim), dtype=np.float32)
+    values = bits.view(np.float32)
+    for start in range(0, len(rows), 4):
+        group = min(4, len(rows) - start)
+        _decode_four(vectors, rows[start : start + group], bits, small)
+        for g in range(group):
+            dot = np.float32(0.0)
+            norm = np.float32(0.0)
+            for j in range(dim):
+                x = values[g, j]
+                dot += x * query[j]
+                norm += x * x
+            if norm > 0 and query_norm > 0:
+                out[start + g] = 1.0 - np.float64(dot) / np.sqrt(np.float64(norm) * query_norm)
+    return out
+
+
+_TWO_MINUS_24 = np.float32(2.0**-24)  # a float16 subnormal's unit
+
+
+@njit(cache=True, nogil=True)
+def _decode_four(vectors, rows, bits, small):
+    """Up to four rows of float16 bit patterns -> their exact float32 bit patterns in `bits` (rows, dim), with
+    no float32 subnormal on the way (slow): a normal's exponent is rebased in integer arithmetic, a
+    subnormal (and zero) is its 10-bit mantissa times 2^-24 (`small`); read side by side (four streams of
+    cache misses in flight)."""
+    dim = bits.shape[1]
+    for g in range(len(rows)):
+        row = vectors[rows[g]]
+        for j in range(dim):
+            small[g, j] = np.float32(np.int32(row[j]) & np.int32(0x3FF)) * _TWO_MINUS_24
+    small_bits = small.view(np.uint32)
+    for g in range(len(rows)):
+        row = vectors[rows[g]]
+        for j in range(dim):
+            h = np.uint32(row[j])
+            magnitude = h & np.uint32(0x7FFF)
+            normal = np.uint32(0) - ((magnitude + np.uint32(0x7C00)) >> np.uint32(15))  # all ones if normal
+            rebased = (magnitude << np.uint32(13)) + np.uint32(112 << 23)
+            bits[g, j] = ((h & np.uint32(0x8000)) << np.uint32(16)) | (rebased & normal) | (small_bits[g, j] & ~normal)
 
 
 @njit(cache=True, nogil=True)
@@ -405,6 +497,22 @@ def rows_hamming(words, rows, query, masks):
             d += _popcount((words[rows[i], j] ^ query[j]) & masks[j])
         out[i] = d
     return out
+
+
+@njit(cache=True, nogil=True)
+def rows_code_counts(words, rows, query, masks):
+    """Per given row, (bits set in both its code and the query's, bits set in its code) over the masked words:
+    the counts of eq. (4) (lsh.code_cosine_from_counts), as two (len(rows),) int64."""
+    both = np.empty(len(rows), dtype=np.int64)
+    weights = np.empty(len(rows), dtype=np.int64)
+    for i in range(len(rows)):
+        b, w = 0, 0
+        for j in range(len(masks)):
+            word = words[rows[i], j] & masks[j]
+            b += _popcount(word & query[j])
+            w += _popcount(word)
+        both[i], weights[i] = b, w
+    return both, weights
 
 
 @njit(cache=True, nogil=True)

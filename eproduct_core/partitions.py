@@ -73,12 +73,13 @@ class Partitions:
         """(queries, min(probes, lists)) int64: each query's lists by decreasing centroid inner product
         (ties: lowest list)."""
         probes = max(1, min(int(probes), self.lists))
-        scores = np.asarray(queries, dtype=np.float32) @ self.centroids.T
-        out = np.empty((len(scores), probes), dtype=np.int64)
-        for i, row in enumerate(scores):
-            top = np.sort(np.argpartition(-row, probes - 1)[:probes]) if probes < self.lists else np.arange(probes)
-            out[i] = top[np.argsort(-row[top], kind="stable")]  # stable over ascending lists: ties by list
-        return out
+        scores = -(np.asarray(queries, dtype=np.float32) @ self.centroids.T)
+        if probes < self.lists:
+            top = np.sort(np.argpartition(scores, probes - 1, axis=1)[:, :probes], axis=1)
+        else:
+            top = np.broadcast_to(np.arange(probes), scores.shape)
+        order = np.argsort(np.take_along_axis(scores, top, axis=1), axis=1, kind="stable")  # ties: lowest list
+        return np.ascontiguousarray(np.take_along_axis(top, order, axis=1), dtype=np.int64)
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -179,6 +180,9 @@ def partitions_of(index) -> Partitions:
     """The index's partitions, loaded once per opened index; an EproductError when it has none."""
     from .index_format import load_extra
 
+    loaded = getattr(index, "_partitions", None)
+    if loaded is not None:  # the per-query path: no message formatted
+        return loaded
     return load_extra(
         index,
         "_partitions",

@@ -64,6 +64,7 @@ from .settings import (
 POST_DEPTH = 100  # rows the post-processing stage re-scores (k-reciprocal re-ranks the top 100)
 WHITEN_SAMPLE = 100_000  # stored rows (seeded sample) a whitening is fitted on
 _WHITENINGS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # opened index -> (mean, projection)
+_PLANS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # opened index -> {settings key: _Plan}
 PART_QUERIES = 64  # queries per part when a batch is split over threads (16-300 measured alike, 64 a little best)
 
 
@@ -127,10 +128,7 @@ def _scan(index: Index, qwords: np.ndarray, bits: int, count: int) -> np.ndarray
 
 def _code_counts(index: Index, qwords, rows: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray, int]:
     """(overlaps, row weights, query weight) of eq. (4) at `bits` for the given rows."""
-    masks = lsh.word_masks(bits)
-    q = qwords[: len(masks)] & masks
-    block = np.take(index.words, rows, axis=0)[:, : len(masks)] & masks
-    return lsh.popcount(block & q), lsh.popcount(block), int(lsh.popcount(q[None, :])[0])
+    return search_kernels.code_counts(index.words, rows, qwords, bits, index.kernel)
 
 
 @dataclass(frozen=True)
@@ -156,9 +154,10 @@ class _Plan:
     def stages(self, index: Index) -> search_kernels.Stages:
         """The stage sizes the kernels run: stage 1 is an exact `bits` ranking keeping the shortlist when it
         does not probe a shorter prefix (also over the rows of probed partitions)."""
+        top = self.k or 0
         if self.probes(index) or (self.partition_probes and self.probe_bits < self.bits):
-            return search_kernels.Stages(self.probe_bits, self.bits, self.candidates, self.shortlist, self.rerank)
-        return search_kernels.Stages(self.bits, self.bits, self.shortlist, self.shortlist, self.rerank)
+            return search_kernels.Stages(self.probe_bits, self.bits, self.candidates, self.shortlist, self.rerank, top)
+        return search_kernels.Stages(self.bits, self.bits, self.shortlist, self.shortlist, self.rerank, top)
 
 
 def _finish(index: Index, query, qwords, rows, hamming, plan: _Plan, considered: int, topk: bool) -> SearchResult:
@@ -166,9 +165,8 @@ def _finish(index: Index, query, qwords, rows, hamming, plan: _Plan, considered:
     cosine = None
     if plan.rerank > 0:
         head = slice(0, None if plan.k is None else plan.rerank)
-        cosine = search_kernels.rows_cosine(index.vectors, rows[head], query, index.kernel)
-        order = _order(cosine, rows[head])
-        rows, hamming, cosine = rows[head][order], hamming[head][order], cosine[order]
+        order, cosine = search_kernels.nearest_cosine(index.vectors, rows[head], query, plan.k or 0, index.kernel)
+        rows, hamming = rows[head][order], hamming[head][order]
     return _result(index, qwords, rows, hamming, cosine, plan, considered, topk)
 
 
@@ -382,6 +380,16 @@ def _search_graph(index: Index, queries: np.ndarray, settings: SearchSettings) -
 
 
 def _plan(index: Index, settings: SearchSettings) -> _Plan:
+    """The resolved plan of `settings` on `index`, remembered per opened index (a query's search then spends
+    no time re-resolving; the key holds what `resolve` reads from the manifest)."""
+    key = (settings, repr(index.manifest.get("search")), bool(index.manifest.get("partitions")))
+    plans = _PLANS.setdefault(index, {})
+    if key not in plans:
+        plans[key] = _resolved_plan(index, settings)
+    return plans[key]
+
+
+def _resolved_plan(index: Index, settings: SearchSettings) -> _Plan:
     r = resolve(index, settings)
     assert r.bits is not None and r.rerank is not None and r.shortlist is not None  # filled by resolve
     assert r.probe_bits is not None and r.candidates is not None

@@ -52,6 +52,7 @@ class Stages(NamedTuple):
     candidates: int  # rows kept by the prefix scan (stage 1)
     shortlist: int  # of those, rows kept by full Hamming distance (stage 2)
     rerank: int  # of those, rows kept by weighted Hamming (stage 3) and re-ranked by exact cosine (stage 4)
+    top: int = 0  # of those, rows returned (the search's k), best first; 0: every re-ranked row
 
 
 class Store(NamedTuple):
@@ -107,7 +108,9 @@ def prepare() -> bool:
     scan(columns, words[0], 100, 2)
     nearest(np.arange(8), 2, 8)
     rows_hamming(words, np.arange(2), words[0], 100)
+    code_counts(words, np.arange(2), words[0], 100)
     rows_cosine(vectors, np.arange(2), queries[0])
+    nearest_cosine(vectors, np.arange(2), queries[0], 1)
     _prepared = True
     return True
 
@@ -158,6 +161,21 @@ def rows_hamming(
     return lsh.hamming(qwords, np.take(words, rows, axis=0), bits)
 
 
+def code_counts(
+    words: np.ndarray, rows: np.ndarray, qwords: np.ndarray, bits: int, kernel: str = "auto"
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """The counts of eq. (4) at `bits` for the given rows: (overlaps with the query's code, the rows' code
+    weights), each (len(rows),) int64, and the query code's weight."""
+    masks = lsh.word_masks(bits)
+    q = qwords[: len(masks)] & masks
+    qweight = int(np.bitwise_count(q).sum())
+    if _compiled(kernel):
+        both, weights = _kernels.rows_code_counts(words, np.asarray(rows, dtype=np.int64), q, masks)
+        return both, weights, qweight
+    block = np.take(words, rows, axis=0)[:, : len(masks)] & masks
+    return lsh.popcount(block & q), lsh.popcount(block), qweight
+
+
 def rows_weighted(
     words: np.ndarray, rows: np.ndarray, projections: np.ndarray, bits: int, kernel: str = "auto"
 ) -> np.ndarray:
@@ -175,6 +193,23 @@ def rows_cosine(vectors: np.ndarray, rows: np.ndarray, query: np.ndarray, kernel
     if _compiled(kernel):
         return _kernels.rows_cosine(vectors.view(np.uint16), rows, query)
     return numpy_rows_cosine(vectors, rows, query)
+
+
+def nearest_cosine(
+    vectors: np.ndarray, rows: np.ndarray, query: np.ndarray, top: int, kernel: str = "auto"
+) -> tuple[np.ndarray, np.ndarray]:
+    """The `top` of `rows` nearest `query` by exact cosine distance (`rows_cosine`; ties: lowest row), best
+    first, as (indices into `rows`, their distances); every row when top is 0 or >= len(rows). The compiled
+    kernel computes exact distances only for the rows a float32 pass cannot rule out (numba_kernels.
+    nearest_cosine); both kernels return the same indices and bits."""
+    rows = np.asarray(rows, dtype=np.int64)
+    by_row = np.argsort(rows, kind="stable")
+    if _compiled(kernel):
+        picked, cosine = _kernels.nearest_cosine(vectors.view(np.uint16), rows[by_row], query, int(top))
+        return by_row[picked], cosine
+    cosine = rows_cosine(vectors, rows[by_row], query, kernel)
+    order = np.argsort(cosine, kind="stable")[: top or None]
+    return by_row[order], cosine[order]
 
 
 LANES = 8  # = numba_kernels.LANES: the cosine's partial sums (kept here so numpy needs no numba import)
@@ -376,7 +411,7 @@ def reranked(
         )
         picked, distances = best_rows(store, stages, qwords[i], projections[i], kernel, probed)
         exact = rows_cosine(store.vectors, picked, queries[i], kernel)
-        order = np.lexsort((picked, exact))
+        order = np.lexsort((picked, exact))[: stages.top or None]
         out.append((picked[order], distances[order], exact[order]))
     return out
 

@@ -469,6 +469,23 @@ def test_stored_default_settings_fill_the_none_fields(tmp_path, data):
         search(open_index(path), q, S())
 
 
+def test_an_opened_index_whose_stored_settings_change_searches_with_the_new_ones(tmp_path, data):
+    """The per-index memo of resolved settings is keyed on the stored defaults: a tune written into the
+    opened index's manifest takes effect on its next search."""
+    from eproduct_core import search as search_module
+
+    x, q = data
+    index = open_index(build_index(x, None, tmp_path / "idx", bits=128))
+    before = search_module._plan(index, S(k=10))
+    index.manifest["search"] = S(bits=64, rerank=30, shortlist=90, candidates=500, probe_bits=32).to_dict()
+    after = search_module._plan(index, S(k=10))
+    assert (before.bits, after.bits, after.rerank, after.shortlist) == (128, 64, 30, 90)
+    explicit = S(k=10, bits=64, rerank=30, shortlist=90, candidates=500, probe_bits=32)
+    for a, b in zip(search(index, q, S(k=10)), search(index, q, explicit), strict=True):
+        np.testing.assert_array_equal(a.rows, b.rows)
+        np.testing.assert_array_equal(a.cosine, b.cosine)
+
+
 def test_untuned_defaults_come_from_settings_py(built):
     from eproduct_core import settings
 

@@ -128,3 +128,61 @@ def test_the_compiled_float16_decode_is_exact_for_every_half_including_subnormal
         search_kernels.rows_cosine(vectors, rows, query, "numba"),
         search_kernels.rows_cosine(vectors, rows, query, "numpy"),
     )
+
+
+def test_nearest_cosine_is_the_exact_ranking_head_from_both_kernels():
+    """The compiled stage 4 computes exact distances only for rows its float32 pass cannot rule out: its
+    `top` rows and bits equal the head of the exact (distance, row) ranking, over near ties, duplicated rows,
+    zero rows, float16 subnormals and unsorted input rows, for every top."""
+    x, q = near_tied(n=400, dim=64)
+    x[10:20] = x[0]  # ten duplicates of row 0: exact ties, broken by row
+    x[30] = 0.0
+    vectors = unit_float16(x)
+    vectors[40, :5] = np.float16(3e-6)  # subnormal halves
+    rows = np.random.default_rng(1).permutation(len(x))[:300]
+    for query in list(q[:4]) + [x[0]]:
+        exact = search_kernels.rows_cosine(vectors, rows, query, "numpy")
+        expected = np.lexsort((rows, exact))
+        for top in (0, 1, 5, 10, 17, 299, 300, 500):
+            head = expected[: top or None]
+            for kernel in KERNELS:
+                picked, cosine = search_kernels.nearest_cosine(vectors, rows, query, top, kernel)
+                np.testing.assert_array_equal(picked, head)
+                np.testing.assert_array_equal(cosine, exact[head])  # the same bits, not merely close
+
+
+@pytest.mark.parametrize("dim", [3, 64, 1280])
+def test_cosine_estimates_stay_within_their_stated_bound(dim):
+    """The float32 pass that rules rows out errs by less than `estimate_slack` on every kind of row: random,
+    zero, holding subnormal or extreme halves, against a query of large and tiny magnitudes."""
+    from eproduct_core import numba_kernels
+
+    rng = np.random.default_rng(dim)
+    vectors = unit_float16(rng.standard_normal((64, dim)))
+    vectors[1] = 0.0
+    vectors[2, : max(1, dim // 2)] = np.float16(6e-8)  # the smallest subnormal
+    vectors[3] = np.float16(65504.0) * np.sign(rng.standard_normal(dim)).astype(np.float16)
+    query = (rng.standard_normal(dim) * 10.0 ** rng.uniform(-3, 3, dim)).astype(np.float32)
+    rows = np.arange(64)
+    bits = vectors.view(np.uint16)
+    exact = numba_kernels.rows_cosine(bits, rows, query)
+    estimates = numba_kernels.cosine_estimates(bits, rows, query)
+    slack = numba_kernels.estimate_slack(dim)
+    assert np.all(np.abs(estimates - exact) <= slack), np.abs(estimates - exact).max()
+    assert estimates[1] == exact[1] == 1.0
+
+
+@pytest.mark.parametrize("bits", [20, 64, 100, 256])
+def test_code_counts_agree_across_kernels_and_with_popcounts(bits):
+    rng = np.random.default_rng(bits)
+    words = lsh.to_words(lsh.pack(rng.random((500, 256)) < 0.5))
+    rows = rng.choice(500, 60, replace=False)
+    query = words[7] ^ lsh.to_words(lsh.pack(rng.random((1, 256)) < 0.2))[0]
+    masks = lsh.word_masks(bits)
+    block = words[rows][:, : len(masks)] & masks
+    q = query[: len(masks)] & masks
+    for kernel in KERNELS:
+        both, weights, qweight = search_kernels.code_counts(words, rows, query, bits, kernel)
+        np.testing.assert_array_equal(both, lsh.popcount(block & q))
+        np.testing.assert_array_equal(weights, lsh.popcount(block))
+        assert qweight == int(lsh.popcount(q[None])[0])
