@@ -12,7 +12,7 @@ Each generator returns (x, q): float32 unit rows (n, dim) and queries (nq, dim).
 - "seed": d = 1002 seed-like embeddings: meta one-hot-ish score, level-2 score and a 1000-leaf softmax
   around a product's leaf, with lookalike leaves; queries are re-drawn logits of an index item.
 
-    python benchmarks/vectors.py fashion          # build the fashion cache (minutes) and print its shape
+    python benchmarks/vectors.py fashion          # build the fashion cache (minutes), print its shape, sparsity
     python benchmarks/vectors.py fashion 630000   # the 8-view cache: 630,000 rows
 """
 
@@ -206,3 +206,8 @@ if __name__ == "__main__":
     rows = int(sys.argv[2]) if len(sys.argv) > 2 else 3 * PHOTOS if which == "fashion" else 200_000
     xs, qs = make(which, rows, 1002 if which == "seed" else 512, 2000)
     print(which, xs.shape, qs.shape, xs.dtype)
+    nonzero = np.count_nonzero(xs[:: max(1, len(xs) // 40_000)], axis=1)  # how sparse the rows are
+    print(
+        f"zero entries {1 - nonzero.mean() / xs.shape[1]:.3f}; nonzero per row: median {np.median(nonzero):.0f}, "
+        f"5th-95th percentile {np.percentile(nonzero, 5):.0f}-{np.percentile(nonzero, 95):.0f} of {xs.shape[1]}"
+    )

@@ -9,6 +9,8 @@ Stage sizes travel as one `search_kernels.Stages` tuple (probe_bits, bits, candi
 rerank) and the index arrays as one `search_kernels.Store` tuple; distances of prefixes longer than
 two words are kept in uint16 (up to 4,096 bits), never uint8.
 `partition_prefixes` is the scan restricted to the rows of probed k-means partitions (partitions.py).
+`nearest_cosine` is stage 4: exact cosines only for the rows that a float32 pass (`cosine_estimates`, within a
+proven `estimate_slack`) cannot rule out of the top k, so it returns the exact ranking's head.
 `best_rows` and `reranked` chain them into stages 1-3 and 1-4 of a top-k search (search.py).
 search_kernels.py drives them; this module only holds the loops, so that importing numba (~0.5 s)
 and compiling (~9 s once, then loaded from numba's disk cache) happen on first use (`Index.warm`), not at

@@ -14,7 +14,8 @@ Modes, at hash length `bits` (any prefix of the stored codes; default the stored
   2. shortlist: their full `bits`-bit Hamming distances keep the best `shortlist`;
   3. weighted Hamming (lsh.py: each differing bit costs the query's margin on that hyperplane)
      keeps the best `rerank` of those;
-  4. exact cosine distance on their float16 vectors returns the top `k`.
+  4. exact cosine distance on their float16 vectors returns the top `k` (search_kernels.nearest_cosine: the
+     compiled kernel first rules out rows with a float32 pass of bounded error, then ranks the rest exactly).
   The re-rank covers at least k rows (rerank = max(rerank, k)): k is never silently capped.
   With rerank=0 (or an index without vectors) stages 3-4 are skipped: the top `k` by Hamming;
   with shortlist <= rerank, stage 3 is skipped: the exact re-rank takes the `rerank` best by Hamming.

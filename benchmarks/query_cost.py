@@ -1,0 +1,139 @@
+"""Where one query's search time goes: each step of `search.search` timed on its own, in the order the search runs
+them, one query at a time on one thread.
+
+Builds an index of a benchmark vector set (benchmarks/vectors.py) with k-means partitions, tunes it as
+`eproduct index build --partitions` does, then for each query runs the steps of a top-k search with the tuned
+settings one after another (the caches are as cold as in a real loop of queries) and prints the median of each
+step over the queries, beside the whole `search.search` call timed in the same loop. The steps are the public
+pieces search.py chains: validation, the resolved plan, the hyperplane projection, the query's code words, the
+probed partitions (centroid products), the compiled stages 1-4, and the results (code cosines, ids).
+`--partition-probes P` replaces the tuned stage 1 (the tuner keeps the flat scan when its timing finds it faster).
+
+    python benchmarks/query_cost.py --dist fashion --n 210000 --queries 300
+"""
+
+from __future__ import annotations
+
+import os
+
+for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_name, "1")  # one BLAS thread per query; set before numpy loads
+
+import argparse  # noqa: E402
+import shutil  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
+import numpy as np  # noqa: E402
+import vectors  # noqa: E402
+
+from eproduct_core import index as index_module  # noqa: E402
+from eproduct_core import lsh, partitions, search, search_kernels, tuning  # noqa: E402
+from eproduct_core.settings import SearchSettings  # noqa: E402
+
+
+def steps(index, query: np.ndarray, settings: SearchSettings) -> list[tuple[str, float]]:
+    """(step, seconds) of one top-k search with stage 1 from partitions or the flat scan (search.py's order)."""
+    out = []
+    clock = time.perf_counter()
+
+    def mark(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        out.append((name, now - clock))
+        clock = now
+
+    queries = np.asarray(query)[None, :]
+    index.check_compatible(None, queries.shape[1])
+    lsh.first_nonfinite_row(queries)
+    mark("validation (dimension, finite values)")
+    plan = search._plan(index, settings)
+    mark("resolved plan (memoised)")
+    projections = index.project(queries)
+    mark("hyperplane projection (bits x dim)")
+    qwords = lsh.to_words(lsh.pack(projections > 0))
+    mark("query code words")
+    lists = None
+    if plan.partition_probes:
+        lists = partitions.partitions_of(index).lists_for(queries, plan.partition_probes)
+        mark("probed partitions (centroid products)")
+    stages = plan.stages(index)
+    if lists is None:
+        columns, sample = index.scan_arrays(stages.probe_bits)
+        parts = search_kernels.NO_PARTS
+    else:
+        columns = sample = search_kernels.NO_PARTS.columns
+        parts = search._parts(index)
+    store = search_kernels.Store(columns, sample, index.words, index.vectors)
+    found = search_kernels.reranked(store, stages, qwords, projections, queries, index.kernel, parts, lists)
+    mark("stages 1-4 (weighted-Hamming table, compiled call)")
+    for i, (rows, hamming, cosine) in enumerate(found):
+        search._result(index, qwords[i], rows, hamming, cosine, plan, plan.shortlist, True)
+    mark("results (code cosines, ids)")
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dist", default="fashion", choices=vectors.DISTRIBUTIONS)
+    parser.add_argument("--n", type=int, default=210_000)
+    parser.add_argument("--dim", type=int, default=512, help="ignored by fashion (1280)")
+    parser.add_argument("--queries", type=int, default=300)
+    parser.add_argument("--bits", type=int, default=256)
+    parser.add_argument("--partition-probes", type=int, default=None, help="override the tuned stage 1 (0: flat scan)")
+    parser.add_argument("--workdir", default=None)
+    args = parser.parse_args()
+    load_start = os.getloadavg()[0]
+    x, q = vectors.make(args.dist, args.n, args.dim, args.queries, 0)
+    work = Path(tempfile.mkdtemp(prefix="eproduct-query-cost-", dir=args.workdir))
+    try:
+        path = index_module.build_index(x, None, work / "index", bits=args.bits)
+        del x
+        index = index_module.open_index(path).warm()
+        partitions.build_partitions(index)
+        index = index_module.open_index(path).warm()
+        tuned = tuning.tune(index, target=0.95, k=10)
+        settings = tuned.settings.replace(k=10)
+        if args.partition_probes is not None:
+            settings = settings.replace(partition_probes=args.partition_probes)
+        search_kernels.prepare()
+        for query in q[:5]:
+            steps(index, query, settings)
+        per_step: dict[str, list[float]] = {}
+        whole = []
+        for query in q:
+            for name, seconds in steps(index, query, settings):
+                per_step.setdefault(name, []).append(seconds)
+            start = time.perf_counter()
+            search.search(index, query[None, :], settings)
+            whole.append(time.perf_counter() - start)
+        r = search.resolve(index, settings)
+        print(
+            f"{args.dist}: n = {index.size:,}, dim = {index.dim}, {len(q)} queries, "
+            f"top-10 with the tuned settings (partition_probes {r.partition_probes}, probe {r.probe_bits} b, "
+            f"candidates {r.candidates}, shortlist {r.shortlist}, re-rank {r.rerank}; "
+            f"{tuning.describe(tuned.estimate())}); "
+            f"one query at a time, one thread; load average {load_start:.1f} at the start, "
+            f"{os.getloadavg()[0]:.1f} at the end.\n"
+        )
+        print("| step | median ms | share of the steps |")
+        print("|---|---|---|")
+        medians = {name: float(np.median(v)) * 1e3 for name, v in per_step.items()}
+        total = sum(medians.values())
+        for name, ms in medians.items():
+            print(f"| {name} | {ms:.3f} | {ms / total:.0%} |")
+        print(f"| sum of the step medians | {total:.3f} | |")
+        print(f"| whole `search.search` call, same loop | {float(np.median(whole)) * 1e3:.3f} | |")
+        forced = "" if args.partition_probes is None else f" --partition-probes {args.partition_probes}"
+        print(
+            f"\nRerun: `python benchmarks/query_cost.py --dist {args.dist} --n {args.n} --queries {args.queries}{forced}`"
+        )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
