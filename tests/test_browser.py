@@ -175,6 +175,18 @@ def _save_readme_screenshot(shot: Path, name: str = "search") -> None:
         )
 
 
+def _wait_text(page, text: str, log_path: Path, name: str) -> None:
+    """Wait for `text`; on a timeout fail with a screenshot, the page's text and the server log's tail."""
+    try:
+        page.get_by_text(text).wait_for(timeout=WAIT_MS)
+    except sync_api.TimeoutError:
+        shot = _shot(page, f"{name}-timeout")
+        body = page.locator("body").inner_text()[-3000:]
+        pytest.fail(
+            f"{text!r} not shown (screenshot {shot}). Page text:\n{body}\nServer log:\n{log_path.read_text()[-3000:]}"
+        )
+
+
 def _no_errors(page) -> None:
     assert page.locator('[data-testid="stException"]').count() == 0
     assert page.get_by_text("Something went wrong").count() == 0
@@ -355,10 +367,11 @@ def test_more_like_this_makes_a_match_the_query(server, browser):
     page.goto(url)
     _metric(page, "Matches").wait_for(timeout=WAIT_MS)
     _settled(page)
+    _images_loaded(page)  # no thumbnail still arriving moves the buttons while one is clicked
     caption = page.locator('[data-testid="stImage"]').nth(1).inner_text()  # the first match (0 is the query)
     item = caption.replace("✓ match · ", "").split(" · ")[0].strip()
     page.get_by_role("button", name="More like this").first.click()
-    page.get_by_text(f"query: {item} (index item)").wait_for(timeout=WAIT_MS)
+    _wait_text(page, f"query: {item} (index item)", server[1], "more-like-this")
     _settled(page)
     assert _url_params(page)["like"] == item
     assert _metric(page, "Matches").inner_text() == "10"
