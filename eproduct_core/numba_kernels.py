@@ -3,8 +3,9 @@
 The scan: prefix Hamming distances of every row, the rows within a radius, an exact selection.
 Chosen rows: their Hamming and weighted Hamming distances (gathered from the (rows, words) codes),
 and their exact cosine distances (gathered from the float16 vectors, read as uint16 bit patterns,
-decoded exactly by moving their bits into float32 position, accumulated in float64 in eight lanes in a
-fixed order: the numpy fallback repeats the same arithmetic, so both return the same bits).
+decoded exactly: by the CPU's float16 conversion where it has one (`HARDWARE_HALF`: x86 F16C, 64-bit ARM),
+else by moving their bits into float32 position; accumulated in float64 in eight lanes in a fixed order:
+the numpy fallback repeats the same arithmetic, so both return the same bits).
 Stage sizes travel as one `search_kernels.Stages` tuple (probe_bits, bits, candidates, shortlist,
 rerank) and the index arrays as one `search_kernels.Store` tuple; distances of prefixes longer than
 two words are kept in uint16 (up to 4,096 bits), never uint8.
@@ -24,8 +25,12 @@ own, since sharing blocks of rows between the queries of a batch measured no fas
 
 from __future__ import annotations
 
+import platform
+
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import config, njit, types
+from numba.extending import intrinsic
 
 _ALL = np.uint64(0xFFFFFFFFFFFFFFFF)  # a mask keeping a whole word
 LANES = 8  # partial sums of a cosine's dot products (rows_cosine; search_kernels.numpy_rows_cosine repeats them)
@@ -464,11 +469,51 @@ def cosine_estimates(vectors, rows, query):
     return out
 
 
+def _hardware_half() -> bool:
+    """Whether the compiled code converts float16 to float32 in one instruction: x86 with F16C or 64-bit ARM,
+    compiling for this machine's CPU (NUMBA_CPU_NAME unset or "host"). Elsewhere LLVM would call a helper
+    the JIT may not link, so the integer decodes below are used instead (same values, slower)."""
+    if getattr(config, "CPU_NAME", None) not in (None, "host"):
+        return False
+    if platform.machine().lower() in ("aarch64", "arm64"):
+        return True
+    import llvmlite.binding as llvm
+
+    return bool(llvm.get_host_cpu_features().get("f16c"))
+
+
+HARDWARE_HALF = _hardware_half()
+
+
+@intrinsic
+def _half_to_float(typingctx, pattern):
+    """A float16 bit pattern (uint16) -> its float32 value (LLVM fpext: exact for every float16; F16C's
+    vcvtph2ps, vectorised, on x86)."""
+    if pattern != types.uint16:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.fpext(builder.bitcast(args[0], ir.HalfType()), ir.FloatType())
+
+    return types.float32(types.uint16), codegen
+
+
 _TWO_MINUS_24 = np.float32(2.0**-24)  # a float16 subnormal's unit
 
 
 @njit(cache=True, nogil=True)
-def _decode_four(vectors, rows, bits, small):
+def _decode_four_hardware(vectors, rows, bits, small):
+    """`_decode_four` by the CPU's float16 conversion (`small` unused): the same float32 values."""
+    values = bits.view(np.float32)
+    dim = bits.shape[1]
+    for g in range(len(rows)):
+        row = vectors[rows[g]]
+        for j in range(dim):
+            values[g, j] = _half_to_float(row[j])  # type: ignore[call-arg]
+
+
+@njit(cache=True, nogil=True)
+def _decode_four_integer(vectors, rows, bits, small):
     """Up to four rows of float16 bit patterns -> their exact float32 bit patterns in `bits` (rows, dim), with
     no float32 subnormal on the way (slow): a normal's exponent is rebased in integer arithmetic, a
     subnormal (and zero) is its 10-bit mantissa times 2^-24 (`small`); read side by side (four streams of
@@ -487,6 +532,9 @@ def _decode_four(vectors, rows, bits, small):
             normal = np.uint32(0) - ((magnitude + np.uint32(0x7C00)) >> np.uint32(15))  # all ones if normal
             rebased = (magnitude << np.uint32(13)) + np.uint32(112 << 23)
             bits[g, j] = ((h & np.uint32(0x8000)) << np.uint32(16)) | (rebased & normal) | (small_bits[g, j] & ~normal)
+
+
+_decode_four = _decode_four_hardware if HARDWARE_HALF else _decode_four_integer
 
 
 @njit(cache=True, nogil=True)
@@ -567,7 +615,14 @@ _TWO_112 = 2.0**112  # float32 exponent bias 127 minus float16's 15
 
 
 @njit(inline="always")
-def _decode_half(row, bits, values):
+def _decode_half_hardware(row, bits, values):
+    """`_decode_half` by the CPU's float16 conversion (`bits` unused): the same float64 values."""
+    for j in range(len(row)):
+        values[j] = np.float64(_half_to_float(row[j]))  # type: ignore[call-arg]
+
+
+@njit(inline="always")
+def _decode_half_integer(row, bits, values):
     """float16 bit patterns -> their exact float64 values, in two vectorised loops: sign and the exponent +
     mantissa moved into float32 position, read as float32 and scaled by 2^112 (exact for every finite
     float16, subnormals included; unit rows hold no inf or NaN): the values the 65,536-entry table gives
@@ -578,6 +633,9 @@ def _decode_half(row, bits, values):
     as_float = bits.view(np.float32)
     for j in range(len(row)):
         values[j] = np.float64(as_float[j]) * _TWO_112
+
+
+_decode_half = _decode_half_hardware if HARDWARE_HALF else _decode_half_integer
 
 
 @njit(inline="always")

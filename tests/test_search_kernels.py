@@ -130,6 +130,30 @@ def test_the_compiled_float16_decode_is_exact_for_every_half_including_subnormal
     )
 
 
+def test_both_compiled_float16_decodes_give_numpys_values_for_every_finite_half():
+    """The CPU's conversion (used where `HARDWARE_HALF`) and the integer decode (used elsewhere) are both
+    checked here (the first where this CPU has it): every finite pattern, float32 and float64 decodes."""
+    from eproduct_core import numba_kernels
+
+    halves = np.arange(1 << 16, dtype=np.uint16)
+    finite = halves[np.isfinite(halves.view(np.float16))]
+    patterns = np.resize(finite, 64 * 1024).reshape(64, 1024)
+    expected = patterns.view(np.float16).astype(np.float32)
+    hardware = numba_kernels.HARDWARE_HALF  # elsewhere the CPU's conversion is never compiled, nor used
+    fours = [numba_kernels._decode_four_integer] + [numba_kernels._decode_four_hardware] * hardware
+    half_decodes = [numba_kernels._decode_half_integer] + [numba_kernels._decode_half_hardware] * hardware
+    for decode in fours:
+        for start in range(0, 64, 4):
+            bits, small = np.empty((4, 1024), np.uint32), np.empty((4, 1024), np.float32)
+            decode(patterns, np.arange(start, start + 4), bits, small)
+            np.testing.assert_array_equal(bits, expected[start : start + 4].view(np.uint32))
+    for decode in half_decodes:
+        for row in range(64):
+            values = np.empty(1024, np.float64)
+            decode(patterns[row], np.empty(1024, np.uint32), values)
+            np.testing.assert_array_equal(values, expected[row].astype(np.float64))
+
+
 def test_nearest_cosine_is_the_exact_ranking_head_from_both_kernels():
     """The compiled stage 4 computes exact distances only for rows its float32 pass cannot rule out: its
     `top` rows and bits equal the head of the exact (distance, row) ranking, over near ties, duplicated rows,
