@@ -61,13 +61,7 @@ def steps(index, query: np.ndarray, settings: SearchSettings) -> list[tuple[str,
         lists = partitions.partitions_of(index).lists_for(queries, plan.partition_probes)
         mark("probed partitions (centroid products)")
     stages = plan.stages(index)
-    if lists is None:
-        columns, sample = index.scan_arrays(stages.probe_bits)
-        parts = search_kernels.NO_PARTS
-    else:
-        columns = sample = search_kernels.NO_PARTS.columns
-        parts = search._parts(index)
-    store = search_kernels.Store(columns, sample, index.words, index.vectors)
+    store, parts = search._stage_arrays(index, stages, lists)
     found = search_kernels.reranked(store, stages, qwords, projections, queries, index.kernel, parts, lists)
     mark("stages 1-4 (weighted-Hamming table, compiled call)")
     for i, (rows, hamming, cosine) in enumerate(found):

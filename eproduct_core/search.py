@@ -211,17 +211,23 @@ def _parts(index: Index) -> search_kernels.Parts:
     return search_kernels.Parts(made.columns, made.rows, made.offsets)
 
 
+def _stage_arrays(
+    index: Index, stages: search_kernels.Stages, lists
+) -> tuple[search_kernels.Store, search_kernels.Parts]:
+    """(Store, Parts) the compiled stages read: the scan's columns for the flat scan (NO_PARTS), or the
+    partitions' arrays when stage 1 comes from probed `lists`."""
+    if lists is None:
+        columns, sample = index.scan_arrays(stages.probe_bits)
+        return search_kernels.Store(columns, sample, index.words, index.vectors), search_kernels.NO_PARTS
+    empty = search_kernels.NO_PARTS.columns
+    return search_kernels.Store(empty, empty, index.words, index.vectors), _parts(index)
+
+
 def _search_reranked(index: Index, queries, qwords, projections, plan: _Plan, lists=None) -> list[SearchResult]:
     """Stages 1-4 (module doc) for a batch, in one compiled call where numba is available; stage 1 from the
     partitions `lists` (queries, probes) when given."""
     stages = plan.stages(index)
-    if lists is None:
-        columns, sample = index.scan_arrays(stages.probe_bits)
-        parts = search_kernels.NO_PARTS
-    else:
-        columns = sample = search_kernels.NO_PARTS.columns
-        parts = _parts(index)
-    store = search_kernels.Store(columns, sample, index.words, index.vectors)
+    store, parts = _stage_arrays(index, stages, lists)
     found = search_kernels.reranked(store, stages, qwords, projections, queries, index.kernel, parts, lists)
     considered = min(plan.shortlist, index.size)
     return [
