@@ -116,7 +116,8 @@ def test_cosine_kernels_agree_for_any_dim_and_row_count(dim):
 
 
 def test_the_compiled_float16_decode_is_exact_for_every_half_including_subnormals_and_signed_zeros():
-    """The numba kernel decodes float16 bits arithmetically; numpy reads a table: the same cosines, bit for bit,
+    """The numba kernel decodes float16 bits (by the CPU's conversion or arithmetically, whichever this machine
+    uses); numpy reads a table: the same cosines, bit for bit,
     over every finite float16 pattern (laid out as rows of 1,002, so the eight lanes' tail is covered too)."""
     halves = np.arange(1 << 16, dtype=np.uint16)
     finite = halves[np.isfinite(halves.view(np.float16))]
