@@ -32,6 +32,7 @@ from fractions import Fraction
 import numpy as np
 
 _BYTE_BITS = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1).astype(np.float32)  # (256, 8), MSB first
+SMALL_CHECK = 1 << 16  # up to this many values, first_nonfinite_row checks each (no sum, no temporary to speak of)
 _SALT = 0x4C5348  # "LSH": keeps hyperplane streams apart from np.random.default_rng(seed) elsewhere
 
 
@@ -84,11 +85,15 @@ def unit_mean(vectors: np.ndarray, chunk: int = 65536) -> np.ndarray:
 
 
 def first_nonfinite_row(vectors: np.ndarray) -> int | None:
-    """The first row holding NaN or an infinity, or None. A sum checks first (fast, no full-size temporary);
-    one that overflows only costs the exact row check."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        if np.isfinite(np.sum(vectors, dtype=np.float32)):
+    """The first row holding NaN or an infinity, or None. Up to SMALL_CHECK values are checked one by one;
+    more are summed first (fast, no full-size temporary), and a sum that overflows only costs the exact check."""
+    if np.size(vectors) <= SMALL_CHECK:  # a query or a few
+        if np.isfinite(vectors).all():
             return None
+    else:
+        with np.errstate(over="ignore", invalid="ignore"):
+            if np.isfinite(np.sum(vectors, dtype=np.float32)):
+                return None
     bad = np.flatnonzero(~np.isfinite(np.asarray(vectors, dtype=np.float64)).all(axis=-1))
     return int(bad[0]) if len(bad) else None
 
@@ -148,13 +153,16 @@ def to_words(codes: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(codes).view(">u8").astype(np.uint64)
 
 
+@functools.lru_cache(maxsize=64)
 def word_masks(bits: int) -> np.ndarray:
-    """uint64 masks (ceil(bits/64),) selecting the first `bits` bits of the word view."""
+    """uint64 masks (ceil(bits/64),) selecting the first `bits` bits of the word view; one read-only array
+    per length, made once (every query asks for them)."""
     nwords = -(-bits // 64)
     masks = np.full(nwords, np.iinfo(np.uint64).max, dtype=np.uint64)
     spare = nwords * 64 - bits
     if spare:
         masks[-1] = np.uint64((1 << 64) - (1 << spare))
+    masks.flags.writeable = False
     return masks
 
 
@@ -188,9 +196,15 @@ def weighted_table(projections: np.ndarray, bits: int) -> np.ndarray:
     margins[..., :bits] = np.abs(projections[..., :bits])
     query_bits = np.zeros_like(margins)
     query_bits[..., :bits] = projections[..., :bits] > 0
-    per_set_bit = (margins * (1 - 2 * query_bits)).reshape(margins.shape[:-1] + (nbytes, 8))  # a set bit adds this
-    all_clear = (margins * query_bits).reshape(per_set_bit.shape).sum(axis=-1)  # cost of a byte with no bit set
-    return np.ascontiguousarray(per_set_bit @ _BYTE_BITS.T + all_clear[..., None], dtype=np.float32)
+    shape = margins.shape[:-1] + (nbytes, 8)
+    per_set_bit = (margins * (1 - 2 * query_bits)).reshape(shape)  # what a set bit adds to its byte's cost
+    clear_bits = (margins * query_bits).reshape(shape)
+    table = np.zeros(shape[:-1] + (256,), dtype=np.float32)
+    for i in range(8):  # in bit order, one float32 addition at a time: numba_kernels.weighted_table repeats it
+        table += clear_bits[..., i, None]  # the cost of the byte with no bit set
+    for i in range(8):
+        table += per_set_bit[..., i, None] * _BYTE_BITS[:, i]
+    return table
 
 
 def weighted_hamming(projections: np.ndarray, words: np.ndarray, bits: int) -> np.ndarray:
@@ -216,12 +230,10 @@ def weighted_hamming(projections: np.ndarray, words: np.ndarray, bits: int) -> n
 
 
 def code_cosine_from_counts(both: np.ndarray, a: np.ndarray, b: np.ndarray | int) -> np.ndarray:
-    """Eq. (4) from popcounts: 1 - both / sqrt(a * b) in float64; 1.0 where a code is all zeros."""
-    both = np.asarray(both, dtype=np.float64)
+    """Eq. (4) from popcounts: 1 - both / sqrt(a * b) in float64; 1.0 where a code is all zeros (there
+    `both` is 0 too, so dividing by a tiny positive number instead of 0 gives it)."""
     norm2 = np.asarray(a, dtype=np.float64) * np.asarray(b, dtype=np.float64)
-    positive = norm2 > 0
-    ratio = np.divide(both, np.sqrt(norm2), out=np.zeros(np.broadcast(both, norm2).shape), where=positive)
-    return np.where(positive, 1.0 - ratio, 1.0)
+    return 1.0 - np.asarray(both, dtype=np.float64) / np.sqrt(np.maximum(norm2, np.finfo(np.float64).tiny))
 
 
 def decimal_cutoff(cutoff: float) -> Fraction:

@@ -74,12 +74,9 @@ class Partitions:
         (ties: lowest list)."""
         probes = max(1, min(int(probes), self.lists))
         scores = -(np.asarray(queries, dtype=np.float32) @ self.centroids.T)
-        if probes < self.lists:
-            top = np.sort(np.argpartition(scores, probes - 1, axis=1)[:, :probes], axis=1)
-        else:
-            top = np.broadcast_to(np.arange(probes), scores.shape)
-        order = np.argsort(np.take_along_axis(scores, top, axis=1), axis=1, kind="stable")  # ties: lowest list
-        return np.ascontiguousarray(np.take_along_axis(top, order, axis=1), dtype=np.int64)
+        # one stable sort of every list's score: ties go to the lowest list, also at the cut (~12 us a query
+        # at 256 lists, against ~40 us for a partition and two gathers)
+        return np.ascontiguousarray(np.argsort(scores, axis=1, kind="stable")[:, :probes], dtype=np.int64)
 
 
 def _unit(x: np.ndarray) -> np.ndarray:

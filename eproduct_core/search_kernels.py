@@ -181,7 +181,7 @@ def rows_weighted(
 ) -> np.ndarray:
     """Weighted Hamming distances (len(rows),) float64 (lsh.py) over the first `bits` bits of the given rows."""
     if _compiled(kernel):
-        return _kernels.rows_weighted(words, np.asarray(rows, dtype=np.int64), lsh.weighted_table(projections, bits))
+        return _kernels.rows_weighted(words, np.asarray(rows, dtype=np.int64), _compiled_table(projections, bits))
     return lsh.weighted_hamming(projections, np.take(words, rows, axis=0), bits)
 
 
@@ -323,6 +323,11 @@ def _marks(rows: int) -> np.ndarray:
     return marks
 
 
+def _compiled_table(projections: np.ndarray, bits: int) -> np.ndarray:
+    """One query's weighted Hamming table (lsh.weighted_table, bit for bit) from the compiled kernel."""
+    return _kernels.weighted_table(np.ascontiguousarray(projections, dtype=np.float32), bits)
+
+
 def _compiled_store(store: Store, probe_bits: int) -> Store:
     """`store` as the compiled kernels read it: the scan arrays cut to the probed words, vectors as uint16."""
     nwords = -(-probe_bits // 64)
@@ -348,7 +353,7 @@ def best_rows(
             Stages(*(int(v) for v in stages)),
             np.ascontiguousarray(probed, dtype=np.int64),
             np.ascontiguousarray(qwords),
-            lsh.weighted_table(projections, stages.bits),
+            _compiled_table(projections, stages.bits),
         )
     if _compiled(kernel):
         return _kernels.best_rows(
@@ -356,7 +361,7 @@ def best_rows(
             Stages(*(int(v) for v in stages)),
             RADIUS_MARGIN,
             np.ascontiguousarray(qwords),
-            lsh.weighted_table(projections, stages.bits),
+            _compiled_table(projections, stages.bits),
             _found_buffers(store.columns.shape[1]),
         )
     columns, words = store.columns, store.words
@@ -396,7 +401,7 @@ def reranked(
             RADIUS_MARGIN,
             np.ascontiguousarray(qwords),
             lists,
-            lsh.weighted_table(projections, stages.bits),
+            np.ascontiguousarray(projections, dtype=np.float32),
             np.ascontiguousarray(queries, dtype=np.float32),
             _found_buffers(store.words.shape[0]),
             _marks(store.words.shape[0]),

@@ -4,7 +4,7 @@ asked for by name runs or refuses."""
 import numpy as np
 import pytest
 
-from eproduct_core import lsh, search_kernels
+from eproduct_core import lsh, numba_kernels, search_kernels
 from eproduct_core.errors import EproductError
 from eproduct_core.index import unit_float16
 
@@ -76,6 +76,22 @@ def test_both_weighted_kernels_give_the_same_bits():
         )
 
 
+def test_both_weighted_tables_give_the_same_bits():
+    """The compiled table (built entry from entry) repeats lsh's float32 additions exactly, for any code
+    length, on projections with zeros, ties and magnitudes far apart; the batch form equals the single."""
+    rng = np.random.default_rng(4)
+    projections = (rng.standard_normal((6, 260)) * 10.0 ** rng.integers(-6, 6, (6, 260))).astype(np.float32)
+    projections[:, ::7] = 0.0
+    projections[:, 1::9] = projections[:, 2::9][:, : projections[:, 1::9].shape[1]]
+    for bits in (1, 7, 64, 100, 256, 260):
+        batch = lsh.weighted_table(projections, bits)
+        for p, expected in zip(projections, batch, strict=True):
+            compiled = numba_kernels.weighted_table(p, bits)
+            assert compiled.dtype == np.float32 and compiled.shape == (-(-bits // 8), 256)
+            np.testing.assert_array_equal(compiled, expected)
+            np.testing.assert_array_equal(lsh.weighted_table(p, bits), expected)
+
+
 def _without_numba(monkeypatch):
     monkeypatch.setattr(search_kernels, "_kernels", None)  # as if `import numba` had failed
     monkeypatch.setattr(search_kernels, "_kernels_checked", True)
@@ -134,8 +150,6 @@ def test_the_compiled_float16_decode_is_exact_for_every_half_including_subnormal
 def test_both_compiled_float16_decodes_give_numpys_values_for_every_finite_half():
     """The CPU's conversion (used where `HARDWARE_HALF`) and the integer decode (used elsewhere) are both
     checked here (the first where this CPU has it): every finite pattern, float32 and float64 decodes."""
-    from eproduct_core import numba_kernels
-
     halves = np.arange(1 << 16, dtype=np.uint16)
     finite = halves[np.isfinite(halves.view(np.float16))]
     patterns = np.resize(finite, 64 * 1024).reshape(64, 1024)
@@ -180,7 +194,7 @@ def test_nearest_cosine_is_the_exact_ranking_head_from_both_kernels():
 def test_cosine_estimates_stay_within_their_stated_bound(dim):
     """The float32 pass that rules rows out errs by less than `estimate_slack` on every kind of row: random,
     zero, holding subnormal or extreme halves, against a query of large and tiny magnitudes."""
-    from eproduct_core import numba_kernels
+
 
     rng = np.random.default_rng(dim)
     vectors = unit_float16(rng.standard_normal((64, dim)))
