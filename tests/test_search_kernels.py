@@ -195,7 +195,6 @@ def test_cosine_estimates_stay_within_their_stated_bound(dim):
     """The float32 pass that rules rows out errs by less than `estimate_slack` on every kind of row: random,
     zero, holding subnormal or extreme halves, against a query of large and tiny magnitudes."""
 
-
     rng = np.random.default_rng(dim)
     vectors = unit_float16(rng.standard_normal((64, dim)))
     vectors[1] = 0.0
