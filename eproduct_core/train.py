@@ -3,8 +3,8 @@
 Writes a run folder (see ARCHITECTURE.md): config.json, metrics.jsonl (one line per epoch),
 class_accuracy.csv and checkpoint.pt (tensors and plain values only; saved atomically every epoch and,
 with `checkpoint_every` N, every N steps with an intervals.jsonl record), so `resume=True` continues
-after a kill from the last checkpoint, mid-epoch included. CUDA when present (bf16 autocast,
-channels_last), CPU otherwise; under torchrun, DistributedDataParallel with one data shard per rank,
+after a kill from the last checkpoint, mid-epoch included. CUDA when present (bf16 autocast), CPU
+otherwise, channels_last on both; under torchrun, DistributedDataParallel with one data shard per rank,
 and only rank 0 writes files. Sampling is seeded per epoch and skips the steps already done, and
 augmentation is seeded per step, so a resumed run sees exactly the batches an uninterrupted one would.
 The progress display shows images/s and an ETA; TensorBoard events go to RUN/tensorboard/ when the
@@ -187,9 +187,8 @@ class _Trainer:
         if self.model.metric is not None:
             self.model.metric.proxy_leaf.copy_(torch.as_tensor(proxy_leaf))
         self.model.freeze(config.freeze_fraction, config.freeze_bn)
-        self.model = self.model.to(self.device)
-        if self.device.type == "cuda":
-            self.model = self.model.to(memory_format=torch.channels_last)
+        # channels_last on every device: on CPU it made a Lite0 step at 96 px ~1.5x faster (oneDNN), on CUDA too
+        self.model = self.model.to(self.device).to(memory_format=torch.channels_last)
         self.groups = self.model.parameter_groups(config.lr, config.backbone_lr_scale)
         for group in self.groups:
             group["base_lr"] = group["lr"]
@@ -284,9 +283,7 @@ class _Trainer:
             if mode == "robust" and "tint" in config.augment_families.split(","):
                 batch = shared_tint(batch, generator)  # one colour per product, kept by all its views
             views = [augment(batch, mode, generator, config.augment_families) for _ in range(n_views)]
-            inputs = torch.cat(views)
-            if self.device.type == "cuda":
-                inputs = inputs.contiguous(memory_format=torch.channels_last)
+            inputs = torch.cat(views).contiguous(memory_format=torch.channels_last)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
                 outputs = net(inputs)
             titles_batch = torch.as_tensor(self.title_targets[rows], device=self.device)
