@@ -342,7 +342,8 @@ PRESETS: dict[str, TrainConfig] = {
         backbone="efficientnet-lite0",
         weights="imagenet",
         image_size=96,
-        epochs=6,  # 677 s on 4,000 images on 2 idle cores (budget 15 min); 3 epochs: field MAR@10 0.583, 6: 0.646
+        epochs=6,  # 677 s on 4,000 images on 2 idle cores, 778 s on a slower CPU (budget 15 min); 3 epochs: field
+        # MAR@10 0.583, 6: 0.646 (0.616 with channels_last on the slower CPU: the spread between machines)
         batch_size=64,
         lr=2e-3,
         freeze_fraction=0.5,

@@ -83,7 +83,7 @@ def load_run(run_dir: str | Path, device: str = "auto") -> RunBundle:
     model = ProductModel(spec, weights="none")
     model.load_state_dict(state["model_state"])
     target = resolve_device(device, int(os.environ.get("LOCAL_RANK", "0")))  # torchrun: one GPU per rank
-    model = model.to(target).eval()
+    model = model.to(target).to(memory_format=torch.channels_last).eval()  # as trained (train.py): faster on CPU too
     return RunBundle(model=model, taxonomy=taxonomy, config=config, spec=spec, device=target, run_dir=run_dir)
 
 
@@ -151,9 +151,7 @@ def batch_vectors(bundle: RunBundle, images: torch.Tensor, kinds: Sequence[str],
     """{kind: float32 (B, d) tensor} for a float image batch; tta "flip" / "multicrop" averages the
     penultimate/metric vectors of each image's TTA_VIEWS (metric vectors unit-normalised first; seed kinds
     are class predictions of the image itself, unaveraged)."""
-    images = images.to(bundle.device)
-    if bundle.device.type == "cuda":
-        images = images.contiguous(memory_format=torch.channels_last)
+    images = images.to(bundle.device).contiguous(memory_format=torch.channels_last)
     views = TTA_VIEWS[check_tta(tta)]
     with torch.autocast(bundle.device.type, dtype=torch.bfloat16, enabled=bundle.device.type == "cuda"):
         outputs = [bundle.model(tta_view(images, view)) for view in views]
