@@ -17,11 +17,13 @@ import argparse
 import hashlib
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from interleave import interleaved  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 
@@ -114,18 +116,10 @@ def main() -> None:
         "rerank": args.rerank,
     }
     load_start = os.getloadavg()[0]
-    results: dict[str, list[dict]] = {"old": [], "new": []}
-    for _ in range(args.rounds):
-        for side in ("old", "new"):
-            command = [sys.executable, __file__, "--child", "--index", str(path), "--settings", json.dumps(settings)]
-            command += ["--dist", args.dist, "--n", str(args.n), "--dim", str(args.dim)]
-            command += ["--queries", str(args.queries), "--repeats", str(args.repeats)]
-            env = dict(os.environ, PYTHONPATH=str(Path(getattr(args, side)).resolve()))
-            done = subprocess.run(command, env=env, capture_output=True, text=True)
-            if done.returncode:
-                raise SystemExit(f"{side} ({getattr(args, side)}) failed:\n{done.stderr[-3000:]}")
-            out = done.stdout
-            results[side].append(json.loads(out.strip().splitlines()[-1]))
+    command = [sys.executable, __file__, "--child", "--index", str(path), "--settings", json.dumps(settings)]
+    command += ["--dist", args.dist, "--n", str(args.n), "--dim", str(args.dim)]
+    command += ["--queries", str(args.queries), "--repeats", str(args.repeats)]
+    results = interleaved(args.old, args.new, args.rounds, command)
     print(
         f"{args.dist}: n = {args.n:,}, {args.queries} queries x {args.repeats}, top-10 with {settings}; one query at a "
         f"time, one thread; {args.rounds} interleaved old/new process pairs; load average {load_start:.1f} at the "

@@ -15,13 +15,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from interleave import interleaved  # noqa: E402
 
 
 def child(args: argparse.Namespace) -> None:
@@ -60,17 +62,9 @@ def main() -> None:
     if not args.old or not args.new or not args.catalog:
         parser.error("--old, --new and --catalog are required")
     load_start = os.getloadavg()[0]
-    results: dict[str, list[dict]] = {"old": [], "new": []}
-    for _ in range(args.rounds):
-        for side in ("old", "new"):
-            command = [sys.executable, __file__, "--child", "--catalog", args.catalog, "--preset", args.preset]
-            command += ["--images", str(args.images), "--threads", str(args.threads)]
-            env = dict(os.environ, PYTHONPATH=str(Path(getattr(args, side)).resolve()))
-            done = subprocess.run(command, env=env, capture_output=True, text=True)
-            if done.returncode:
-                raise SystemExit(f"{side} ({getattr(args, side)}) failed:\n{done.stderr[-3000:]}")
-            out = done.stdout
-            results[side].append(json.loads(out.strip().splitlines()[-1]))
+    command = [sys.executable, __file__, "--child", "--catalog", args.catalog, "--preset", args.preset]
+    command += ["--images", str(args.images), "--threads", str(args.threads)]
+    results = interleaved(args.old, args.new, args.rounds, command)
     print(
         f"preset {args.preset}, one epoch on {args.images} images of {args.catalog}, {args.threads} torch threads; "
         f"{args.rounds} interleaved old/new process pairs; load average {load_start:.1f} at the start, "
