@@ -42,7 +42,6 @@ class Index:
         self.offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)  # first row of each shard
         self._lock = threading.Lock()
         self._planes: np.ndarray | None = None
-        self._plane_halves: np.ndarray | None = None  # their float16 bit patterns when exact (search_kernels.products)
         self._centre: np.ndarray | None = None
         self._words: np.ndarray | None = None
         self._columns: np.ndarray | None = None  # (words, rows): the first words of every code, word-major
@@ -104,9 +103,7 @@ class Index:
     @property
     def planes(self) -> np.ndarray:
         if self._planes is None:
-            planes = np.load(self.path / self.manifest["hyperplanes"]["file"], allow_pickle=False)
-            self._plane_halves = search_kernels.half_patterns(planes)
-            self._planes = planes
+            self._planes = np.load(self.path / self.manifest["hyperplanes"]["file"], allow_pickle=False)
         return self._planes
 
     @property
@@ -227,5 +224,4 @@ class Index:
 
     def project(self, queries: np.ndarray) -> np.ndarray:
         """Query projections (q, bits) float32 on the hyperplanes; their signs are the codes `encode` gives."""
-        planes = self.planes
-        return search_kernels.products(planes, self._plane_halves, lsh.centred(queries, self.centre))
+        return lsh.project(lsh.centred(queries, self.centre), self.planes)

@@ -37,8 +37,7 @@ _SALT = 0x4C5348  # "LSH": keeps hyperplane streams apart from np.random.default
 
 
 def hyperplanes(seed: int, bits: int, dim: int) -> np.ndarray:
-    """Seeded hyperplanes W (bits, dim) float32 holding float16 values; each block of `dim` rows is
-    orthonormalised, then rounded to float16 (about 5e-4 relative: the bits stay as uncorrelated).
+    """Seeded hyperplanes W (bits, dim) float32; each block of `dim` rows is orthonormalised.
 
     Rows are drawn in blocks of `dim` Gaussian rows (whole blocks even when fewer bits are asked for)
     and each block is orthonormalised by QR, so bits within a block are as uncorrelated as possible
@@ -53,10 +52,7 @@ def hyperplanes(seed: int, bits: int, dim: int) -> np.ndarray:
         q, r = np.linalg.qr(gauss.T)  # columns of q: orthonormal, Gram-Schmidt order
         q *= np.sign(np.diag(r))[None, :]  # unique QR: same first columns whatever follows
         blocks.append(q.T)
-    # rounded to float16 values (stored as float32): a query's projection reads their float16 copy, half the
-    # bytes (search_kernels.products), and the codes are those of the rounded planes
-    planes = np.concatenate(blocks)[:bits].astype(np.float16)
-    return np.ascontiguousarray(planes, dtype=np.float32)
+    return np.ascontiguousarray(np.concatenate(blocks)[:bits], dtype=np.float32)
 
 
 def project(vectors: np.ndarray, planes: np.ndarray) -> np.ndarray:

@@ -541,52 +541,6 @@ def _decode_four_integer(vectors, rows, bits, small):
 _decode_four = _decode_four_hardware if HARDWARE_HALF else _decode_four_integer
 
 
-_HALF_SCALES = np.ldexp(np.float32(1.0), np.maximum(np.arange(32), 1) - 25).astype(np.float32)  # 2^(e - 25)
-
-
-@njit(inline="always")
-def _half_value_integer(pattern):
-    """A finite float16 bit pattern -> its float32 value in integer and float arithmetic (no F16C): the mantissa,
-    with its implicit bit for a normal, times 2^(exponent - 25); exact, subnormals and signed zeros included."""
-    h = np.int32(pattern)
-    exponent = (h >> 10) & 0x1F
-    mantissa = (h & 0x3FF) | (0x400 if exponent > 0 else 0)
-    value = np.float32(mantissa) * _HALF_SCALES[exponent]
-    return -value if h & 0x8000 else value
-
-
-_half_value = _half_to_float if HARDWARE_HALF else _half_value_integer
-
-
-@njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
-def half_products(halves, queries, out):
-    """out (q, rows) float32 = queries (q, dim) float32 times the transposed matrix whose float16 bit patterns are
-    `halves` (rows, dim) uint16: a query's hyperplane projections or centroid scores from half the bytes of a
-    float32 matrix (two 1.3 MB float32 matrices per query at d = 1280 do not fit in L2 beside the scan's rows).
-    Four rows at a time (four independent sums), each value decoded exactly (`_half_value`); the sums in float32
-    in whatever order vectorises (within ~dim x 2^-24 of numpy's)."""
-    n, dim = halves.shape
-    full = n - n % 4
-    for q in range(len(queries)):
-        x = queries[q]
-        for i in range(0, full, 4):
-            r0, r1, r2, r3 = halves[i], halves[i + 1], halves[i + 2], halves[i + 3]
-            s0 = s1 = s2 = s3 = np.float32(0.0)
-            for j in range(dim):
-                v = x[j]
-                s0 += _half_value(r0[j]) * v
-                s1 += _half_value(r1[j]) * v
-                s2 += _half_value(r2[j]) * v
-                s3 += _half_value(r3[j]) * v
-            out[q, i], out[q, i + 1], out[q, i + 2], out[q, i + 3] = s0, s1, s2, s3
-        for i in range(full, n):
-            total = np.float32(0.0)
-            for j in range(dim):
-                total += _half_value(halves[i, j]) * x[j]
-            out[q, i] = total
-    return out
-
-
 @njit(cache=True, nogil=True)
 def rows_hamming(words, rows, query, masks):
     """Hamming distances (len(rows),) int64 of the given rows' codes (words (n, w)) over the masked words."""

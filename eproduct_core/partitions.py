@@ -6,7 +6,7 @@ checksums in its manifest, key "partitions"), `open_partitions`, `partitions_of`
 search_kernels.partition_scan (compiled, with a numpy twin that gives the same rows).
 
 The rows are grouped by their nearest of `lists` centroids (cosine, k-means on a seeded sample of the
-stored unit vectors). Stored beside the codes: the centroids (float32 holding float16 values, read as float16 per query), the row number at each list position
+stored unit vectors). Stored beside the codes: the centroids (float32), the row number at each list position
 (`rows`, lists one after another, each ascending), `offsets` (list l is positions offsets[l]:offsets[l+1])
 and a copy of the first PREFIX_WORDS code words in list order (`columns`, word-major), so the scan of a
 probed list reads contiguous memory. A query probes the `probes` lists whose centroids have the largest
@@ -25,12 +25,11 @@ import math
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from . import search_kernels
 from .errors import EproductError
 
 PREFIX_WORDS = 4  # code words copied in list order: the scan reads up to 256-bit prefixes from them
@@ -62,10 +61,6 @@ class Partitions:
     rows: np.ndarray  # (rows,) int64: the row at each list position
     offsets: np.ndarray  # (lists + 1,) int64
     columns: np.ndarray  # (words, rows) uint64: the first code words, in list order
-    halves: np.ndarray | None = field(init=False, repr=False)  # the centroids' float16 bit patterns when exact
-
-    def __post_init__(self) -> None:
-        self.halves = search_kernels.half_patterns(self.centroids)
 
     @property
     def lists(self) -> int:
@@ -78,7 +73,7 @@ class Partitions:
         """(queries, min(probes, lists)) int64: each query's lists by decreasing centroid inner product
         (ties: lowest list)."""
         probes = max(1, min(int(probes), self.lists))
-        scores = -search_kernels.products(self.centroids, self.halves, queries)
+        scores = -(np.asarray(queries, dtype=np.float32) @ self.centroids.T)
         # one stable sort of every list's score: ties go to the lowest list, also at the cut (~12 us a query
         # at 256 lists, against ~40 us for a partition and two gathers)
         return np.ascontiguousarray(np.argsort(scores, axis=1, kind="stable")[:, :probes], dtype=np.int64)
@@ -116,13 +111,7 @@ def fit_centroids(vectors: np.ndarray, lists: int, seed: int = 0) -> np.ndarray:
         empty = np.flatnonzero(np.bincount(labels, minlength=lists) == 0)
         sums[empty] = sample[rng.choice(size, len(empty), replace=False)]  # an empty list restarts at a row
         centroids = _unit(sums).astype(np.float32)
-    return _as_halves(centroids)
-
-
-def _as_halves(centroids: np.ndarray) -> np.ndarray:
-    """The centroids rounded to float16 values (kept as float32): a query's scores read their float16 copy
-    (search_kernels.products); the rows are then assigned to the rounded centroids."""
-    return centroids.astype(np.float16).astype(np.float32)
+    return centroids
 
 
 def make_partitions(vectors: np.ndarray, words: np.ndarray, lists: int, seed: int = 0) -> Partitions:

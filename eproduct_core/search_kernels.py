@@ -111,7 +111,6 @@ def prepare() -> bool:
     code_counts(words, np.arange(2), words[0], 100)
     rows_cosine(vectors, np.arange(2), queries[0])
     nearest_cosine(vectors, np.arange(2), queries[0], 1)
-    products(np.ones((2, 4), np.float32), half_patterns(np.ones((2, 4), np.float32)), queries)
     _prepared = True
     return True
 
@@ -420,30 +419,6 @@ def reranked(
         order = np.lexsort((picked, exact))[: stages.top or None]
         out.append((picked[order], distances[order], exact[order]))
     return out
-
-
-def half_patterns(matrix: np.ndarray) -> np.ndarray | None:
-    """The float16 bit patterns (uint16, read-only) of a float32 matrix whose every value is a float16 exactly
-    (lsh.hyperplanes and k-means centroids are rounded so), or None when one is not: `products` reads them."""
-    half = np.asarray(matrix, dtype=np.float16)
-    if not np.array_equal(half.astype(np.float32), matrix):
-        return None
-    patterns = np.ascontiguousarray(half).view(np.uint16)
-    patterns.flags.writeable = False
-    return patterns
-
-
-def products(matrix: np.ndarray, halves: np.ndarray | None, queries: np.ndarray) -> np.ndarray:
-    """queries (q, dim) @ matrix (rows, dim).T as (q, rows) float32: a query's hyperplane projections or centroid
-    scores. With `halves` (`half_patterns(matrix)`) and numba, the compiled loop reads the float16 copy (half the
-    bytes: ~20% off a query at d = 1280, where the two float32 matrices evict the scan's rows from L2); else
-    numpy's float32 product. Either is within ~dim x 2^-24 relative of the exact sums; one process always takes
-    the same path, whatever the search kernel."""
-    queries = np.ascontiguousarray(queries, dtype=np.float32)
-    if halves is None or not numba_available():
-        return queries @ matrix.T
-    out = np.empty((len(queries), halves.shape[0]), dtype=np.float32)
-    return _kernels.half_products(halves, queries, out)
 
 
 def partition_scan(

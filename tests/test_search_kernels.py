@@ -1,7 +1,6 @@
 """search_kernels.py / numba_kernels.py: wide codes never wrap, both kernels give the same bits, a kernel
 asked for by name runs or refuses."""
 
-import numba
 import numpy as np
 import pytest
 
@@ -225,41 +224,3 @@ def test_code_counts_agree_across_kernels_and_with_popcounts(bits):
         np.testing.assert_array_equal(both, lsh.popcount(block & q))
         np.testing.assert_array_equal(weights, lsh.popcount(block))
         assert qweight == int(lsh.popcount(q[None])[0])
-
-
-@pytest.mark.parametrize("rows,dim,queries", [(1, 3, 1), (5, 17, 2), (256, 1280, 1), (9, 64, 150)])
-def test_float16_products_equal_numpys_within_float32_rounding(rows, dim, queries):
-    """The compiled product over a float16 copy (hyperplanes, centroids) gives numpy's float32 product up to
-    the order of the float32 sums, for any row count (groups of four), dim and query batch (tiles of 64)."""
-    rng = np.random.default_rng(rows + dim)
-    matrix = rng.standard_normal((rows, dim)).astype(np.float16).astype(np.float32)
-    x = rng.standard_normal((queries, dim)).astype(np.float32)
-    halves = search_kernels.half_patterns(matrix)
-    assert halves is not None and halves.dtype == np.uint16 and not halves.flags.writeable
-    got = search_kernels.products(matrix, halves, x)
-    exact = x.astype(np.float64) @ matrix.T.astype(np.float64)
-    bound = dim * 2.0**-22 * (np.abs(x) @ np.abs(matrix.T))  # a float32 sum of dim products, any order
-    assert got.shape == (queries, rows) and got.dtype == np.float32
-    assert np.all(np.abs(got - exact) <= bound + 1e-30)
-
-
-def test_a_matrix_with_values_float16_cannot_hold_gets_numpys_product():
-    matrix = np.array([[0.1, 1.0], [2.0, -3.0]], dtype=np.float32)  # 0.1 is not a float16
-    assert search_kernels.half_patterns(matrix) is None
-    x = np.array([[1.0, 2.0]], dtype=np.float32)
-    np.testing.assert_array_equal(search_kernels.products(matrix, None, x), x @ matrix.T)
-
-
-def test_the_integer_float16_decode_of_the_products_is_exact_for_every_finite_half():
-    """`half_products` decodes with F16C where it can; its integer decode (other CPUs) gives the same bits."""
-    patterns = np.arange(1 << 16, dtype=np.uint16)
-    finite = patterns[np.isfinite(patterns.view(np.float16))]
-
-    @numba.njit
-    def decode(values, out):
-        for i in range(len(values)):
-            out[i] = numba_kernels._half_value_integer(values[i])
-        return out
-
-    got = decode(finite, np.empty(len(finite), np.float32))
-    np.testing.assert_array_equal(got.view(np.uint32), finite.view(np.float16).astype(np.float32).view(np.uint32))
