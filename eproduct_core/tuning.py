@@ -20,7 +20,7 @@ the ratios of the defaults in settings.py), for each prefix length in PROBE_CHOI
 and, on an index storing more than SHORT_BITS, also only the first SHORT_BITS (a cheaper weighted stage). For each prefix
 length a bisection over LADDER finds the smallest R whose recall reaches the target with margin: the
 lower end of the 90% bootstrap interval over the sample queries must be >= target. The winners of the
-prefix lengths are then timed on 100 sample queries (median of 3 passes, one query at a time) and the fastest is kept.
+prefix lengths are then timed on 100 sample queries (median of 3 passes interleaved across them, one query at a time) and the fastest is kept.
 On an index with partitions (partitions.py) the same family is also searched with stage 1 from 1, 2, 4, ...
 probed lists (256-bit prefixes; rungs capped where stage 1 keeps every probed row) until PARTITION_WINNERS
 counts reach the target; those winners are timed beside the flat scan's, so the flat scan stays when it is faster.
@@ -207,11 +207,10 @@ def tune(
             winners.append(rung)
     winners += _partition_winners(index, ask, reaches)
     if winners:
-        timed = [(_time(index, queries, s), s) for s in winners]
-        ms, best = min(timed, key=lambda pair: pair[0])
+        ms, best = min(zip(_times(index, queries, winners), winners, strict=True), key=lambda pair: pair[0])
     else:
         best = max(cache, key=lambda s: cache[s].mean())
-        ms = _time(index, queries, best)
+        (ms,) = _times(index, queries, [best])
     values = recall_of(best)
     low, high = bootstrap_interval(values, seed)
     return TuneResult(
@@ -274,16 +273,19 @@ def held_out_rows_of(count: int, sample: int, seed: int) -> np.ndarray:
     return np.sort(rng.choice(count, min(sample, count), replace=False))
 
 
-def _time(index, queries: np.ndarray, settings: SearchSettings, passes: int = 3, count: int = 100) -> float:
-    """Median ms per query over `passes` of searching `count` sample queries one at a time on one thread."""
-    times = []
+def _times(index, queries: np.ndarray, candidates: list[SearchSettings], passes: int = 3, count: int = 100):
+    """Per candidate, the median ms per query over `passes` of searching `count` sample queries one at a time on
+    one thread; the passes interleaved (candidate 1, 2, ..., then again), so a slow moment of a shared machine
+    falls on every candidate rather than on whichever was being timed."""
+    times: list[list[float]] = [[] for _ in candidates]
     queries = queries[:count]
     for _ in range(passes):
-        start = time.perf_counter()
-        for query in queries:
-            _search.search(index, query[None, :], settings)
-        times.append((time.perf_counter() - start) / len(queries) * 1e3)
-    return float(np.median(times))
+        for i, settings in enumerate(candidates):
+            start = time.perf_counter()
+            for query in queries:
+                _search.search(index, query[None, :], settings)
+            times[i].append((time.perf_counter() - start) / len(queries) * 1e3)
+    return [float(np.median(t)) for t in times]
 
 
 def store_tuned(index_dir, result: TuneResult) -> None:
