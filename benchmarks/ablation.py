@@ -4,7 +4,8 @@ Each variant is the `best` preset (or --preset) with a few `key=value` overrides
 1,000 training images) on one Fashion-MNIST train split and scored by MAR@10 (exact cosine top-10) on the
 query/index photos of the catalogs given (e.g. the studio and the field photo model, which share that
 train split). Frozen EfficientNet-Lite0 at the same resolution is measured in the same run. Prints one
-markdown table; runs and embeddings go under --work (a finished run is reused).
+markdown table, then each later variant's difference from the first on the same queries with its 90% paired
+bootstrap interval; runs and embeddings go under --work (a finished run is reused).
 
     python benchmarks/ablation.py --train /tmp/fm-studio --eval studio=/tmp/fm-studio,field=/tmp/fm-field \\
         --variant base: --variant res96:image_size=96 --variant supcon:instance_loss=supcon
@@ -26,17 +27,19 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from quality import frozen_vectors, top10_mar  # noqa: E402
+from quality import frozen_vectors, top10_mar, top10_recalls  # noqa: E402
 
 from eproduct_core.config import preset, with_overrides  # noqa: E402
 from eproduct_core.embed import embed_kinds, load_run  # noqa: E402
+from eproduct_core.tuning import bootstrap_interval  # noqa: E402
 
 log = logging.getLogger("ablation")
 
 
 def run_variant(
     name: str, overrides: dict, train_catalog: Path, evals: dict[str, Path], work: Path, tta: str, base: str = "best"
-) -> dict[str, float | str]:
+) -> tuple[dict[str, float | str], dict[str, np.ndarray]]:
+    """(the table row's figures, each catalog/kind's per-query recall@10) of one variant, trained unless finished."""
     from eproduct_core.train import train
 
     config = with_overrides(preset(base), overrides)
@@ -50,13 +53,30 @@ def run_variant(
         "images_per_s": float(np.median([r["images_per_s"] for r in records])),
     }
     bundle = load_run(run_dir, "cpu")
+    recalls = {}
     for cname, cdir in evals.items():
         query, qids = embed_kinds(bundle, cdir, "query", ["penultimate", "metric"], tta=tta)
         index, iids = embed_kinds(bundle, cdir, "index", ["penultimate", "metric"], tta=tta)
         for kind in ("penultimate", "metric"):
-            row[f"{cname}/{kind}"] = top10_mar(cdir, query[kind], qids, index[kind], iids)
+            recalls[f"{cname}/{kind}"] = top10_recalls(cdir, query[kind], qids, index[kind], iids)
+            row[f"{cname}/{kind}"] = float(recalls[f"{cname}/{kind}"].mean())
         log.info("%s %s: %s", name, cname, row)
-    return row
+    return row, recalls
+
+
+def paired_lines(recalls: dict[str, dict[str, np.ndarray]]) -> list[str]:
+    """Each later variant against the first, per catalog/kind: the MAR@10 difference on the same queries and its
+    90% paired bootstrap interval (an interval that holds 0 is a difference the queries cannot tell from noise)."""
+    names = list(recalls)
+    lines = []
+    for name in names[1:]:
+        cells = []
+        for key, base in recalls[names[0]].items():
+            difference = recalls[name][key] - base
+            low, high = bootstrap_interval(difference)
+            cells.append(f"{key} {difference.mean():+.3f} ({low:+.3f} to {high:+.3f})")
+        lines.append(f"| {name} - {names[0]} | {' / '.join(cells)} |")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -82,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     evals = {k: Path(v) for k, v in (item.split("=", 1) for item in args.eval.split(","))}
     common = dict(item.split("=", 1) for item in args.set)
     lines = []
+    recalls: dict[str, dict[str, np.ndarray]] = {}
     for size in filter(None, args.frozen.split(",")):
         cells = []
         for cname, cdir in evals.items():
@@ -96,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         changes = {k: v.replace("+", ",") for k, v in (kv.split("=", 1) for kv in body.split(",") if kv)}
         overrides = {"device": "cpu", **common, **changes}
         start = time.perf_counter()
-        row = run_variant(name, overrides, Path(args.train), evals, work, args.tta, args.preset)
+        row, recalls[name] = run_variant(name, overrides, Path(args.train), evals, work, args.tta, args.preset)
         cells = " / ".join(f"{k} {v:.3f}" for k, v in row.items() if "/" in k)
         wall = time.perf_counter() - start
         lines.append(
@@ -105,6 +126,9 @@ def main(argv: list[str] | None = None) -> int:
         print(lines[-1], flush=True)
     print("\n| variant | overrides | MAR@10 | train s | images/s | wall s (train + embed) |\n|---|---|---|---|---|---|")
     print("\n".join(lines))
+    if len(recalls) > 1:
+        print("\n| paired on the same queries | MAR@10 difference (90% bootstrap interval) |\n|---|---|")
+        print("\n".join(paired_lines(recalls)))
     print(f"\nload average {os.getloadavg()[0]:.1f}; preset {args.preset}; common: {common}, tta {args.tta}")
     print("Rerun: `python benchmarks/ablation.py " + shlex.join(argv if argv is not None else sys.argv[1:]) + "`")
     return 0

@@ -36,7 +36,7 @@ from eproduct_core.catalog import read_catalog
 from eproduct_core.config import preset, with_overrides
 from eproduct_core.data import CatalogImages, to_float
 from eproduct_core.embed import embed_kinds, load_run
-from eproduct_core.metrics import mar_at_k
+from eproduct_core.metrics import mar_at_k, recalls_at_k
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS-quality.md"
 log = logging.getLogger("quality")
@@ -49,6 +49,13 @@ def top10_mar(
     catalog_dir: Path, query: np.ndarray, query_ids: list[str], index: np.ndarray, index_ids: list[str]
 ) -> float:
     """MAR@10 of exact cosine top-10 (brute force) for every query with true matches."""
+    return float(top10_recalls(catalog_dir, query, query_ids, index, index_ids).mean())
+
+
+def top10_recalls(
+    catalog_dir: Path, query: np.ndarray, query_ids: list[str], index: np.ndarray, index_ids: list[str]
+) -> np.ndarray:
+    """Recall@10 of exact cosine top-10 (brute force) of each query with true matches, in query order."""
     matches = read_catalog(catalog_dir).matches()
     q = query.astype(np.float32)
     x = index.astype(np.float32)
@@ -61,7 +68,10 @@ def top10_mar(
         for row, qid in zip(top, query_ids[start : start + 512], strict=False):
             retrieved.append([index_ids[j] for j in row])
             relevant.append(matches.get(qid, set()))
-    return mar_at_k(retrieved, relevant, k=10)
+    values = recalls_at_k(retrieved, relevant, k=10)
+    if np.isnan(values).all():
+        raise ValueError(f"no query of {catalog_dir} has a true match; MAR@10 is undefined")
+    return values[~np.isnan(values)]
 
 
 def baseline_vectors(
