@@ -17,6 +17,7 @@ import argparse
 import hashlib
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -137,10 +138,7 @@ def main() -> None:
     same = {r["digest"] for r in results["old"]} == {r["digest"] for r in results["new"]}
     ratio = np.median([r["median_ms"] for r in results["old"]]) / np.median([r["median_ms"] for r in results["new"]])
     print(f"\nold / new: {ratio:.2f}x; the same top-10 rows for every query: {'yes' if same else 'NO'}")
-    print(
-        f"Rerun: `python benchmarks/search_ab.py --old {args.old} --new {args.new} --dist {args.dist} --n {args.n} "
-        f"--partition-probes {args.partition_probes} --rounds {args.rounds}`"
-    )
+    print("Rerun: `python benchmarks/search_ab.py " + shlex.join(sys.argv[1:]) + "`")
 
 
 if __name__ == "__main__":
