@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 import tempfile
 import time
@@ -82,10 +83,7 @@ def main() -> None:
         [r["images_per_s"] for r in results["old"]]
     )
     print(f"\nnew / old images/s: {ratio:.2f}x")
-    print(
-        f"Rerun: `python benchmarks/train_ab.py --old {args.old} --new {args.new} --catalog {args.catalog} "
-        f"--preset {args.preset} --images {args.images} --rounds {args.rounds}`"
-    )
+    print("Rerun: `python benchmarks/train_ab.py " + shlex.join(sys.argv[1:]) + "`")
 
 
 if __name__ == "__main__":

@@ -273,7 +273,9 @@ def held_out_rows_of(count: int, sample: int, seed: int) -> np.ndarray:
     return np.sort(rng.choice(count, min(sample, count), replace=False))
 
 
-def _times(index, queries: np.ndarray, candidates: list[SearchSettings], passes: int = 3, count: int = 100):
+def _times(
+    index, queries: np.ndarray, candidates: list[SearchSettings], passes: int = 3, count: int = 100
+) -> list[float]:
     """Per candidate, the median ms per query over `passes` of searching `count` sample queries one at a time on
     one thread; the passes interleaved (candidate 1, 2, ..., then again), so a slow moment of a shared machine
     falls on every candidate rather than on whichever was being timed."""
