@@ -61,11 +61,11 @@ def steps(index, query: np.ndarray, settings: SearchSettings) -> list[tuple[str,
         lists = partitions.partitions_of(index).lists_for(queries, plan.partition_probes)
         mark("probed partitions (centroid products)")
     stages = plan.stages(index)
-    store, parts = search._stage_arrays(index, stages, lists)
-    found = search_kernels.reranked(store, stages, qwords, projections, queries, index.kernel, parts, lists)
+    bound = search._bound(index, stages, lists is not None)
+    found = search_kernels.reranked(bound, qwords, projections, queries, index.kernel, lists)
     mark("stages 1-4 (weighted-Hamming table, compiled call)")
-    for i, (rows, hamming, cosine) in enumerate(found):
-        search._result(index, qwords[i], rows, hamming, cosine, plan, plan.shortlist, True)
+    for r in found:
+        search._ranked_result(index, r, plan, plan.shortlist)
     mark("results (code cosines, ids)")
     return out
 

@@ -212,7 +212,7 @@ class Index:
     def ids(self, rows) -> list[str]:
         """Ids of the given rows."""
         all_ids = self.all_ids()
-        return [all_ids[int(r)] for r in np.asarray(rows).ravel()]
+        return [all_ids[r] for r in np.asarray(rows, dtype=np.int64).ravel().tolist()]
 
     def shard_of(self, rows) -> np.ndarray:
         """Shard number of each row."""

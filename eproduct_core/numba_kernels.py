@@ -35,6 +35,7 @@ from numba.extending import intrinsic
 _ALL = np.uint64(0xFFFFFFFFFFFFFFFF)  # a mask keeping a whole word
 LANES = 8  # partial sums of a cosine's dot products (rows_cosine; search_kernels.numpy_rows_cosine repeats them)
 SCAN_BLOCK = 4096  # rows per block of the 128-bit scan: its distances and hit flags stay in L1 (a multiple of 8)
+_TINY = np.finfo(np.float64).tiny  # lsh.code_cosine_from_counts's floor under a norm (an all-zero code)
 
 
 @njit(inline="always")
@@ -380,14 +381,17 @@ def reranked(store, parts, stages, margin, qwords, lists, projections, queries, 
     """Stages 1-4 for a batch of queries, in one GIL-free call: per query, stage 1 from the flat scan
     (`lists` of width 0) or from its probed partitions (`lists[q]`, `partition_prefixes`), stages 2-3
     (`from_candidates`), then the rows ordered by exact cosine distance to the float16 `store.vectors`
-    (uint16 bit patterns; ties: lowest row). Returns (rows, Hamming, cosine), each (queries,
-    min(rerank, shortlist, rows)), and each query's count of filled columns (fewer only when its probed
-    partitions hold fewer rows)."""
+    (uint16 bit patterns; ties: lowest row). Returns (rows, Hamming, cosine, code cosine), each (queries,
+    min(rerank, shortlist, rows)) (code cosine: eq. (4) at `stages.bits`, lsh.code_cosine_from_counts's
+    float64 steps on `rows_code_counts`), and each query's count of filled columns (fewer only when its
+    probed partitions hold fewer rows)."""
     m = min(stages.rerank, stages.shortlist, store.words.shape[0])
     out_rows = np.zeros((len(queries), m), dtype=np.int64)
     out_hamming = np.zeros((len(queries), m), dtype=np.int64)
     out_cosine = np.zeros((len(queries), m), dtype=np.float64)
+    out_code_cosine = np.zeros((len(queries), m), dtype=np.float64)
     filled = np.empty(len(queries), dtype=np.int64)
+    masks = _word_masks(stages.bits)
     for q in range(len(queries)):
         if lists.shape[1] == 0:
             probed = nearest_prefixes(
@@ -404,8 +408,15 @@ def reranked(store, parts, stages, margin, qwords, lists, projections, queries, 
         out_rows[q, :c] = rows[picked]
         out_hamming[q, :c] = hamming[picked]
         out_cosine[q, :c] = cosine
+        both, weights = rows_code_counts(store.words, rows[picked], qwords[q], masks)
+        qweight = 0
+        for j in range(len(masks)):
+            qweight += _popcount(qwords[q, j] & masks[j])
+        for i in range(c):
+            norm2 = np.float64(weights[i]) * np.float64(qweight)
+            out_code_cosine[q, i] = 1.0 - np.float64(both[i]) / np.sqrt(max(norm2, _TINY))
         filled[q] = c
-    return out_rows, out_hamming, out_cosine, filled
+    return out_rows, out_hamming, out_cosine, out_code_cosine, filled
 
 
 @njit(cache=True, nogil=True)
@@ -567,6 +578,20 @@ def rows_code_counts(words, rows, query, masks):
             w += _popcount(word)
         both[i], weights[i] = b, w
     return both, weights
+
+
+@njit(cache=True, nogil=True)
+def sign_words(projections):
+    """lsh.to_words(lsh.pack(projections > 0)), bit for bit: (q, ceil(bits/64)) uint64, bit i of a code is bit
+    63 - i % 64 of word i // 64 (big-endian), the spare low bits of the last word zero."""
+    bits = projections.shape[1]
+    out = np.zeros((projections.shape[0], (bits + 63) // 64), dtype=np.uint64)
+    one = np.uint64(1)
+    for q in range(projections.shape[0]):
+        for i in range(bits):
+            if projections[q, i] > 0:
+                out[q, i >> 6] |= one << np.uint64(63 - (i & 63))
+    return out
 
 
 @njit(cache=True, nogil=True)

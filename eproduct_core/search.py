@@ -66,6 +66,7 @@ POST_DEPTH = 100  # rows the post-processing stage re-scores (k-reciprocal re-ra
 WHITEN_SAMPLE = 100_000  # stored rows (seeded sample) a whitening is fitted on
 _WHITENINGS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # opened index -> (mean, projection)
 _PLANS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # opened index -> {settings key: _Plan}
+_BOUND: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # opened index -> {key: (partitions, Bound)}
 PART_QUERIES = 64  # queries per part when a batch is split over threads (16-300 measured alike, 64 a little best)
 
 
@@ -171,6 +172,21 @@ def _finish(index: Index, query, qwords, rows, hamming, plan: _Plan, considered:
     return _result(index, qwords, rows, hamming, cosine, plan, considered, topk)
 
 
+def _ranked_result(index: Index, found: search_kernels.Ranked, plan: _Plan, considered: int) -> SearchResult:
+    """A top-k query's rows from search_kernels.reranked (code cosines included) -> SearchResult: the cutoff
+    on exact cosine (strict `<`), then k, as `_result` does."""
+    keep = slice(None) if plan.cutoff is None else found.cosine < plan.cutoff
+    rows = found.rows[keep][: plan.k]
+    return SearchResult(
+        index.ids(rows),
+        rows,
+        found.hamming[keep][: plan.k],
+        found.code_cosine[keep][: plan.k],
+        found.cosine[keep][: plan.k],
+        int(considered),
+    )
+
+
 def _result(index: Index, qwords, rows, hamming, cosine, plan: _Plan, considered: int, topk: bool) -> SearchResult:
     """Ranked rows -> SearchResult: in top-k mode the cutoff (strict `<`: on exact cosine, or exactly on code
     cosine without a re-rank, see lsh.below_cutoff), then k."""
@@ -211,29 +227,32 @@ def _parts(index: Index) -> search_kernels.Parts:
     return search_kernels.Parts(made.columns, made.rows, made.offsets)
 
 
-def _stage_arrays(
-    index: Index, stages: search_kernels.Stages, lists
-) -> tuple[search_kernels.Store, search_kernels.Parts]:
-    """(Store, Parts) the compiled stages read: the scan's columns for the flat scan (NO_PARTS), or the
-    partitions' arrays when stage 1 comes from probed `lists`."""
-    if lists is None:
-        columns, sample = index.scan_arrays(stages.probe_bits)
-        return search_kernels.Store(columns, sample, index.words, index.vectors), search_kernels.NO_PARTS
-    empty = search_kernels.NO_PARTS.columns
-    return search_kernels.Store(empty, empty, index.words, index.vectors), _parts(index)
+def _bound(index: Index, stages: search_kernels.Stages, with_parts: bool) -> search_kernels.Bound:
+    """search_kernels.bind of the arrays the compiled stages read: the scan's columns for the flat scan
+    (NO_PARTS), or the partitions' arrays when stage 1 probes lists; made once per opened index and stage
+    sizes, then reused by every query (made again when the index's partitions were rebuilt since)."""
+    made = partitions.partitions_of(index) if with_parts else None
+    key = (stages, with_parts)
+    bound = _BOUND.setdefault(index, {}).get(key)
+    if bound is None or bound[0] is not made:
+        if made is None:
+            columns, sample = index.scan_arrays(stages.probe_bits)
+            store, parts = search_kernels.Store(columns, sample, index.words, index.vectors), search_kernels.NO_PARTS
+        else:
+            empty = search_kernels.NO_PARTS.columns
+            store = search_kernels.Store(empty, empty, index.words, index.vectors)
+            parts = search_kernels.Parts(made.columns, made.rows, made.offsets)
+        bound = _BOUND[index][key] = (made, search_kernels.bind(store, stages, parts))
+    return bound[1]
 
 
 def _search_reranked(index: Index, queries, qwords, projections, plan: _Plan, lists=None) -> list[SearchResult]:
     """Stages 1-4 (module doc) for a batch, in one compiled call where numba is available; stage 1 from the
     partitions `lists` (queries, probes) when given."""
-    stages = plan.stages(index)
-    store, parts = _stage_arrays(index, stages, lists)
-    found = search_kernels.reranked(store, stages, qwords, projections, queries, index.kernel, parts, lists)
+    bound = _bound(index, plan.stages(index), lists is not None)
+    found = search_kernels.reranked(bound, qwords, projections, queries, index.kernel, lists)
     considered = min(plan.shortlist, index.size)
-    return [
-        _result(index, qwords[i], rows, hamming, cosine, plan, considered, True)
-        for i, (rows, hamming, cosine) in enumerate(found)
-    ]
+    return [_ranked_result(index, r, plan, considered) for r in found]
 
 
 def _search_tables(index: Index, query, qwords, projection, plan: _Plan) -> SearchResult:
@@ -439,7 +458,7 @@ def search(index: Index, queries: np.ndarray, settings: SearchSettings, *, threa
         return _search_graph(index, queries, settings)
     plan = _plan(index, settings)
     projections = index.project(queries)
-    qwords = lsh.to_words(lsh.pack(projections > 0))
+    qwords = search_kernels.sign_words(projections, index.kernel)
     if threads > 1 and len(queries) > 1:
         index.warm(vectors=plan.rerank > 0)
         # small parts pulled by `threads` workers: a thread the machine delays leaves no other idle at the end

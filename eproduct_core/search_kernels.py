@@ -13,8 +13,9 @@ search.py composes them; each takes plain arrays (the index's columns, words and
   numba kernel counts the distances, then marks the kept rows in two row bitmaps and reads them back in row
   order (two passes, no per-row buffer, no sort).
 - `rows_hamming`, `rows_weighted`, `rows_cosine`, `nearest`: distances of chosen rows (thousands).
-- `best_rows` (stages 1-3 for one query) and `reranked` (stages 1-4 for a batch): one GIL-free
-  compiled call each, so Python threads searching parts of a batch run in parallel.
+- `best_rows` (stages 1-3 for one query) and `reranked` (stages 1-4 for a batch, on the index arrays and stage
+  sizes `bind` prepares once): one GIL-free compiled call each, so Python threads searching parts of a batch
+  run in parallel.
 `kernel` arguments: "auto" (numba when it imports), "numba" or "numpy".
 """
 
@@ -72,7 +73,35 @@ class Parts(NamedTuple):
     offsets: np.ndarray  # (lists + 1,) int64: list l is positions offsets[l]:offsets[l + 1]
 
 
+class Ranked(NamedTuple):
+    """One query's rows from `reranked`, best first, with what its search result reports of them."""
+
+    rows: np.ndarray  # int64 row numbers
+    hamming: np.ndarray  # int64 Hamming distances at stages.bits
+    cosine: np.ndarray  # float64 exact cosine distances
+    code_cosine: np.ndarray  # float64 code cosine distances, eq. (4), at stages.bits
+
+
 NO_PARTS = Parts(np.zeros((1, 0), np.uint64), np.zeros(0, np.int64), np.zeros(1, np.int64))  # the flat scan's
+
+
+class Bound(NamedTuple):
+    """`reranked`'s per-index arguments for one set of stage sizes, in the forms both kernels read (`bind`):
+    made once per opened index and settings (search.py keeps them), not once per query."""
+
+    store: Store  # as given: what the numpy kernel reads
+    parts: Parts  # NO_PARTS for the flat scan
+    stages: Stages  # plain ints
+    compiled_store: Store  # the scan arrays cut to the probed words, vectors as uint16 bit patterns
+    compiled_parts: Parts  # the partitions' columns cut to the probed words
+
+
+def bind(store: Store, stages: Stages, parts: Parts = NO_PARTS) -> Bound:
+    """`reranked`'s fixed arguments for `store` (and `parts`, when stage 1 probes partitions) at `stages`."""
+    stages = Stages(*(int(v) for v in stages))
+    nwords = -(-stages.probe_bits // 64)
+    compiled_parts = Parts(parts.columns[:nwords], parts.rows, parts.offsets)
+    return Bound(store, parts, stages, _compiled_store(store, stages.probe_bits), compiled_parts)
 
 
 def numba_available() -> bool:
@@ -100,14 +129,16 @@ def prepare() -> bool:
     columns = np.ascontiguousarray(words[:, :2].T)
     vectors, queries = np.zeros((8, 4), np.float16), np.ones((1, 4), np.float32)
     store = Store(columns, radius_sample(columns), words, vectors)
-    reranked(store, Stages(128, 256, 4, 2, 1), words[:1], np.ones((1, 256), np.float32), queries)
+    reranked(bind(store, Stages(128, 256, 4, 2, 1)), words[:1], np.ones((1, 256), np.float32), queries)
     parts = Parts(columns, np.arange(8), np.array([0, 8]))
     lists = np.zeros((1, 1), np.int64)
-    reranked(store, Stages(128, 256, 4, 2, 1), words[:1], np.ones((1, 256), np.float32), queries, "auto", parts, lists)
+    bound = bind(store, Stages(128, 256, 4, 2, 1), parts)
+    reranked(bound, words[:1], np.ones((1, 256), np.float32), queries, "auto", lists)
     best_rows(store, Stages(128, 256, 4, 2, 1), words[0], np.ones(256, np.float32))
     scan(columns, words[0], 100, 2)
     nearest(np.arange(8), 2, 8)
     rows_hamming(words, np.arange(2), words[0], 100)
+    sign_words(np.ones((1, 256), np.float32))
     code_counts(words, np.arange(2), words[0], 100)
     rows_cosine(vectors, np.arange(2), queries[0])
     nearest_cosine(vectors, np.arange(2), queries[0], 1)
@@ -149,6 +180,14 @@ def radius_sample(columns: np.ndarray) -> np.ndarray:
     """Every k-th row of `columns` (about RADIUS_SAMPLE rows), contiguous: the numba kernel's radius estimate
     reads it instead of striding through all rows."""
     return np.ascontiguousarray(columns[:, :: max(1, columns.shape[1] // RADIUS_SAMPLE)])
+
+
+def sign_words(projections: np.ndarray, kernel: str = "auto") -> np.ndarray:
+    """The query codes of hyperplane projections (q, bits): lsh.to_words(lsh.pack(projections > 0)), in one
+    compiled call where numba is available (a query's four numpy steps cost more than its bits)."""
+    if _compiled(kernel):
+        return _kernels.sign_words(np.ascontiguousarray(projections, dtype=np.float32))
+    return lsh.to_words(lsh.pack(projections > 0))
 
 
 def rows_hamming(
@@ -378,26 +417,27 @@ def best_rows(
 
 
 def reranked(
-    store: Store,
-    stages: Stages,
+    bound: Bound,
     qwords: np.ndarray,
     projections: np.ndarray,
     queries: np.ndarray,
     kernel: str = "auto",
-    parts: Parts = NO_PARTS,
     lists: np.ndarray | None = None,
-) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Stages 1-4 for a batch (q, ...): per query the rows `best_rows` picks (stage 1 from the flat scan, or
-    with `lists` (q, probes) from those partitions of `parts`, `partition_scan`), ordered by exact cosine
-    distance to their float16 `store.vectors` (ties: lowest row). Returns one (rows, Hamming, cosine) per
-    query, each of min(rerank, shortlist, rows) rows (fewer only when its partitions hold fewer rows).
-    The compiled kernel runs the whole batch in one GIL-free call."""
+) -> list[Ranked]:
+    """Stages 1-4 for a batch (q, ...) on `bound` (`bind`: the index's arrays and the stage sizes): per query
+    the rows `best_rows` picks (stage 1 from the flat scan, or with `lists` (q, probes) from those partitions
+    of `bound.parts`, `partition_scan`), ordered by exact cosine
+    distance to their float16 `store.vectors` (ties: lowest row), the first `stages.top` of them (all when 0).
+    Returns one `Ranked` per query, with the rows' code cosines at `stages.bits` (lsh.code_cosine_from_counts
+    on `code_counts`, bit for bit), so the search's results need no second pass over the codes. The compiled kernel runs the whole batch in one
+    GIL-free call."""
+    store, parts, stages = bound.store, bound.parts, bound.stages
     lists = np.zeros((len(queries), 0), np.int64) if lists is None else np.ascontiguousarray(lists, dtype=np.int64)
     if _compiled(kernel):
-        rows, hamming, cosine, filled = _kernels.reranked(
-            _compiled_store(store, stages.probe_bits),
-            Parts(parts.columns[: -(-stages.probe_bits // 64)], parts.rows, parts.offsets),
-            Stages(*(int(v) for v in stages)),
+        rows, hamming, cosine, code_cosine, filled = _kernels.reranked(
+            bound.compiled_store,
+            bound.compiled_parts,
+            stages,
             RADIUS_MARGIN,
             np.ascontiguousarray(qwords),
             lists,
@@ -406,7 +446,7 @@ def reranked(
             _found_buffers(store.words.shape[0]),
             _marks(store.words.shape[0]),
         )
-        return [(rows[i, :c], hamming[i, :c], cosine[i, :c]) for i, c in enumerate(filled)]
+        return [Ranked(rows[i, :c], hamming[i, :c], cosine[i, :c], code_cosine[i, :c]) for i, c in enumerate(filled)]
     out = []
     for i in range(len(queries)):
         probed = (
@@ -417,7 +457,9 @@ def reranked(
         picked, distances = best_rows(store, stages, qwords[i], projections[i], kernel, probed)
         exact = rows_cosine(store.vectors, picked, queries[i], kernel)
         order = np.lexsort((picked, exact))[: stages.top or None]
-        out.append((picked[order], distances[order], exact[order]))
+        both, weights, qweight = code_counts(store.words, picked[order], qwords[i], stages.bits, kernel)
+        code_cosine = lsh.code_cosine_from_counts(both, weights, qweight)
+        out.append(Ranked(picked[order], distances[order], exact[order], code_cosine))
     return out
 
 

@@ -187,3 +187,19 @@ def test_explain_and_why_missed_name_an_unprobed_partition(index):
         assert frame["reason"].str.contains("beyond the 1 probed").all(), frame["reason"].tolist()
         return
     pytest.fail("every query's true neighbours sat in its first partition: the test data is too easy")
+
+
+def test_an_opened_index_searches_its_rebuilt_partitions_not_the_ones_it_searched_before(tmp_path):
+    """search.py keeps each opened index's kernel arguments between queries; rebuilding the partitions of
+    that same opened index must not leave a search reading the old lists."""
+    x, q = _data(1500, 16, seed=3)
+    folder = build_index(x, None, tmp_path / "idx", bits=128)
+    opened = open_index(folder)
+    settings = SearchSettings(k=10, probe_bits=64, candidates=300, shortlist=100, rerank=20, partition_probes=2)
+    partitions.build_partitions(opened, 4)
+    search.search(opened, q, settings)
+    partitions.build_partitions(opened, 32)
+    again = search.search(opened, q, settings)
+    fresh = search.search(open_index(folder), q, settings)
+    assert [r.rows.tolist() for r in again] == [r.rows.tolist() for r in fresh]
+    assert max(r.candidates for r in again) > 0

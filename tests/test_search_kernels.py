@@ -224,3 +224,40 @@ def test_code_counts_agree_across_kernels_and_with_popcounts(bits):
         np.testing.assert_array_equal(both, lsh.popcount(block & q))
         np.testing.assert_array_equal(weights, lsh.popcount(block))
         assert qweight == int(lsh.popcount(q[None])[0])
+
+
+@pytest.mark.parametrize("bits", [100, 256])
+def test_reranked_gives_the_same_rows_and_code_cosines_from_both_kernels(bits):
+    """Stages 1-4 in one call: both kernels return the same rows and distances, and the code cosines are
+    eq. (4) from `code_counts` of the returned rows, bit for bit (the search's results take them as they are)."""
+    rng = np.random.default_rng(bits)
+    vectors = unit_float16(rng.standard_normal((400, 24)).astype(np.float32))
+    planes = rng.standard_normal((256, 24)).astype(np.float32)
+    queries = rng.standard_normal((5, 24)).astype(np.float32)
+    words = lsh.to_words(lsh.encode(vectors.astype(np.float32), planes))
+    projections = lsh.project(queries, planes)
+    qwords = lsh.to_words(lsh.pack(projections > 0))
+    columns = np.ascontiguousarray(words[:, :2].T)
+    store = search_kernels.Store(columns, search_kernels.radius_sample(columns), words, vectors)
+    stages = search_kernels.Stages(128, bits, 120, 60, 20, 7)
+    bound = search_kernels.bind(store, stages)
+    found = {k: search_kernels.reranked(bound, qwords, projections, queries, k) for k in KERNELS}
+    for mine, theirs, q in zip(found["numba"], found["numpy"], qwords, strict=True):
+        assert len(mine.rows) == 7
+        for field in search_kernels.Ranked._fields:
+            np.testing.assert_array_equal(getattr(mine, field), getattr(theirs, field))
+        both, weights, qweight = search_kernels.code_counts(words, mine.rows, q, bits, "numpy")
+        np.testing.assert_array_equal(mine.code_cosine, lsh.code_cosine_from_counts(both, weights, qweight))
+        assert mine.code_cosine.dtype == np.float64
+
+
+@pytest.mark.parametrize("bits", [1, 20, 64, 100, 256])
+def test_sign_words_are_the_packed_signs_from_both_kernels(bits):
+    rng = np.random.default_rng(bits)
+    projections = rng.standard_normal((6, bits)).astype(np.float32)
+    projections[0, : min(bits, 5)] = 0.0  # zero is not positive: bit clear
+    expected = lsh.to_words(lsh.pack(projections > 0))
+    for kernel in KERNELS:
+        words = search_kernels.sign_words(projections, kernel)
+        assert words.dtype == np.uint64
+        np.testing.assert_array_equal(words, expected)
