@@ -19,6 +19,7 @@ MAR@10 is exact cosine top-10 (numpy brute force) scored by `eproduct_core.metri
 from __future__ import annotations
 
 import argparse
+import hashlib
 import inspect
 import json
 import logging
@@ -229,7 +230,8 @@ def search_post_mar(catalog_dir: Path, query, qids, index, iids, folder: Path, c
     from eproduct_core.search import search
     from eproduct_core.settings import SearchSettings
 
-    if not (folder / "manifest.json").is_file():
+    folder = folder / hashlib.sha256(np.ascontiguousarray(index).tobytes()).hexdigest()[:12]  # these vectors' own
+    if not (folder / "manifest.json").is_file():  # (a --work reused with another run must not read its index)
         build_index(index.astype(np.float32), iids, folder, bits=256, kind="external")
     opened = open_index(folder)
     settings = SearchSettings(k=10, rerank=100, **changes)
@@ -364,9 +366,10 @@ def best_rows(
         images = config.get("max_train_images") or "all"
         slot = 0 if split == "fmnist" else 1
         for tta in ttas or [config.get("embed_tta", "none")]:
+            title = ", title head" if config.get("title_weight") else ""
             label = (
                 f"best preset ({config['backbone']}, {config['image_size']} px, {stats['epochs']} ep on {images} "
-                f"train images, {config.get('augment')} augment, test-time {tta}), `{kind}`"
+                f"train images, {config.get('augment')} augment{title}, test-time {tta}), `{kind}`"
             )
             table.part(label, EXTRA[0], slot, 2, f"{stats['train_s']:.0f}")
             table.part(label, EXTRA[1], slot, 2, f"{stats['images_per_s']:.1f}")

@@ -6,8 +6,10 @@ Builds an index of a benchmark vector set (benchmarks/vectors.py) with k-means p
 settings one after another (the caches are as cold as in a real loop of queries) and prints the median of each
 step over the queries, beside the whole `search.search` call timed in the same loop. The steps are the public
 pieces search.py chains: validation, the resolved plan, the hyperplane projection, the query's code words, the
-probed partitions (centroid products), the compiled stages 1-4, and the results (code cosines, ids).
-`--partition-probes P` replaces the tuned stage 1 (the tuner keeps the flat scan when its timing finds it faster).
+probed partitions (centroid products), the compiled stages 1-4, and the results (ids).
+`--partition-probes P` replaces the tuned stage 1 (the tuner keeps the flat scan when its timing finds it faster);
+`--lists N` builds N k-means lists; `--split-stages` also times the compiled stages' pieces, each called on its own
+in the same loop (stage 1, the weighted table, stages 2-3, stage 4), printed below the sum.
 
     python benchmarks/query_cost.py --dist fashion --n 210000 --queries 300
 """
@@ -20,6 +22,7 @@ for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_name, "1")  # one BLAS thread per query; set before numpy loads
 
 import argparse  # noqa: E402
+import shlex  # noqa: E402
 import shutil  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
@@ -54,7 +57,7 @@ def steps(index, query: np.ndarray, settings: SearchSettings) -> list[tuple[str,
     mark("resolved plan (memoised)")
     projections = index.project(queries)
     mark("hyperplane projection (bits x dim)")
-    qwords = lsh.to_words(lsh.pack(projections > 0))
+    qwords = search_kernels.sign_words(projections, index.kernel)
     mark("query code words")
     lists = None
     if plan.partition_probes:
@@ -66,8 +69,48 @@ def steps(index, query: np.ndarray, settings: SearchSettings) -> list[tuple[str,
     mark("stages 1-4 (weighted-Hamming table, compiled call)")
     for r in found:
         search._ranked_result(index, r, plan, plan.shortlist)
-    mark("results (code cosines, ids)")
+    mark("results (cutoff, k, ids)")
     return out
+
+
+def compiled_pieces(index, query: np.ndarray, settings: SearchSettings) -> list[tuple[str, float]]:
+    """(piece, seconds) of numba_kernels.reranked's work for one query, each piece a compiled call of its own,
+    in the order reranked runs them: stage 1 (the probed lists' prefixes, or the flat scan), the weighted-Hamming
+    table, stages 2-3 with the rows put in order, stage 4 (exact cosine of the re-ranked rows)."""
+    from eproduct_core import numba_kernels as nk
+
+    queries = np.asarray(query, dtype=np.float32)[None, :]
+    plan = search._plan(index, settings)
+    projection = index.project(queries)[0]
+    qwords = search_kernels.sign_words(projection[None, :])[0]
+    lists = (
+        partitions.partitions_of(index).lists_for(queries, plan.partition_probes)[0] if plan.partition_probes else None
+    )
+    bound = search._bound(index, plan.stages(index), lists is not None)
+    store, stages, rows = bound.compiled_store, bound.stages, index.size
+    start = time.perf_counter()
+    if lists is None:
+        scratch = search_kernels._found_buffers(rows)
+        margin = search_kernels.RADIUS_MARGIN
+        probed = nk.nearest_prefixes(
+            store.columns, store.sample, qwords, stages.probe_bits, stages.candidates, margin, scratch
+        )
+    else:
+        marks = search_kernels._marks(rows)
+        probed = nk.partition_prefixes(bound.compiled_parts, lists, qwords, stages.probe_bits, stages.candidates, marks)
+    t1 = time.perf_counter()
+    table = nk.weighted_table(projection, stages.bits)
+    t2 = time.perf_counter()
+    picked = np.sort(nk.from_candidates(store, stages, probed, qwords, table)[0])
+    t3 = time.perf_counter()
+    nk.nearest_cosine(store.vectors, picked, queries[0], stages.top)
+    t4 = time.perf_counter()
+    return [
+        ("  inside: stage 1, prefix distances and selection", t1 - start),
+        ("  inside: weighted-Hamming table", t2 - t1),
+        ("  inside: stages 2-3 (full, weighted Hamming), rows sorted", t3 - t2),
+        ("  inside: stage 4 (exact cosine)", t4 - t3),
+    ]
 
 
 def main() -> None:
@@ -78,6 +121,10 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--bits", type=int, default=256)
     parser.add_argument("--partition-probes", type=int, default=None, help="override the tuned stage 1 (0: flat scan)")
+    parser.add_argument("--lists", type=int, default=None, help="k-means lists to build (default: partitions.py's)")
+    parser.add_argument(
+        "--split-stages", action="store_true", help="also time the compiled stages' pieces, each called alone"
+    )
     parser.add_argument("--workdir", default=None)
     args = parser.parse_args()
     load_start = os.getloadavg()[0]
@@ -87,7 +134,7 @@ def main() -> None:
         path = index_module.build_index(x, None, work / "index", bits=args.bits)
         del x
         index = index_module.open_index(path).warm()
-        partitions.build_partitions(index)
+        partitions.build_partitions(index, args.lists)
         index = index_module.open_index(path).warm()
         tuned = tuning.tune(index, target=0.95, k=10)
         settings = tuned.settings.replace(k=10)
@@ -97,10 +144,13 @@ def main() -> None:
         for query in q[:5]:
             steps(index, query, settings)
         per_step: dict[str, list[float]] = {}
+        pieces: dict[str, list[float]] = {}
         whole = []
         for query in q:
             for name, seconds in steps(index, query, settings):
                 per_step.setdefault(name, []).append(seconds)
+            for name, seconds in compiled_pieces(index, query, settings) if args.split_stages else []:
+                pieces.setdefault(name, []).append(seconds)
             start = time.perf_counter()
             search.search(index, query[None, :], settings)
             whole.append(time.perf_counter() - start)
@@ -121,10 +171,10 @@ def main() -> None:
             print(f"| {name} | {ms:.3f} | {ms / total:.0%} |")
         print(f"| sum of the step medians | {total:.3f} | |")
         print(f"| whole `search.search` call, same loop | {float(np.median(whole)) * 1e3:.3f} | |")
-        forced = "" if args.partition_probes is None else f" --partition-probes {args.partition_probes}"
-        print(
-            f"\nRerun: `python benchmarks/query_cost.py --dist {args.dist} --n {args.n} --queries {args.queries}{forced}`"
-        )
+        for name, v in pieces.items():  # each piece called alone, in the same loop (not in the sum above)
+            print(f"| {name} | {float(np.median(v)) * 1e3:.3f} | |")
+        lists = partitions.partitions_of(index).lists
+        print(f"\nPartitions: {lists} lists. Rerun: `python benchmarks/query_cost.py {shlex.join(sys.argv[1:])}`")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
