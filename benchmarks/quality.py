@@ -27,6 +27,7 @@ import os
 import platform
 import sys
 import time
+from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +39,7 @@ from eproduct_core.config import preset, with_overrides
 from eproduct_core.data import CatalogImages, to_float
 from eproduct_core.embed import embed_kinds, load_run
 from eproduct_core.metrics import mar_at_k, recalls_at_k
+from eproduct_core.tuning import bootstrap_interval
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS-quality.md"
 log = logging.getLogger("quality")
@@ -224,8 +226,11 @@ SEARCH_POST = {
 }
 
 
-def search_post_mar(catalog_dir: Path, query, qids, index, iids, folder: Path, changes: dict) -> tuple[float, float]:
-    """(MAR@10, ms/query) through a real 256-bit index and search.search with post-processing `changes`."""
+def search_post_mar(
+    catalog_dir: Path, query, qids, index, iids, folder: Path, changes: dict
+) -> tuple[float, float, np.ndarray]:
+    """(MAR@10, ms/query, each query's recall@10 in query order, queries without a match left out) through a real
+    256-bit index and search.search with post-processing `changes`."""
     from eproduct_core.index import build_index, open_index
     from eproduct_core.search import search
     from eproduct_core.settings import SearchSettings
@@ -240,7 +245,9 @@ def search_post_mar(catalog_dir: Path, query, qids, index, iids, folder: Path, c
     found = search(opened, query.astype(np.float32), settings)
     ms = (time.perf_counter() - start) * 1000 / max(1, len(query))
     matches = read_catalog(catalog_dir).matches()
-    return mar_at_k([list(r.ids) for r in found], [matches.get(q, set()) for q in qids], k=10), ms
+    retrieved, relevant = [list(r.ids) for r in found], [matches.get(q, set()) for q in qids]
+    recalls = recalls_at_k(retrieved, relevant, k=10)
+    return mar_at_k(retrieved, relevant, k=10), ms, recalls[~np.isnan(recalls)]
 
 
 class Table:
@@ -250,6 +257,7 @@ class Table:
         self.args, self.argv = args, argv
         self.rows: dict[str, dict[str, str]] = {}
         self.notes: list[str] = []
+        self.paired: dict[str, dict[str, str]] = defaultdict(dict)  # search post step -> column -> difference
 
     def set(self, row: str, column: str, value: str) -> None:
         self.rows.setdefault(row, {})[column] = value
@@ -282,12 +290,24 @@ class Table:
                 "",
                 *lines,
                 "",
+                *self.paired_lines(),
                 *[f"- {note}" for note in self.notes],
                 "",
                 f"Rerun: `{command.strip()}`",
                 "",
             ]
         )
+
+    def paired_lines(self) -> list[str]:
+        """Each post-processing step through the index against the same search without it, on the same queries:
+        the MAR@10 difference and its 90% paired bootstrap interval (one that holds 0: not told from noise)."""
+        if not self.paired:
+            return []
+        lines = ["| via index + search.search, paired on the same queries | " + " | ".join(COLUMNS) + " |"]
+        lines.append("|" + "---|" * (len(COLUMNS) + 1))
+        for step, cells in self.paired.items():
+            lines.append(f"| {step} - none | " + " | ".join(cells.get(c, "not run") for c in COLUMNS) + " |")
+        return [*lines, ""]
 
     def write(self) -> None:
         Path(self.args.results).write_text(self.text(), encoding="utf-8")
@@ -385,11 +405,17 @@ def best_rows(
                 table.set(f"best {step_label}", column, f"{mar:.3f}")
                 table.part(f"best {step_label}", EXTRA[2], COLUMNS.index(column), 3, f"{ms:.2f}")
             folder = work / "best-index" / column
+            plain = None
             for name, changes in SEARCH_POST.items():
-                mar, ms = search_post_mar(cdir, query[kind], qids, index[kind], iids, folder, changes)
+                mar, ms, recalls = search_post_mar(cdir, query[kind], qids, index[kind], iids, folder, changes)
                 row = f"best via index + search.search (256 bits, re-rank 100){name}"
                 table.set(row, column, f"{mar:.3f}")
                 table.part(row, EXTRA[2], COLUMNS.index(column), 3, f"{ms:.2f}")
+                if plain is None:
+                    plain = recalls
+                    continue
+                low, high = bootstrap_interval(recalls - plain)
+                table.paired[name.strip(" +")][column] = f"{(recalls - plain).mean():+.3f} ({low:+.3f} to {high:+.3f})"
         table.notes.append(f"best on {split}: run {run_dir} (config overrides: {overrides or 'none'}).")
 
 
