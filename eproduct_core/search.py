@@ -240,8 +240,7 @@ def _bound(index: Index, stages: search_kernels.Stages, with_parts: bool) -> sea
             store, parts = search_kernels.Store(columns, sample, index.words, index.vectors), search_kernels.NO_PARTS
         else:
             empty = search_kernels.NO_PARTS.columns
-            store = search_kernels.Store(empty, empty, index.words, index.vectors)
-            parts = search_kernels.Parts(made.columns, made.rows, made.offsets)
+            store, parts = search_kernels.Store(empty, empty, index.words, index.vectors), _parts(index)
         bound = _BOUND[index][key] = (made, search_kernels.bind(store, stages, parts))
     return bound[1]
 

@@ -426,11 +426,10 @@ def reranked(
 ) -> list[Ranked]:
     """Stages 1-4 for a batch (q, ...) on `bound` (`bind`: the index's arrays and the stage sizes): per query
     the rows `best_rows` picks (stage 1 from the flat scan, or with `lists` (q, probes) from those partitions
-    of `bound.parts`, `partition_scan`), ordered by exact cosine
-    distance to their float16 `store.vectors` (ties: lowest row), the first `stages.top` of them (all when 0).
-    Returns one `Ranked` per query, with the rows' code cosines at `stages.bits` (lsh.code_cosine_from_counts
-    on `code_counts`, bit for bit), so the search's results need no second pass over the codes. The compiled kernel runs the whole batch in one
-    GIL-free call."""
+    of `bound.parts`, `partition_scan`), ordered by exact cosine distance to their float16 vectors (ties:
+    lowest row), the first `stages.top` of them (all when 0). Returns one `Ranked` per query, with the rows'
+    code cosines at `stages.bits` (lsh.code_cosine_from_counts on `code_counts`, bit for bit), so the search's
+    results need no second pass over the codes. The compiled kernel runs the whole batch in one GIL-free call."""
     store, parts, stages = bound.store, bound.parts, bound.stages
     lists = np.zeros((len(queries), 0), np.int64) if lists is None else np.ascontiguousarray(lists, dtype=np.int64)
     if _compiled(kernel):
