@@ -17,7 +17,8 @@ are swept; "default" is settings.py's constants (with --centre, each of our rows
 is a centred index: unit rows minus their mean are hashed); "+ tables" adds the prefix-bucket tables (lsh_tables.py,
 their build time and memory added to the index's) and sweeps probes per table x re-rank depth; "+ partitions"
 adds the k-means partitions (partitions.py, build time and memory added alike), tuned by the tuner (which then
-also weighs the flat scan: its pick is the row) and swept over probed lists x re-rank depth.
+also weighs the flat scan: its pick is the row) and swept over probed lists x shortlist ratio x re-rank depth
+(the swept rows sweep the tuner's shortlist ratios too).
 
     python benchmarks/retrieval.py --dist latent --n 200000 --dim 512
     python benchmarks/retrieval.py --dist fashion --n 210000 --peers all
@@ -175,11 +176,16 @@ class Ours(Method):
             ]
         if self.variant == "partitions":
             return [[self.tuned.settings]]
+        ratios = (tuning.SHORTLIST_PER_RERANK, *tuning.SHORTLIST_RATIOS)
         if self.variant == "partitions-swept":
-            probes = [p for p in (2, 4, 8, 16, 32, 64, 128, 256) if p < self.lists]
-            return [[tuning.stage_settings(r, 256, 10, None, p) for r in tuning.LADDER if r >= 8] for p in probes]
+            probes = [p for p in tuning.PARTITION_LADDER if 2 <= p < self.lists]
+            return [
+                [tuning.stage_settings(r, 256, 10, None, p, ratio) for r in tuning.LADDER if r >= 8]
+                for p in probes
+                for ratio in ratios
+            ]
         probe, bits = self.tuned.settings.probe_bits, self.tuned.settings.bits
-        return [[tuning.stage_settings(r, probe, 10, bits) for r in tuning.LADDER if r >= 8]]
+        return [[tuning.stage_settings(r, probe, 10, bits, 0, ratio) for r in tuning.LADDER if r >= 8] for ratio in ratios]
 
     def search(self, q, knob):
         return np.stack([_pad(r.rows) for r in search.search(self.index, q, knob)])

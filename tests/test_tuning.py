@@ -124,3 +124,18 @@ def test_the_tuner_tries_every_probe_with_all_stored_bits_and_with_a_short_prefi
         (SHORT_BITS, 128),
         (SHORT_BITS, 256),
     ]
+
+
+def test_the_shortlist_is_narrowed_only_while_the_target_is_reached():
+    rung = tuning.stage_settings(64, 128, 11)
+    assert rung.shortlist == tuning.SHORTLIST_PER_RERANK * 64
+    tried = []
+
+    def reaches_from_three(settings):
+        tried.append(settings.shortlist)
+        return settings.shortlist >= 3 * settings.rerank
+
+    narrowed = tuning._narrowed(rung, reaches_from_three)
+    assert narrowed == rung.replace(shortlist=3 * 64)
+    assert tried == [4 * 64, 3 * 64, 2 * 64]  # stops at the first ratio that misses
+    assert tuning._narrowed(rung, lambda s: s.shortlist == rung.shortlist) == rung  # nothing narrower reaches
