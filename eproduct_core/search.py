@@ -534,7 +534,9 @@ def _search_many(index: Index, queries, qwords, projections, plan: _Plan) -> lis
         return [_search_cutoff(index, queries[i], qwords[i], plan) for i in range(len(queries))]
     if plan.table_probes:
         return [_search_tables(index, queries[i], qwords[i], projections[i], plan) for i in range(len(queries))]
-    lists = partitions.partitions_of(index).lists_for(queries, plan.partition_probes) if plan.partition_probes else None
+    lists = None
+    if plan.partition_probes:
+        lists = partitions.partitions_of(index).lists_for(queries, plan.partition_probes, index.kernel)
     if 0 < plan.rerank < plan.shortlist:
         return _search_reranked(index, queries, qwords, projections, plan, lists)
     return [
@@ -596,11 +598,11 @@ def explain(index: Index, query: np.ndarray, rows: Sequence[int], settings: Sear
 
 
 def _partition_ranks(index: Index, query: np.ndarray, rows: np.ndarray) -> np.ndarray | None:
-    """Per row, its partition's rank among the query's partitions (lists_for order), or None without partitions."""
+    """Per row, its partition's rank among the query's partitions (Partitions.ranking), or None without partitions."""
     if not index.manifest.get("partitions"):
         return None
     made = partitions.partitions_of(index)
-    order = made.lists_for(query[None, :], made.lists)[0]
+    order = made.ranking(query)
     rank_of_list = np.empty(made.lists, dtype=np.int64)
     rank_of_list[order] = np.arange(made.lists)
     list_of_row = np.empty(index.size, dtype=np.int64)

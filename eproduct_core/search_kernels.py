@@ -12,6 +12,7 @@ search.py composes them; each takes plain arrays (the index's columns, words and
   same selection (exact, ties: lowest row) over their prefixes, kept in partition order (`Parts`); the
   numba kernel counts the distances, then marks the kept rows in two row bitmaps and reads them back in row
   order (two passes, no per-row buffer, no sort).
+- `probed_lists`, which partitions a query probes: the centroids (float16) of largest exact dot product.
 - `rows_hamming`, `rows_weighted`, `rows_cosine`, `nearest`: distances of chosen rows (thousands).
 - `best_rows` (stages 1-3 for one query) and `reranked` (stages 1-4 for a batch, on the index arrays and stage
   sizes `bind` prepares once): one GIL-free compiled call each, so Python threads searching parts of a batch
@@ -134,6 +135,7 @@ def prepare() -> bool:
     lists = np.zeros((1, 1), np.int64)
     bound = bind(store, Stages(128, 256, 4, 2, 1), parts)
     reranked(bound, words[:1], np.ones((1, 256), np.float32), queries, "auto", lists)
+    probed_lists(vectors.view(np.uint16), queries, 2, 1.0)
     best_rows(store, Stages(128, 256, 4, 2, 1), words[0], np.ones(256, np.float32))
     scan(columns, words[0], 100, 2)
     nearest(np.arange(8), 2, 8)
@@ -460,6 +462,29 @@ def reranked(
         code_cosine = lsh.code_cosine_from_counts(both, weights, qweight)
         out.append(Ranked(picked[order], distances[order], exact[order], code_cosine))
     return out
+
+
+def probed_lists(half: np.ndarray, queries: np.ndarray, probes: int, max_norm: float, kernel: str = "auto") -> np.ndarray:
+    """(queries, probes) int64, ascending: per query the `probes` partitions whose centroids (`half`, (lists, dim)
+    float16 bit patterns; `max_norm` >= every centroid's norm) have the largest exact dot product with it
+    (`numpy_list_scores`; ties: lowest list). The compiled kernel scores most lists in float32 with a proven
+    error bound and only the few near the cut exactly (numba_kernels.probed_lists): both return the same lists."""
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    probes = max(1, min(int(probes), half.shape[0]))
+    if _compiled(kernel):
+        return _kernels.probed_lists(half, queries, probes, float(max_norm))
+    out = np.empty((len(queries), probes), dtype=np.int64)
+    order = np.arange(half.shape[0])
+    for i, query in enumerate(queries):
+        out[i] = np.sort(np.lexsort((order, -numpy_list_scores(half, query)))[:probes])
+    return out
+
+
+def numpy_list_scores(half: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """Exact dot products (lists,) float64 of float16 centroids (bit patterns) with one float32 query: exact
+    float64 products summed in numba_kernels._lane_sum's order (`_lane_sums`)."""
+    decoded = np.take(_HALF_TO_FLOAT, half).astype(np.float64)
+    return _lane_sums(decoded * np.asarray(query, dtype=np.float32).astype(np.float64))
 
 
 def partition_scan(

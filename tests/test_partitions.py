@@ -84,7 +84,8 @@ def test_the_lists_cover_every_row_once_and_fewer_probes_read_fewer_rows(index):
     x, q = _data()
     lists = made.lists_for(q, 4)
     scores = q @ made.centroids.T
-    assert np.array_equal(lists[:, 0], np.argmax(scores, axis=1))  # the nearest centroid first
+    assert all(best in chosen for best, chosen in zip(np.argmax(scores, axis=1), lists, strict=True))
+    assert np.all(np.diff(lists, axis=1) > 0)  # ascending list numbers
     one = search.search(index, q, FLAT[0].replace(partition_probes=1))
     four = search.search(index, q, FLAT[0].replace(partition_probes=4))
     truth = exact(x, q)
@@ -203,3 +204,25 @@ def test_an_opened_index_searches_its_rebuilt_partitions_not_the_ones_it_searche
     fresh = search.search(open_index(folder), q, settings)
     assert [r.rows.tolist() for r in again] == [r.rows.tolist() for r in fresh]
     assert max(r.candidates for r in again) > 0
+
+
+def test_both_kernels_probe_the_same_lists_at_exact_ties_and_near_ties():
+    rng = np.random.default_rng(5)
+    dim = 37  # not a multiple of the eight lanes
+    centroids = rng.standard_normal((40, dim)).astype(np.float32)
+    centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
+    centroids[10] = centroids[3]  # an exact tie: the lower list wins
+    nudged = centroids[3].astype(np.float16)
+    nudged[0] = np.nextafter(nudged[0], np.float16(2))  # one float16 step away: inside the float32 pass's slack
+    centroids[20] = nudged.astype(np.float32)
+    made = partitions.Partitions(centroids, np.arange(40), np.arange(41), np.zeros((1, 40), np.uint64))
+    queries = np.vstack([centroids[3] + 1e-3 * rng.standard_normal((20, dim)), rng.standard_normal((20, dim))])
+    queries = queries.astype(np.float32)
+    for probes in (1, 2, 3, 7, 40):
+        compiled = made.lists_for(queries, probes, "numba")
+        plain = made.lists_for(queries, probes, "numpy")
+        assert compiled.tolist() == plain.tolist()
+        for query, chosen in zip(queries, compiled, strict=True):
+            assert sorted(made.ranking(query)[:probes].tolist()) == chosen.tolist()
+    near = made.lists_for(queries[:20], 1, "numba")[:, 0]
+    assert set(near.tolist()) <= {3, 20} and 10 not in near  # the duplicate of list 3 never beats it

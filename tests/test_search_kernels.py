@@ -210,6 +210,29 @@ def test_cosine_estimates_stay_within_their_stated_bound(dim):
     assert estimates[1] == exact[1] == 1.0
 
 
+@pytest.mark.parametrize("dim", [3, 64, 1280])
+def test_centroid_dot_estimates_stay_within_their_stated_bound(dim):
+    """The float32 pass that decides most probed lists (numba_kernels.probed_lists) errs by less than
+    estimate_slack(dim) |row| |query| against the exact score (search_kernels.numpy_list_scores), by both
+    float16 decodes (the CPU's where this one has it), on random, zero, subnormal and extreme rows."""
+    rng = np.random.default_rng(dim)
+    rows = unit_float16(rng.standard_normal((64, dim)))
+    rows[1] = 0.0
+    rows[2, : max(1, dim // 2)] = np.float16(6e-8)
+    rows[3] = np.float16(65504.0) * np.sign(rng.standard_normal(dim)).astype(np.float16)
+    query = (rng.standard_normal(dim) * 10.0 ** rng.uniform(-3, 3, dim)).astype(np.float32)
+    half = rows.view(np.uint16)
+    exact = search_kernels.numpy_list_scores(half, query)
+    norms = np.linalg.norm(rows.astype(np.float64), axis=1)
+    bound = numba_kernels.estimate_slack(dim) * norms * np.linalg.norm(query.astype(np.float64))
+    kernels = [numba_kernels._dot_estimates_integer] + [numba_kernels._dot_estimates_hardware] * (
+        numba_kernels.HARDWARE_HALF
+    )
+    for estimate in kernels:
+        error = np.abs(estimate(half, query) - exact)
+        assert np.all(error <= bound), (error / np.maximum(bound, 1e-300)).max()
+
+
 @pytest.mark.parametrize("bits", [20, 64, 100, 256])
 def test_code_counts_agree_across_kernels_and_with_popcounts(bits):
     rng = np.random.default_rng(bits)
