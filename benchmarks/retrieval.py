@@ -185,7 +185,9 @@ class Ours(Method):
                 for ratio in ratios
             ]
         probe, bits = self.tuned.settings.probe_bits, self.tuned.settings.bits
-        return [[tuning.stage_settings(r, probe, 10, bits, 0, ratio) for r in tuning.LADDER if r >= 8] for ratio in ratios]
+        return [
+            [tuning.stage_settings(r, probe, 10, bits, 0, ratio) for r in tuning.LADDER if r >= 8] for ratio in ratios
+        ]
 
     def search(self, q, knob):
         return np.stack([_pad(r.rows) for r in search.search(self.index, q, knob)])

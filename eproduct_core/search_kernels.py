@@ -464,7 +464,9 @@ def reranked(
     return out
 
 
-def probed_lists(half: np.ndarray, queries: np.ndarray, probes: int, max_norm: float, kernel: str = "auto") -> np.ndarray:
+def probed_lists(
+    half: np.ndarray, queries: np.ndarray, probes: int, max_norm: float, kernel: str = "auto"
+) -> np.ndarray:
     """(queries, probes) int64, ascending: per query the `probes` partitions whose centroids (`half`, (lists, dim)
     float16 bit patterns; `max_norm` >= every centroid's norm) have the largest exact dot product with it
     (`numpy_list_scores`; ties: lowest list). The compiled kernel scores most lists in float32 with a proven

@@ -262,12 +262,12 @@ def _partition_winners(index, k: int, reaches: Callable[[SearchSettings], bool])
 def _narrowed(rung: SearchSettings, reaches: Callable[[SearchSettings], bool]) -> SearchSettings:
     """`rung` with the narrowest shortlist of SHORTLIST_RATIOS x its re-rank that still reaches the target (the
     ratios tried in order, stopping at the first that misses); `rung` itself when none does."""
-    best = rung
+    best, rerank, widest = rung, int(rung.rerank or 0), int(rung.shortlist or 0)
     for ratio in SHORTLIST_RATIOS:
-        narrower = rung.replace(shortlist=ratio * rung.rerank)
-        if narrower.shortlist >= best.shortlist or not reaches(narrower):
+        narrower = rung.replace(shortlist=ratio * rerank)
+        if ratio * rerank >= widest or not reaches(narrower):
             break
-        best = narrower
+        best, widest = narrower, ratio * rerank
     return best
 
 
