@@ -11,8 +11,8 @@ stored unit vectors). Stored beside the codes: the centroids (float32), the row 
 (`rows`, lists one after another, each ascending), `offsets` (list l is positions offsets[l]:offsets[l+1])
 and a copy of the first PREFIX_WORDS code words in list order (`columns`, word-major), so the scan of a
 probed list reads contiguous memory. A query probes the `probes` lists whose centroids, rounded to float16 when
-loaded (half the bytes to read per query), have the largest exact inner product with it (ties: lowest list); stage 1 of a top-k search then keeps the `candidates` rows of those lists nearest in
-prefix Hamming distance (ties: lowest row), and stages 2-4 rank them exactly as after the flat scan
+loaded (half the bytes to read per query), have the largest exact inner product with it (ties: lowest list);
+stage 1 of a top-k search then keeps the `candidates` rows of those lists nearest in prefix Hamming distance (ties: lowest row), and stages 2-4 rank them exactly as after the flat scan
 (search.py). The random-hyperplane codes stay the index's; the partitions only choose which rows' codes
 are read. Probing every list gives every row: the flat scan's result (tested).
 
@@ -82,8 +82,8 @@ class Partitions:
     def lists_for(self, queries: np.ndarray, probes: int, kernel: str = "auto") -> np.ndarray:
         """(queries, min(probes, lists)) int64, ascending: each query's `probes` lists of largest inner product
         with their float16 centroids (exact; ties: lowest list). Scoring half-precision centroids reads half the
-        bytes (256 x 1280 floats: 0.13 -> 0.05 ms a query on a busy cache); the list order within the probed ones
-        does not matter to the scan."""
+        bytes (benchmarks/query_cost.py's "probed partitions" step); the order of the probed lists does not
+        matter to the scan."""
         return search_kernels.probed_lists(self.half, queries, probes, self.max_norm, kernel)
 
     def ranking(self, query: np.ndarray) -> np.ndarray:

@@ -21,7 +21,7 @@ and, on an index storing more than SHORT_BITS, also only the first SHORT_BITS (a
 length a bisection over LADDER finds the smallest R whose recall reaches the target with margin: the
 lower end of the 90% bootstrap interval over the sample queries must be >= target. That R's shortlist is then
 narrowed (SHORTLIST_RATIOS: 4R, 3R, 2R, while the target is still reached): the weighted stage re-scores fewer rows
-(at 16 of 256 lists of the fashion set, shortlist 3R instead of 6R cost 18% less at recall 0.952 instead of 0.958).
+(README, retrieval: the fashion runs with the narrowed shortlist).
 The winners of the prefix lengths are then timed on 100 sample queries (median of 3 passes interleaved across them,
 one query at a time) and the fastest is kept.
 On an index with partitions (partitions.py) the same family is also searched with stage 1 from 1, 2, 3, 4, 6, 8,
