@@ -17,6 +17,7 @@ import argparse
 import json
 import logging
 import os
+import platform
 import shlex
 import sys
 import time
@@ -37,7 +38,14 @@ log = logging.getLogger("ablation")
 
 
 def run_variant(
-    name: str, overrides: dict, train_catalog: Path, evals: dict[str, Path], work: Path, tta: str, base: str = "best"
+    name: str,
+    overrides: dict,
+    train_catalog: Path,
+    evals: dict[str, Path],
+    work: Path,
+    tta: str,
+    base: str = "best",
+    device: str = "cpu",
 ) -> tuple[dict[str, float | str], dict[str, np.ndarray]]:
     """(the table row's figures, each catalog/kind's per-query recall@10) of one variant, trained unless finished."""
     from eproduct_core.train import train
@@ -52,7 +60,7 @@ def run_variant(
         "train_s": sum(r["seconds"] for r in records),
         "images_per_s": float(np.median([r["images_per_s"] for r in records])),
     }
-    bundle = load_run(run_dir, "cpu")
+    bundle = load_run(run_dir, device)
     recalls = {}
     for cname, cdir in evals.items():
         query, qids = embed_kinds(bundle, cdir, "query", ["penultimate", "metric"], tta=tta)
@@ -95,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tta", default="none", choices=["none", "flip", "multicrop"])
     parser.add_argument("--preset", default="best", help="the preset the variants start from (best, fast-demo)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="trains and embeds there")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     torch.set_num_threads(args.threads)
@@ -115,9 +124,11 @@ def main(argv: list[str] | None = None) -> int:
         name, _, body = spec.partition(":")
         # a value's own list separator is "+" (augment_families=affine+rotate), as "," separates the overrides
         changes = {k: v.replace("+", ",") for k, v in (kv.split("=", 1) for kv in body.split(",") if kv)}
-        overrides = {"device": "cpu", **common, **changes}
+        overrides = {"device": args.device, **common, **changes}
         start = time.perf_counter()
-        row, recalls[name] = run_variant(name, overrides, Path(args.train), evals, work, args.tta, args.preset)
+        row, recalls[name] = run_variant(
+            name, overrides, Path(args.train), evals, work, args.tta, args.preset, args.device
+        )
         cells = " / ".join(f"{k} {v:.3f}" for k, v in row.items() if "/" in k)
         wall = time.perf_counter() - start
         lines.append(
@@ -129,7 +140,10 @@ def main(argv: list[str] | None = None) -> int:
     if len(recalls) > 1:
         print("\n| paired on the same queries | MAR@10 difference (90% bootstrap interval) |\n|---|---|")
         print("\n".join(paired_lines(recalls)))
-    print(f"\nload average {os.getloadavg()[0]:.1f}; preset {args.preset}; common: {common}, tta {args.tta}")
+    print(
+        f"\nload average {os.getloadavg()[0]:.1f}; preset {args.preset}; common: {common}, tta {args.tta}; "
+        f"device {args.device} ({torch.cuda.get_device_name() if args.device == 'cuda' else platform.processor() or platform.machine()})"
+    )
     print("Rerun: `python benchmarks/ablation.py " + shlex.join(argv if argv is not None else sys.argv[1:]) + "`")
     return 0
 

@@ -36,6 +36,7 @@ BACKBONES = ("resnet18", "resnet50", "efficientnet-lite0", "tiny")
 AUGMENT_FAMILIES = (
     "affine,rotate,flip,perspective,colour,blur,jpeg,erase,backdrop,tint"  # data.FAMILIES, as a config string
 )
+PRECISIONS = ("auto", "float32", "bfloat16")  # TrainConfig.precision
 METRIC_LOSSES = ("normsoftmax", "cosface", "proxy-anchor")
 INSTANCE_LOSSES = ("ntxent", "supcon")
 TTA_MODES = ("none", "flip", "multicrop")  # embed.TTA_VIEWS: the views each averages
@@ -93,6 +94,9 @@ class TrainConfig:
     val_fraction: float = 0.1  # held-out share of train.csv when the catalog has no val.csv
     seed: int = 0  # seeds the split, sampling, augmentation and initialisation
     device: str = "auto"  # "auto" (CUDA when present, else CPU), "cpu" or "cuda"
+    # "auto" (bfloat16 autocast on CUDA, float32 on CPU), "float32" (no autocast) or "bfloat16" (autocast on
+    # either device); the heads and losses compute in float32 whichever (model.mixed_precision)
+    precision: str = "auto"
     workers: int = 0  # DataLoader worker processes (0 loads in the main process; fine for small catalogs)
     prefetch_factor: int = 2  # batches each worker loads ahead (workers > 0 only)
     checkpoint_every: int = 0  # also save a resumable checkpoint every N steps (0: at the end of each epoch only)
@@ -156,6 +160,8 @@ class TrainConfig:
             _fail(name, "val_fraction", self.val_fraction, "must be in [0, 1)")
         if self.device not in ("auto", "cpu", "cuda"):
             _fail(name, "device", self.device, "must be 'auto', 'cpu' or 'cuda'")
+        if self.precision not in PRECISIONS:
+            _fail(name, "precision", self.precision, "must be 'auto', 'float32' or 'bfloat16'")
         if self.workers < 0:
             _fail(name, "workers", self.workers, "must not be negative")
         if self.prefetch_factor < 1:

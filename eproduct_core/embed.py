@@ -32,7 +32,7 @@ from .distributed import resolve_device
 from .embed_parts import marker_name, shard_prefix, write_marker
 from .embeddings import write_meta, write_shard
 from .errors import EproductError
-from .model import ModelSpec, ProductModel
+from .model import ModelSpec, ProductModel, mixed_precision
 from .progress import Progress
 from .run_folder import load_checkpoint
 from .taxonomy import Taxonomy
@@ -153,7 +153,7 @@ def batch_vectors(bundle: RunBundle, images: torch.Tensor, kinds: Sequence[str],
     are class predictions of the image itself, unaveraged)."""
     images = images.to(bundle.device).contiguous(memory_format=torch.channels_last)
     views = TTA_VIEWS[check_tta(tta)]
-    with torch.autocast(bundle.device.type, dtype=torch.bfloat16, enabled=bundle.device.type == "cuda"):
+    with mixed_precision(bundle.device, bundle.config.precision):
         outputs = [bundle.model(tta_view(images, view)) for view in views]
     vectors = {}
     for kind in kinds:

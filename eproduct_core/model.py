@@ -12,6 +12,7 @@ Title head (optional): Linear(features) -> one logit per title pseudo-attribute 
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import asdict, dataclass
 
 import torch
@@ -96,6 +97,13 @@ class MetricHead(nn.Module):
         embedding = F.normalize(self.project(features).float(), dim=1)
         cosine = embedding @ F.normalize(self.proxies.float(), dim=1).t()
         return embedding, cosine
+
+
+def mixed_precision(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """The autocast context a forward pass runs in: bfloat16 on CUDA under "auto", on either device under
+    "bfloat16", none under "float32" (`TrainConfig.precision`)."""
+    enabled = precision == "bfloat16" or (precision == "auto" and device.type == "cuda")
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
 class ProductModel(nn.Module):

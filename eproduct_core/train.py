@@ -3,8 +3,8 @@
 Writes a run folder (see ARCHITECTURE.md): config.json, metrics.jsonl (one line per epoch),
 class_accuracy.csv and checkpoint.pt (tensors and plain values only; saved atomically every epoch and,
 with `checkpoint_every` N, every N steps with an intervals.jsonl record), so `resume=True` continues
-after a kill from the last checkpoint, mid-epoch included. CUDA when present (bf16 autocast), CPU
-otherwise, channels_last on both; under torchrun, DistributedDataParallel with one data shard per rank,
+after a kill from the last checkpoint, mid-epoch included. CUDA when present, CPU otherwise (bfloat16
+autocast per `precision`), channels_last on both; under torchrun, DistributedDataParallel with one data shard per rank,
 and only rank 0 writes files. Sampling is seeded per epoch and skips the steps already done, and
 augmentation is seeded per step, so a resumed run sees exactly the batches an uninterrupted one would.
 The progress display shows images/s and an ETA; TensorBoard events go to RUN/tensorboard/ when the
@@ -32,7 +32,7 @@ from .catalog import read_catalog
 from .config import TrainConfig
 from .data import CatalogImages, EpochSampler, ResumableSampler, augment, shared_tint, split_train_val, to_float
 from .errors import EproductError
-from .model import ModelSpec, ProductModel
+from .model import ModelSpec, ProductModel, mixed_precision
 from .progress import Progress
 from .taxonomy import Taxonomy
 from .validation import class_accuracy_table, level_accuracy, predict_dataset
@@ -284,7 +284,7 @@ class _Trainer:
                 batch = shared_tint(batch, generator)  # one colour per product, kept by all its views
             views = [augment(batch, mode, generator, config.augment_families) for _ in range(n_views)]
             inputs = torch.cat(views).contiguous(memory_format=torch.channels_last)
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+            with mixed_precision(self.device, config.precision):
                 outputs = net(inputs)
             titles_batch = torch.as_tensor(self.title_targets[rows], device=self.device)
             parts = compute_loss(outputs, labels, metric_labels, self.parents, config, n_views, titles_batch)
@@ -350,7 +350,12 @@ class _Trainer:
 
     def validate_and_save(self, epoch: int, train_loss: float, images_per_s: float, seconds: float) -> dict:
         predicted, valid = predict_dataset(
-            self.model, self.val_set, self.device, max(64, self.config.batch_size), self.parents_np
+            self.model,
+            self.val_set,
+            self.device,
+            max(64, self.config.batch_size),
+            self.parents_np,
+            self.config.precision,
         )
         labels = self.val_labels[valid] if len(valid) else self.val_labels
         predicted = predicted[valid] if len(valid) else predicted

@@ -13,7 +13,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from .data import CatalogImages, to_float
-from .model import ProductModel
+from .model import ProductModel, mixed_precision
 from .taxonomy import Taxonomy
 
 
@@ -31,9 +31,14 @@ def predict_levels(outputs: dict, parents: list[np.ndarray], proxy_leaf: np.ndar
 
 @torch.inference_mode()
 def predict_dataset(
-    model: ProductModel, dataset: CatalogImages, device: torch.device, batch_size: int, parents: list[np.ndarray]
+    model: ProductModel,
+    dataset: CatalogImages,
+    device: torch.device,
+    batch_size: int,
+    parents: list[np.ndarray],
+    precision: str = "auto",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(predicted (N, L), valid (N,)) for every row of `dataset`, in order."""
+    """(predicted (N, L), valid (N,)) for every row of `dataset`, in order, under `precision` (TrainConfig's)."""
     was_training = model.training
     model.eval()
     predicted, valid = [], []
@@ -41,7 +46,7 @@ def predict_dataset(
     proxy_leaf = model.metric.proxy_leaf.cpu().numpy() if model.metric is not None else None
     for images, _, ok in loader:
         batch = to_float(images).to(device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        with mixed_precision(device, precision):
             outputs = model(batch)
         predicted.append(predict_levels(outputs, parents, proxy_leaf))
         valid.append(ok.numpy())
