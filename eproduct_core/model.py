@@ -8,6 +8,7 @@ DHC heads (as the seed report): one head per level; level l's head input is
 [backbone features, level-(l-1) representation]; rep_l = ReLU(Linear(input_l)), logits_l = Linear(rep_l).
 Metric head: Linear(features) -> L2-normalised embedding, scored against L2-normalised class proxies.
 Title head (optional): Linear(features) -> one logit per title pseudo-attribute (`titles.py`).
+Under bfloat16 autocast (`mixed_precision`) only the backbone runs in bfloat16; the heads run in float32.
 """
 
 from __future__ import annotations
@@ -129,12 +130,15 @@ class ProductModel(nn.Module):
     def forward(self, images: torch.Tensor) -> dict:
         features = self.backbone((images - self.mean) / self.std).float()
         out: dict = {"features": features}
-        if self.dhc is not None:
-            out["logits"] = self.dhc(features)
-        if self.metric is not None:
-            out["embedding"], out["cosine"] = self.metric(features)
-        if self.title is not None:
-            out["title_logits"] = self.title(features)
+        # The heads run in float32 under any autocast: a bfloat16 cosine (8 significant bits) over the metric
+        # temperature 0.05 moves a logit by up to ~0.08, and the losses read these outputs outside autocast.
+        with torch.autocast(features.device.type, enabled=False):
+            if self.dhc is not None:
+                out["logits"] = self.dhc(features)
+            if self.metric is not None:
+                out["embedding"], out["cosine"] = self.metric(features)
+            if self.title is not None:
+                out["title_logits"] = self.title(features)
         return out
 
     def freeze(self, fraction: float, batchnorm: bool = False) -> None:

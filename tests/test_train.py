@@ -408,3 +408,32 @@ def test_dataloader_workers_give_the_same_run(tiny_catalog, tmp_path):
     b = torch.load(workers / "checkpoint.pt", weights_only=True)["model_state"]
     for key in a:
         torch.testing.assert_close(a[key], b[key], msg=key)
+
+
+def test_bfloat16_autocast_runs_the_backbone_only_the_heads_stay_float32():
+    from eproduct_core.model import ModelSpec, ProductModel, mixed_precision
+
+    torch.manual_seed(0)
+    spec = ModelSpec("tiny", 32, (2, 3, 5), True, 16, True, 8, metric_classes=40, title_attributes=6)
+    model = ProductModel(spec).eval()
+    images = torch.rand(4, 3, 32, 32)
+    cpu = torch.device("cpu")
+    with torch.no_grad(), mixed_precision(cpu, "bfloat16"):
+        mixed = model(images)
+    with torch.no_grad():
+        exact = model(images)
+        heads_on_mixed_features = {
+            "cosine": model.metric(mixed["features"])[1],
+            "title_logits": model.title(mixed["features"]),
+            "leaf": model.dhc(mixed["features"])[-1],
+        }
+    assert not torch.equal(mixed["features"], exact["features"])  # the backbone did run in bfloat16
+    assert mixed["cosine"].dtype == mixed["title_logits"].dtype == mixed["logits"][-1].dtype == torch.float32
+    # the heads on the bfloat16 backbone's features, computed in float32 as they would be without autocast
+    torch.testing.assert_close(mixed["cosine"], heads_on_mixed_features["cosine"], rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(mixed["title_logits"], heads_on_mixed_features["title_logits"], rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(mixed["logits"][-1], heads_on_mixed_features["leaf"], rtol=1e-6, atol=1e-6)
+    with mixed_precision(cpu, "auto"):  # "auto" is float32 on the CPU
+        assert not torch.is_autocast_enabled("cpu")
+    with pytest.raises(EproductError, match="precision"):
+        TrainConfig(precision="half")
