@@ -35,6 +35,7 @@ from numba.extending import intrinsic
 _ALL = np.uint64(0xFFFFFFFFFFFFFFFF)  # a mask keeping a whole word
 LANES = 8  # partial sums of a cosine's dot products (rows_cosine; search_kernels.numpy_rows_cosine repeats them)
 SCAN_BLOCK = 4096  # rows per block of the 128-bit scan: its distances and hit flags stay in L1 (a multiple of 8)
+SCAN_QUERIES = 8  # queries of a batch whose flat stage 1 shares one pass over the columns (`shared_prefixes`)
 _TINY = np.finfo(np.float64).tiny  # lsh.code_cosine_from_counts's floor under a norm (an all-zero code)
 
 
@@ -243,6 +244,19 @@ def nearest_prefixes(columns, sample, query, probe_bits, count, margin, scratch)
     n = columns.shape[1]
     if count >= n:
         return np.arange(n)
+    radius = _first_radius(sample, query, masks, probe_bits, count, margin, n)
+    while True:
+        found = within(columns, query, masks, radius, rows_buffer, dists_buffer)
+        if found >= count or radius >= probe_bits:
+            break
+        radius = min(probe_bits, radius + 1 + (count - found) * 2 // count)
+    return rows_buffer[:found][select_nearest(dists_buffer[:found], count, probe_bits)]
+
+
+@njit(inline="always")
+def _first_radius(sample, query, masks, probe_bits, count, margin, n):
+    """The radius the sampled distances expect to admit `margin` x `count` of the `n` rows (all bits when
+    `count` is over a quarter of them)."""
     radius = probe_bits
     if count * 4 <= n:
         sampled = sample_histogram(sample, query, masks, probe_bits)
@@ -250,12 +264,70 @@ def nearest_prefixes(columns, sample, query, probe_bits, count, margin, scratch)
         while admitted < wanted and radius < probe_bits:
             radius += 1
             admitted += sampled[radius]
-    while True:
-        found = within(columns, query, masks, radius, rows_buffer, dists_buffer)
-        if found >= count or radius >= probe_bits:
-            break
-        radius = min(probe_bits, radius + 1 + (count - found) * 2 // count)
-    return rows_buffer[:found][select_nearest(dists_buffer[:found], count, probe_bits)]
+    return radius
+
+
+@njit(cache=True, nogil=True)
+def shared_prefixes(columns, sample, queries, probe_bits, count, margin, scratch):
+    """`nearest_prefixes` of several queries (rows of `queries`) in one pass over the columns: each block of
+    rows is read once and scored against every query while it sits in cache, so a batch reads the columns
+    once instead of once per query. Returns (queries, min(count, rows)) int64, each row what `nearest_prefixes`
+    returns for that query (a query whose first radius admits too few rows is finished by `nearest_prefixes`).
+    `scratch` = (int64 rows, uint16 distances), each (>= queries, >= rows)."""
+    rows_buffer, dists_buffer = scratch
+    n, nq = columns.shape[1], queries.shape[0]
+    out = np.empty((nq, min(count, n)), dtype=np.int64)
+    if count >= n:
+        for q in range(nq):
+            out[q] = np.arange(n)
+        return out
+    masks = _word_masks(probe_bits)
+    whole = True
+    for mask in masks:
+        whole = whole and mask == _ALL
+    radius = np.empty(nq, dtype=np.int64)
+    for q in range(nq):
+        radius[q] = _first_radius(sample, queries[q], masks, probe_bits, count, margin, n)
+    found = np.zeros(nq, dtype=np.int64)
+    dists = np.empty(SCAN_BLOCK, dtype=np.uint16)
+    hits = np.zeros(SCAN_BLOCK, dtype=np.uint8)
+    groups = hits.view(np.uint64)
+    for start in range(0, n, SCAN_BLOCK):
+        stop = min(n, start + SCAN_BLOCK)
+        if stop - start < SCAN_BLOCK:
+            hits[:] = 0
+        for q in range(nq):
+            query = queries[q]
+            if whole and columns.shape[0] == 4:
+                c0, c1, c2, c3 = (
+                    columns[0, start:stop],
+                    columns[1, start:stop],
+                    columns[2, start:stop],
+                    columns[3, start:stop],
+                )
+                _four_word_distances(c0, c1, c2, c3, query, radius[q], dists, hits)
+            elif whole and columns.shape[0] == 2:
+                size = stop - start
+                _distances_and_hits(
+                    columns[0, start:stop],
+                    columns[1, start:stop],
+                    query[0],
+                    query[1],
+                    radius[q],
+                    dists[:size],
+                    hits[:size],
+                )
+            else:
+                _block_distances(columns, start, stop, query, masks, radius[q], dists, hits)
+            found[q] = _collect_hits(start, hits, groups, dists, rows_buffer[q], dists_buffer[q], found[q])
+    for q in range(nq):
+        if found[q] >= count or radius[q] >= probe_bits:
+            out[q] = rows_buffer[q, : found[q]][select_nearest(dists_buffer[q, : found[q]], count, probe_bits)]
+        else:
+            out[q] = nearest_prefixes(
+                columns, sample, queries[q], probe_bits, count, margin, (rows_buffer[q], dists_buffer[q])
+            )
+    return out
 
 
 @njit(cache=True, nogil=True)
@@ -392,11 +464,25 @@ def reranked(store, parts, stages, margin, qwords, lists, projections, queries, 
     out_code_cosine = np.zeros((len(queries), m), dtype=np.float64)
     filled = np.empty(len(queries), dtype=np.int64)
     masks = _word_masks(stages.bits)
+    shared = np.empty((0, 0), dtype=np.int64)
     for q in range(len(queries)):
-        if lists.shape[1] == 0:
+        if lists.shape[1] == 0 and len(queries) == 1:
             probed = nearest_prefixes(
-                store.columns, store.sample, qwords[q], stages.probe_bits, stages.candidates, margin, scratch
+                store.columns,
+                store.sample,
+                qwords[q],
+                stages.probe_bits,
+                stages.candidates,
+                margin,
+                (scratch[0][0], scratch[1][0]),
             )
+        elif lists.shape[1] == 0:
+            if q % SCAN_QUERIES == 0:  # stage 1 of the next SCAN_QUERIES queries, in one pass over the columns
+                block = qwords[q : q + SCAN_QUERIES]
+                shared = shared_prefixes(
+                    store.columns, store.sample, block, stages.probe_bits, stages.candidates, margin, scratch
+                )
+            probed = shared[q % SCAN_QUERIES]
         else:
             probed = partition_prefixes(parts, lists[q], qwords[q], stages.probe_bits, stages.candidates, marks)
         table = weighted_table(projections[q], stages.bits)

@@ -356,6 +356,17 @@ def _found_buffers(rows: int) -> tuple[np.ndarray, np.ndarray]:
     return buffers
 
 
+def _shared_buffers(rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """This thread's (int64 rows, uint16 distances) buffers, (SCAN_QUERIES, rows) each, for the queries of a batch
+    whose stage 1 shares one pass (numba_kernels.shared_prefixes); pages a query's rows never reach stay
+    untouched."""
+    buffers = getattr(_scratch, "shared", None)
+    if buffers is None or buffers[0].shape[1] != rows:
+        shape = (_kernels.SCAN_QUERIES, rows)
+        buffers = _scratch.shared = (np.empty(shape, np.int64), np.empty(shape, np.uint16))
+    return buffers
+
+
 def _marks(rows: int) -> np.ndarray:
     """This thread's two zeroed row bitmaps for `numba_kernels.partition_prefixes` (it leaves them zeroed)."""
     marks = getattr(_scratch, "marks", None)
@@ -444,7 +455,7 @@ def reranked(
             lists,
             np.ascontiguousarray(projections, dtype=np.float32),
             np.ascontiguousarray(queries, dtype=np.float32),
-            _found_buffers(store.words.shape[0]),
+            _shared_buffers(store.words.shape[0]),
             _marks(store.words.shape[0]),
         )
         return [Ranked(rows[i, :c], hamming[i, :c], cosine[i, :c], code_cosine[i, :c]) for i, c in enumerate(filled)]

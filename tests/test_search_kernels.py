@@ -45,6 +45,54 @@ def test_every_scan_loop_equals_a_direct_ranking(bits):
     assert 8999 in search_kernels.scan(columns, query, bits, 1, "numba")
 
 
+@pytest.mark.parametrize("bits", [64, 100, 128, 200, 256])
+def test_a_batch_sharing_one_pass_keeps_each_querys_nearest_prefixes(bits):
+    """numba_kernels.shared_prefixes (stage 1 of a batch's queries in one pass over the columns) returns, per
+    query, exactly the single-query scan's rows: over several blocks and a partial one, for each prefix loop,
+    and where the first radius admits too few rows (margin 0.3) and the query is finished alone."""
+    rng = np.random.default_rng(bits)
+    words = lsh.to_words(lsh.pack(rng.random((9100, 256)) < 0.5))
+    columns = np.ascontiguousarray(words.T[: -(-bits // 64)])
+    sample = search_kernels.radius_sample(columns)
+    flips = lsh.to_words(lsh.pack(rng.random((11, 256)) < 0.25))
+    queries = words[rng.choice(9100, 11, replace=False)] ^ flips  # 11 queries: more than SCAN_QUERIES
+    for count, margin in ((50, 1.3), (600, 1.3), (600, 0.3), (3000, 1.3)):
+        shape = (len(queries), columns.shape[1])
+        scratch = (np.empty(shape, np.int64), np.empty(shape, np.uint16))
+        shared = numba_kernels.shared_prefixes(columns, sample, queries, bits, count, margin, scratch)
+        for q, query in enumerate(queries):
+            alone = numba_kernels.nearest_prefixes(
+                columns, sample, query, bits, count, margin, (scratch[0][0], scratch[1][0])
+            )
+            np.testing.assert_array_equal(shared[q], alone)
+            dist = lsh.hamming(query, words, bits)
+            np.testing.assert_array_equal(shared[q], np.sort(np.lexsort((np.arange(len(dist)), dist))[:count]))
+
+
+def test_reranked_in_one_batch_equals_one_query_at_a_time():
+    """The compiled stages 1-4 over a batch (stage 1 shared by SCAN_QUERIES queries at a time) return, query by
+    query, what one-query calls return, and what the numpy kernel returns."""
+    rng = np.random.default_rng(3)
+    vectors = unit_float16(rng.standard_normal((6000, 24)).astype(np.float32))
+    planes = rng.standard_normal((256, 24)).astype(np.float32)
+    queries = rng.standard_normal((13, 24)).astype(np.float32)
+    words = lsh.to_words(lsh.encode(vectors.astype(np.float32), planes))
+    projections = lsh.project(queries, planes)
+    qwords = lsh.to_words(lsh.pack(projections > 0))
+    columns = np.ascontiguousarray(words[:, :2].T)
+    store = search_kernels.Store(columns, search_kernels.radius_sample(columns), words, vectors)
+    bound = search_kernels.bind(store, search_kernels.Stages(128, 256, 400, 100, 30, 10))
+    batch = search_kernels.reranked(bound, qwords, projections, queries, "numba")
+    numpy = search_kernels.reranked(bound, qwords, projections, queries, "numpy")
+    for i in range(len(queries)):
+        (alone,) = search_kernels.reranked(
+            bound, qwords[i : i + 1], projections[i : i + 1], queries[i : i + 1], "numba"
+        )
+        for field in search_kernels.Ranked._fields:
+            np.testing.assert_array_equal(getattr(batch[i], field), getattr(alone, field))
+            np.testing.assert_array_equal(getattr(batch[i], field), getattr(numpy[i], field))
+
+
 def near_tied(n=600, dim=48, seed=0):
     """Rows and queries all within ~1e-3 of one direction: exact cosines differ in the 7th digit or less."""
     rng = np.random.default_rng(seed)
