@@ -19,8 +19,10 @@ import. Every kernel releases the GIL, so Python threads search in parallel.
 
 `columns` is a (words, rows) uint64 array: word j of every row, contiguous (Index.columns), read
 as `words` sequential streams; `masks` (words,) keep the prefix bits of each word (lsh.word_masks).
-The 128-bit scan runs near memory speed (~0.66 ms for 1.1M rows, 17.6 MB); each query scans on its
-own, since sharing blocks of rows between the queries of a batch measured no faster.
+The 128-bit scan runs near memory speed (~0.66 ms for 1.1M rows, 17.6 MB). In a batch, SCAN_QUERIES queries
+share one pass over the columns (`shared_prefixes`: each block of rows is scored against all of them while it is
+in cache): on an AVX-512 CPU a batch's query then took 0.78x a lone one's time at 1.1M rows
+(benchmarks/RESULTS-batch-scan.md); a lone query scans alone.
 """
 
 from __future__ import annotations
