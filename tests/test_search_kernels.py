@@ -69,18 +69,23 @@ def test_a_batch_sharing_one_pass_keeps_each_querys_nearest_prefixes(bits):
             np.testing.assert_array_equal(shared[q], np.sort(np.lexsort((np.arange(len(dist)), dist))[:count]))
 
 
+def _flat_store(rng, rows: int, queries: int):
+    """A flat index's arrays over random float16 rows (256-bit codes, 128-bit prefix columns) and query inputs:
+    (store, words, qwords, projections, queries)."""
+    vectors = unit_float16(rng.standard_normal((rows, 24)).astype(np.float32))
+    planes = rng.standard_normal((256, 24)).astype(np.float32)
+    found = rng.standard_normal((queries, 24)).astype(np.float32)
+    words = lsh.to_words(lsh.encode(vectors.astype(np.float32), planes))
+    projections = lsh.project(found, planes)
+    columns = np.ascontiguousarray(words[:, :2].T)
+    store = search_kernels.Store(columns, search_kernels.radius_sample(columns), words, vectors)
+    return store, words, lsh.to_words(lsh.pack(projections > 0)), projections, found
+
+
 def test_reranked_in_one_batch_equals_one_query_at_a_time():
     """The compiled stages 1-4 over a batch (stage 1 shared by SCAN_QUERIES queries at a time) return, query by
     query, what one-query calls return, and what the numpy kernel returns."""
-    rng = np.random.default_rng(3)
-    vectors = unit_float16(rng.standard_normal((6000, 24)).astype(np.float32))
-    planes = rng.standard_normal((256, 24)).astype(np.float32)
-    queries = rng.standard_normal((13, 24)).astype(np.float32)
-    words = lsh.to_words(lsh.encode(vectors.astype(np.float32), planes))
-    projections = lsh.project(queries, planes)
-    qwords = lsh.to_words(lsh.pack(projections > 0))
-    columns = np.ascontiguousarray(words[:, :2].T)
-    store = search_kernels.Store(columns, search_kernels.radius_sample(columns), words, vectors)
+    store, _, qwords, projections, queries = _flat_store(np.random.default_rng(3), 6000, 13)
     bound = search_kernels.bind(store, search_kernels.Stages(128, 256, 400, 100, 30, 10))
     batch = search_kernels.reranked(bound, qwords, projections, queries, "numba")
     numpy = search_kernels.reranked(bound, qwords, projections, queries, "numpy")
@@ -301,15 +306,7 @@ def test_code_counts_agree_across_kernels_and_with_popcounts(bits):
 def test_reranked_gives_the_same_rows_and_code_cosines_from_both_kernels(bits):
     """Stages 1-4 in one call: both kernels return the same rows and distances, and the code cosines are
     eq. (4) from `code_counts` of the returned rows, bit for bit (the search's results take them as they are)."""
-    rng = np.random.default_rng(bits)
-    vectors = unit_float16(rng.standard_normal((400, 24)).astype(np.float32))
-    planes = rng.standard_normal((256, 24)).astype(np.float32)
-    queries = rng.standard_normal((5, 24)).astype(np.float32)
-    words = lsh.to_words(lsh.encode(vectors.astype(np.float32), planes))
-    projections = lsh.project(queries, planes)
-    qwords = lsh.to_words(lsh.pack(projections > 0))
-    columns = np.ascontiguousarray(words[:, :2].T)
-    store = search_kernels.Store(columns, search_kernels.radius_sample(columns), words, vectors)
+    store, words, qwords, projections, queries = _flat_store(np.random.default_rng(bits), 400, 5)
     stages = search_kernels.Stages(128, bits, 120, 60, 20, 7)
     bound = search_kernels.bind(store, stages)
     found = {k: search_kernels.reranked(bound, qwords, projections, queries, k) for k in KERNELS}
