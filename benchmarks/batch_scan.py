@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 import vectors  # noqa: E402
+from machine import cpu_line  # noqa: E402
 
 from eproduct_core import numba_kernels, search, search_kernels  # noqa: E402
 from eproduct_core.index import build_index, open_index  # noqa: E402
@@ -67,7 +68,7 @@ def main() -> None:
         f"{args.dist}: n = {args.n:,}, dim = {x.shape[1]}, {len(q)} queries, {args.rounds} interleaved rounds, one "
         f"thread; stage sizes probe {args.probe_bits} b, candidates {args.candidates}, shortlist {args.shortlist}, "
         f"re-rank {args.rerank}; {numba_kernels.SCAN_QUERIES} queries share a pass; load average "
-        f"{os.getloadavg()[0]:.1f}, {os.cpu_count()} cores\n"
+        f"{os.getloadavg()[0]:.1f}; {cpu_line()}\n"
     )
     print("| search | ms per query (median of rounds) |\n|---|---|")
     print(f"| one call per query (one pass over the columns each) | {one:.2f} |")

@@ -47,6 +47,7 @@ import numpy as np  # noqa: E402
 
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
 import vectors  # noqa: E402
+from machine import cpu_line  # noqa: E402
 
 from eproduct_core import lsh_tables, partitions, search, search_kernels, tuning  # noqa: E402
 from eproduct_core.index import build_index, open_index  # noqa: E402
@@ -466,7 +467,7 @@ def report(args, x, methods, chosen, measured, truth, load_start) -> str:
         f"{args.dist}: n = {len(x):,}, dim = {x.shape[1]}, {args.queries} queries, top-10, target recall@10 "
         f">= {args.target}; p50/p95 one query at a time on one thread, q/s over {args.threads} threads; medians "
         f"of {args.rounds} interleaved rounds; builds on {BUILD_THREADS} threads; load average {load_start:.1f} at "
-        f"the start, {os.getloadavg()[0]:.1f} at the end, {os.cpu_count()} cores.",
+        f"the start, {os.getloadavg()[0]:.1f} at the end. {cpu_line()}.",
         f"Tuner (held-out index rows, not these queries): {tuning.describe(tuned.estimate())}.",
         "",
         "| method | setting (cheapest at the target) | build s | memory B/item | p50 ms | p95 ms | q/s | recall@10 |",
