@@ -4,8 +4,8 @@ Writes a run folder (see ARCHITECTURE.md): config.json, metrics.jsonl (one line 
 class_accuracy.csv and checkpoint.pt (tensors and plain values only; saved atomically every epoch and,
 with `checkpoint_every` N, every N steps with an intervals.jsonl record), so `resume=True` continues
 after a kill from the last checkpoint, mid-epoch included. CUDA when present, CPU otherwise (bfloat16
-autocast per `precision`), channels_last on both; under torchrun, DistributedDataParallel with one data shard per rank,
-and only rank 0 writes files. Sampling is seeded per epoch and skips the steps already done, and
+autocast per `precision`), channels_last on both; under torchrun, DistributedDataParallel with one data shard
+per rank, and only rank 0 writes files. Sampling is seeded per epoch and skips the steps already done, and
 augmentation is seeded per step, so a resumed run sees exactly the batches an uninterrupted one would.
 The progress display shows images/s and an ETA; TensorBoard events go to RUN/tensorboard/ when the
 tensorboard package is installed. DataLoader workers prefetch (`workers`, `prefetch_factor`) and persist.
