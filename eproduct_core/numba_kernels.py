@@ -906,3 +906,141 @@ def _lane_sum(a, b):
 def _store_cosine(out, i, dot, norm, query_norm):
     if i < len(out):
         out[i] = 1.0 - dot / np.sqrt(norm * query_norm) if norm > 0 and query_norm > 0 else 1.0
+
+
+@njit(inline="always")
+def _residual_estimate(words, norms, offsets, position, qwords, p, masks, dot, distance, cosines):
+    """residual.py's estimate of one row at list `position` against probed list p's query code: the same
+    float32 operations in the same order as residual._estimates."""
+    h = 0
+    for j in range(masks.shape[0]):
+        h += _popcount((words[position, j] ^ qwords[p, j]) & masks[j])
+    base = dot + offsets[position]
+    scale = distance * norms[position]
+    return base + scale * cosines[h]
+
+
+RESIDUAL_BINS = 4096  # histogram bins of `_above_cut`
+
+
+@njit(inline="always")
+def _above_cut(estimates, count):
+    """Indices (ascending) of a superset of the `count` largest estimates: a histogram of the estimates finds
+    the bin holding the count-th largest, and the rows at or above it are kept (the bins are monotone in the
+    estimate, so no row of a lower bin can belong to the answer)."""
+    n = estimates.shape[0]
+    if count >= n:
+        return np.arange(n)
+    lo, hi = np.float64(estimates.min()), np.float64(estimates.max())
+    if not hi > lo:
+        return np.arange(n)
+    scale = (RESIDUAL_BINS - 1) / (hi - lo)
+    keys = np.empty(n, np.int16)
+    hist = np.zeros(RESIDUAL_BINS, np.int64)
+    for i in range(n):
+        b = int((np.float64(estimates[i]) - lo) * scale)
+        keys[i] = b
+        hist[b] += 1
+    cut, above = RESIDUAL_BINS - 1, hist[RESIDUAL_BINS - 1]
+    while above < count:
+        cut -= 1
+        above += hist[cut]
+    chosen = np.empty(above, np.int64)
+    kept = 0
+    for i in range(n):
+        if keys[i] >= cut:
+            chosen[kept] = i
+            kept += 1
+    return chosen
+
+
+@njit(inline="always")
+def _descending_key(pattern, position):
+    """uint64 sort key of a float32 estimate (`pattern`: its bits as uint32): the larger estimate first, then the
+    lower list position (residual._keys)."""
+    bits = np.uint64(pattern)
+    if bits & np.uint64(0x80000000):
+        order = bits ^ np.uint64(0xFFFFFFFF)
+    else:
+        order = bits | np.uint64(0x80000000)
+    return ((np.uint64(0xFFFFFFFF) - order) << np.uint64(32)) | np.uint64(position)
+
+
+@njit(cache=True, nogil=True)
+def residual_best_rows(
+    columns, words, norms, offsets, rows, list_offsets, lists, qwords, dots, distances, cosines1, cosines2,
+    masks1, masks2, candidates, rerank,
+):
+    """residual.best_rows (stages 1-2 over the probed lists): row numbers, best estimate first (ties: lowest list
+    position). Stage 1 reads the word-major `columns` (the first words of every code, list order) when its
+    prefix fits in them, in one loop per prefix length of one to four words."""
+    probes = lists.shape[0]
+    starts = np.zeros(probes + 1, np.int64)
+    for p in range(probes):
+        starts[p + 1] = starts[p] + list_offsets[lists[p] + 1] - list_offsets[lists[p]]
+    estimates = np.empty(starts[-1], np.float32)
+    nwords = masks1.shape[0]
+    for p in range(probes):
+        l = lists[p]
+        _residual_list(
+            columns, words, norms, offsets, list_offsets[l], list_offsets[l + 1], qwords[p], masks1, nwords,
+            dots[l], distances[l], cosines1, estimates[starts[p] : starts[p + 1]],
+        )
+    chosen = _above_cut(estimates, candidates)
+    patterns = estimates.view(np.uint32)
+    keys = np.empty(chosen.shape[0], np.uint64)
+    slot_list = np.empty(chosen.shape[0], np.int64)
+    for i in range(chosen.shape[0]):
+        p = np.searchsorted(starts, chosen[i], side="right") - 1
+        slot_list[i] = p
+        keys[i] = _descending_key(patterns[chosen[i]], list_offsets[lists[p]] + chosen[i] - starts[p])
+    order = np.argsort(keys)[:candidates]
+    kept = order.shape[0]
+    second = np.empty(kept, np.float32)
+    positions = np.empty(kept, np.int64)
+    low = np.uint64(0xFFFFFFFF)
+    for i in range(kept):
+        p = slot_list[order[i]]
+        l = lists[p]
+        position = np.int64(keys[order[i]] & low)
+        positions[i] = position
+        h = 0
+        for j in range(masks2.shape[0]):
+            h += _popcount((words[position, j] ^ qwords[p, j]) & masks2[j])
+        base = dots[l] + offsets[position]
+        scale = distances[l] * norms[position]
+        second[i] = base + scale * cosines2[h]
+    second_patterns = second.view(np.uint32)
+    keys2 = np.empty(kept, np.uint64)
+    for i in range(kept):
+        keys2[i] = _descending_key(second_patterns[i], positions[i])
+    keys2 = np.sort(keys2)[:rerank]
+    out = np.empty(keys2.shape[0], np.int64)
+    for i in range(keys2.shape[0]):
+        out[i] = rows[np.int64(keys2[i] & low)]
+    return out
+
+
+@njit(inline="always")
+def _residual_list(columns, words, norms, offsets, first, stop, qw, masks, nwords, dot, distance, cosines, out):
+    """Stage-1 estimates of list positions first:stop into `out` (residual._estimates' operations)."""
+    if nwords <= columns.shape[0] and nwords == 4:
+        c0, c1, c2, c3 = columns[0], columns[1], columns[2], columns[3]
+        q0, q1, q2, q3 = qw[0] & masks[0], qw[1] & masks[1], qw[2] & masks[2], qw[3] & masks[3]
+        m3 = masks[3]
+        for position in range(first, stop):
+            h = _popcount(c0[position] ^ q0) + _popcount(c1[position] ^ q1) + _popcount(c2[position] ^ q2)
+            h += _popcount((c3[position] ^ q3) & m3)
+            out[position - first] = (dot + offsets[position]) + (distance * norms[position]) * cosines[h]
+    elif nwords <= columns.shape[0]:
+        for position in range(first, stop):
+            h = 0
+            for j in range(nwords):
+                h += _popcount((columns[j, position] ^ qw[j]) & masks[j])
+            out[position - first] = (dot + offsets[position]) + (distance * norms[position]) * cosines[h]
+    else:
+        for position in range(first, stop):
+            h = 0
+            for j in range(nwords):
+                h += _popcount((words[position, j] ^ qw[j]) & masks[j])
+            out[position - first] = (dot + offsets[position]) + (distance * norms[position]) * cosines[h]

@@ -1,5 +1,8 @@
 """Coarse partitions of an index's rows (inverted lists): a candidate stage whose cost grows slower than the index.
 
+(An index can also store residual codes of its rows against these centroids, residual.py: rebuilding the
+partitions rebuilds them.)
+
 Owns `build_partitions` (spherical k-means over the stored vectors, written into the index folder with
 checksums in its manifest, key "partitions"), `open_partitions`, `partitions_of`, `verify_partitions` and
 `Partitions.lists_for` (which lists a query probes). numpy only; the choice of lists and the scan of the probed
@@ -160,6 +163,10 @@ def build_partitions(index, lists: int | None = None, seed: int = 0) -> tuple[Pa
     arrays = {role: (name, getattr(made, role)) for role, name in FILES.items()}
     store_extra(index, "partitions", arrays, {"lists": made.lists, "seed": seed})
     index._partitions = made
+    if index.manifest.get("residual"):  # codes of offsets from the old centroids: made again from the new ones
+        from .residual import build_residual
+
+        build_residual(index)
     return made, seconds
 
 

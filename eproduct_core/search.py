@@ -49,7 +49,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import ann_graph, lsh, lsh_tables, partitions, postprocess, search_kernels
+from . import ann_graph, lsh, lsh_tables, partitions, postprocess, residual, search_kernels
 from .errors import EproductError
 from .index_store import Index
 from .settings import (
@@ -252,6 +252,18 @@ def _search_reranked(index: Index, queries, qwords, projections, plan: _Plan, li
     found = search_kernels.reranked(bound, qwords, projections, queries, index.kernel, lists)
     considered = min(plan.shortlist, index.size)
     return [_ranked_result(index, r, plan, considered) for r in found]
+
+
+def _search_residual(index: Index, query, qwords, projection, plan: _Plan, lists) -> SearchResult:
+    """Stages 1-2 from the residual codes of the probed partitions `lists` (residual.py), then the exact re-rank."""
+    made = partitions.partitions_of(index)
+    terms = residual.query_terms(made.centroids, query, projection, index.centre is not None)
+    keep = max(plan.rerank, plan.k or 0)
+    rows = residual.best_rows(
+        residual.residual_of(index), made.rows, made.offsets, lists, terms, plan.probe_bits, plan.bits,
+        plan.candidates, keep, index.kernel,
+    )
+    return _finish(index, query, qwords, rows, _hamming_rows(index, qwords, rows, plan.bits), plan, len(rows), True)
 
 
 def _search_tables(index: Index, query, qwords, projection, plan: _Plan) -> SearchResult:
@@ -537,6 +549,11 @@ def _search_many(index: Index, queries, qwords, projections, plan: _Plan) -> lis
     lists = None
     if plan.partition_probes:
         lists = partitions.partitions_of(index).lists_for(queries, plan.partition_probes, index.kernel)
+        if plan.rerank > 0 and residual.has_residual(index):
+            return [
+                _search_residual(index, queries[i], qwords[i], projections[i], plan, lists[i])
+                for i in range(len(queries))
+            ]
     if 0 < plan.rerank < plan.shortlist:
         return _search_reranked(index, queries, qwords, projections, plan, lists)
     return [

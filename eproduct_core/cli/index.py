@@ -42,6 +42,12 @@ def _load_vectors(path: str):
     return vectors
 
 
+RESIDUAL_HELP = (
+    "also code each row's offset from its partition's centroid (eproduct_core/residual.py): searches that probe "
+    "partitions rank rows by these codes; pays on embeddings that all lean one way (class probabilities)"
+)
+
+
 def _build(args: argparse.Namespace) -> int:
     _one_blas_thread()
     from tqdm import tqdm
@@ -53,6 +59,8 @@ def _build(args: argparse.Namespace) -> int:
 
     if args.partitions is not None and args.no_vectors:
         raise EproductError("--partitions fits k-means on the stored vectors; drop --no-vectors or --partitions.")
+    if args.residual and args.partitions is None:
+        raise EproductError("--residual codes rows against their partition's centroid; add --partitions.")
     ids: list[str] | None
     if args.embeddings:
         emb = read_embeddings(args.embeddings, mmap=True)
@@ -84,7 +92,7 @@ def _build(args: argparse.Namespace) -> int:
     if args.tables:
         _tables_into(out)
     if args.partitions is not None:
-        _partitions_into(out, args.partitions or None)
+        _partitions_into(out, args.partitions or None, args.residual)
     if args.target_recall and not args.no_vectors:
         _tune_into(out, args.target_recall, _tune_queries(args.tune_queries, args.embeddings), args.quiet)
     return 0
@@ -128,28 +136,37 @@ def _verify_tables(folder) -> list[str]:
     from ..index import open_index
     from ..lsh_tables import verify_tables
     from ..partitions import verify_partitions
+    from ..residual import verify_residual
 
     index = open_index(folder)
-    return verify_tables(index) + verify_partitions(index)
+    return verify_tables(index) + verify_partitions(index) + verify_residual(index)
 
 
-def _partitions_into(folder, lists: int | None) -> None:
+def _partitions_into(folder, lists: int | None, with_residual: bool = False) -> None:
     import numpy as np
 
     from ..index import open_index
     from ..partitions import build_partitions
+    from ..residual import build_residual
 
-    made, seconds = build_partitions(open_index(folder), lists)
+    index = open_index(folder)
+    made, seconds = build_partitions(index, lists)
     sizes = made.offsets[1:] - made.offsets[:-1]
     print(
         f"{folder}: {made.lists} partitions (rows per list: median {int(np.median(sizes))}, "
         f"largest {int(sizes.max())}), {made.memory_bytes() / 2**20:.1f} MiB, built in {seconds:.1f} s "
         "(search with --partition-probes N)"
     )
+    if with_residual:
+        codes, seconds = build_residual(index)
+        print(
+            f"{folder}: residual codes ({index.bits} bits per row against its partition's centroid), "
+            f"{codes.memory_bytes() / 2**20:.1f} MiB, built in {seconds:.1f} s (--partition-probes N searches them)"
+        )
 
 
 def _partitions(args: argparse.Namespace) -> int:
-    _partitions_into(args.dir, args.lists)
+    _partitions_into(args.dir, args.lists, args.residual)
     return 0
 
 
@@ -229,11 +246,13 @@ def _add_tuning(commands: argparse._SubParsersAction, build: argparse.ArgumentPa
         help="also cut the rows into k-means partitions (sublinear stage 1; LISTS default about sqrt(rows) / 2), "
         "before tuning, so the tuner can pick how many to probe",
     )
+    build.add_argument("--residual", action="store_true", help=RESIDUAL_HELP)
     parts = commands.add_parser(
         "partitions", help="cut an index's rows into k-means partitions (sublinear stage 1), stored in its folder"
     )
     parts.add_argument("dir", help="index folder (built with vectors)")
     parts.add_argument("--lists", type=int, help="partitions (default: the power of two nearest sqrt(rows) / 2)")
+    parts.add_argument("--residual", action="store_true", help=RESIDUAL_HELP)
     parts.set_defaults(func=_partitions)
     tables = commands.add_parser("tables", help="build prefix-bucket candidate tables into an index folder")
     tables.add_argument("dir", help="index folder")
@@ -297,6 +316,8 @@ def _info(args: argparse.Namespace) -> int:
     )
     if m.get("partitions"):
         print(f"  k-means partitions: {m['partitions']['lists']} lists (search with --partition-probes N)")
+    if m.get("residual"):
+        print("  residual codes: searches with --partition-probes N rank the probed rows by them")
     if m.get("ann"):
         params = m["ann"].get("params", {})
         print(f"  HNSW graph {m['ann']['file']}: M {params.get('m')}, efConstruction {params.get('ef_construction')}")
