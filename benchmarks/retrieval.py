@@ -18,7 +18,10 @@ is a centred index: unit rows minus their mean are hashed); "+ tables" adds the 
 their build time and memory added to the index's) and sweeps probes per table x re-rank depth; "+ partitions"
 adds the k-means partitions (partitions.py, build time and memory added alike), tuned by the tuner (which then
 also weighs the flat scan: its pick is the row) and swept over probed lists x shortlist ratio x re-rank depth
-(the swept rows sweep the tuner's shortlist ratios too).
+(the swept rows sweep the tuner's shortlist ratios too). With --residual, "+ residual codes" is a second index
+with partitions and residual codes (residual.py: stages 1-2 rank the probed rows by an inner-product estimate from
+sign codes of each row's offset from its centroid), tuned, and swept over probed lists x candidates per re-ranked
+row (8, 16, 32) x re-rank depth.
 
     python benchmarks/retrieval.py --dist latent --n 200000 --dim 512
     python benchmarks/retrieval.py --dist fashion --n 210000 --peers all
@@ -49,7 +52,7 @@ sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve
 import vectors  # noqa: E402
 from machine import cpu_line  # noqa: E402
 
-from eproduct_core import lsh_tables, partitions, search, search_kernels, tuning  # noqa: E402
+from eproduct_core import lsh_tables, partitions, residual, search, search_kernels, tuning  # noqa: E402
 from eproduct_core.index import build_index, open_index  # noqa: E402
 from eproduct_core.settings import (  # noqa: E402
     DEFAULT_BITS,
@@ -207,6 +210,58 @@ class Ours(Method):
             f"{lists}{searched}probe {s.probe_bits} b, candidates {s.candidates}, shortlist {s.shortlist}, "
             f"re-rank {s.rerank}"
         )
+
+
+class OursResidual(Ours):
+    """Our index with partitions and residual codes (eproduct_core/residual.py): its own folder, since an index
+    with residual codes ranks every partition search by them."""
+
+    RATIOS = (8, 16, 32)  # candidates per re-ranked row swept (the shortlist is unused on this path)
+
+    def __init__(self, x: np.ndarray, work: Path, variant: str, shared: OursResidual | None = None, **build):
+        self.variant, self.centre = variant, build.get("centre", False) if shared is None else shared.centre
+        if shared is not None:
+            self.index, self.build_s, self.memory, self.tuned, self.lists = (
+                shared.index,
+                shared.build_s,
+                shared.memory,
+                shared.tuned,
+                shared.lists,
+            )
+        else:
+            search_kernels.prepare()
+            before, start = rss(), time.perf_counter()
+            build_index(x, None, work / "ours-residual", workers=BUILD_THREADS, **build)
+            self.index = open_index(work / "ours-residual").warm()
+            self.lists = partitions.build_partitions(self.index)[0].lists
+            residual.build_residual(self.index)
+            self.build_s = time.perf_counter() - start
+            search.search(self.index, x[:2], SearchSettings(partition_probes=1))
+            self.memory = rss() - before
+            start = time.perf_counter()
+            self.tuned = tuning.tune(self.index, target=0.95)
+            self.tune_s = time.perf_counter() - start
+        centred = ", centred" if self.centre else ""
+        self.name = f"eproduct LSH + {self.lists} partitions + residual codes ({variant}{centred})"
+
+    def knobs(self) -> list:
+        if self.variant == "tuned":
+            return [[self.tuned.settings]]
+        probes = [p for p in tuning.PARTITION_LADDER if 2 <= p < self.lists] + [self.lists]
+        return [
+            [
+                SearchSettings(
+                    k=10, probe_bits=256, candidates=ratio * r, shortlist=ratio * r, rerank=r, partition_probes=p
+                )
+                for r in tuning.LADDER
+                if r >= 8
+            ]
+            for p in probes
+            for ratio in self.RATIOS
+        ]
+
+    def label(self, s):
+        return f"{s.partition_probes} of {self.lists} lists, probe {s.probe_bits} b, candidates {s.candidates}, re-rank {s.rerank}"
 
 
 def _pad(rows: np.ndarray) -> np.ndarray:
@@ -407,6 +462,7 @@ def make_methods(
     centre: bool = False,
     bits: int = DEFAULT_BITS,
     with_partitions: bool = True,
+    with_residual: bool = False,
 ) -> list[Method]:
     tuned = Ours(x, work, "tuned", centre=centre, bits=bits)
     log(f"ours: build {tuned.build_s:.1f} s, tune {tuned.tune_s:.1f} s -> {tuning.describe(tuned.tuned.estimate())}")
@@ -421,6 +477,13 @@ def make_methods(
             f"{parts.label(parts.tuned.settings)}; {tuning.describe(parts.tuned.estimate())}"
         )
         methods += [parts, Ours(x, work, "partitions-swept", parts)]
+    if with_residual:
+        res = OursResidual(x, work, "tuned", centre=centre, bits=bits)
+        log(
+            f"{res.name}: built in {res.build_s:.1f} s, tuned in {res.tune_s:.1f} s -> "
+            f"{res.label(res.tuned.settings)}; {tuning.describe(res.tuned.estimate())}"
+        )
+        methods += [res, OursResidual(x, work, "swept", res)]
     for peer in peers:
         method = make_peer(peer, x)
         log(f"{method.name}: build {method.build_s:.1f} s, memory {method.memory / len(x):.0f} B/item")
@@ -445,6 +508,7 @@ def run(args: argparse.Namespace, log) -> str:
             centre=args.centre,
             bits=args.bits,
             with_partitions=not args.no_partitions,
+            with_residual=args.residual,
         )
         chosen = []
         for method in methods:
@@ -500,6 +564,9 @@ def main() -> None:
     parser.add_argument("--no-tables", action="store_true", help="leave out our prefix-bucket tables row")
     parser.add_argument("--no-partitions", action="store_true", help="leave out our k-means partitions rows")
     parser.add_argument("--centre", action="store_true", help="build our index with --centre (index.py)")
+    parser.add_argument(
+        "--residual", action="store_true", help="add our index with partitions + residual codes (residual.py)"
+    )
     parser.add_argument("--bits", type=int, default=DEFAULT_BITS, help="code bits our index stores")
     args = parser.parse_args()
     args.peers = list(PEERS) if args.peers == "all" else [] if args.peers == "none" else args.peers.split(",")

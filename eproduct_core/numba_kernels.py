@@ -968,8 +968,22 @@ def _descending_key(pattern, position):
 
 @njit(cache=True, nogil=True)
 def residual_best_rows(
-    columns, words, norms, offsets, rows, list_offsets, lists, qwords, dots, distances, cosines1, cosines2,
-    masks1, masks2, candidates, rerank,
+    columns,
+    words,
+    norms,
+    offsets,
+    rows,
+    list_offsets,
+    lists,
+    qwords,
+    dots,
+    distances,
+    cosines1,
+    cosines2,
+    masks1,
+    masks2,
+    candidates,
+    rerank,
 ):
     """residual.best_rows (stages 1-2 over the probed lists): row numbers, best estimate first (ties: lowest list
     position). Stage 1 reads the word-major `columns` (the first words of every code, list order) when its
@@ -981,10 +995,21 @@ def residual_best_rows(
     estimates = np.empty(starts[-1], np.float32)
     nwords = masks1.shape[0]
     for p in range(probes):
-        l = lists[p]
+        lst = lists[p]
         _residual_list(
-            columns, words, norms, offsets, list_offsets[l], list_offsets[l + 1], qwords[p], masks1, nwords,
-            dots[l], distances[l], cosines1, estimates[starts[p] : starts[p + 1]],
+            columns,
+            words,
+            norms,
+            offsets,
+            list_offsets[lst],
+            list_offsets[lst + 1],
+            qwords[p],
+            masks1,
+            nwords,
+            dots[lst],
+            distances[lst],
+            cosines1,
+            estimates[starts[p] : starts[p + 1]],
         )
     chosen = _above_cut(estimates, candidates)
     patterns = estimates.view(np.uint32)
@@ -1001,14 +1026,14 @@ def residual_best_rows(
     low = np.uint64(0xFFFFFFFF)
     for i in range(kept):
         p = slot_list[order[i]]
-        l = lists[p]
+        lst = lists[p]
         position = np.int64(keys[order[i]] & low)
         positions[i] = position
         h = 0
         for j in range(masks2.shape[0]):
             h += _popcount((words[position, j] ^ qwords[p, j]) & masks2[j])
-        base = dots[l] + offsets[position]
-        scale = distances[l] * norms[position]
+        base = dots[lst] + offsets[position]
+        scale = distances[lst] * norms[position]
         second[i] = base + scale * cosines2[h]
     second_patterns = second.view(np.uint32)
     keys2 = np.empty(kept, np.uint64)

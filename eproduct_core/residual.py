@@ -199,7 +199,11 @@ def query_terms(centroids: np.ndarray, query: np.ndarray, projections: np.ndarra
     query = np.asarray(query, dtype=np.float32).ravel()
     length = float(np.linalg.norm(query))
     unit = query / max(length, 1e-12)
-    p = np.asarray(projections, dtype=np.float32) if centred else np.asarray(projections, np.float32) / max(length, 1e-12)
+    p = (
+        np.asarray(projections, dtype=np.float32)
+        if centred
+        else np.asarray(projections, np.float32) / max(length, 1e-12)
+    )
     dots = (centroids @ unit).astype(np.float32)
     squares = np.einsum("ij,ij->i", centroids, centroids).astype(np.float32)
     distances = np.sqrt(np.maximum(np.float32(1) - np.float32(2) * dots + squares, np.float32(0)))
@@ -254,7 +258,7 @@ def numpy_best_rows(
     """Stages 1-2 (module doc) in numpy: the row numbers kept, best first; the compiled kernel's twin."""
     lists = np.asarray(lists, dtype=np.int64)
     sizes = offsets[lists + 1] - offsets[lists]
-    positions = np.concatenate([np.arange(offsets[l], offsets[l + 1]) for l in lists] or [np.zeros(0, np.int64)])
+    positions = np.concatenate([np.arange(offsets[i], offsets[i + 1]) for i in lists] or [np.zeros(0, np.int64)])
     positions = positions.astype(np.int64)
     probed = np.repeat(np.arange(len(lists)), sizes)
     qwords = _list_words(codes.centroid_projections, lists, query)
@@ -287,8 +291,20 @@ def best_rows(
         qwords = _list_words(codes.centroid_projections, args[3], query)
         return numba_kernels.residual_best_rows(
             codes.columns,
-            codes.words, codes.norms, codes.offsets, rows, offsets, args[3], qwords, query.dots, query.distances,
-            _cosines(probe_bits), _cosines(bits), word_masks(probe_bits), word_masks(bits),
-            int(candidates), int(rerank),
+            codes.words,
+            codes.norms,
+            codes.offsets,
+            rows,
+            offsets,
+            args[3],
+            qwords,
+            query.dots,
+            query.distances,
+            _cosines(probe_bits),
+            _cosines(bits),
+            word_masks(probe_bits),
+            word_masks(bits),
+            int(candidates),
+            int(rerank),
         )
     return numpy_best_rows(*args, probe_bits, bits, candidates, rerank)

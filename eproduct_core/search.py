@@ -260,8 +260,16 @@ def _search_residual(index: Index, query, qwords, projection, plan: _Plan, lists
     terms = residual.query_terms(made.centroids, query, projection, index.centre is not None)
     keep = max(plan.rerank, plan.k or 0)
     rows = residual.best_rows(
-        residual.residual_of(index), made.rows, made.offsets, lists, terms, plan.probe_bits, plan.bits,
-        plan.candidates, keep, index.kernel,
+        residual.residual_of(index),
+        made.rows,
+        made.offsets,
+        lists,
+        terms,
+        plan.probe_bits,
+        plan.bits,
+        plan.candidates,
+        keep,
+        index.kernel,
     )
     return _finish(index, query, qwords, rows, _hamming_rows(index, qwords, rows, plan.bits), plan, len(rows), True)
 

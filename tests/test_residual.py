@@ -88,8 +88,10 @@ def test_the_estimate_is_the_documented_inner_product_estimate(index):
         r = vectors[made.rows] - c
         unit = query / np.linalg.norm(query)
         h = ((r @ planes.T > 0) != ((unit - c) @ planes.T > 0)).sum(axis=1)
-        want = c @ unit + (c * r).sum(1) + np.linalg.norm(unit - c, axis=1) * np.linalg.norm(r, axis=1) * np.cos(
-            np.pi * h / index.bits
+        want = (
+            c @ unit
+            + (c * r).sum(1)
+            + np.linalg.norm(unit - c, axis=1) * np.linalg.norm(r, axis=1) * np.cos(np.pi * h / index.bits)
         )
         assert np.abs(got - want).max() < 2e-3
         assert np.corrcoef(want, vectors[made.rows] @ unit)[0, 1] > 0.9
