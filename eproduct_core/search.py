@@ -11,6 +11,9 @@ Modes, at hash length `bits` (any prefix of the stored codes; default the stored
      index of no more than `candidates` rows: an exact Hamming ranking of every row); with
      `partition_probes` P > 0 (partitions.py) only the rows of the query's P nearest partitions are
      scanned (prefixes of at most 256 bits, read from their copy in partition order), the same way;
+     on an index with residual codes (residual.py) stages 1-3 over those rows are instead its estimate of
+     the inner product from codes of each row's offset from its centroid (`candidates` from `probe_bits` bits,
+     then `rerank` from all `bits`), and stage 4 as below;
   2. shortlist: their full `bits`-bit Hamming distances keep the best `shortlist`;
   3. weighted Hamming (lsh.py: each differing bit costs the query's margin on that hyperplane)
      keeps the best `rerank` of those;

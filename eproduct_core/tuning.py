@@ -29,7 +29,8 @@ one query at a time) and the fastest is kept.
 On an index with partitions (partitions.py) the same family is also searched with stage 1 from 1, 2, 3, 4, 6, 8,
 12, ... probed lists (PARTITION_LADDER; 256-bit prefixes; rungs capped where stage 1 keeps every probed row) until
 PARTITION_WINNERS counts reach the target; those winners are timed beside the flat scan's, so the flat scan stays
-when it is faster.
+when it is faster. On an index with residual codes (residual.py) the partition family runs on them (its shortlist is
+unused there, so narrowing it changes nothing and the first ratio tried is kept).
 If no setting reaches the target, the most accurate one tried is kept and `reached` is False.
 """
 
@@ -249,13 +250,14 @@ def _partition_winners(index, k: int, reaches: Callable[[SearchSettings], bool])
     if made is None:
         return []
     probe = min(max(PROBE_CHOICES), index.bits, 64 * _partitions.PREFIX_WORDS)
+    coded = bool(index.manifest.get("residual"))  # residual codes: the shortlist is unused, nothing to narrow
     winners: list[SearchSettings] = []
     for lists in [p for p in PARTITION_LADDER if p < made.lists] + [made.lists]:
         probed_rows = lists * index.size / made.lists
         rungs = [r for r in LADDER if CANDIDATES_PER_RERANK * r < 2 * probed_rows] or [LADDER[0]]
         rung = _first_reaching([stage_settings(r, probe, k, None, lists) for r in rungs], reaches)
         if rung is not None:
-            winners.append(_narrowed(rung, reaches))
+            winners.append(rung if coded else _narrowed(rung, reaches))
             if len(winners) == PARTITION_WINNERS:
                 break
     return winners

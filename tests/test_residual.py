@@ -138,6 +138,7 @@ def test_refused_without_partitions_checked_and_rebuilt_with_them(tmp_path, caps
     assert main([*args, "--residual", "-q"]) == 0
     assert "residual codes" in capsys.readouterr().out
     assert main(["index", "verify", str(idx)]) == 0
+    assert main(["index", "info", str(idx)]) == 0 and "residual codes" in capsys.readouterr().out
     # new partitions: the residual codes are made again from their centroids
     assert main(["index", "partitions", str(idx), "--lists", "4"]) == 0
     manifest = json.loads((idx / "manifest.json").read_text())
