@@ -985,8 +985,8 @@ def residual_best_rows(
     candidates,
     rerank,
 ):
-    """residual.best_rows (stages 1-2 over the probed lists): row numbers, best estimate first (ties: lowest list
-    position). Stage 1 reads the word-major `columns` (the first words of every code, list order) when its
+    """residual.best_rows (stages 1-2 over the probed `lists`, ascending and distinct): row numbers, best estimate
+    first (ties: lowest list position). Stage 1 reads the word-major `columns` (the first words of every code, list order) when its
     prefix fits in them, in one loop per prefix length of one to four words."""
     probes = lists.shape[0]
     starts = np.zeros(probes + 1, np.int64)
@@ -1014,24 +1014,24 @@ def residual_best_rows(
     chosen = _above_cut(estimates, candidates)
     patterns = estimates.view(np.uint32)
     keys = np.empty(chosen.shape[0], np.uint64)
-    slot_list = np.empty(chosen.shape[0], np.int64)
-    for i in range(chosen.shape[0]):
-        p = np.searchsorted(starts, chosen[i], side="right") - 1
-        slot_list[i] = p
+    p = 0
+    for i in range(chosen.shape[0]):  # `chosen` ascends, so the probed list only moves forward
+        while chosen[i] >= starts[p + 1]:
+            p += 1
         keys[i] = _descending_key(patterns[chosen[i]], list_offsets[lists[p]] + chosen[i] - starts[p])
-    order = np.argsort(keys)[:candidates]
-    kept = order.shape[0]
+    keys = _smallest_keys(keys, candidates)
+    kept = keys.shape[0]
     second = np.empty(kept, np.float32)
     positions = np.empty(kept, np.int64)
     low = np.uint64(0xFFFFFFFF)
     for i in range(kept):
-        p = slot_list[order[i]]
-        lst = lists[p]
-        position = np.int64(keys[order[i]] & low)
+        position = np.int64(keys[i] & low)
         positions[i] = position
+        lst = np.searchsorted(list_offsets, position, side="right") - 1  # the list, then its probe slot
+        slot = np.searchsorted(lists, lst)
         h = 0
         for j in range(masks2.shape[0]):
-            h += _popcount((words[position, j] ^ qwords[p, j]) & masks2[j])
+            h += _popcount((words[position, j] ^ qwords[slot, j]) & masks2[j])
         base = dots[lst] + offsets[position]
         scale = distances[lst] * norms[position]
         second[i] = base + scale * cosines2[h]
@@ -1039,11 +1039,19 @@ def residual_best_rows(
     keys2 = np.empty(kept, np.uint64)
     for i in range(kept):
         keys2[i] = _descending_key(second_patterns[i], positions[i])
-    keys2 = np.sort(keys2)[:rerank]
+    keys2 = np.sort(_smallest_keys(keys2, rerank))
     out = np.empty(keys2.shape[0], np.int64)
     for i in range(keys2.shape[0]):
         out[i] = rows[np.int64(keys2[i] & low)]
     return out
+
+
+@njit(inline="always")
+def _smallest_keys(keys, count):
+    """The `count` smallest of distinct uint64 `keys`, in no particular order (all of them when fewer)."""
+    if count >= keys.shape[0]:
+        return keys
+    return np.partition(keys, count - 1)[:count]
 
 
 @njit(inline="always")

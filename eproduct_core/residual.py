@@ -30,6 +30,7 @@ with the same float32 operations in the same order and return the same rows (tes
 
 from __future__ import annotations
 
+import functools
 import time
 from pathlib import Path
 from typing import NamedTuple
@@ -210,8 +211,12 @@ def query_terms(centroids: np.ndarray, query: np.ndarray, projections: np.ndarra
     return Query(np.ascontiguousarray(p, dtype=np.float32), dots, distances.astype(np.float32))
 
 
+@functools.cache
 def _cosines(bits: int) -> np.ndarray:
-    return np.cos(np.pi * np.arange(bits + 1) / bits).astype(np.float32)
+    """cos(pi h / bits) for h = 0..bits, float32 (read-only: one table per length, made once)."""
+    table = np.cos(np.pi * np.arange(bits + 1) / bits).astype(np.float32)
+    table.flags.writeable = False
+    return table
 
 
 def _list_words(centroid_projections: np.ndarray, lists: np.ndarray, query: Query) -> np.ndarray:
@@ -284,7 +289,7 @@ def best_rows(
     the row numbers whose exact cosines the caller ranks, best estimate first (ties: lowest list position)."""
     from . import search_kernels
 
-    args = (codes, rows, offsets, np.ascontiguousarray(lists, dtype=np.int64), query)
+    args = (codes, rows, offsets, np.unique(np.asarray(lists, dtype=np.int64)), query)  # ascending, distinct
     if search_kernels._compiled(kernel):
         from . import numba_kernels
 
