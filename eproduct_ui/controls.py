@@ -91,7 +91,10 @@ def search_settings(workspace, index_name: str, index) -> SearchSettings:
         st.caption(f"Stage sizes: {tuning.describe(tuning.read_estimate(index.manifest))}.")
         if shown.mode == "topk" and shown.partition_probes:
             lists = index.manifest["partitions"]["lists"]
-            st.caption(f"Candidates from {shown.partition_probes} of {lists} k-means partitions (`index partitions`).")
+            ranked = ", ranked by residual codes" if index.manifest.get("residual") else ""
+            st.caption(
+                f"Candidates from {shown.partition_probes} of {lists} k-means partitions{ranked} (`index partitions`)."
+            )
         mode = st.radio(
             "Search mode",
             sorted(MODES),
