@@ -39,6 +39,7 @@ import numpy as np
 
 from . import lsh
 from .errors import EproductError
+from .search_kernels import Stages
 
 FILES = {
     "words": "residual-words.npy",
@@ -250,15 +251,7 @@ def _best(estimates: np.ndarray, positions: np.ndarray, count: int) -> np.ndarra
 
 
 def numpy_best_rows(
-    codes: Residual,
-    rows: np.ndarray,
-    offsets: np.ndarray,
-    lists: np.ndarray,
-    query: Query,
-    probe_bits: int,
-    bits: int,
-    candidates: int,
-    rerank: int,
+    codes: Residual, rows: np.ndarray, offsets: np.ndarray, lists: np.ndarray, query: Query, stages: Stages
 ) -> np.ndarray:
     """Stages 1-2 (module doc) in numpy: the row numbers kept, best first; the compiled kernel's twin."""
     lists = np.asarray(lists, dtype=np.int64)
@@ -267,9 +260,10 @@ def numpy_best_rows(
     positions = positions.astype(np.int64)
     probed = np.repeat(np.arange(len(lists)), sizes)
     qwords = _list_words(codes.centroid_projections, lists, query)
-    first = _best(_estimates(codes, positions, probed, qwords, query, lists, probe_bits), positions, candidates)
+    estimates = _estimates(codes, positions, probed, qwords, query, lists, stages.probe_bits)
+    first = _best(estimates, positions, stages.candidates)
     positions, probed = positions[first], probed[first]
-    second = _best(_estimates(codes, positions, probed, qwords, query, lists, bits), positions, rerank)
+    second = _best(_estimates(codes, positions, probed, qwords, query, lists, stages.bits), positions, stages.rerank)
     return rows[positions[second]]
 
 
@@ -279,14 +273,12 @@ def best_rows(
     offsets: np.ndarray,
     lists: np.ndarray,
     query: Query,
-    probe_bits: int,
-    bits: int,
-    candidates: int,
-    rerank: int,
+    stages: Stages,
     kernel: str = "auto",
 ) -> np.ndarray:
-    """Stages 1-2 (module doc) of one query over partitions `lists` (rows/offsets: the partitions' list order):
-    the row numbers whose exact cosines the caller ranks, best estimate first (ties: lowest list position)."""
+    """Stages 1-2 (module doc) of one query over partitions `lists` (rows/offsets: the partitions' list order) at
+    `stages` (probe_bits, bits, candidates and rerank read; shortlist unused): the row numbers whose exact cosines
+    the caller ranks, best estimate first (ties: lowest list position)."""
     from . import search_kernels
 
     args = (codes, rows, offsets, np.unique(np.asarray(lists, dtype=np.int64)), query)  # ascending, distinct
@@ -305,11 +297,11 @@ def best_rows(
             qwords,
             query.dots,
             query.distances,
-            _cosines(probe_bits),
-            _cosines(bits),
-            word_masks(probe_bits),
-            word_masks(bits),
-            int(candidates),
-            int(rerank),
+            _cosines(stages.probe_bits),
+            _cosines(stages.bits),
+            word_masks(stages.probe_bits),
+            word_masks(stages.bits),
+            int(stages.candidates),
+            int(stages.rerank),
         )
-    return numpy_best_rows(*args, probe_bits, bits, candidates, rerank)
+    return numpy_best_rows(*args, stages)

@@ -261,19 +261,10 @@ def _search_residual(index: Index, query, qwords, projection, plan: _Plan, lists
     """Stages 1-2 from the residual codes of the probed partitions `lists` (residual.py), then the exact re-rank."""
     made = partitions.partitions_of(index)
     terms = residual.query_terms(made.centroids, query, projection, index.centre is not None)
-    keep = max(plan.rerank, plan.k or 0)
-    rows = residual.best_rows(
-        residual.residual_of(index),
-        made.rows,
-        made.offsets,
-        lists,
-        terms,
-        plan.probe_bits,
-        plan.bits,
-        plan.candidates,
-        keep,
-        index.kernel,
+    stages = search_kernels.Stages(
+        plan.probe_bits, plan.bits, plan.candidates, plan.shortlist, max(plan.rerank, plan.k or 0), plan.k or 0
     )
+    rows = residual.best_rows(residual.residual_of(index), made.rows, made.offsets, lists, terms, stages, index.kernel)
     return _finish(index, query, qwords, rows, _hamming_rows(index, qwords, rows, plan.bits), plan, len(rows), True)
 
 

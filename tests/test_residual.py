@@ -12,6 +12,7 @@ from eproduct_core import partitions, residual, search, tuning
 from eproduct_core.cli import main
 from eproduct_core.errors import EproductError
 from eproduct_core.index import build_index, open_index
+from eproduct_core.search_kernels import Stages
 from eproduct_core.settings import SearchSettings
 from tests.test_tuning import exact
 
@@ -64,7 +65,8 @@ def test_both_kernels_keep_the_same_rows_in_the_same_order(index, probe_bits, bi
     projections = index.project(q)
     for i in range(len(q)):
         terms = residual.query_terms(made.centroids, q[i], projections[i], index.centre is not None)
-        args = (codes, made.rows, made.offsets, lists[i], terms, probe_bits, bits, candidates, rerank)
+        stages = Stages(probe_bits, bits, candidates, candidates, rerank)
+        args = (codes, made.rows, made.offsets, lists[i], terms, stages)
         compiled = residual.best_rows(*args, kernel="numba")
         assert compiled.tolist() == residual.best_rows(*args, kernel="numpy").tolist()
         assert len(compiled) == min(rerank, candidates, int(np.diff(made.offsets)[lists[i]].sum()))
