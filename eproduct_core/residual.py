@@ -31,7 +31,9 @@ with the same float32 operations in the same order and return the same rows (tes
 from __future__ import annotations
 
 import functools
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
 
@@ -95,7 +97,8 @@ def make_residual(vectors: np.ndarray, planes: np.ndarray, centre, made) -> Resi
     n = len(made.rows)
     words = np.empty((n, -(-len(planes) // 64)), dtype=np.uint64)
     norms, offsets = np.empty(n, np.float32), np.empty(n, np.float32)
-    for start in range(0, n, BLOCK):
+
+    def block(start: int) -> None:
         rows, lists = made.rows[start : start + BLOCK], labels[start : start + BLOCK]
         x = np.asarray(vectors[np.sort(rows)], dtype=np.float32)[np.argsort(np.argsort(rows))]
         x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
@@ -103,6 +106,9 @@ def make_residual(vectors: np.ndarray, planes: np.ndarray, centre, made) -> Resi
         words[start : start + len(rows)] = pack_signs(lsh.project(r, planes))
         norms[start : start + len(rows)] = np.linalg.norm(r, axis=1)
         offsets[start : start + len(rows)] = np.einsum("ij,ij->i", centroids[lists], r)
+
+    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:  # the products release the GIL: one block per core
+        list(pool.map(block, range(0, n, BLOCK)))
     shifted = centroids if centre is None else centroids - np.asarray(centre, dtype=np.float32)
     return _with_columns(words, norms, offsets, np.ascontiguousarray(lsh.project(shifted, planes), dtype=np.float32))
 
