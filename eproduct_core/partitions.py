@@ -68,8 +68,10 @@ class Partitions:
     columns: np.ndarray  # (words, rows) uint64: the first code words, in list order
     half: np.ndarray = field(init=False, repr=False)  # the centroids in float16 (bit patterns): what queries score
     max_norm: float = field(init=False)  # the largest norm among `half`'s rows
+    squares: np.ndarray = field(init=False, repr=False)  # (lists,) float32 |c|^2 (residual.py's estimate)
 
     def __post_init__(self) -> None:
+        self.squares = np.einsum("ij,ij->i", self.centroids, self.centroids).astype(np.float32)
         self.half = self.centroids.astype(np.float16).view(np.uint16)
         self.max_norm = float(np.linalg.norm(self.half.view(np.float16).astype(np.float64), axis=1).max(initial=0.0))
 

@@ -39,7 +39,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import lsh
+from . import lsh, search_kernels
 from .errors import EproductError
 from .search_kernels import Stages
 
@@ -201,20 +201,18 @@ class Query(NamedTuple):
     distances: np.ndarray  # (lists,) float32: |q - c|
 
 
-def query_terms(centroids: np.ndarray, query: np.ndarray, projections: np.ndarray, centred: bool) -> Query:
-    """The per-list terms of the estimate for one query (`projections`: the index's projections of it, as
-    search.py computes them: of the raw query, or of its unit row minus the centre on a centred index)."""
+def query_terms(made, query: np.ndarray, projections: np.ndarray, centred: bool) -> Query:
+    """The per-list terms of the estimate for one query against partitions `made` (partitions.Partitions: its
+    centroids and their squared norms); `projections`: the index's projections of the query, as search.py
+    computes them (of the raw query, or of its unit row minus the centre on a centred index)."""
     query = np.asarray(query, dtype=np.float32).ravel()
-    length = float(np.linalg.norm(query))
-    unit = query / max(length, 1e-12)
-    p = (
-        np.asarray(projections, dtype=np.float32)
-        if centred
-        else np.asarray(projections, np.float32) / max(length, 1e-12)
-    )
-    dots = (centroids @ unit).astype(np.float32)
-    squares = np.einsum("ij,ij->i", centroids, centroids).astype(np.float32)
-    distances = np.sqrt(np.maximum(np.float32(1) - np.float32(2) * dots + squares, np.float32(0)))
+    length = max(float(np.linalg.norm(query)), 1e-12)
+    unit = query / length
+    p = np.asarray(projections, dtype=np.float32)
+    if not centred:
+        p = p / np.float32(length)
+    dots = (made.centroids @ unit).astype(np.float32)
+    distances = np.sqrt(np.maximum(np.float32(1) - np.float32(2) * dots + made.squares, np.float32(0)))
     return Query(np.ascontiguousarray(p, dtype=np.float32), dots, distances.astype(np.float32))
 
 
@@ -285,8 +283,6 @@ def best_rows(
     """Stages 1-2 (module doc) of one query over partitions `lists` (rows/offsets: the partitions' list order) at
     `stages` (probe_bits, bits, candidates and rerank read; shortlist unused): the row numbers whose exact cosines
     the caller ranks, best estimate first (ties: lowest list position)."""
-    from . import search_kernels
-
     args = (codes, rows, offsets, np.unique(np.asarray(lists, dtype=np.int64)), query)  # ascending, distinct
     if search_kernels._compiled(kernel):
         from . import numba_kernels

@@ -260,7 +260,7 @@ def _search_reranked(index: Index, queries, qwords, projections, plan: _Plan, li
 def _search_residual(index: Index, query, qwords, projection, plan: _Plan, lists) -> SearchResult:
     """Stages 1-2 from the residual codes of the probed partitions `lists` (residual.py), then the exact re-rank."""
     made = partitions.partitions_of(index)
-    terms = residual.query_terms(made.centroids, query, projection, index.centre is not None)
+    terms = residual.query_terms(made, query, projection, index.centre is not None)
     stages = search_kernels.Stages(
         plan.probe_bits, plan.bits, plan.candidates, plan.shortlist, max(plan.rerank, plan.k or 0), plan.k or 0
     )

@@ -64,7 +64,7 @@ def test_both_kernels_keep_the_same_rows_in_the_same_order(index, probe_bits, bi
     lists = made.lists_for(q, 5)
     projections = index.project(q)
     for i in range(len(q)):
-        terms = residual.query_terms(made.centroids, q[i], projections[i], index.centre is not None)
+        terms = residual.query_terms(made, q[i], projections[i], index.centre is not None)
         stages = Stages(probe_bits, bits, candidates, candidates, rerank)
         args = (codes, made.rows, made.offsets, lists[i], terms, stages)
         compiled = residual.best_rows(*args, kernel="numba")
@@ -81,7 +81,7 @@ def test_the_estimate_is_the_documented_inner_product_estimate(index):
     planes = np.asarray(index.planes, np.float64)
     lists = np.arange(made.lists)
     for query, projection in zip(q, index.project(q), strict=True):
-        terms = residual.query_terms(made.centroids, query, projection, index.centre is not None)
+        terms = residual.query_terms(made, query, projection, index.centre is not None)
         qwords = residual._list_words(codes.centroid_projections, lists, terms)
         positions = np.arange(index.size)
         probed = np.repeat(lists, np.diff(made.offsets))
