@@ -67,15 +67,18 @@ def _write_npy(path: Path, array: np.ndarray, sync: bool = True) -> str:
     return writer.close()
 
 
-def unit_float16(block: np.ndarray) -> np.ndarray:
+def unit_float16(block: np.ndarray, chunk: int = 2048) -> np.ndarray:
     """Rows scaled to unit length (norms in float64), as float16: only their cosine is ever used, and a unit
     row always fits float16, whereas a raw value beyond its range (65,504) would become inf and the row would
-    drop out of every search. Zero rows stay zero (cosine distance 1.0 to anything)."""
-    rows = np.asarray(block, dtype=np.float64)
-    norms = np.sqrt(np.einsum("ij,ij->i", rows, rows))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        unit = np.where(norms[:, None] > 0, rows / norms[:, None], 0.0)
-    return unit.astype(np.float16)
+    drop out of every search. Zero rows stay zero (cosine distance 1.0 to anything). Computed `chunk` rows
+    at a time, so the float64 temporaries stay in cache."""
+    out = np.empty(np.shape(block), dtype=np.float16)
+    for start in range(0, len(block), chunk):
+        rows = np.asarray(block[start : start + chunk], dtype=np.float64)
+        norms = np.sqrt(np.einsum("ij,ij->i", rows, rows))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out[start : start + chunk] = np.where(norms[:, None] > 0, rows / norms[:, None], 0.0)
+    return out
 
 
 def _write_shard(

@@ -73,14 +73,17 @@ def centred(vectors: np.ndarray, centre: np.ndarray | None) -> np.ndarray:
     return (unit - centre).astype(np.float32)
 
 
-def unit_mean(vectors: np.ndarray, chunk: int = 65536) -> np.ndarray:
+def unit_mean(vectors: np.ndarray, chunk: int = 2048) -> np.ndarray:
     """The mean (dim,) float32 of the rows scaled to unit length (zero rows count as zero), in float64
-    chunk by chunk: the centre a centred index subtracts before hashing."""
+    chunk by chunk (small chunks: their temporaries stay in cache): the centre a centred index subtracts
+    before hashing. Each chunk's sum is one product: the rows weighted by their inverse norms."""
     total = np.zeros(vectors.shape[1], dtype=np.float64)
     for start in range(0, len(vectors), chunk):
         rows = np.asarray(vectors[start : start + chunk], dtype=np.float64)
         norms = np.sqrt(np.einsum("ij,ij->i", rows, rows))
-        total += (rows[norms > 0] / norms[norms > 0, None]).sum(axis=0)
+        with np.errstate(divide="ignore"):
+            weights = np.where(norms > 0, 1.0 / norms, 0.0)
+        total += weights @ rows
     return (total / max(1, len(vectors))).astype(np.float32)
 
 

@@ -9,7 +9,7 @@ from eproduct_core import lsh
 from eproduct_core.cli import main
 from eproduct_core.embeddings import write_meta, write_shard
 from eproduct_core.errors import EproductError
-from eproduct_core.index import build_index, build_index_from_embeddings, open_index, verify_index
+from eproduct_core.index import build_index, build_index_from_embeddings, open_index, unit_float16, verify_index
 from eproduct_core.search import search
 from eproduct_core.settings import SearchSettings as S
 from eproduct_core.submission import read_submission
@@ -347,3 +347,13 @@ def test_a_centre_file_of_the_wrong_shape_or_not_npy_is_refused_with_a_message(t
     with pytest.raises(EproductError, match="not a readable .npy"):
         open_index(folder)
     assert any("not a readable" in p for p in verify_index(folder))
+
+
+def test_unit_float16_rows_are_unit_whatever_the_chunk_and_zero_rows_stay_zero():
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((301, 9)) * 1e6
+    x[100] = 0.0
+    whole = unit_float16(x, chunk=1000)
+    assert whole.dtype == np.float16 and not whole[100].any()
+    np.testing.assert_array_equal(unit_float16(x, chunk=7), whole)
+    np.testing.assert_allclose(np.linalg.norm(np.delete(whole, 100, 0).astype(np.float64), axis=1), 1.0, atol=2e-3)

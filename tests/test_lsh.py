@@ -199,3 +199,17 @@ def test_bucket_sizes_count_every_code_prefix():
         assert sorted(np.repeat(items, buckets).tolist()) == sorted(counts.tolist())
     with pytest.raises(ValueError):
         lsh.bucket_sizes(word0, 65)
+
+
+def test_unit_mean_is_the_mean_of_the_unit_rows_across_chunks_zero_rows_counted_as_zero():
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((5000, 6)) * rng.uniform(0.01, 100, (5000, 1))
+    x[17] = 0.0
+    unit = np.where(
+        np.linalg.norm(x, axis=1, keepdims=True) > 0,
+        x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-300),
+        0,
+    )
+    expected = unit.sum(axis=0) / len(x)
+    for chunk in (7, 2048, 10_000):
+        np.testing.assert_allclose(lsh.unit_mean(x, chunk=chunk), expected, rtol=1e-5, atol=1e-7)

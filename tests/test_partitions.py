@@ -226,3 +226,16 @@ def test_both_kernels_probe_the_same_lists_at_exact_ties_and_near_ties():
             assert sorted(made.ranking(query)[:probes].tolist()) == chosen.tolist()
     near = made.lists_for(queries[:20], 1, "numba")[:, 0]
     assert set(near.tolist()) <= {3, 20} and 10 not in near  # the duplicate of list 3 never beats it
+
+
+def test_list_sums_are_np_add_at_sums_with_empty_lists_zero():
+    rng = np.random.default_rng(3)
+    rows = rng.standard_normal((500, 7)).astype(np.float32)
+    labels = rng.integers(0, 9, 500)
+    labels[labels == 4] = 5  # list 4 empty
+    expected = np.zeros((10, 7), dtype=np.float32)
+    np.add.at(expected, labels, rows)
+    sums = partitions._list_sums(rows, labels, 10)
+    assert sums.dtype == np.float32 and sums.shape == (10, 7)
+    np.testing.assert_allclose(sums, expected, rtol=1e-6, atol=1e-6)
+    assert not sums[4].any() and not sums[9].any()
