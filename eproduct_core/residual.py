@@ -91,26 +91,31 @@ def word_masks(bits: int) -> np.ndarray:
 
 def make_residual(vectors: np.ndarray, planes: np.ndarray, centre, made) -> Residual:
     """Residual codes of unit `vectors` (rows, dim; any float dtype) against hyperplanes `planes` (bits, dim),
-    for partitions `made` (partitions.Partitions); `centre` the index's stored centre or None."""
+    for partitions `made` (partitions.Partitions); `centre` the index's stored centre or None. Rows are read and
+    coded in row order (sequential reads of the stored vectors), then the codes are put in list order."""
     centroids = made.centroids.astype(np.float32)
-    labels = np.repeat(np.arange(made.lists), np.diff(made.offsets))
+    labels = np.empty(len(made.rows), dtype=np.int64)
+    labels[made.rows] = np.repeat(np.arange(made.lists), np.diff(made.offsets))  # each row's list
     n = len(made.rows)
     words = np.empty((n, -(-len(planes) // 64)), dtype=np.uint64)
     norms, offsets = np.empty(n, np.float32), np.empty(n, np.float32)
 
     def block(start: int) -> None:
-        rows, lists = made.rows[start : start + BLOCK], labels[start : start + BLOCK]
-        x = np.asarray(vectors[np.sort(rows)], dtype=np.float32)[np.argsort(np.argsort(rows))]
+        x = np.asarray(vectors[start : start + BLOCK], dtype=np.float32)
         x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-        r = x - centroids[lists]
-        words[start : start + len(rows)] = pack_signs(lsh.project(r, planes))
-        norms[start : start + len(rows)] = np.linalg.norm(r, axis=1)
-        offsets[start : start + len(rows)] = np.einsum("ij,ij->i", centroids[lists], r)
+        own = centroids[labels[start : start + BLOCK]]
+        r = x - own
+        words[start : start + len(r)] = pack_signs(lsh.project(r, planes))
+        norms[start : start + len(r)] = np.linalg.norm(r, axis=1)
+        offsets[start : start + len(r)] = np.einsum("ij,ij->i", own, r)
 
     with ThreadPoolExecutor(os.cpu_count() or 1) as pool:  # the products release the GIL: one block per core
         list(pool.map(block, range(0, n, BLOCK)))
     shifted = centroids if centre is None else centroids - np.asarray(centre, dtype=np.float32)
-    return _with_columns(words, norms, offsets, np.ascontiguousarray(lsh.project(shifted, planes), dtype=np.float32))
+    order = made.rows
+    return _with_columns(
+        words[order], norms[order], offsets[order], np.ascontiguousarray(lsh.project(shifted, planes), np.float32)
+    )
 
 
 def build_residual(index) -> tuple[Residual, float]:
