@@ -122,6 +122,7 @@ class Ours(Method):
         shared: Ours | None = None,
         centre: bool = False,
         bits: int = DEFAULT_BITS,
+        lists: int | None = None,
     ):
         self.centre = shared.centre if shared is not None else centre
         self.name, self.variant = f"eproduct LSH ({variant}{', centred' if self.centre else ''})", variant
@@ -145,7 +146,7 @@ class Ours(Method):
                     self.lists, self.build_s, self.memory = shared.lists, shared.build_s, shared.memory
                 else:
                     before, start = rss(), time.perf_counter()
-                    self.lists = partitions.build_partitions(self.index)[0].lists
+                    self.lists = partitions.build_partitions(self.index, lists)[0].lists
                     self.build_s += time.perf_counter() - start
                     self.memory += rss() - before
                 self.name = f"eproduct LSH + {self.lists} partitions (swept)"
@@ -218,7 +219,9 @@ class OursResidual(Ours):
 
     RATIOS = (8, 16, 32)  # candidates per re-ranked row swept (the shortlist is unused on this path)
 
-    def __init__(self, x: np.ndarray, work: Path, variant: str, shared: OursResidual | None = None, **build):
+    def __init__(
+        self, x: np.ndarray, work: Path, variant: str, shared: OursResidual | None = None, lists=None, **build
+    ):
         self.variant, self.centre = variant, build.get("centre", False) if shared is None else shared.centre
         if shared is not None:
             self.index, self.build_s, self.memory, self.tuned, self.lists = (
@@ -233,7 +236,7 @@ class OursResidual(Ours):
             start = time.perf_counter()
             build_index(x, None, work / "ours-residual", workers=BUILD_THREADS, **build)
             built = open_index(work / "ours-residual")
-            self.lists = partitions.build_partitions(built)[0].lists
+            self.lists = partitions.build_partitions(built, lists)[0].lists
             residual.build_residual(built)
             self.build_s = time.perf_counter() - start
             del built
@@ -466,6 +469,7 @@ def make_methods(
     bits: int = DEFAULT_BITS,
     with_partitions: bool = True,
     with_residual: bool = False,
+    lists: int | None = None,
 ) -> list[Method]:
     tuned = Ours(x, work, "tuned", centre=centre, bits=bits)
     log(f"ours: build {tuned.build_s:.1f} s, tune {tuned.tune_s:.1f} s -> {tuning.describe(tuned.tuned.estimate())}")
@@ -474,14 +478,14 @@ def make_methods(
         methods.append(Ours(x, work, "tables", tuned))
         log(f"{methods[-1].name}: tables built in {methods[-1].build_s - tuned.build_s:.1f} s")
     if with_partitions:
-        parts = Ours(x, work, "partitions", tuned)
+        parts = Ours(x, work, "partitions", tuned, lists=lists)
         log(
             f"{parts.name}: built in {parts.build_s - tuned.build_s:.1f} s, tuned in {parts.tune_s:.1f} s -> "
             f"{parts.label(parts.tuned.settings)}; {tuning.describe(parts.tuned.estimate())}"
         )
         methods += [parts, Ours(x, work, "partitions-swept", parts)]
     if with_residual:
-        res = OursResidual(x, work, "tuned", centre=centre, bits=bits)
+        res = OursResidual(x, work, "tuned", lists=lists, centre=centre, bits=bits)
         log(
             f"{res.name}: built in {res.build_s:.1f} s, tuned in {res.tune_s:.1f} s -> "
             f"{res.label(res.tuned.settings)}; {tuning.describe(res.tuned.estimate())}"
@@ -512,6 +516,7 @@ def run(args: argparse.Namespace, log) -> str:
             bits=args.bits,
             with_partitions=not args.no_partitions,
             with_residual=args.residual,
+            lists=args.lists,
         )
         chosen = []
         for method in methods:
@@ -566,6 +571,9 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="also write the table to this file")
     parser.add_argument("--no-tables", action="store_true", help="leave out our prefix-bucket tables row")
     parser.add_argument("--no-partitions", action="store_true", help="leave out our k-means partitions rows")
+    parser.add_argument(
+        "--lists", type=int, default=None, help="k-means lists of our partitions (default: partitions.py's)"
+    )
     parser.add_argument("--centre", action="store_true", help="build our index with --centre (index.py)")
     parser.add_argument(
         "--residual", action="store_true", help="add our index with partitions + residual codes (residual.py)"

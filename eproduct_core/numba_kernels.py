@@ -533,7 +533,7 @@ def nearest_cosine(vectors, rows, query, top):
 
 
 @njit(cache=True, nogil=True)
-def probed_lists(half, queries, probes, max_norm):
+def probed_lists(half, queries, probes, max_norm, basis, coords, spill):
     """Per query, the `probes` rows of `half` (float16 bit patterns, (lists, dim): partition centroids) with the
     largest exact dot product with it (ties: lowest list), ascending: (queries, probes) int64. Exact: each
     product exact in float64, summed in `_lane_sum`'s fixed order (search_kernels.numpy_list_scores repeats it).
@@ -541,46 +541,140 @@ def probed_lists(half, queries, probes, max_norm):
     A float32 pass (`dot_estimates`) bounds every score within s = estimate_slack(dim) |q| max_norm; with u its
     probes-th largest estimate, the lists estimated above u + 2s are in the top `probes` whatever the rounding,
     those below u - 2s are out; only the few between are scored exactly. So the result is the exact ranking's
-    top `probes`, several times faster than scoring every list exactly."""
+    top `probes`, several times faster than scoring every list exactly.
+
+    With a low-rank sketch of the centroids (`basis` (r, dim) float64 orthonormal rows, r > 0; `coords` (lists,
+    r) float32, the centroids in it; `spill` (lists,) float64, each centroid's distance from its span,
+    centroid_sketch.py), a cheaper pass first drops the lists that cannot be in the top `probes`
+    (`_sketch_survivors`) and the pass above scores only the rest: the same lists."""
     lists, dim = half.shape
     out = np.empty((len(queries), probes), dtype=np.int64)
     query64 = np.empty(dim, dtype=np.float64)
     values = np.empty(dim, dtype=np.float64)
     bits = np.empty(dim, dtype=np.uint32)
+    every = np.arange(lists)
     for q in range(len(queries)):
-        estimates = dot_estimates(half, queries[q])
         for j in range(dim):
             query64[j] = queries[q, j]
-        slack = estimate_slack(dim) * np.sqrt(_lane_sum(query64, query64)) * max_norm
+        norm = np.sqrt(_lane_sum(query64, query64))
+        rows = every
+        if basis.shape[0] > 0:
+            rows = _sketch_survivors(basis, coords, spill, query64, probes, norm * max_norm)
+        estimates = dot_estimates(half, rows, queries[q])
+        slack = estimate_slack(dim) * norm * max_norm
         u = -np.partition(-estimates, probes - 1)[probes - 1]
         k = 0
-        band = np.empty(lists, dtype=np.int64)
+        band = np.empty(len(rows), dtype=np.int64)
         banded = 0
-        for i in range(lists):
+        for i in range(len(rows)):
             if estimates[i] > u + 2.0 * slack:
-                out[q, k] = i
+                out[q, k] = rows[i]
                 k += 1
             elif estimates[i] >= u - 2.0 * slack:
-                band[banded] = i
+                band[banded] = rows[i]
                 banded += 1
         exact = np.empty(banded, dtype=np.float64)
         for b in range(banded):
             _decode_half(half[band[b]], bits, values)
             exact[b] = -_lane_sum(values, query64)
-        order = np.argsort(exact, kind="mergesort")  # band ascending: ties to the lowest list
+        order = np.argsort(exact, kind="mergesort")  # band ascending (`rows` is): ties to the lowest list
         for b in range(probes - k):
             out[q, k + b] = band[order[b]]
         out[q].sort()
     return out
 
 
+@njit(cache=True, nogil=True)
+def _sketch_survivors(basis, coords, spill, query64, probes, scale):
+    """The lists (ascending) whose exact score with the query can reach the `probes`-th largest. With B the
+    sketch's orthonormal basis, q.c = (Bq).(Bc) + (q - B'Bq).(c - B'Bc), so |q.c - (Bq).(Bc)| <= |q - B'Bq|
+    spill_c, and |q - B'Bq|^2 = |q|^2 - |Bq|^2; the float32 sketch products err by at most estimate_slack(r)
+    |q| |c| (`scale` = |q| max_norm bounds that product; its 1e-9 and the 1e-12 |q|^2 below cover the float64
+    steps). Every list whose upper bound falls below the probes-th largest lower bound is beaten by `probes`
+    lists whatever the rounding: dropped."""
+    rank = basis.shape[0]
+    lists = coords.shape[0]
+    projected = _project(basis, query64)
+    square = _lane_sum(query64, query64)
+    outside = np.sqrt(max(0.0, square - _lane_sum(projected, projected)) + 1e-12 * square)
+    estimates = _sketch_estimates(coords, projected.astype(np.float32))
+    slack = estimate_slack(rank) * scale
+    lower = np.empty(lists, dtype=np.float64)
+    for i in range(lists):
+        lower[i] = estimates[i] - outside * spill[i] - slack
+    cut = _kth_largest(lower, probes)
+    keep = np.empty(lists, dtype=np.int64)
+    kept = 0
+    for i in range(lists):
+        if estimates[i] + outside * spill[i] + slack >= cut:
+            keep[kept] = i
+            kept += 1
+    return keep[:kept]
+
+
 @njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
-def _dot_estimates_hardware(half, query):
+def _project(basis, query64):
+    """basis @ query (rank,) float64, summed in whatever order vectorises (float64: far inside the slack)."""
+    rank, dim = basis.shape
+    out = np.empty(rank, dtype=np.float64)
+    for i in range(rank):
+        dot = 0.0
+        for j in range(dim):
+            dot += basis[i, j] * query64[j]
+        out[i] = dot
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _kth_largest(values, k):
+    """The k-th largest of `values` (1 <= k <= len): a 1,024-bin histogram finds the bin that holds it, then
+    only that bin's values are partitioned (np.partition of all 4,096 took 37 us, most of the sketch pass)."""
+    n = len(values)
+    low, high = values.min(), values.max()
+    if not high > low:
+        return low
+    bins = 1024
+    width = (high - low) / bins
+    counts = np.zeros(bins, dtype=np.int64)
+    slot = np.empty(n, dtype=np.int64)
+    for i in range(n):
+        slot[i] = min(bins - 1, int((values[i] - low) / width))
+        counts[slot[i]] += 1
+    above = 0
+    b = bins - 1
+    while above + counts[b] < k:
+        above += counts[b]
+        b -= 1
+    inside = np.empty(counts[b], dtype=np.float64)
+    m = 0
+    for i in range(n):
+        if slot[i] == b:
+            inside[m] = values[i]
+            m += 1
+    need = k - above  # the need-th largest inside bin b
+    return -np.partition(-inside, need - 1)[need - 1]
+
+
+@njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
+def _sketch_estimates(coords, query):
+    """coords @ query (lists,) in float32, in whatever order vectorises (within estimate_slack(r))."""
+    lists, rank = coords.shape
+    out = np.empty(lists, dtype=np.float64)
+    for i in range(lists):
+        dot = np.float32(0.0)
+        for j in range(rank):
+            dot += coords[i, j] * query[j]
+        out[i] = dot
+    return out
+
+
+@njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
+def _dot_estimates_hardware(half, rows, query):
     """`dot_estimates` by the CPU's float16 conversion, inline (exact, so fastmath cannot change it)."""
-    rows, dim = half.shape
-    out = np.empty(rows, dtype=np.float64)
-    for i in range(rows):
-        row = half[i]
+    dim = half.shape[1]
+    out = np.empty(len(rows), dtype=np.float64)
+    for i in range(len(rows)):
+        row = half[rows[i]]
         dot = np.float32(0.0)
         for j in range(dim):
             dot += _half_to_float(row[j]) * query[j]  # type: ignore[call-arg]
@@ -589,19 +683,16 @@ def _dot_estimates_hardware(half, query):
 
 
 @njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
-def _dot_estimates_integer(half, query):
+def _dot_estimates_integer(half, rows, query):
     """`dot_estimates` with the rows decoded exactly four at a time first (`_decode_four`, no fastmath there)."""
-    rows, dim = half.shape
-    out = np.empty(rows, dtype=np.float64)
+    dim = half.shape[1]
+    out = np.empty(len(rows), dtype=np.float64)
     bits = np.empty((4, dim), dtype=np.uint32)
     small = np.empty((4, dim), dtype=np.float32)
     values = bits.view(np.float32)
-    group_rows = np.empty(4, dtype=np.int64)
-    for start in range(0, rows, 4):
-        group = min(4, rows - start)
-        for g in range(group):
-            group_rows[g] = start + g
-        _decode_four(half, group_rows[:group], bits, small)
+    for start in range(0, len(rows), 4):
+        group = min(4, len(rows) - start)
+        _decode_four(half, rows[start : start + group], bits, small)
         for g in range(group):
             dot = np.float32(0.0)
             for j in range(dim):
@@ -716,7 +807,7 @@ def _decode_four_integer(vectors, rows, bits, small):
 
 
 _decode_four = _decode_four_hardware if HARDWARE_HALF else _decode_four_integer
-# Dot products (rows,) float64 of every row of float16 bit patterns with a float32 query, summed in float32 in
+# Dot products (len(rows),) float64 of the given rows of float16 bit patterns with a float32 query, summed in float32 in
 # whatever order vectorises: within estimate_slack(dim) |row| |query| of the exact sum (`probed_lists`).
 dot_estimates = _dot_estimates_hardware if HARDWARE_HALF else _dot_estimates_integer
 

@@ -12,7 +12,8 @@ search.py composes them; each takes plain arrays (the index's columns, words and
   same selection (exact, ties: lowest row) over their prefixes, kept in partition order (`Parts`); the
   numba kernel counts the distances, then marks the kept rows in two row bitmaps and reads them back in row
   order (two passes, no per-row buffer, no sort).
-- `probed_lists`, which partitions a query probes: the centroids (float16) of largest exact dot product.
+- `probed_lists`, which partitions a query probes: the centroids (float16) of largest exact dot product (a
+  low-rank sketch of them, centroid_sketch.py, rules most out first).
 - `rows_hamming`, `rows_weighted`, `rows_cosine`, `nearest`: distances of chosen rows (thousands).
 - `best_rows` (stages 1-3 for one query) and `reranked` (stages 1-4 for a batch, on the index arrays and stage
   sizes `bind` prepares once): one GIL-free compiled call each, so Python threads searching parts of a batch
@@ -28,7 +29,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from . import lsh
+from . import centroid_sketch, lsh
 from .errors import EproductError
 
 log = logging.getLogger(__name__)
@@ -476,16 +477,23 @@ def reranked(
 
 
 def probed_lists(
-    half: np.ndarray, queries: np.ndarray, probes: int, max_norm: float, kernel: str = "auto"
+    half: np.ndarray,
+    queries: np.ndarray,
+    probes: int,
+    max_norm: float,
+    kernel: str = "auto",
+    sketch: centroid_sketch.Sketch | None = None,
 ) -> np.ndarray:
     """(queries, probes) int64, ascending: per query the `probes` partitions whose centroids (`half`, (lists, dim)
     float16 bit patterns; `max_norm` >= every centroid's norm) have the largest exact dot product with it
-    (`numpy_list_scores`; ties: lowest list). The compiled kernel scores most lists in float32 with a proven
-    error bound and only the few near the cut exactly (numba_kernels.probed_lists): both return the same lists."""
+    (`numpy_list_scores`; ties: lowest list). The compiled kernel drops the lists a low-rank `sketch` of the
+    centroids proves out (centroid_sketch.py), scores the rest in float32 with a proven error bound and only
+    the few near the cut exactly (numba_kernels.probed_lists): both return the same lists."""
     queries = np.ascontiguousarray(queries, dtype=np.float32)
     probes = max(1, min(int(probes), half.shape[0]))
     if _compiled(kernel):
-        return _kernels.probed_lists(half, queries, probes, float(max_norm))
+        made = centroid_sketch.no_sketch(*half.shape) if sketch is None else sketch
+        return _kernels.probed_lists(half, queries, probes, float(max_norm), *made)
     out = np.empty((len(queries), probes), dtype=np.int64)
     order = np.arange(half.shape[0])
     for i, query in enumerate(queries):

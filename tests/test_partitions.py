@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from eproduct_core import partitions, search, search_kernels, tuning
+from eproduct_core import centroid_sketch, partitions, search, search_kernels, tuning
 from eproduct_core.cli import main
 from eproduct_core.errors import EproductError
 from eproduct_core.index import build_index, open_index
@@ -239,3 +239,77 @@ def test_list_sums_are_np_add_at_sums_with_empty_lists_zero():
     assert sums.dtype == np.float32 and sums.shape == (10, 7)
     np.testing.assert_allclose(sums, expected, rtol=1e-6, atol=1e-6)
     assert not sums[4].any() and not sums[9].any()
+
+
+@pytest.mark.parametrize("rank", [1, 4, 8, 16, 47])
+def test_a_centroid_sketch_probes_exactly_the_lists_of_full_scoring(rank):
+    """Centroids near an 8-d subspace (where a sketch rules most lists out), with an exact tie and a one-step
+    float16 neighbour: with any sketch rank, the compiled kernel probes the numpy full scoring's lists."""
+    rng = np.random.default_rng(rank)
+    dim, lists = 48, 300
+    basis = np.linalg.qr(rng.standard_normal((dim, 8)))[0].T
+    centroids = rng.standard_normal((lists, 8)) @ basis + 0.01 * rng.standard_normal((lists, dim))
+    centroids = (centroids / np.linalg.norm(centroids, axis=1, keepdims=True)).astype(np.float32)
+    centroids[10] = centroids[3]
+    nudged = centroids[3].astype(np.float16)
+    nudged[0] = np.nextafter(nudged[0], np.float16(2))
+    centroids[20] = nudged.astype(np.float32)
+    made = partitions.Partitions(
+        centroids, np.arange(lists), np.arange(lists + 1), np.zeros((1, lists), np.uint64), rank
+    )
+    assert made.sketch.rank == rank
+    queries = np.vstack([centroids[3] + 1e-3 * rng.standard_normal((20, dim)), rng.standard_normal((20, dim))])
+    queries = np.vstack([queries, centroids[:20]]).astype(np.float32)
+    for probes in (1, 2, 5, 30, lists):
+        compiled = made.lists_for(queries, probes, "numba")
+        assert compiled.tolist() == made.lists_for(queries, probes, "numpy").tolist()
+
+
+def test_the_sketch_rank_is_chosen_where_it_pays_and_kept_in_the_manifest(tmp_path):
+    rng = np.random.default_rng(0)
+    low = rng.standard_normal((4000, 8)) @ rng.standard_normal((8, 64)) + 0.05 * rng.standard_normal((4000, 64))
+    low = (low / np.linalg.norm(low, axis=1, keepdims=True)).astype(np.float32)
+    full = rng.standard_normal((4000, 64)).astype(np.float32)
+    full /= np.linalg.norm(full, axis=1, keepdims=True)
+    words = np.zeros((4000, partitions.PREFIX_WORDS), np.uint64)
+    assert partitions.make_partitions(low, words, 128).rank > 0
+    index = open_index(build_index(low, None, tmp_path / "idx", bits=64))
+    made, _ = partitions.build_partitions(index, 128)
+    assert json.loads((tmp_path / "idx" / "manifest.json").read_text())["partitions"]["sketch_rank"] == made.rank > 0
+    assert partitions.partitions_of(open_index(tmp_path / "idx")).sketch.rank == made.rank
+    assert partitions.make_partitions(full, words, 128).rank == 0
+    sketch = centroid_sketch.make_sketch(partitions.fit_centroids(low, 128).astype(np.float16), 8)
+    exact = partitions.fit_centroids(low, 128).astype(np.float16).astype(np.float64) @ low[:50].T.astype(np.float64)
+    for i in range(50):
+        top = np.argsort(-exact[:, i], kind="stable")[:4]
+        assert set(top.tolist()) <= set(centroid_sketch.survivors(sketch, low[i], 4).tolist())
+
+
+def test_shares_split_the_lists_proportionally_and_never_past_a_groups_rows():
+    shares = partitions._shares(np.array([100, 1, 0, 50, 49]), 40)
+    assert shares.sum() == 40 and shares[1] <= 1 and shares[2] == 0
+    assert shares[0] >= shares[3] >= shares[4] and abs(shares[0] - 20) <= 1
+    assert partitions._shares(np.array([3, 2]), 5).tolist() == [3, 2]
+
+
+def test_many_lists_are_fitted_as_a_tree_whose_rows_probe_back_to_the_flat_scan(tmp_path, monkeypatch):
+    """Past TREE_FROM lists the k-means is two-level: each row lands in the nearest list of its TREE_PROBES
+    nearest coarse groups, and probing every list still gives the flat scan's rows."""
+    monkeypatch.setattr(partitions, "TREE_FROM", 16)
+    x, q = _data(3000, 32, 4)
+    centroids, groups = partitions._fit(x, 64, 0)
+    assert groups is not None and centroids.shape == (64, 32) and groups.offsets[-1] == 64
+    labels = partitions._tree_assign(x, centroids, groups)
+    near = np.argsort(-(x @ groups.supers.T), axis=1, kind="stable")[:, : partitions.TREE_PROBES]
+    for row in range(0, 3000, 97):
+        allowed = np.concatenate([np.arange(groups.offsets[g], groups.offsets[g + 1]) for g in near[row]])
+        scores = centroids[allowed] @ x[row]
+        assert labels[row] in allowed and np.isclose(scores.max(), centroids[labels[row]] @ x[row], rtol=0, atol=1e-5)
+    index = open_index(build_index(x, None, tmp_path / "idx", bits=128))
+    made, _ = partitions.build_partitions(index, 64)
+    assert made.lists == 64 and len(made.rows) == 3000
+    flat = SearchSettings(k=10, probe_bits=64, candidates=400, shortlist=120, rerank=40)
+    for a, b in zip(
+        search.search(index, q, flat), search.search(index, q, flat.replace(partition_probes=64)), strict=True
+    ):
+        assert a.rows.tolist() == b.rows.tolist()

@@ -282,7 +282,7 @@ def test_centroid_dot_estimates_stay_within_their_stated_bound(dim):
         numba_kernels.HARDWARE_HALF
     )
     for estimate in kernels:
-        error = np.abs(estimate(half, query) - exact)
+        error = np.abs(estimate(half, np.arange(len(half)), query) - exact)
         assert np.all(error <= bound), (error / np.maximum(bound, 1e-300)).max()
 
 
@@ -329,3 +329,11 @@ def test_sign_words_are_the_packed_signs_from_both_kernels(bits):
         words = search_kernels.sign_words(projections, kernel)
         assert words.dtype == np.uint64
         np.testing.assert_array_equal(words, expected)
+
+
+def test_kth_largest_by_histogram_matches_a_sort_with_ties_and_a_constant_array():
+    rng = np.random.default_rng(0)
+    for values in (rng.standard_normal(5000), np.round(rng.standard_normal(3000), 1), np.full(50, 0.25)):
+        ranked = np.sort(values)[::-1]
+        for k in (1, 2, 17, len(values) // 2, len(values)):
+            assert numba_kernels._kth_largest(values, k) == ranked[k - 1]
