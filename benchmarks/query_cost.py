@@ -8,7 +8,8 @@ step over the queries, beside the whole `search.search` call timed in the same l
 pieces search.py chains: validation, the resolved plan, the hyperplane projection, the query's code words, the
 probed partitions (centroid products), the compiled stages 1-4, and the results (ids).
 `--partition-probes P` replaces the tuned stage 1 (the tuner keeps the flat scan when its timing finds it faster);
-`--lists N` builds N k-means lists; `--split-stages` also times the compiled stages' pieces, each called on its own
+Where the partitions have a centroid sketch (centroid_sketch.py) the whole call is timed twice more per query, with
+the sketch and with every centroid scored, in alternating order (the A/B of the sketch). `--lists N` builds N k-means lists; `--split-stages` also times the compiled stages' pieces, each called on its own
 in the same loop (stage 1, the weighted table, stages 2-3, stage 4), printed below the sum.
 
     python benchmarks/query_cost.py --dist fashion --n 210000 --queries 300
@@ -33,8 +34,8 @@ sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve
 import numpy as np  # noqa: E402
 import vectors  # noqa: E402
 
+from eproduct_core import centroid_sketch, lsh, partitions, search, search_kernels, tuning  # noqa: E402
 from eproduct_core import index as index_module  # noqa: E402
-from eproduct_core import lsh, partitions, search, search_kernels, tuning  # noqa: E402
 from eproduct_core.settings import SearchSettings  # noqa: E402
 
 
@@ -145,8 +146,11 @@ def main() -> None:
             steps(index, query, settings)
         per_step: dict[str, list[float]] = {}
         pieces: dict[str, list[float]] = {}
-        whole = []
-        for query in q:
+        whole: list[float] = []
+        ab: dict[bool, list[float]] = {True: [], False: []}  # sketch on / off, the same query, order alternating
+        made = partitions.partitions_of(index)
+        sketch, no_sketch = made.sketch, centroid_sketch.no_sketch(made.lists, index.dim)
+        for i, query in enumerate(q):
             for name, seconds in steps(index, query, settings):
                 per_step.setdefault(name, []).append(seconds)
             for name, seconds in compiled_pieces(index, query, settings) if args.split_stages else []:
@@ -154,6 +158,12 @@ def main() -> None:
             start = time.perf_counter()
             search.search(index, query[None, :], settings)
             whole.append(time.perf_counter() - start)
+            for on in ((True, False) if i % 2 else (False, True)) if settings.partition_probes and made.rank else ():
+                made.sketch = sketch if on else no_sketch
+                start = time.perf_counter()
+                search.search(index, query[None, :], settings)
+                ab[on].append(time.perf_counter() - start)
+            made.sketch = sketch
         r = search.resolve(index, settings)
         print(
             f"{args.dist}: n = {index.size:,}, dim = {index.dim}, {len(q)} queries, "
@@ -171,10 +181,14 @@ def main() -> None:
             print(f"| {name} | {ms:.3f} | {ms / total:.0%} |")
         print(f"| sum of the step medians | {total:.3f} | |")
         print(f"| whole `search.search` call, same loop | {float(np.median(whole)) * 1e3:.3f} | |")
+        if ab[True]:
+            print(f"| A/B, the same call again: with the centroid sketch | {float(np.median(ab[True])) * 1e3:.3f} | |")
+            print(f"| A/B, the same call again: every centroid scored | {float(np.median(ab[False])) * 1e3:.3f} | |")
         for name, v in pieces.items():  # each piece called alone, in the same loop (not in the sum above)
             print(f"| {name} | {float(np.median(v)) * 1e3:.3f} | |")
-        lists = partitions.partitions_of(index).lists
-        print(f"\nPartitions: {lists} lists. Rerun: `python benchmarks/query_cost.py {shlex.join(sys.argv[1:])}`")
+        print(
+            f"\nPartitions: {made.lists} lists, centroid sketch rank {made.rank} (0: none). Rerun: `python benchmarks/query_cost.py {shlex.join(sys.argv[1:])}`"
+        )
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
