@@ -161,6 +161,7 @@ def test_cli_builds_tunes_and_searches_with_partitions(tmp_path, capsys):
     assert "8 partitions" in out and "default search settings" in out
     assert main(["index", "verify", str(idx)]) == 0
     assert main(["index", "partitions", str(idx), "--lists", "4"]) == 0
+    assert "centroid sketch" in capsys.readouterr().out
     assert json.loads((idx / "manifest.json").read_text())["partitions"]["lists"] == 4
     capsys.readouterr()
     assert main(["index", "info", str(idx)]) == 0 and "k-means partitions: 4 lists" in capsys.readouterr().out

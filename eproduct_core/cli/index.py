@@ -154,8 +154,9 @@ def _partitions_into(folder, lists: int | None, with_residual: bool = False) -> 
     sizes = made.offsets[1:] - made.offsets[:-1]
     print(
         f"{folder}: {made.lists} partitions (rows per list: median {int(np.median(sizes))}, "
-        f"largest {int(sizes.max())}), {made.memory_bytes() / 2**20:.1f} MiB, built in {seconds:.1f} s "
-        "(search with --partition-probes N)"
+        f"largest {int(sizes.max())}), {made.memory_bytes() / 2**20:.1f} MiB, built in {seconds:.1f} s; "
+        + (f"centroid sketch of rank {made.rank}" if made.rank else "no centroid sketch (it would not pay here)")
+        + " (search with --partition-probes N)"
     )
     if with_residual:
         codes, seconds = build_residual(index)
@@ -315,7 +316,9 @@ def _info(args: argparse.Namespace) -> int:
         f"vectors {'stored' if index.has_vectors else 'not stored'}, {disk / 2**20:.1f} MiB, created {m['created']}"
     )
     if m.get("partitions"):
-        print(f"  k-means partitions: {m['partitions']['lists']} lists (search with --partition-probes N)")
+        rank = m["partitions"].get("sketch_rank", 0)
+        sketch = f", centroid sketch of rank {rank}" if rank else ""
+        print(f"  k-means partitions: {m['partitions']['lists']} lists{sketch} (search with --partition-probes N)")
     if m.get("residual"):
         print("  residual codes: searches with --partition-probes N rank the probed rows by them")
     if m.get("ann"):
