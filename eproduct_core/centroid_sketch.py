@@ -20,8 +20,9 @@ from typing import NamedTuple
 import numpy as np
 
 RANKS = (8, 16, 32, 64, 128, 256)  # the ranks `choose_rank` tries (at most dim / 4)
-WORTH = 0.6  # a sketch is kept when its estimated cost is below this fraction of scoring every centroid
-REFERENCE_SHARE = 32  # the cost is estimated for probing lists / REFERENCE_SHARE lists
+WORTH = 0.5  # a sketch is kept when its estimated cost is below this fraction of scoring every centroid
+PER_LIST = 16  # the sketch pass's work per list beyond its rank products (bounds, the k-th largest), in products
+REFERENCE_SHARE = 8  # the cost is estimated for probing lists / REFERENCE_SHARE lists (tuned probes: 3-25%)
 
 
 class Sketch(NamedTuple):
@@ -80,8 +81,11 @@ def survivors(sketch: Sketch, query: np.ndarray, probes: int) -> np.ndarray:
 
 
 def choose_rank(centroids: np.ndarray, sample: np.ndarray) -> int:
-    """The rank whose estimated cost per query (lists x rank for the sketch plus survivors x dim), over the `sample`
-    rows as queries at lists / REFERENCE_SHARE probes, is least, if below WORTH of lists x dim; else 0."""
+    """The rank whose estimated cost per query is least, if below WORTH of scoring every centroid (lists x dim);
+    else 0. The cost, in multiply-adds, over the `sample` rows as queries at lists / REFERENCE_SHARE probes:
+    rank x dim to project the query, lists x (rank + PER_LIST) for the sketch pass and its bounds, survivors x dim
+    for the lists scored in full. (Estimated at lists / 32 probes, latent 1.1M x 512's 512 lists took rank 64, which
+    measured no faster at the 128 probes tuned there: benchmarks/RESULTS-centroid-sketch.md.)"""
     c = np.asarray(centroids, dtype=np.float64)
     lists, dim = c.shape
     probes = max(1, lists // REFERENCE_SHARE)
@@ -90,7 +94,7 @@ def choose_rank(centroids: np.ndarray, sample: np.ndarray) -> int:
     for rank in (r for r in RANKS if r <= dim // 4):
         sketch = make_sketch(c, rank, basis)
         kept = np.mean([len(survivors(sketch, q, probes)) for q in np.asarray(sample, dtype=np.float64)])
-        cost = lists * rank + kept * dim
+        cost = rank * dim + lists * (rank + PER_LIST) + kept * dim
         if cost < best_cost:
             best, best_cost = rank, cost
     return best

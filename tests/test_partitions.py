@@ -268,9 +268,9 @@ def test_a_centroid_sketch_probes_exactly_the_lists_of_full_scoring(rank):
 
 def test_the_sketch_rank_is_chosen_where_it_pays_and_kept_in_the_manifest(tmp_path):
     rng = np.random.default_rng(0)
-    low = rng.standard_normal((4000, 8)) @ rng.standard_normal((8, 64)) + 0.05 * rng.standard_normal((4000, 64))
+    low = rng.standard_normal((4000, 8)) @ rng.standard_normal((8, 128)) + 0.05 * rng.standard_normal((4000, 128))
     low = (low / np.linalg.norm(low, axis=1, keepdims=True)).astype(np.float32)
-    full = rng.standard_normal((4000, 64)).astype(np.float32)
+    full = rng.standard_normal((4000, 128)).astype(np.float32)
     full /= np.linalg.norm(full, axis=1, keepdims=True)
     words = np.zeros((4000, partitions.PREFIX_WORDS), np.uint64)
     assert partitions.make_partitions(low, words, 128).rank > 0
