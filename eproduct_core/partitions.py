@@ -296,12 +296,12 @@ def open_partitions(index) -> Partitions | None:
     folder = Path(index.path)
     try:
         arrays = {role: np.load(folder / entry["files"][role]["file"], allow_pickle=False) for role in FILES}
-    except (OSError, ValueError, KeyError) as err:
+        lists, rank = int(entry["lists"]), int(entry.get("sketch_rank", 0))
+    except (OSError, ValueError, KeyError, TypeError) as err:
         raise EproductError(
             f"Index {folder}: its partitions cannot be read ({err}). Rebuild them: `eproduct index partitions`."
         ) from err
-    made = Partitions(**arrays, rank=int(entry.get("sketch_rank", 0)))
-    lists = int(entry["lists"])
+    made = Partitions(**arrays, rank=rank)
     if (
         made.centroids.shape != (lists, index.dim)
         or made.rows.shape != (index.size,)

@@ -278,6 +278,11 @@ def test_the_sketch_rank_is_chosen_where_it_pays_and_kept_in_the_manifest(tmp_pa
     made, _ = partitions.build_partitions(index, 128)
     assert json.loads((tmp_path / "idx" / "manifest.json").read_text())["partitions"]["sketch_rank"] == made.rank > 0
     assert partitions.partitions_of(open_index(tmp_path / "idx")).sketch.rank == made.rank
+    manifest = json.loads((tmp_path / "idx" / "manifest.json").read_text())
+    manifest["partitions"]["sketch_rank"] = "many"  # a hand-edited manifest: a clear message, not a traceback
+    (tmp_path / "idx" / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(EproductError, match="partitions cannot be read"):
+        partitions.open_partitions(open_index(tmp_path / "idx"))
     assert partitions.make_partitions(full, words, 128).rank == 0
     sketch = centroid_sketch.make_sketch(partitions.fit_centroids(low, 128).astype(np.float16), 8)
     exact = partitions.fit_centroids(low, 128).astype(np.float16).astype(np.float64) @ low[:50].T.astype(np.float64)
