@@ -33,7 +33,7 @@ import pandas as pd
 from PIL import Image
 
 from .errors import EproductError
-from .photo_models import IMAGE_PX, PHOTO_MODELS, photo_view
+from .photo_models import FIELD_STEPS, IMAGE_PX, PHOTO_MODELS, photo_view
 from .progress import CountProgress
 
 log = logging.getLogger(__name__)
@@ -69,6 +69,7 @@ class FashionOptions:
     distractors: int = 2000  # other test items whose 1-2 views pad the index
     seed: int = 0  # picks items and augmentations; same seed -> same files
     photo_model: str = "studio"  # how query/index photos are made (photo_models.py): "studio" or "field"
+    field_without: tuple[str, ...] = ()  # FIELD_STEPS the field camera leaves out (a diagnostic; field only)
 
     @property
     def val_count(self) -> int:
@@ -88,6 +89,11 @@ class FashionOptions:
             )
         if self.photo_model not in PHOTO_MODELS:
             raise EproductError(f"photo_model must be one of {PHOTO_MODELS}, got {self.photo_model!r}")
+        unknown = sorted(set(self.field_without) - set(FIELD_STEPS))
+        if unknown:
+            raise EproductError(f"Unknown field camera steps {unknown}. Choose from {', '.join(FIELD_STEPS)}.")
+        if self.field_without and self.photo_model != "field":
+            raise EproductError("Leaving steps out (field_without) needs photo_model 'field'.")
         if self.seed < 0:
             raise EproductError(f"seed must be 0 or more, got {self.seed}")
         if not 1 <= self.views <= 4:
@@ -227,12 +233,15 @@ def make_fashion_mnist_catalog(
     progress: CountProgress | None = None,
     overwrite: bool = False,
     photo_model: str = "studio",
+    field_without: tuple[str, ...] = (),
 ) -> Path:
     """Write a Fashion-MNIST catalog into `out` (see the module docstring) and return it."""
     from .catalog import write_catalog
     from .synthetic import prepare_output
 
-    options = FashionOptions(train_per_class, long_tail, val_per_class, queries, views, distractors, seed, photo_model)
+    options = FashionOptions(
+        train_per_class, long_tail, val_per_class, queries, views, distractors, seed, photo_model, tuple(field_without)
+    )
     data = load_fashion_mnist(source)
     out = prepare_output(out, overwrite)
     rng = np.random.default_rng([seed, 2718])
@@ -269,7 +278,7 @@ def make_fashion_mnist_catalog(
         for row, (item, _) in zip(frames["index"], index_shots, strict=False)
         if item in query_of
     )
-    _write_images(out, jobs, seed, photo_model, progress)
+    _write_images(out, jobs, options, progress)
     tables = {name: pd.DataFrame(rows) for name, rows in frames.items()}
     write_catalog(out, groundtruth=pd.DataFrame(truth, columns=["query_id", "index_id"]), **tables)
     info = {
@@ -282,12 +291,12 @@ def make_fashion_mnist_catalog(
     return out
 
 
-def _write_images(out: Path, jobs: list, seed: int, photo_model: str, progress: CountProgress | None) -> None:
+def _write_images(out: Path, jobs: list, options: FashionOptions, progress: CountProgress | None) -> None:
     for done, (relative, item, view) in enumerate(jobs, start=1):
         if view is None:
             image = Image.fromarray(item).resize((IMAGE_PX, IMAGE_PX), Image.Resampling.BICUBIC)
         else:
-            image = photo_view(photo_model, item, seed, view[0], view[1])
+            image = photo_view(options.photo_model, item, options.seed, view[0], view[1], options.field_without)
         path = out / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         image.save(path, "PNG")

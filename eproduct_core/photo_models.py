@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Callable
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
@@ -28,6 +27,7 @@ from PIL import Image, ImageDraw, ImageFilter
 IMAGE_PX = 56  # saved image side (2x the original 28 px)
 WORK_PX = 112  # views are drawn at 4x, then downsampled to IMAGE_PX
 PHOTO_MODELS = ("studio", "field")
+FIELD_STEPS = ("colour", "backdrop", "mirror", "rotate", "scale", "perspective", "light", "occluder", "lowres", "jpeg")
 
 
 def studio_view(item: np.ndarray, product_rng: np.random.Generator, view_rng: np.random.Generator) -> Image.Image:
@@ -97,18 +97,26 @@ def _perspective_coefficients(source: np.ndarray, target: np.ndarray) -> tuple[f
     return tuple(float(c) for c in solution)
 
 
-def _place(layer: Image.Image, rng: np.random.Generator) -> Image.Image:
-    """Mirror (half the time), rotate +-35 deg, scale 0.7-1.0, then a random perspective warp."""
-    if rng.random() < 0.5:
-        layer = layer.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-    layer = layer.rotate(rng.uniform(-35, 35), resample=Image.Resampling.BICUBIC, expand=False)
+def _place(layer: Image.Image, rng: np.random.Generator, without: frozenset[str]) -> Image.Image:
+    """Mirror (half the time), rotate +-35 deg, scale 0.75-1.0, then a random perspective warp.
+
+    Every draw is made whichever steps are left out (`without`), so the other steps stay those of the full camera."""
+    mirror, angle = rng.random() < 0.5, rng.uniform(-35, 35)
     side = max(8, int(WORK_PX * rng.uniform(0.75, 1.0)))
-    small = layer.resize((side, side), Image.Resampling.BICUBIC)
-    canvas = Image.new(layer.mode, (WORK_PX, WORK_PX), (0,) * len(layer.getbands()))
     corner = rng.integers(0, WORK_PX - side + 1, size=2)
-    canvas.paste(small, (int(corner[0]), int(corner[1])))
     square = np.array([[0, 0], [WORK_PX, 0], [WORK_PX, WORK_PX], [0, WORK_PX]], np.float64)
     moved = square + rng.uniform(-0.1, 0.1, size=(4, 2)) * WORK_PX
+    if mirror and "mirror" not in without:
+        layer = layer.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    if "rotate" not in without:
+        layer = layer.rotate(angle, resample=Image.Resampling.BICUBIC, expand=False)
+    if "scale" in without:
+        side, corner = WORK_PX, np.zeros(2, int)
+    small = layer.resize((side, side), Image.Resampling.BICUBIC)
+    canvas = Image.new(layer.mode, (WORK_PX, WORK_PX), (0,) * len(layer.getbands()))
+    canvas.paste(small, (int(corner[0]), int(corner[1])))
+    if "perspective" in without:
+        return canvas
     return canvas.transform(
         canvas.size, Image.Transform.PERSPECTIVE, _perspective_coefficients(square, moved), Image.Resampling.BICUBIC
     )
@@ -130,37 +138,60 @@ def _occlude(image: Image.Image, rng: np.random.Generator) -> None:
         draw.rectangle(box, fill=colour)
 
 
-def field_view(item: np.ndarray, product_rng: np.random.Generator, view_rng: np.random.Generator) -> Image.Image:
-    """A hard, independent "field" photo of one item (see the module docstring); RGB."""
-    colour = _product_colour(product_rng)
+def field_view(
+    item: np.ndarray,
+    product_rng: np.random.Generator,
+    view_rng: np.random.Generator,
+    without: frozenset[str] = frozenset(),
+) -> Image.Image:
+    """A hard, independent "field" photo of one item (see the module docstring); RGB.
+
+    `without`: FIELD_STEPS to leave out (a diagnostic: which distortion costs retrieval most); the rest of the view,
+    and every other view, is drawn exactly as by the full camera."""
+    colour = _product_colour(product_rng) if "colour" not in without else np.full(3, 0.8)
     rng = view_rng
     big = np.asarray(Image.fromarray(item).resize((WORK_PX, WORK_PX), Image.Resampling.BICUBIC), np.float64) / 255.0
     shade = np.clip(big, 0, 1)
     product = np.clip(shade[..., None] * colour * 1.25, 0, 1)
     alpha = np.clip(shade * 3.0, 0, 1)  # Fashion-MNIST items are bright on black: brightness is the mask
     rgba = np.dstack([product, alpha])
-    layer = _place(Image.fromarray((rgba * 255).astype(np.uint8), "RGBA"), rng)
+    layer = _place(Image.fromarray((rgba * 255).astype(np.uint8), "RGBA"), rng, without)
     placed = np.asarray(layer, np.float64) / 255.0
     mask = placed[..., 3:4]
     light = rng.uniform(0.7, 1.2)
-    photo = (placed[..., :3] * mask + _backdrop(rng) * (1 - mask)) * light
+    backdrop = _backdrop(rng)
+    if "light" in without:
+        light = 1.0
+    if "backdrop" in without:
+        backdrop = np.zeros_like(backdrop)
+    photo = (placed[..., :3] * mask + backdrop * (1 - mask)) * light
     image = Image.fromarray((np.clip(photo, 0, 1) * 255).astype(np.uint8), "RGB")
     if rng.random() < 0.4:
-        _occlude(image, rng)
+        if "occluder" in without:
+            _occlude(image.copy(), rng)  # drawn and thrown away: the later draws stay the full camera's
+        else:
+            _occlude(image, rng)
     low = int(rng.integers(24, 41))
-    image = image.resize((low, low), Image.Resampling.BILINEAR).resize((IMAGE_PX, IMAGE_PX), Image.Resampling.BICUBIC)
+    if "lowres" not in without:
+        image = image.resize((low, low), Image.Resampling.BILINEAR)
+    image = image.resize((IMAGE_PX, IMAGE_PX), Image.Resampling.BICUBIC)
+    quality = int(rng.integers(12, 36))
+    if "jpeg" in without:
+        return image
     buffer = io.BytesIO()
-    image.save(buffer, "JPEG", quality=int(rng.integers(12, 36)))
+    image.save(buffer, "JPEG", quality=quality)
     buffer.seek(0)
     return Image.open(buffer).convert("RGB")
 
 
-ViewFunction = Callable[[np.ndarray, np.random.Generator, np.random.Generator], Image.Image]
-VIEWS: dict[str, ViewFunction] = {"studio": studio_view, "field": field_view}
+def photo_view(
+    model: str, item: np.ndarray, seed: int, product: int, view: int, without: tuple[str, ...] = ()
+) -> Image.Image:
+    """View `view` of product `product` (a 28x28 uint8 item) through photo model `model`, seeded.
 
-
-def photo_view(model: str, item: np.ndarray, seed: int, product: int, view: int) -> Image.Image:
-    """View `view` of product `product` (a 28x28 uint8 item) through photo model `model`, seeded."""
+    `without` (field only): FIELD_STEPS left out of the field camera."""
     product_rng = np.random.default_rng([seed, product, 99991])
     view_rng = np.random.default_rng([seed, product, view])
-    return VIEWS[model](item, product_rng, view_rng)
+    if model == "studio":
+        return studio_view(item, product_rng, view_rng)
+    return field_view(item, product_rng, view_rng, frozenset(without))

@@ -54,6 +54,41 @@ def test_field_views_are_seeded_coloured_and_differ_from_studio():
     assert np.abs(a[..., 0].astype(int) - a[..., 1]).mean() > 3  # coloured, not grey
 
 
+def _field(without=(), view=1):
+    item = np.zeros((28, 28), np.uint8)
+    item[6:22, 8:20] = 200
+    item[6:10, 20:26] = 120  # not mirror-symmetric
+    return np.asarray(photo_models.photo_view("field", item, 0, 3, view, without), np.float64)
+
+
+def test_field_steps_left_out_change_only_that_step():
+    np.testing.assert_array_equal(_field(), _field(()))  # nothing left out: the full camera
+    for step in photo_models.FIELD_STEPS:  # mirror and occluder are drawn in some views only
+        assert max(np.abs(_field((step,), view) - _field((), view)).mean() for view in range(6)) > 0.5, step
+    # every other draw stays the full camera's: leaving out the light only rescales the (lossless) photo
+    lossless = ("lowres", "jpeg")
+    lit, unlit = _field(lossless), _field((*lossless, "light"))
+    assert np.corrcoef(lit.ravel(), unlit.ravel())[0, 1] > 0.99
+    # without the backdrop, the frame's corners are black (the item sits on Fashion-MNIST's own background)
+    bare = _field((*lossless, "backdrop", "occluder", "perspective"))
+    assert bare[:3, :3].max() < 8 and _field(lossless)[:3, :3].mean() > 8
+    # without the colour (and the backdrop) the photo is grey
+    grey, coloured = _field((*lossless, "colour", "backdrop", "occluder")), _field((*lossless, "backdrop", "occluder"))
+    assert np.abs(grey[..., 0] - grey[..., 1]).max() < 2 < np.abs(coloured[..., 0] - coloured[..., 1]).max()
+
+
+def test_catalog_refuses_unknown_field_steps():
+    import pytest
+
+    from eproduct_core.errors import EproductError
+    from eproduct_core.fashion_mnist import FashionOptions
+
+    with pytest.raises(EproductError, match="Unknown field camera steps"):
+        FashionOptions(photo_model="field", field_without=("bogus",))
+    with pytest.raises(EproductError, match="needs photo_model 'field'"):
+        FashionOptions(field_without=("jpeg",))
+
+
 def test_title_attributes_keep_frequent_informative_tokens():
     titles = ["red dotted tops, size 7"] * 3 + ["blue striped tops, size 5"] * 3 + ["red plain bags"]
     # "tops" and "size" are in 6 of 7 titles (over 0.8): they tell nothing; "plain"/"bags" are too rare

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..photo_models import FIELD_STEPS  # numpy/PIL only
 from ..proxy_split import ProxySettings  # numpy/pandas/PIL only: its defaults are the CLI's
 
 
@@ -123,6 +124,7 @@ def _fashion_mnist(args: argparse.Namespace) -> int:
             progress=update,
             overwrite=args.overwrite,
             photo_model=args.photo_model,
+            field_without=tuple(step for step in args.field_without.split(",") if step),
         )
     finally:
         close()
@@ -233,6 +235,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="studio",
         help="how query/index photos are made: studio (mild, the default) or field (colour, backdrops, mirror, "
         "rotation +-35, perspective, occluders, low resolution, strong JPEG; shares no code with training)",
+    )
+    fashion.add_argument(
+        "--field-without",
+        default="",
+        metavar="STEPS",
+        help="comma list of field camera steps to leave out (a diagnostic: which one costs retrieval most): "
+        + ", ".join(FIELD_STEPS),
     )
     fashion.add_argument("--overwrite", action="store_true", help="write into a non-empty folder")
     fashion.set_defaults(func=_fashion_mnist)
