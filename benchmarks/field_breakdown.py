@@ -73,10 +73,11 @@ def measure(rows: dict[str, tuple[str, ...]], args: argparse.Namespace) -> dict[
         query, qids = embed_kinds(bundle, catalog, "query", ["penultimate"], tta=tta)
         index, iids = embed_kinds(bundle, catalog, "index", ["penultimate"], tta=tta)
         recalls[name] = {"trained": top10_recalls(catalog, query["penultimate"], qids, index["penultimate"], iids)}
-        cache = catalog / "frozen"
-        fq, fqids = frozen_vectors(catalog, "query", args.frozen_size, cache)
-        fx, fxids = frozen_vectors(catalog, "index", args.frozen_size, cache)
-        recalls[name]["frozen"] = top10_recalls(catalog, fq, fqids, fx, fxids)
+        if args.frozen_size:
+            cache = catalog / "frozen"
+            fq, fqids = frozen_vectors(catalog, "query", args.frozen_size, cache)
+            fx, fxids = frozen_vectors(catalog, "index", args.frozen_size, cache)
+            recalls[name]["frozen"] = top10_recalls(catalog, fq, fqids, fx, fxids)
         log.info(
             "%s: %s (%.0f s)",
             name,
@@ -97,14 +98,12 @@ def cell(values: np.ndarray, base: np.ndarray) -> str:
 
 def table(recalls: dict[str, dict[str, np.ndarray]], args: argparse.Namespace, trained_name: str) -> str:
     full = recalls["full field camera"]
-    lines = [
-        f"| field camera | {trained_name}, MAR@10 (difference, 90% interval) | frozen Lite0 {args.frozen_size} px |",
-        "|---|---|---|",
-    ]
+    header = f"| field camera | {trained_name}, MAR@10 (difference, 90% interval) |"
+    if args.frozen_size:
+        header += f" frozen Lite0 {args.frozen_size} px |"
+    lines = [header, "|---|---|" + ("---|" if args.frozen_size else "")]
     for name, methods in recalls.items():
-        lines.append(
-            f"| {name} | {cell(methods['trained'], full['trained'])} | {cell(methods['frozen'], full['frozen'])} |"
-        )
+        lines.append(f"| {name} | " + " | ".join(cell(methods[m], full[m]) for m in methods) + " |")
     return "\n".join(lines)
 
 
@@ -115,7 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mode", default="without", choices=["without", "only", "both"])
     parser.add_argument("--steps", default=",".join(FIELD_STEPS), help="comma list of the steps to vary")
     parser.add_argument("--seed", type=int, default=0, help="the catalog seed (0: the quality benchmark's)")
-    parser.add_argument("--frozen-size", type=int, default=128, help="frozen Lite0 resolution (its best on field)")
+    parser.add_argument(
+        "--frozen-size", type=int, default=128, help="frozen Lite0 resolution (its best on field); 0: no frozen column"
+    )
     parser.add_argument("--tta", default=None, choices=["none", "flip", "multicrop"], help="default: the run's")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--results", default=None, help="also append the table to this file")

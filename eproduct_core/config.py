@@ -34,8 +34,9 @@ from .settings import (
 
 BACKBONES = ("resnet18", "resnet50", "efficientnet-lite0", "tiny")
 AUGMENT_FAMILIES = (
-    "affine,rotate,flip,perspective,colour,blur,jpeg,erase,backdrop,tint"  # data.FAMILIES, as a config string
+    "affine,rotate,flip,perspective,colour,blur,jpeg,erase,backdrop,tint"  # the robust default, as a config string
 )
+KNOWN_AUGMENT_FAMILIES = AUGMENT_FAMILIES + ",capture"  # data.FAMILIES
 PRECISIONS = ("auto", "float32", "bfloat16")  # TrainConfig.precision
 METRIC_LOSSES = ("normsoftmax", "cosface", "proxy-anchor")
 INSTANCE_LOSSES = ("ntxent", "supcon")
@@ -131,9 +132,14 @@ class TrainConfig:
             _fail(name, "schedule", self.schedule, "must be 'constant' or 'cosine'")
         if self.augment not in ("none", "light", "strong", "robust"):
             _fail(name, "augment", self.augment, "must be 'none', 'light', 'strong' or 'robust'")
-        unknown = sorted(set(filter(None, self.augment_families.split(","))) - set(AUGMENT_FAMILIES.split(",")))
+        unknown = sorted(set(filter(None, self.augment_families.split(","))) - set(KNOWN_AUGMENT_FAMILIES.split(",")))
         if unknown:
-            _fail(name, "augment_families", self.augment_families, f"unknown {unknown}; choose from {AUGMENT_FAMILIES}")
+            _fail(
+                name,
+                "augment_families",
+                self.augment_families,
+                f"unknown {unknown}; choose from {KNOWN_AUGMENT_FAMILIES}",
+            )
         if self.metric_loss not in METRIC_LOSSES:
             _fail(name, "metric_loss", self.metric_loss, f"must be one of {METRIC_LOSSES}")
         if self.instance_loss not in INSTANCE_LOSSES:

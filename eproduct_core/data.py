@@ -109,14 +109,16 @@ FAMILIES = (
     "erase",
     "backdrop",
     "tint",
+    "capture",
 )  # for mode "robust"; "tint" is drawn once per image and shared by its views (`shared_tint`)
+DEFAULT_FAMILIES = FAMILIES[:-1]  # robust's default (config.AUGMENT_FAMILIES): all but "capture"
 
 
 def augment(
     images: torch.Tensor,
     mode: str,
     generator: torch.Generator | None = None,
-    families: tuple[str, ...] | str = FAMILIES,
+    families: tuple[str, ...] | str = DEFAULT_FAMILIES,
 ) -> torch.Tensor:
     """Augment a float (B, 3, S, S) batch in [0, 1].
 
@@ -126,7 +128,8 @@ def augment(
     (random homography), colour (per-channel gains: grey items become coloured; brightness, contrast,
     saturation), blur (down- and up-sampling, p 0.5), jpeg (quality 10-60, p 0.5), erase (a random
     rectangle of noise or colour, p 0.5), backdrop (the background, told from the item by its distance
-    to the border colour, replaced by a random texture, p 0.8). "tint" is not drawn here: it is one
+    to the border colour, replaced by a random texture, p 0.8), capture (a low-resolution capture: down-sampled
+    to 0.3-1.0 of the side, JPEG-compressed there at quality 10-70, up-sampled back, p 0.5). "tint" is not drawn here: it is one
     colour per training image that all its views share (`shared_tint`), as one product keeps its colour.
     """
     if mode == "none":
@@ -207,7 +210,7 @@ def _colour(images: torch.Tensor, generator: torch.Generator | None, mild: bool)
 
 
 def _per_image(images: torch.Tensor, generator: torch.Generator | None, family: str) -> torch.Tensor:
-    """blur / jpeg / erase: one image at a time, each with probability 0.5."""
+    """blur / jpeg / erase / capture: one image at a time, each with probability 0.5."""
     out = images.clone()
     size = images.shape[-1]
     for i in torch.nonzero(torch.rand(images.shape[0], generator=generator) < 0.5).flatten().tolist():
@@ -216,12 +219,12 @@ def _per_image(images: torch.Tensor, generator: torch.Generator | None, family: 
             low = F.interpolate(out[i : i + 1], size=(side, side), mode="bilinear", antialias=True, align_corners=False)
             out[i] = F.interpolate(low, size=(size, size), mode="bilinear", align_corners=False)[0]
         elif family == "jpeg":
-            quality = int(torch.randint(10, 61, (1,), generator=generator))
-            pixels = (out[i].clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
-            buffer = io.BytesIO()
-            Image.fromarray(pixels).save(buffer, "JPEG", quality=quality)
-            decoded = np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"), dtype=np.uint8)
-            out[i] = torch.from_numpy(decoded.copy()).permute(2, 0, 1).float().div(255.0).to(out.device)
+            out[i] = _jpeg(out[i], int(torch.randint(10, 61, (1,), generator=generator)))
+        elif family == "capture":  # JPEG blocks and ringing at the capture's scale, not the training size's
+            side = max(8, int(size * float(_rand((1,), 0.3, 1.0, generator))))
+            low = F.interpolate(out[i : i + 1], size=(side, side), mode="bilinear", antialias=True, align_corners=False)
+            low = _jpeg(low[0], int(torch.randint(10, 71, (1,), generator=generator)))[None]
+            out[i] = F.interpolate(low, size=(size, size), mode="bilinear", align_corners=False)[0]
         else:  # erase
             eh, ew = (int(size * float(_rand((1,), 0.15, 0.5, generator))) for _ in range(2))
             top, left = (int(torch.randint(0, size - e + 1, (1,), generator=generator)) for e in (eh, ew))
@@ -232,6 +235,15 @@ def _per_image(images: torch.Tensor, generator: torch.Generator | None, family: 
             )
             out[i, :, top : top + eh, left : left + ew] = fill.to(out.device)
     return out
+
+
+def _jpeg(image: torch.Tensor, quality: int) -> torch.Tensor:
+    """One (3, H, W) image in [0, 1] through a JPEG round trip at `quality`."""
+    pixels = (image.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "JPEG", quality=quality)
+    decoded = np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"), dtype=np.uint8)
+    return torch.from_numpy(decoded.copy()).permute(2, 0, 1).float().div(255.0).to(image.device)
 
 
 def shared_tint(images: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
@@ -297,7 +309,7 @@ def _robust(images: torch.Tensor, generator: torch.Generator | None, families: t
     if "colour" in families:
         out = _colour(out, generator, mild="tint" in families)
     out = out.clamp(0.0, 1.0)
-    for family in ("erase", "blur", "jpeg"):
+    for family in ("erase", "blur", "jpeg", "capture"):
         if family in families:
             out = _per_image(out, generator, family)
     return out.clamp_(0.0, 1.0)

@@ -314,6 +314,15 @@ def test_robust_augmentation_is_seeded_and_every_family_changes_the_batch():
         TrainConfig(augment="robust", augment_families="affine,sepia")
 
 
+def test_config_families_are_the_augmentation_families():
+    from eproduct_core.config import AUGMENT_FAMILIES, KNOWN_AUGMENT_FAMILIES
+    from eproduct_core.data import DEFAULT_FAMILIES, FAMILIES
+
+    assert tuple(KNOWN_AUGMENT_FAMILIES.split(",")) == FAMILIES
+    assert tuple(AUGMENT_FAMILIES.split(",")) == DEFAULT_FAMILIES  # the robust default leaves "capture" out
+    assert TrainConfig(augment="robust", augment_families="capture,backdrop").augment_families == "capture,backdrop"
+
+
 def _grey_item_on_black(n: int = 8, size: int = 32) -> torch.Tensor:
     """A Fashion-MNIST-like batch: a grey rectangle of varying brightness on a black background."""
     images = torch.zeros(n, 3, size, size)
