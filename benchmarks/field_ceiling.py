@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         "| training views | overrides | MAR@10 | train s | images/s |",
         "|---|---|---|---|---|",
-        f"| the field camera's own (a ceiling, not a preset) | {args.set} | {cells} | {row['train_s']:.0f} | "
+        f"| the field camera's own (a ceiling, not a preset) | {overrides} | {cells} | {row['train_s']:.0f} | "
         f"{row['images_per_s']:.1f} |",
         "",
         f"Rerun: `python benchmarks/field_ceiling.py {shlex.join(sys.argv[1:] if argv is None else argv)}`",
