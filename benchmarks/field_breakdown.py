@@ -56,6 +56,8 @@ def catalog_for(work: Path, without: tuple[str, ...], seed: int) -> Path:
     name = "field-" + ("-".join(without) if without else "full")
     if len(without) == len(FIELD_STEPS):
         name = "field-none"
+    if seed:  # seed 0 keeps the folder names of the runs recorded in RESULTS-field-breakdown.md
+        name += f"-seed{seed}"
     out = work / "catalogs" / name
     if not (out / "fashion_mnist.json").is_file():
         make_fashion_mnist_catalog(out, seed=seed, photo_model="field", field_without=without, overwrite=True)

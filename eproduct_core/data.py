@@ -128,9 +128,10 @@ def augment(
     (random homography), colour (per-channel gains: grey items become coloured; brightness, contrast,
     saturation), blur (down- and up-sampling, p 0.5), jpeg (quality 10-60, p 0.5), erase (a random
     rectangle of noise or colour, p 0.5), backdrop (the background, told from the item by its distance
-    to the border colour, replaced by a random texture, p 0.8), capture (a low-resolution capture: down-sampled
-    to 0.3-1.0 of the side, JPEG-compressed there at quality 10-70, up-sampled back, p 0.5). "tint" is not drawn here: it is one
-    colour per training image that all its views share (`shared_tint`), as one product keeps its colour.
+    to the border colour, replaced by a random texture, p 0.8), capture (a low-resolution capture:
+    down-sampled to 0.3-1.0 of the side, JPEG-compressed there at quality 10-70, up-sampled back, p 0.5;
+    not in the default). "tint" is not drawn here: it is one colour per training image that all its views
+    share (`shared_tint`), as one product keeps its colour.
     """
     if mode == "none":
         return images
