@@ -226,7 +226,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--max-build-s", type=float, default=900.0, help="leave out a peer whose build would exceed")
     parser.add_argument(
-        "--peer-max-rows", type=int, default=2_000_000, help="peers only up to this many rows (their float32 copies)"
+        "--peer-max-rows",
+        type=int,
+        default=2_000_000,
+        help="peers only up to this many rows (each keeps its own copy of the vectors beside ours)",
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(

@@ -32,6 +32,13 @@ PARTITION_WINNERS counts reach the target; those winners are timed beside the fl
 when it is faster. On an index with residual codes (residual.py) the partition family runs on them (its shortlist is
 unused there, so narrowing it changes nothing and the first ratio tried is kept).
 If no setting reaches the target, the most accurate one tried is kept and `reached` is False.
+
+Check. Choosing the cheapest of many settings whose interval clears the target on one sample favours the settings
+that sample happens to flatter (the winner's curse), so the choice is checked on a second sample of the same kind,
+disjoint from the first (`sample` each: other held-out rows, or the other half of the catalog queries when there are
+fewer than 2 x `sample`). If the lower end of its interval there misses the target, the next re-rank rung of the same
+family is checked, up to CHECK_STEPS rungs. The stored estimate (recall, interval, `reached`, timing) is the second
+sample's: the selection never saw it.
 """
 
 from __future__ import annotations
@@ -59,6 +66,7 @@ PROBE_CHOICES = (64, 128, 256)  # prefix lengths tried for the candidate scan (c
 SHORT_BITS = 256  # indexes storing more bits are also tuned searching only this prefix (`_lengths`)
 BOOTSTRAP = 1000  # resamples for the interval
 PARTITION_WINNERS = 4  # probed-list counts reaching the target that the tuner times (partitions only)
+CHECK_STEPS = 3  # re-rank rungs the check on the second sample may step up (`_checked`)
 
 
 @dataclass(frozen=True)
@@ -180,36 +188,19 @@ def tune(
     seed: int = 0,
     threads: int = os.cpu_count() or 1,
     progress: Callable[[str], None] | None = None,
+    check: bool = True,
 ) -> TuneResult:
-    """The cheapest stage sizes reaching recall@k >= `target` on sample queries (see the module doc)."""
+    """The cheapest stage sizes reaching recall@k >= `target` on sample queries (see the module doc); `check`
+    False: one sample, which both chooses and estimates (no check; the tuner before 2026-12-07, for A/B runs)."""
     if not 0.0 < target <= 1.0:
         raise EproductError(f"target recall {target!r}: give a number in (0, 1], e.g. 0.95.")
     _need_vectors(index)
     if index.size <= k:
         raise EproductError(f"The index has {index.size} rows; tuning top-{k} needs more than {k}.")
-    if queries is not None:
-        queries = np.asarray(queries, dtype=np.float32)
-        if queries.ndim != 2 or queries.shape[1] != index.dim:
-            raise EproductError(f"Sample queries of shape {queries.shape} do not match the index's dim {index.dim}.")
-        queries = queries[held_out_rows_of(len(queries), sample, seed)]
-        drop, source, ask = None, "catalog queries", k
-    else:
-        drop = held_out_rows(index, sample, seed)
-        queries = np.asarray(index.vectors[drop], dtype=np.float32)
-        source, ask = "held-out index rows", k + 1
-    truth = exact_neighbours(index, queries, k, exclude=drop)
-    cache: dict[SearchSettings, np.ndarray] = {}
-
-    def recall_of(settings: SearchSettings) -> np.ndarray:
-        if settings not in cache:
-            cache[settings] = per_query_recall(_rows_found(index, queries, settings, threads), truth, drop)
-            if progress is not None:
-                lists = f"partition_probes {settings.partition_probes}, " if settings.partition_probes else ""
-                progress(
-                    f"{lists}probe_bits {settings.probe_bits}, candidates {settings.candidates}, shortlist "
-                    f"{settings.shortlist}, rerank {settings.rerank}: recall@{k} {cache[settings].mean():.3f}"
-                )
-        return cache[settings]
+    samples, source = _samples(index, queries, sample, seed, k, 2 if check else 1)
+    chosen_on, checked_on = samples[0], samples[-1]
+    ask = k + (chosen_on.drop is not None)  # held-out rows: ask for one more, their own row is dropped
+    recall_of = _RecallMemo(index, chosen_on, threads, k, progress)
 
     def reaches(settings: SearchSettings) -> bool:
         return bootstrap_interval(recall_of(settings), seed)[0] >= target
@@ -221,11 +212,14 @@ def tune(
             winners.append(_narrowed(rung, reaches))
     winners += _partition_winners(index, ask, reaches)
     if winners:
-        ms, best = min(zip(_times(index, queries, winners), winners, strict=True), key=lambda pair: pair[0])
+        best = min(zip(_times(index, chosen_on.queries, winners), winners, strict=True), key=lambda pair: pair[0])[1]
     else:
-        best = max(cache, key=lambda s: cache[s].mean())
-        (ms,) = _times(index, queries, [best])
-    values = recall_of(best)
+        best = max(recall_of.cache, key=lambda s: recall_of.cache[s].mean())
+    if check:
+        best, values = _checked(best, _RecallMemo(index, checked_on, threads, k, None), target, seed)
+    else:
+        values = recall_of(best)
+    (ms,) = _times(index, checked_on.queries, [best])
     low, high = bootstrap_interval(values, seed)
     return TuneResult(
         best.replace(k=k),
@@ -235,11 +229,80 @@ def tune(
         low,
         high,
         low >= target,
-        len(queries),
+        len(checked_on.queries),
         source,
         ms,
-        len(cache),
+        len(recall_of.cache),
     )
+
+
+@dataclass(frozen=True)
+class _Sample:
+    """Sample queries with their exact neighbours; `drop[i]`: query i's own index row (held-out rows), else None."""
+
+    queries: np.ndarray
+    truth: np.ndarray
+    drop: np.ndarray | None
+
+
+def _samples(
+    index, queries: np.ndarray | None, sample: int, seed: int, k: int, parts: int
+) -> tuple[list[_Sample], str]:
+    """`parts` disjoint samples of up to `sample` queries each (the first chooses, the last checks: module doc)."""
+    if queries is not None:
+        queries = np.asarray(queries, dtype=np.float32)
+        if queries.ndim != 2 or queries.shape[1] != index.dim:
+            raise EproductError(f"Sample queries of shape {queries.shape} do not match the index's dim {index.dim}.")
+        if len(queries) < parts:
+            raise EproductError(
+                f"Tuning needs at least {parts} sample queries (one to choose on, one to check); got {len(queries)}."
+            )
+        rows = held_out_rows_of(len(queries), parts * sample, seed)
+        drawn: list[tuple[np.ndarray, np.ndarray | None]] = [(queries[rows[p::parts]], None) for p in range(parts)]
+        source = "catalog queries"
+    else:
+        rows = held_out_rows(index, parts * sample, seed)
+        drawn = [(np.asarray(index.vectors[rows[p::parts]], dtype=np.float32), rows[p::parts]) for p in range(parts)]
+        source = "held-out index rows"
+    return [_Sample(q, exact_neighbours(index, q, k, exclude=drop), drop) for q, drop in drawn], source
+
+
+class _RecallMemo:
+    """Per-query recall@k of a setting on one sample, each setting searched once."""
+
+    def __init__(self, index, sample: _Sample, threads: int, k: int, progress: Callable[[str], None] | None):
+        self.index, self.sample, self.threads, self.k, self.progress = index, sample, threads, k, progress
+        self.cache: dict[SearchSettings, np.ndarray] = {}
+
+    def __call__(self, settings: SearchSettings) -> np.ndarray:
+        if settings not in self.cache:
+            found = _rows_found(self.index, self.sample.queries, settings, self.threads)
+            self.cache[settings] = per_query_recall(found, self.sample.truth, self.sample.drop)
+            if self.progress is not None:
+                lists = f"partition_probes {settings.partition_probes}, " if settings.partition_probes else ""
+                self.progress(
+                    f"{lists}probe_bits {settings.probe_bits}, candidates {settings.candidates}, shortlist "
+                    f"{settings.shortlist}, rerank {settings.rerank}: recall@{self.k} {self.cache[settings].mean():.3f}"
+                )
+        return self.cache[settings]
+
+
+def _checked(
+    chosen: SearchSettings, recall_of: Callable[[SearchSettings], np.ndarray], target: float, seed: int
+) -> tuple[SearchSettings, np.ndarray]:
+    """`chosen` checked on the second sample; while the lower end of its interval there misses the target, the next
+    re-rank rung of the same family (same prefix, lists and shortlist ratio), up to CHECK_STEPS rungs; the most
+    accurate setting seen when none reaches it."""
+    ratio = max(1, int(chosen.shortlist or 0) // max(1, int(chosen.rerank or 1)))
+    higher = [r for r in LADDER if r > int(chosen.rerank or 0)][:CHECK_STEPS]
+    tried = [chosen] + [
+        chosen.replace(rerank=r, shortlist=ratio * r, candidates=CANDIDATES_PER_RERANK * r) for r in higher
+    ]
+    for settings in tried:
+        if bootstrap_interval(recall_of(settings), seed)[0] >= target:
+            return settings, recall_of(settings)
+    best = max(tried, key=lambda s: recall_of(s).mean())
+    return best, recall_of(best)
 
 
 def _partition_winners(index, k: int, reaches: Callable[[SearchSettings], bool]) -> list[SearchSettings]:

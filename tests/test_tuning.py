@@ -139,3 +139,36 @@ def test_the_shortlist_is_narrowed_only_while_the_target_is_reached():
     assert narrowed == rung.replace(shortlist=3 * 64)
     assert tried == [4 * 64, 3 * 64, 2 * 64]  # stops at the first ratio that misses
     assert tuning._narrowed(rung, lambda s: s.shortlist == rung.shortlist) == rung  # nothing narrower reaches
+
+
+def test_the_estimate_comes_from_a_second_sample_the_choice_never_saw(tmp_path):
+    x, q = latent(4000, 32, 30, seed=5)
+    index = open_index(build_index(x, None, tmp_path / "idx", bits=64))
+    result = tuning.tune(index, target=0.9, sample=100, seed=2)
+    rows = tuning.held_out_rows(index, 200, 2)
+    chosen_on, checked_on = rows[0::2], rows[1::2]
+    assert result.queries == 100 and not np.isin(chosen_on, checked_on).any()
+    vectors = np.asarray(index.vectors[checked_on], dtype=np.float32)
+    truth = tuning.exact_neighbours(index, vectors, 10, exclude=checked_on)
+    found = [r.rows for r in search.search(index, vectors, result.settings.replace(k=11))]
+    assert result.recall == pytest.approx(tuning.per_query_recall(found, truth, checked_on).mean())
+    with_queries = tuning.tune(index, target=0.9, queries=q, sample=100)
+    assert with_queries.source == "catalog queries" and with_queries.queries == 15  # the other half of 30
+    with pytest.raises(EproductError, match="at least 2"):
+        tuning.tune(index, queries=q[:1])
+
+
+def test_the_check_steps_up_the_family_while_the_second_sample_misses():
+    chosen = tuning.stage_settings(16, 128, 11, None, 0, 3)
+    recalls = {16: 0.90, 24: 0.93, 32: 0.99}
+    seen = []
+
+    def recall_of(settings):
+        seen.append(settings)
+        return np.full(50, recalls.get(int(settings.rerank), 1.0))
+
+    settings, values = tuning._checked(chosen, recall_of, 0.95, seed=0)
+    assert settings == tuning.stage_settings(32, 128, 11, None, 0, 3) and values.mean() == pytest.approx(0.99)
+    assert list(dict.fromkeys(s.rerank for s in seen)) == [16, 24, 32]  # rung by rung, stopping at the first
+    never, _ = tuning._checked(chosen, lambda s: np.full(50, 0.5 + s.rerank / 1000), 0.95, seed=0)
+    assert never.rerank == tuning.LADDER[tuning.LADDER.index(16) + tuning.CHECK_STEPS]  # the most accurate tried
