@@ -35,6 +35,7 @@ import retrieval  # noqa: E402
 import vectors  # noqa: E402
 
 FLOAT16_ABOVE = 4 << 30  # index rows above this many float32 bytes are drawn and kept as float16
+FLOAT16_PEERS = {"ivfpq", "rabitq"}  # refined on float16 copies, added in float32 blocks: run at any size
 
 SHORT = {
     "ours": "eproduct LSH (tuned)",
@@ -229,7 +230,7 @@ def main() -> None:
         "--peer-max-rows",
         type=int,
         default=2_000_000,
-        help="peers only up to this many rows (each keeps its own copy of the vectors beside ours)",
+        help="peers keeping a float32 or graph copy only up to this many rows (the IVF peers: any size)",
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
@@ -274,12 +275,13 @@ def main() -> None:
                         f"{r['method']} left out from {n:,} rows: its build would take about "
                         f"{r['build_s'] * n / sizes[i - 1]:,.0f} s (> --max-build-s {args.max_build_s:.0f})."
                     )
-        if n > args.peer_max_rows and args.peers:
+        heavy = [p for p in args.peers if p not in FLOAT16_PEERS]
+        if n > args.peer_max_rows and heavy:
             notes.append(
-                f"Peers ({', '.join(args.peers)}) not run at {n:,} rows: each keeps its own float32 or graph copy "
+                f"Peers ({', '.join(heavy)}) not run at {n:,} rows: each keeps its own float32 or graph copy "
                 f"beside ours, which would not fit this machine's memory (--peer-max-rows {args.peer_max_rows:,})."
             )
-            skip |= set(args.peers)
+            skip |= set(heavy)
         rows += measure_size(n, args, skip, log)
         text = table(rows, notes, args, (start_load, os.getloadavg()[0]))
         if args.out:
