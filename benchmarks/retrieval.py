@@ -65,7 +65,7 @@ from eproduct_core.settings import (  # noqa: E402
 
 PEERS = ("hnsw", "ivfpq", "rabitq", "scann", "hnswlib", "usearch")
 EF = (10, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
-NPROBE = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
+NPROBE = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 3072, 4096)
 K_FACTOR = (2, 4, 8, 16, 32, 64, 128)
 MAX_SWEEP_S = 60.0  # a sweep point slower than this for the whole query set ends its group
 BUILD_THREADS = 2
