@@ -18,7 +18,9 @@ is a centred index: unit rows minus their mean are hashed); "+ tables" adds the 
 their build time and memory added to the index's) and sweeps probes per table x re-rank depth; "+ partitions"
 adds the k-means partitions (partitions.py, build time and memory added alike), tuned by the tuner (which then
 also weighs the flat scan: its pick is the row) and swept over probed lists x shortlist ratio x re-rank depth
-(the swept rows sweep the tuner's shortlist ratios too). With --residual, "+ residual codes" is a second index
+(the swept rows sweep the tuner's shortlist ratios too). --tuner-ab adds rows tuned the old way, on one sample
+without the check on a second (tuning.tune(check=False)), so the check's price is measured in the same rounds.
+With --residual, "+ residual codes" is a second index
 with partitions and residual codes (residual.py: stages 1-2 rank the probed rows by an inner-product estimate from
 sign codes of each row's offset from its centroid), tuned, and swept over probed lists x candidates per re-ranked
 row (8, 16, 32) x re-rank depth.
@@ -151,11 +153,17 @@ class Ours(Method):
                     self.build_s += time.perf_counter() - start
                     self.memory += rss() - before
                 self.name = f"eproduct LSH + {self.lists} partitions (swept)"
-            if variant == "partitions":  # the tuner, which now sees them too
+            if variant in ("partitions", "partitions-one-sample"):  # the tuner, which now sees them too
                 start = time.perf_counter()
-                self.tuned = tuning.tune(self.index, target=0.95)
+                self.tuned = tuning.tune(self.index, target=0.95, check=variant == "partitions")
                 self.tune_s = time.perf_counter() - start
-                self.name = f"eproduct LSH + {self.lists} partitions (tuned)"
+                how = "tuned" if variant == "partitions" else "tuned on one sample, no check"
+                self.name = f"eproduct LSH + {self.lists} partitions ({how})"
+            if variant == "one-sample":  # the tuner before its check (tuning.tune(check=False)), for an A/B
+                start = time.perf_counter()
+                self.tuned = tuning.tune(self.index, target=0.95, check=False)
+                self.tune_s = time.perf_counter() - start
+                self.name = f"eproduct LSH (tuned on one sample, no check{', centred' if self.centre else ''})"
             return
         start = time.perf_counter()
         build_index(x, None, work / "ours", bits=bits, workers=BUILD_THREADS, centre=centre)
@@ -172,7 +180,7 @@ class Ours(Method):
     def knobs(self) -> list:
         if self.variant == "default":
             return [[SearchSettings()]]
-        if self.variant == "tuned":
+        if self.variant in ("tuned", "one-sample", "partitions", "partitions-one-sample"):
             return [[self.tuned.settings]]
         if self.variant == "tables":
             probes = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -180,8 +188,6 @@ class Ours(Method):
                 [SearchSettings(k=10, rerank=r, shortlist=6 * r, table_probes=p) for p in probes]
                 for r in (16, 32, 64, 128, 256)
             ]
-        if self.variant == "partitions":
-            return [[self.tuned.settings]]
         ratios = (tuning.SHORTLIST_PER_RERANK, *tuning.SHORTLIST_RATIOS)
         if self.variant == "partitions-swept":
             probes = [p for p in tuning.PARTITION_LADDER if 2 <= p < self.lists]
@@ -232,6 +238,10 @@ class OursResidual(Ours):
                 shared.tuned,
                 shared.lists,
             )
+            if variant == "one-sample":  # the tuner before its check, for an A/B
+                start = time.perf_counter()
+                self.tuned = tuning.tune(self.index, target=0.95, check=False)
+                self.tune_s = time.perf_counter() - start
         else:
             search_kernels.prepare()
             start = time.perf_counter()
@@ -249,10 +259,11 @@ class OursResidual(Ours):
             self.tuned = tuning.tune(self.index, target=0.95)
             self.tune_s = time.perf_counter() - start
         centred = ", centred" if self.centre else ""
-        self.name = f"eproduct LSH + {self.lists} partitions + residual codes ({variant}{centred})"
+        how = "tuned on one sample, no check" if variant == "one-sample" else variant
+        self.name = f"eproduct LSH + {self.lists} partitions + residual codes ({how}{centred})"
 
     def knobs(self) -> list:
-        if self.variant == "tuned":
+        if self.variant in ("tuned", "one-sample"):
             return [[self.tuned.settings]]
         probes = [p for p in tuning.PARTITION_LADDER if 2 <= p < self.lists] + [self.lists]
         return [
@@ -472,10 +483,14 @@ def make_methods(
     with_partitions: bool = True,
     with_residual: bool = False,
     lists: int | None = None,
+    tuner_ab: bool = False,
 ) -> list[Method]:
     tuned = Ours(x, work, "tuned", centre=centre, bits=bits)
     log(f"ours: build {tuned.build_s:.1f} s, tune {tuned.tune_s:.1f} s -> {tuning.describe(tuned.tuned.estimate())}")
     methods: list[Method] = [tuned, Ours(x, work, "swept", tuned), Ours(x, work, "default", tuned)]
+    if tuner_ab:  # before the partitions are built: the flat index's tuner, as the checked row's
+        methods.append(Ours(x, work, "one-sample", tuned))
+        log(f"{methods[-1].name}: tuned in {methods[-1].tune_s:.1f} s (checked: {tuned.tune_s:.1f} s)")
     if tables:
         methods.append(Ours(x, work, "tables", tuned))
         log(f"{methods[-1].name}: tables built in {methods[-1].build_s - tuned.build_s:.1f} s")
@@ -486,6 +501,9 @@ def make_methods(
             f"{parts.label(parts.tuned.settings)}; {tuning.describe(parts.tuned.estimate())}"
         )
         methods += [parts, Ours(x, work, "partitions-swept", parts)]
+        if tuner_ab:
+            methods.append(Ours(x, work, "partitions-one-sample", parts))
+            log(f"{methods[-1].name}: tuned in {methods[-1].tune_s:.1f} s -> {parts.label(methods[-1].tuned.settings)}")
     if with_residual:
         res = OursResidual(x, work, "tuned", lists=lists, centre=centre, bits=bits)
         log(
@@ -493,6 +511,9 @@ def make_methods(
             f"{res.label(res.tuned.settings)}; {tuning.describe(res.tuned.estimate())}"
         )
         methods += [res, OursResidual(x, work, "swept", res)]
+        if tuner_ab:
+            methods.append(OursResidual(x, work, "one-sample", res))
+            log(f"{methods[-1].name}: tuned in {methods[-1].tune_s:.1f} s -> {res.label(methods[-1].tuned.settings)}")
     for peer in peers:
         method = make_peer(peer, x)
         log(f"{method.name}: build {method.build_s:.1f} s, memory {method.memory / len(x):.0f} B/item")
@@ -519,6 +540,7 @@ def run(args: argparse.Namespace, log) -> str:
             with_partitions=not args.no_partitions,
             with_residual=args.residual,
             lists=args.lists,
+            tuner_ab=args.tuner_ab,
         )
         chosen = []
         for method in methods:
@@ -581,6 +603,9 @@ def main() -> None:
         "--residual", action="store_true", help="add our index with partitions + residual codes (residual.py)"
     )
     parser.add_argument("--bits", type=int, default=DEFAULT_BITS, help="code bits our index stores")
+    parser.add_argument(
+        "--tuner-ab", action="store_true", help="add rows tuned on one sample without the check (the tuner's cost)"
+    )
     args = parser.parse_args()
     args.peers = list(PEERS) if args.peers == "all" else [] if args.peers == "none" else args.peers.split(",")
     unknown = sorted(set(args.peers) - set(PEERS))
