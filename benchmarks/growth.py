@@ -63,7 +63,7 @@ def measure_size(n: int, args: argparse.Namespace, skip_peers: set[str], log) ->
         methods = [retrieval.Ours(x, work, "tuned")]
         log(f"{n:,}: ours built in {methods[0].build_s:.1f} s (+ tuning {methods[0].tune_s:.1f} s)")
         if not args.no_partitions:
-            swept = retrieval.Ours(x, work, "partitions-swept", methods[0])
+            swept = retrieval.Ours(x, work, "partitions-swept", methods[0], lists=args.lists)
             swept.peer = "ours-partitions"
             methods.append(swept)
             log(f"{n:,}: {swept.lists} partitions built in {swept.build_s - methods[0].build_s:.1f} s")
@@ -238,6 +238,12 @@ def main() -> None:
     )
     parser.add_argument("--workdir", default=None)
     parser.add_argument("--no-partitions", action="store_true", help="leave out our k-means partitions row")
+    parser.add_argument(
+        "--lists",
+        type=int,
+        default=None,
+        help="k-means lists of our partitions at every size (default: partitions.py's)",
+    )
     parser.add_argument("--out", default=None, help="also write the table here (after every size)")
     parser.add_argument("--plot", default=None, help="write the SVG plot here (after every size)")
     args = parser.parse_args()
