@@ -116,6 +116,13 @@ def _built(method: Method, build, *args) -> Method:
     return method
 
 
+def _timed_tune(index, check: bool = True) -> tuple:
+    """(tuning.tune's result at the 0.95 target, its seconds); `check` False: the one-sample tuner, for an A/B."""
+    start = time.perf_counter()
+    result = tuning.tune(index, target=0.95, check=check)
+    return result, time.perf_counter() - start
+
+
 class Ours(Method):
     def __init__(
         self,
@@ -154,15 +161,11 @@ class Ours(Method):
                     self.memory += rss() - before
                 self.name = f"eproduct LSH + {self.lists} partitions (swept)"
             if variant in ("partitions", "partitions-one-sample"):  # the tuner, which now sees them too
-                start = time.perf_counter()
-                self.tuned = tuning.tune(self.index, target=0.95, check=variant == "partitions")
-                self.tune_s = time.perf_counter() - start
+                self.tuned, self.tune_s = _timed_tune(self.index, check=variant == "partitions")
                 how = "tuned" if variant == "partitions" else "tuned on one sample, no check"
                 self.name = f"eproduct LSH + {self.lists} partitions ({how})"
             if variant == "one-sample":  # the tuner before its check (tuning.tune(check=False)), for an A/B
-                start = time.perf_counter()
-                self.tuned = tuning.tune(self.index, target=0.95, check=False)
-                self.tune_s = time.perf_counter() - start
+                self.tuned, self.tune_s = _timed_tune(self.index, check=False)
                 self.name = f"eproduct LSH (tuned on one sample, no check{', centred' if self.centre else ''})"
             return
         start = time.perf_counter()
@@ -173,9 +176,7 @@ class Ours(Method):
         self.index = open_index(work / "ours").warm()
         search.search(self.index, x[:2], SearchSettings())
         self.memory = rss() - before
-        start = time.perf_counter()
-        self.tuned = tuning.tune(self.index, target=0.95)
-        self.tune_s = time.perf_counter() - start
+        self.tuned, self.tune_s = _timed_tune(self.index)
 
     def knobs(self) -> list:
         if self.variant == "default":
@@ -239,9 +240,7 @@ class OursResidual(Ours):
                 shared.lists,
             )
             if variant == "one-sample":  # the tuner before its check, for an A/B
-                start = time.perf_counter()
-                self.tuned = tuning.tune(self.index, target=0.95, check=False)
-                self.tune_s = time.perf_counter() - start
+                self.tuned, self.tune_s = _timed_tune(self.index, check=False)
         else:
             search_kernels.prepare()
             start = time.perf_counter()
@@ -255,9 +254,7 @@ class OursResidual(Ours):
             self.index = open_index(work / "ours-residual").warm()
             search.search(self.index, x[:2], SearchSettings(partition_probes=1))
             self.memory = rss() - before
-            start = time.perf_counter()
-            self.tuned = tuning.tune(self.index, target=0.95)
-            self.tune_s = time.perf_counter() - start
+            self.tuned, self.tune_s = _timed_tune(self.index)
         centred = ", centred" if self.centre else ""
         how = "tuned on one sample, no check" if variant == "one-sample" else variant
         self.name = f"eproduct LSH + {self.lists} partitions + residual codes ({how}{centred})"
