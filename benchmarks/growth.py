@@ -60,7 +60,7 @@ def measure_size(n: int, args: argparse.Namespace, skip_peers: set[str], log) ->
     work = Path(tempfile.mkdtemp(prefix="eproduct-growth-", dir=args.workdir))
     rows = []
     try:
-        methods = [retrieval.Ours(x, work, "tuned")]
+        methods = [retrieval.Ours(x, work, "tuned", bits=args.bits)]
         log(f"{n:,}: ours built in {methods[0].build_s:.1f} s (+ tuning {methods[0].tune_s:.1f} s)")
         if not args.no_partitions:
             swept = retrieval.Ours(x, work, "partitions-swept", methods[0], lists=args.lists)
@@ -213,7 +213,10 @@ def table(rows: list[dict], notes: list[str], args: argparse.Namespace, load: tu
 
 
 def heading(args: argparse.Namespace) -> str:
-    return f"# Growth: {args.dist}, d = {args.dim}, {args.queries} queries, target recall@10 >= {args.target}"
+    return (
+        f"# Growth: {args.dist}, d = {args.dim}, {args.queries} queries, target recall@10 >= {args.target}; "
+        f"our index stores {args.bits}-bit codes"
+    )
 
 
 def main() -> None:
@@ -238,6 +241,7 @@ def main() -> None:
     )
     parser.add_argument("--workdir", default=None)
     parser.add_argument("--no-partitions", action="store_true", help="leave out our k-means partitions row")
+    parser.add_argument("--bits", type=int, default=retrieval.DEFAULT_BITS, help="code bits our index stores")
     parser.add_argument(
         "--lists",
         type=int,

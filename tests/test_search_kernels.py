@@ -28,9 +28,9 @@ def test_scan_of_long_prefixes_never_wraps(bits, kernel):
         np.testing.assert_array_equal(got, expected)
 
 
-@pytest.mark.parametrize("bits", [64, 100, 128, 200, 256, 320])
+@pytest.mark.parametrize("bits", [64, 100, 128, 192, 200, 256, 320])
 def test_every_scan_loop_equals_a_direct_ranking(bits):
-    """Each loop of the compiled scan (one, two, four whole words, the masked block loop), over several
+    """Each loop of the compiled scan (one, two, three, four whole words, the masked block loop), over several
     blocks of rows and a partial last one, keeps exactly the nearest rows (ties: lowest row)."""
     rng = np.random.default_rng(bits)
     words = lsh.to_words(lsh.pack(rng.random((9100, 320)) < 0.5))  # 9,100 rows: two whole blocks and a part
@@ -45,7 +45,7 @@ def test_every_scan_loop_equals_a_direct_ranking(bits):
     assert 8999 in search_kernels.scan(columns, query, bits, 1, "numba")
 
 
-@pytest.mark.parametrize("bits", [64, 100, 128, 200, 256])
+@pytest.mark.parametrize("bits", [64, 100, 128, 192, 200, 256])
 def test_a_batch_sharing_one_pass_keeps_each_querys_nearest_prefixes(bits):
     """numba_kernels.shared_prefixes (stage 1 of a batch's queries in one pass over the columns) returns, per
     query, exactly the single-query scan's rows: over several blocks and a partial one, for each prefix loop,

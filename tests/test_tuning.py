@@ -115,13 +115,16 @@ def test_the_tuner_tries_every_probe_with_all_stored_bits_and_with_a_short_prefi
     from eproduct_core.tuning import SHORT_BITS, _lengths
 
     assert _lengths(64) == [(None, 64)]
-    assert _lengths(256) == [(None, 64), (None, 128), (None, 256)]
+    assert _lengths(128) == [(None, 64), (None, 128)]
+    assert _lengths(256) == [(None, 64), (None, 128), (None, 192), (None, 256)]
     assert _lengths(512) == [
         (None, 64),
         (None, 128),
+        (None, 192),
         (None, 256),
         (SHORT_BITS, 64),
         (SHORT_BITS, 128),
+        (SHORT_BITS, 192),
         (SHORT_BITS, 256),
     ]
 
