@@ -35,16 +35,11 @@ from eproduct_core import lsh, numba_kernels, search_kernels  # noqa: E402
 from eproduct_core.index import build_index, open_index  # noqa: E402
 
 
-def cumulative_histograms(columns: np.ndarray, qwords: np.ndarray, probe_bits: int) -> np.ndarray:
+def cumulative_histograms(words: np.ndarray, qwords: np.ndarray, probe_bits: int) -> np.ndarray:
     """(queries, probe_bits + 1): how many rows lie within each radius of each query, exactly."""
-    out = np.empty((len(qwords), probe_bits + 1), dtype=np.int64)
-    masks = lsh.word_masks(probe_bits)
-    for i, query in enumerate(qwords):
-        dist = np.zeros(columns.shape[1], dtype=np.int64)
-        for j, mask in enumerate(masks):
-            dist += np.bitwise_count((columns[j] ^ query[j]) & mask)
-        out[i] = np.bincount(dist, minlength=probe_bits + 1).cumsum()
-    return out
+    return np.stack(
+        [np.bincount(lsh.hamming(query, words, probe_bits), minlength=probe_bits + 1).cumsum() for query in qwords]
+    )
 
 
 def main() -> None:
@@ -69,7 +64,7 @@ def main() -> None:
         index = open_index(folder)
         columns = np.ascontiguousarray(index.columns(args.probe_bits))
         qwords = search_kernels.sign_words(index.project(q))[:, : len(columns)]
-    within = cumulative_histograms(columns, qwords, args.probe_bits)
+        within = cumulative_histograms(index.words, qwords, args.probe_bits)
     rows = columns.shape[1]
     samples = {
         f"{search_kernels.RADIUS_SAMPLE:,} rows (before)": np.ascontiguousarray(

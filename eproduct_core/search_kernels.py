@@ -4,8 +4,9 @@ search.py composes them; each takes plain arrays (the index's columns, words and
 - `scan`, the candidate scan: the `count` rows whose first `probe_bits` code bits are nearest a
   query, exactly (ties: lowest row), ascending. It is the one pass over every row a search makes.
   The numba kernel (numba_kernels.py) estimates a radius admitting ~1.3x `count` rows from a
-  contiguous strided sample (`radius_sample`: 8,192 rows or one in 64, whichever is more), collects every row within it in one compiled pass
-  (xor, popcount, compare; widened and repeated if it admits too few, rare), then selects exactly:
+  contiguous strided sample (`radius_sample`: 8,192 rows or one in 64, whichever is more), collects
+  every row within it in one compiled pass (xor, popcount, compare; widened and repeated if it admits
+  too few, rare), then selects exactly:
   ~0.8 ms for 1.1M 128-bit prefixes, near the memory-bandwidth floor. The numpy kernel computes full
   distance arrays (np.bitwise_count over the word columns) and selects by histogram: ~3x slower.
 - `partition_scan`, the candidate scan over the rows of some k-means partitions only (partitions.py): the
@@ -35,9 +36,11 @@ from .errors import EproductError
 log = logging.getLogger(__name__)
 
 SAMPLE = 1 << 16  # rows whose distance histogram estimates the numpy kernel's selection threshold
-RADIUS_SAMPLE = 1 << 13  # at least about this many strided rows estimate the numba kernel's radius per query,
-RADIUS_EVERY = 64  # and at least one row in this many: a sample expecting too few rows inside the radius misjudges it
-# and the pass is repeated (at 10M rows 8,192 sampled rows made a second or third pass of a 256-bit scan the p95)
+# The numba kernel's radius is estimated per query on a strided sample of at least RADIUS_SAMPLE rows and at least one
+# row in RADIUS_EVERY: a sample expecting too few rows inside the radius misjudges it and the pass over every row is
+# repeated (8,192 rows at 10M: 8 of 100 queries repeated at 12,288 candidates; benchmarks/RESULTS-radius-sample.md).
+RADIUS_SAMPLE = 1 << 13
+RADIUS_EVERY = 64
 RADIUS_MARGIN = 1.3  # the radius aims at this many times `count` rows (sample noise, histogram steps)
 _FULL = np.uint64(np.iinfo(np.uint64).max)
 _HALF_TO_FLOAT = np.arange(1 << 16, dtype=np.uint16).view(np.float16).astype(np.float32)  # every float16 exactly
